@@ -1,0 +1,21 @@
+"""Kafka topic names: the contract's public surface (../shared/contract.md), in one place."""
+
+from __future__ import annotations
+
+SCREENING_SUBMITTED = "triage.screening.submitted.v1"
+RISK_ASSESSED = "triage.risk.assessed.v1"
+ALERT_EVENTS = "triage.alert.events.v1"
+SAFETY_PLAN_EVENTS = "triage.safety-plan.events.v1"
+
+#: Topics that some service consumes; each gets a dead-letter twin.
+CONSUMED = (SCREENING_SUBMITTED, RISK_ASSESSED, ALERT_EVENTS, SAFETY_PLAN_EVENTS)
+
+
+def dlq(topic: str) -> str:
+    """The dead-letter topic for a consumed topic."""
+    return f"{topic}.dlq"
+
+
+def all_topics() -> list[str]:
+    """Every topic the system needs, dead-letter topics included, for the stack to create."""
+    return [*CONSUMED, *(dlq(t) for t in CONSUMED)]
