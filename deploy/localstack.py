@@ -103,7 +103,7 @@ def _tail(path: Path, lines: int = 40, since: int = 0) -> str:
     return "\n".join(text.splitlines()[-lines:]) or f"(nothing new in {path})"
 
 
-def _port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
     """True when something listens on the port. SO_REUSEADDR mirrors what the servers do, so
     sockets lingering in TIME_WAIT from a previous run do not count as in use."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -356,12 +356,12 @@ class _Postgres:
 
     def _choose_port(self) -> int:
         if self.wanted_port is not None:
-            if _port_in_use(self.wanted_port):
+            if port_in_use(self.wanted_port):
                 raise LocalStackError(f"PostgreSQL port {self.wanted_port} is already in use")
             return self.wanted_port
         with contextlib.suppress(OSError, ValueError):
             last = int(self.port_file.read_text())
-            if not _port_in_use(last):
+            if not port_in_use(last):
                 return last  # a stable URL across runs is friendlier to psql and IDEs
         return free_port()
 
@@ -613,7 +613,7 @@ class _Kafka:
             _log.info("Kafka already running (pid %s)", running.pid)
             return
         for port in (self.port, self.controller_port):
-            if _port_in_use(port):
+            if port_in_use(port):
                 raise LocalStackError(f"Kafka port {port} is already in use on 127.0.0.1")
         java = _java()
         classpath = self._classpath()
@@ -719,7 +719,7 @@ async def _prepare_kafka(
             for name, code, message in (e[:3] for e in response.topic_errors):
                 if code not in (0, TopicAlreadyExistsError.errno):
                     raise LocalStackError(f"creating topic {name} failed: {code} {message}")
-            _log.info("created topics %s", ", ".join(missing))
+            _log.info("created %d topics with %d partitions each", len(missing), partitions)
         while True:
             try:
                 await admin.find_coordinator("localstack-warmup")

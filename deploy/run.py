@@ -1,0 +1,406 @@
+"""`make run`: the local stack, the migrations and the three services, in the foreground.
+
+Why a Python supervisor rather than a shell script: shutdown order matters (services first, so
+nothing is mid-write when Kafka and PostgreSQL go away), a service that dies must take the whole
+run down loudly instead of leaving a half-working system, and the services' JSON logs are easier
+to follow as one prefixed, readable stream. Every child runs in a session of its own, so a
+Ctrl-C reaches this process only and the teardown happens in order: services (SIGTERM, then
+SIGKILL), Kafka, PostgreSQL.
+
+Service output is shown on the console and kept in `.local/run/logs/<service>.log`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import IO, TextIO
+
+from deploy.localstack import PROJECT_ROOT, LocalStack, LocalStackError, port_in_use
+
+DEFAULT_DATA_DIR = PROJECT_ROOT / ".local" / "run"
+READY_TIMEOUT = 60.0  # seconds for a service to answer /readyz after its start
+STOP_TIMEOUT = 15.0  # seconds a service gets to drain after SIGTERM before SIGKILL
+_PROBE_INTERVAL = 0.1
+
+
+@dataclass(frozen=True)
+class Service:
+    """One of the three services, as `python -m services.<name>` with its port variables."""
+
+    name: str
+    default_port: int
+    color: str  # ANSI colour of its console prefix
+
+    @property
+    def module(self) -> str:
+        return f"services.{self.name}"
+
+    def port(self, env: Mapping[str, str]) -> int:
+        return int(env.get(f"{self.name.upper()}_PORT", self.default_port))
+
+    def url(self, env: Mapping[str, str]) -> str:
+        """Where it answers; a wildcard bind (INTAKE_HOST=0.0.0.0) answers on loopback too."""
+        host = env.get(f"{self.name.upper()}_HOST", "127.0.0.1")
+        if host in ("", "0.0.0.0", "::"):
+            host = "127.0.0.1"
+        return f"http://{host}:{self.port(env)}"
+
+
+SERVICES = (
+    Service("intake", 8001, "36"),
+    Service("risk", 8002, "35"),
+    Service("notify", 8003, "33"),
+)
+
+
+class _Shutdown(BaseException):
+    """Raised in the main thread by SIGINT/SIGTERM/SIGHUP: unwinds into the teardown."""
+
+
+class Console:
+    """Serialises prefixed lines from several pump threads onto one terminal."""
+
+    def __init__(self, stream: TextIO = sys.stdout) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+        self._color = stream.isatty() and "NO_COLOR" not in os.environ
+
+    def line(self, source: str, text: str, color: str = "1") -> None:
+        prefix = f"{source:>8} │ "
+        if self._color:
+            prefix = f"\x1b[{color}m{prefix}\x1b[0m"
+        with self._lock:
+            self._stream.write(f"{prefix}{text}\n")
+            self._stream.flush()
+
+    def say(self, text: str) -> None:
+        self.line("run", text)
+
+
+def _readable(raw: str) -> str:
+    """A service's one-line JSON log entry as `12:00:01.234 INFO  logger: message`; anything
+    else unchanged."""
+    if not raw.startswith("{"):
+        return raw
+    try:
+        entry = json.loads(raw)
+        text = f"{entry['ts'][11:23]} {entry['level']:<5} {entry['logger']}: {entry['msg']}"
+    except (ValueError, KeyError, TypeError):
+        return raw
+    if entry.get("exc"):
+        text += "\n" + str(entry["exc"])
+    return text
+
+
+class _ConsoleLogHandler(logging.Handler):
+    """The local stack's progress (jar fetch, initdb, topic creation) on the same console."""
+
+    def __init__(self, console: Console) -> None:
+        super().__init__(logging.INFO)
+        self._console = console
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._console.line("stack", record.getMessage())
+
+
+class Child:
+    """A supervised subprocess: its output is pumped to the console and a log file by a thread,
+    and `exited` is set the moment it ends, so the main thread waits without polling."""
+
+    def __init__(
+        self,
+        name: str,
+        cmd: Sequence[str],
+        env: Mapping[str, str],
+        log_file: Path,
+        console: Console,
+        exited: threading.Event,
+        color: str = "1",
+    ) -> None:
+        self.name = name
+        self.log_file = log_file
+        self.tail: collections.deque[str] = collections.deque(maxlen=40)
+        self._console = console
+        self.color = color
+        self._exited = exited
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            list(cmd),
+            cwd=PROJECT_ROOT,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self._pump = threading.Thread(target=self._forward, name=f"pump-{name}", daemon=True)
+        self._pump.start()
+
+    def _forward(self) -> None:
+        assert self.proc.stdout is not None
+        stdout: IO[bytes] = self.proc.stdout
+        with self.log_file.open("a", encoding="utf-8") as log:
+            log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} pid {self.proc.pid}\n")
+            for raw in iter(stdout.readline, b""):
+                line = raw.decode(errors="replace").rstrip("\n")
+                log.write(line + "\n")
+                log.flush()
+                self.tail.append(line)
+                for part in _readable(line).splitlines() or [""]:
+                    self._console.line(self.name, part, self.color)
+        stdout.close()
+        self.proc.wait()
+        self._exited.set()
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.poll()
+
+    def terminate(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signal.SIGTERM)
+
+    def wait(self, timeout: float) -> None:
+        """Wait for the exit (after `terminate`, or of a one-shot job); SIGKILL when the time
+        is up."""
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self._console.say(f"{self.name} did not exit within {timeout:.0f} s; killing it")
+            self.proc.kill()
+            self.proc.wait()
+        self.drain()
+
+    def drain(self) -> None:
+        """Let the pump forward the last lines a dead process wrote."""
+        if self.proc.poll() is not None:
+            self._pump.join(5)
+
+
+def _wait_ready(child: Child, url: str, deadline: float) -> None:
+    """Poll /readyz every 100 ms until it answers 200; fail fast if the process ends."""
+    while True:
+        if child.returncode is not None:
+            raise RuntimeError(f"{child.name} exited with code {child.returncode} while starting")
+        # URLError (not listening yet) and HTTPError (503: not ready yet) are OSErrors
+        with (
+            contextlib.suppress(OSError),
+            urllib.request.urlopen(f"{url}/readyz", timeout=1) as response,
+        ):
+            if response.status == 200:
+                return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{child.name} did not answer {url}/readyz with 200 in time")
+        time.sleep(_PROBE_INTERVAL)
+
+
+@contextlib.contextmanager
+def _signals_raise() -> Iterator[None]:
+    """Turn SIGINT/SIGTERM/SIGHUP into `_Shutdown` in the main thread, wherever it is blocked
+    (a stack start, a readiness probe, the final wait)."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise _Shutdown(signum)
+
+    previous = {
+        sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    }
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _print_tail(console: Console, child: Child) -> None:
+    child.drain()
+    console.say(
+        f"{child.name} exited with code {child.returncode}; its last lines "
+        f"(full log: {child.log_file}):"
+    )
+    for line in child.tail:
+        for part in _readable(line).splitlines() or [""]:
+            console.line(child.name, part, child.color)
+
+
+def _single_run_lock(data_dir: Path) -> IO[str] | None:
+    """One `make run` per data dir: a second one would adopt the first one's stack and then
+    stop it on its way out."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    handle = (data_dir / "run.lock").open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        return None
+    return handle
+
+
+def run(
+    data_dir: Path = DEFAULT_DATA_DIR,
+    services: Sequence[Service] = SERVICES,
+    console: Console | None = None,
+    *,
+    kafka_port: int = 9092,
+    controller_port: int = 9093,
+) -> int:
+    """Start everything, stay up until a signal or a service death, stop everything; the exit
+    code is 0 after a requested stop and 1 after a failure."""
+    console = console or Console()
+    env = dict(os.environ)
+    lock = _single_run_lock(data_dir)
+    if lock is None:
+        console.say(f"another `make run` is already running on {data_dir}")
+        return 1
+    for service in services:
+        if port_in_use(service.port(env)):
+            console.say(
+                f"port {service.port(env)} for {service.name} is already in use "
+                f"(set {service.name.upper()}_PORT to use another)"
+            )
+            return 1
+
+    stack_log = logging.getLogger("deploy.localstack")
+    stack_log.addHandler(_ConsoleLogHandler(console))
+    stack_log.setLevel(logging.INFO)
+    t0 = time.monotonic()
+    stack = LocalStack.from_env(data_dir, kafka_port=kafka_port, controller_port=controller_port)
+    stack_was_up = any(part.managed and part.running for part in stack.status())
+    children: list[Child] = []
+    exited = threading.Event()
+    code = 0
+    try:
+        with _signals_raise():
+            console.say(f"starting PostgreSQL and Kafka in {data_dir} …")
+            stack.start()
+            console.say(
+                f"stack ready in {time.monotonic() - t0:.1f} s: "
+                f"{stack.database_url}  kafka {stack.bootstrap_servers}"
+            )
+            env.update(
+                DATABASE_URL=stack.database_url,
+                KAFKA_BOOTSTRAP_SERVERS=stack.bootstrap_servers,
+                PYTHONUNBUFFERED="1",
+            )
+
+            t1 = time.monotonic()
+            migrate = Child(
+                "migrate",
+                [sys.executable, "-m", "shared.migrate"],
+                env,
+                data_dir / "logs" / "migrate.log",
+                console,
+                threading.Event(),
+            )
+            migrate.wait(120.0)
+            if migrate.returncode != 0:
+                _print_tail(console, migrate)
+                raise RuntimeError("database migrations failed")
+            console.say(f"migrations done in {time.monotonic() - t1:.1f} s")
+
+            for service in services:
+                children.append(
+                    Child(
+                        service.name,
+                        [sys.executable, "-m", service.module],
+                        env,
+                        data_dir / "logs" / f"{service.name}.log",
+                        console,
+                        exited,
+                        service.color,
+                    )
+                )
+            deadline = time.monotonic() + READY_TIMEOUT
+            for service, child in zip(services, children, strict=True):
+                _wait_ready(child, service.url(env), deadline)
+            console.say(
+                f"ready in {time.monotonic() - t0:.1f} s (stack, migrations and "
+                "services); Ctrl-C stops everything"
+            )
+            for service in services:
+                console.say(f"  {service.name:<7} {service.url(env)}")
+
+            exited.wait()  # a signal interrupts this wait with _Shutdown
+            dead = next(c for c in children if c.returncode is not None)
+            _print_tail(console, dead)
+            console.say(f"{dead.name} died; stopping everything")
+            code = 1
+    except _Shutdown as stop:
+        console.say(f"{signal.Signals(stop.args[0]).name} received; stopping …")
+    except (LocalStackError, RuntimeError) as exc:
+        for child in children:
+            if child.returncode is not None:
+                _print_tail(console, child)
+        console.say(f"failed: {exc}")
+        code = 1
+    finally:
+        _teardown(console, children, stack, keep_stack=stack_was_up)
+    return code
+
+
+def _teardown(
+    console: Console, children: list[Child], stack: LocalStack, *, keep_stack: bool
+) -> None:
+    """Services first, so none is mid-write when Kafka and PostgreSQL go; a second Ctrl-C
+    meanwhile is ignored rather than leaving half of it running."""
+    signal.signal(signal.SIGINT, lambda *_: console.say("still stopping, please wait …"))
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    t0 = time.monotonic()
+    for child in reversed(children):
+        child.terminate()
+    for child in reversed(children):
+        child.wait(STOP_TIMEOUT)
+    if keep_stack:
+        console.say("the stack was already up before this run (localstack up); leaving it up")
+    else:
+        stack.stop()
+    console.say(f"stopped in {time.monotonic() - t0:.1f} s")
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m deploy.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    parser.add_argument("--kafka-port", type=int, default=9092)
+    parser.add_argument("--controller-port", type=int, default=9093)
+    parser.add_argument("--only", help="comma-separated subset of services, e.g. intake,risk")
+    args = parser.parse_args(argv)
+    services: tuple[Service, ...] = SERVICES
+    if args.only:
+        wanted = {name.strip() for name in args.only.split(",")}
+        unknown = wanted - {s.name for s in SERVICES}
+        if unknown:
+            parser.error(f"unknown service(s): {', '.join(sorted(unknown))}")
+        services = tuple(s for s in SERVICES if s.name in wanted)
+    return run(
+        args.data_dir.resolve(),
+        services,
+        kafka_port=args.kafka_port,
+        controller_port=args.controller_port,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
