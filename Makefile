@@ -1,0 +1,43 @@
+# The two commands of the README: `make run` and `make test`. Everything else is a helper.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test install stack-up stack-down bench lint typecheck compose-check clean
+
+## run: install what is needed, start PostgreSQL, Kafka and the three services; Ctrl-C stops all
+run: install
+	$(PY) -m deploy.run
+
+## test: install what is needed and run the whole suite against the real local stack
+test: install
+	$(PY) -m pytest
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(PY) -c "from deploy.localstack import ensure_kafka_jars; ensure_kafka_jars()"
+	touch $(STAMP)
+
+stack-up: install
+	$(PY) -m deploy.localstack up
+
+stack-down: install
+	$(PY) -m deploy.localstack down
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: install
+	$(VENV)/bin/mypy shared services deploy
+
+compose-check: install
+	$(VENV)/bin/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
+
+clean:
+	rm -rf $(VENV) deploy/kafka/libs .local

@@ -1,0 +1,111 @@
+"""Intake's routes: thin; the work is in service.py and safety_plans.py."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.intake import safety_plans
+from services.intake.schemas import (
+    AlertOut,
+    CaseView,
+    RiskOut,
+    SafetyPlanSummary,
+    ScreeningAccepted,
+    ScreeningIn,
+)
+from services.intake.service import get_case, is_overdue, submit_screening, validated_answers
+from shared.db import SessionFactory, transaction
+from shared.errors import Unprocessable
+
+router = APIRouter(prefix="/v1")
+
+
+def _sessions(request: Request) -> SessionFactory:
+    return request.app.state.runtime.sessions
+
+
+async def _session(request: Request):
+    async with _sessions(request)() as session:
+        yield session
+
+
+Sessions = Annotated[SessionFactory, Depends(_sessions)]
+Session = Annotated[AsyncSession, Depends(_session)]
+IdempotencyKeyHeader = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
+CorrelationHeader = Annotated[str | None, Header(alias="X-Correlation-Id", max_length=200)]
+
+
+@router.post(
+    "/screenings",
+    status_code=202,
+    response_model=ScreeningAccepted,
+    responses={200: {"model": ScreeningAccepted, "description": "a replay of an earlier request"}},
+)
+async def post_screening(
+    payload: ScreeningIn,
+    sessions: Sessions,
+    idempotency_key: IdempotencyKeyHeader = None,
+    correlation_id: CorrelationHeader = None,
+) -> JSONResponse:
+    """Accept a screening; 202 the first time, 200 with the same id for a replay."""
+    answers = validated_answers(payload)
+    if idempotency_key is not None and not idempotency_key.strip():
+        raise Unprocessable("Idempotency-Key must not be blank")
+    for attempt in (1, 2):
+        try:
+            async with transaction(sessions) as session:
+                screening, created = await submit_screening(
+                    session,
+                    payload=payload,
+                    answers=answers,
+                    idempotency_key=idempotency_key,
+                    correlation_id=correlation_id or str(uuid.uuid4()),
+                )
+            break
+        except IntegrityError:
+            if attempt == 2:
+                raise
+            # A concurrent request with the same key or external_id won; the retry finds it.
+    location = f"/v1/screenings/{screening.id}"
+    body = ScreeningAccepted(id=screening.id, status=screening.status)  # type: ignore[arg-type]
+    return JSONResponse(
+        body.model_dump(mode="json"), status_code=202 if created else 200, headers={"Location": location}
+    )
+
+
+@router.get("/screenings/{screening_id}", response_model=CaseView)
+async def get_screening(screening_id: uuid.UUID, session: Session) -> CaseView:
+    screening, alerts, plan = await get_case(session, screening_id=screening_id)
+    return CaseView(
+        id=screening.id,
+        subject_id=screening.subject_id,
+        source=screening.source,
+        external_id=screening.external_id,
+        instrument=screening.instrument,
+        status=screening.status,
+        received_at=screening.received_at,
+        risk=RiskOut.model_validate(screening.risk) if screening.risk else None,
+        alerts=[AlertOut.model_validate(a, from_attributes=True) for a in alerts],
+        safety_plan=SafetyPlanSummary(
+            id=plan.id,
+            status=plan.status,
+            risk_level=plan.risk_level,
+            due_at=plan.due_at,
+            overdue=is_overdue(plan),
+            emergency_task_status=(plan.emergency_task or {}).get("status"),
+        )
+        if plan
+        else None,
+    )
+
+
+@router.get("/safety-plans/{plan_id}")
+async def get_safety_plan(plan_id: uuid.UUID, session: Session) -> dict[str, Any]:
+    plan = await safety_plans.get_plan(session, plan_id=plan_id)
+    return safety_plans.plan_document(plan)

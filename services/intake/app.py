@@ -1,0 +1,31 @@
+"""The intake service: the HTTP API for hotline staff and EHRs, and the case view."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from services.intake import api, consumer
+from services.intake.models import SCHEMA, Base
+from services.intake.settings import IntakeSettings
+from shared.http import base_app, health_router
+from shared.runtime import open_runtime
+
+
+def create_app(settings: IntakeSettings | None = None) -> FastAPI:
+    cfg = settings or IntakeSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_runtime(
+            cfg, schema=SCHEMA, metadata=Base.metadata, handlers=consumer.handlers(cfg)
+        ) as runtime:
+            app.state.runtime = runtime
+            yield
+
+    app = base_app(title="triage intake", lifespan=lifespan, max_body_bytes=cfg.max_body_bytes)
+    app.include_router(health_router(lambda: app.state.runtime.readiness()))
+    app.include_router(api.router)
+    return app

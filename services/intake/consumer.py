@@ -1,0 +1,26 @@
+"""Kafka handlers of intake: assessments and alert events keep the case view current."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.intake.service import apply_alert_event, apply_assessment
+from services.intake.settings import IntakeSettings
+from shared.events import AlertEvent, Envelope, RiskAssessed
+from shared.kafka import Handler
+from shared.topics import ALERT_EVENTS, RISK_ASSESSED
+
+
+def handlers(settings: IntakeSettings) -> dict[str, Handler]:
+    async def on_risk_assessed(session: AsyncSession, envelope: Envelope) -> None:
+        await apply_assessment(
+            session,
+            assessed=RiskAssessed.model_validate(envelope.data),
+            due_minutes=settings.safety_plan_due_minutes,
+            correlation_id=envelope.correlation_id,
+        )
+
+    async def on_alert_event(session: AsyncSession, envelope: Envelope) -> None:
+        await apply_alert_event(session, event=AlertEvent.model_validate(envelope.data))
+
+    return {RISK_ASSESSED: on_risk_assessed, ALERT_EVENTS: on_alert_event}

@@ -1,0 +1,84 @@
+"""The intake service's tables (schema `intake`; DDL in migrations/)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import DateTime, ForeignKey, MetaData, Text
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from shared.runtime import plumbing_tables
+
+SCHEMA = "intake"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(schema=SCHEMA)
+    type_annotation_map = {
+        uuid.UUID: UUID(as_uuid=True),
+        datetime: DateTime(timezone=True),
+        dict[str, Any]: JSONB,
+        str: Text,
+    }
+
+
+outbox, processed_events = plumbing_tables(Base.metadata)
+
+
+class Screening(Base):
+    __tablename__ = "screenings"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    subject_id: Mapped[str]
+    source: Mapped[str]
+    external_id: Mapped[str | None]
+    instrument: Mapped[str]
+    answers: Mapped[dict[str, Any]]
+    imminent_danger: Mapped[bool]
+    contact: Mapped[dict[str, Any] | None]  # PHI
+    notes: Mapped[str | None]  # PHI
+    request_hash: Mapped[str]
+    status: Mapped[str] = mapped_column(default="received")
+    risk: Mapped[dict[str, Any] | None]
+    received_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class IdempotencyKey(Base):
+    __tablename__ = "idempotency_keys"
+
+    key: Mapped[str] = mapped_column(primary_key=True)
+    request_hash: Mapped[str]
+    screening_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("screenings.id"))
+    created_at: Mapped[datetime]
+
+
+class AlertView(Base):
+    __tablename__ = "alerts"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    screening_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("screenings.id"))
+    status: Mapped[str]
+    risk_level: Mapped[str]
+    urgency: Mapped[str | None]
+    escalation_level: Mapped[int]
+    created_at: Mapped[datetime]
+    changed_at: Mapped[datetime]
+
+
+class SafetyPlan(Base):
+    __tablename__ = "safety_plans"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    screening_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("screenings.id"), unique=True)
+    status: Mapped[str] = mapped_column(default="open")
+    risk_level: Mapped[str]
+    version: Mapped[int] = mapped_column(default=1)
+    steps: Mapped[dict[str, Any]]
+    emergency_task: Mapped[dict[str, Any] | None]
+    due_at: Mapped[datetime]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]

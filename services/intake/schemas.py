@@ -1,0 +1,81 @@
+"""What intake accepts and answers (../shared/contract.md, "Intake")."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from shared.instruments import Instrument
+
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")]
+
+
+class Contact(BaseModel):
+    """PHI: stored in PostgreSQL, never published, logged or echoed in an error."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, StringConstraints(max_length=200)] | None = None
+    phone: Annotated[str, StringConstraints(max_length=40)] | None = None
+
+
+class ScreeningIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    subject_id: Identifier
+    source: Literal["hotline", "ehr"]
+    external_id: Identifier | None = None
+    instrument: Instrument
+    answers: dict[str, Any]
+    imminent_danger: bool = False
+    contact: Contact | None = None
+    notes: Annotated[str, StringConstraints(max_length=10_000)] | None = None
+
+
+class ScreeningAccepted(BaseModel):
+    id: uuid.UUID
+    status: Literal["received", "assessed"]
+
+
+class RiskOut(BaseModel):
+    level: str
+    flagged: bool
+    reasons: list[str]
+    rules_version: str
+    assessed_at: datetime
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class AlertOut(BaseModel):
+    id: uuid.UUID
+    status: str
+    risk_level: str
+    urgency: str | None
+    escalation_level: int
+    created_at: datetime
+    changed_at: datetime
+
+
+class SafetyPlanSummary(BaseModel):
+    id: uuid.UUID
+    status: str
+    risk_level: str
+    due_at: datetime
+    overdue: bool
+    emergency_task_status: str | None
+
+
+class CaseView(BaseModel):
+    id: uuid.UUID
+    subject_id: str
+    source: str
+    external_id: str | None
+    instrument: str
+    status: str
+    received_at: datetime
+    risk: RiskOut | None
+    alerts: list[AlertOut]
+    safety_plan: SafetyPlanSummary | None

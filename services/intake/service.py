@@ -1,0 +1,192 @@
+"""Screenings: accept them exactly once, and keep the case view current from events."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.intake.models import AlertView, IdempotencyKey, SafetyPlan, Screening, outbox
+from services.intake.schemas import ScreeningIn
+from services.intake.safety_plans import open_safety_plan
+from shared.errors import Conflict, NotFound, Unprocessable, validation_problems
+from shared.events import AlertEvent, RiskAssessed, ScreeningSubmitted, utcnow
+from shared.instruments import parse_answers
+from shared.kafka import PoisonMessage
+from shared.outbox import add_event
+from shared.topics import SCREENING_SUBMITTED
+
+
+def request_hash(payload: ScreeningIn) -> str:
+    canonical = json.dumps(payload.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def validated_answers(payload: ScreeningIn) -> dict[str, Any]:
+    """The instrument's answers checked (types, ranges, skip logic); 422 names each problem."""
+    try:
+        answers = parse_answers(payload.instrument, payload.answers)
+    except ValidationError as exc:
+        problems = [
+            {**p, "field": f"answers.{p['field']}" if p["field"] != "body" else "answers"}
+            for p in validation_problems(exc.errors())
+        ]
+        raise Unprocessable(f"invalid {payload.instrument} answers", problems=problems) from exc
+    return answers.model_dump(mode="json", exclude_none=True)
+
+
+async def find_replay(
+    session: AsyncSession, *, payload: ScreeningIn, digest: str, idempotency_key: str | None
+) -> Screening | None:
+    """The screening this request repeats, if any; 409 when the key is reused for another body."""
+    if idempotency_key is not None:
+        key = await session.get(IdempotencyKey, idempotency_key)
+        if key is not None:
+            if key.request_hash != digest:
+                raise Conflict("Idempotency-Key was already used with a different request body")
+            return await session.get(Screening, key.screening_id)
+    if payload.external_id is not None:
+        existing = await session.scalar(
+            select(Screening).where(
+                Screening.source == payload.source, Screening.external_id == payload.external_id
+            )
+        )
+        if existing is not None:
+            if existing.request_hash != digest:
+                raise Conflict(
+                    f"external_id was already used by source {payload.source!r} "
+                    "with a different screening"
+                )
+            return existing
+    return None
+
+
+async def submit_screening(
+    session: AsyncSession,
+    *,
+    payload: ScreeningIn,
+    answers: dict[str, Any],
+    idempotency_key: str | None,
+    correlation_id: str,
+) -> tuple[Screening, bool]:
+    """Store a screening and queue its event in the caller's transaction.
+
+    Returns (screening, created). A concurrent duplicate surfaces as an IntegrityError at flush;
+    the caller retries once, and the retry finds the winner as a replay.
+    """
+    digest = request_hash(payload)
+    replay = await find_replay(session, payload=payload, digest=digest, idempotency_key=idempotency_key)
+    if replay is not None:
+        return replay, False
+    now = utcnow()
+    screening = Screening(
+        id=uuid.uuid4(),
+        subject_id=payload.subject_id,
+        source=payload.source,
+        external_id=payload.external_id,
+        instrument=payload.instrument,
+        answers=answers,
+        imminent_danger=payload.imminent_danger,
+        contact=payload.contact.model_dump(exclude_none=True) if payload.contact else None,
+        notes=payload.notes,
+        request_hash=digest,
+        status="received",
+        received_at=now,
+        updated_at=now,
+    )
+    session.add(screening)
+    await session.flush()
+    if idempotency_key is not None:
+        session.add(
+            IdempotencyKey(key=idempotency_key, request_hash=digest, screening_id=screening.id, created_at=now)
+        )
+    event = ScreeningSubmitted(
+        screening_id=screening.id,
+        source=payload.source,  # type: ignore[arg-type]
+        instrument=payload.instrument,
+        answers=answers,
+        imminent_danger=payload.imminent_danger,
+        submitted_at=now,
+    )
+    await add_event(
+        session, outbox, topic=SCREENING_SUBMITTED, key=screening.id,
+        event=event.envelope(correlation_id=correlation_id),
+    )
+    await session.flush()
+    return screening, True
+
+
+async def get_case(session: AsyncSession, *, screening_id: uuid.UUID) -> tuple[Screening, list[AlertView], SafetyPlan | None]:
+    screening = await session.get(Screening, screening_id)
+    if screening is None:
+        raise NotFound(f"no screening {screening_id}")
+    alerts = list(
+        await session.scalars(
+            select(AlertView).where(AlertView.screening_id == screening_id).order_by(AlertView.created_at)
+        )
+    )
+    plan = await session.scalar(select(SafetyPlan).where(SafetyPlan.screening_id == screening_id))
+    return screening, alerts, plan
+
+
+async def apply_assessment(
+    session: AsyncSession, *, assessed: RiskAssessed, due_minutes: dict[str, int], correlation_id: str
+) -> None:
+    """Record the assessment on the case; a flagged one opens the safety plan."""
+    screening = await session.get(Screening, assessed.screening_id, with_for_update=True)
+    if screening is None:
+        # Screenings commit before their event is published, so this one is not ours.
+        raise PoisonMessage(f"assessment for unknown screening {assessed.screening_id}")
+    screening.status = "assessed"
+    screening.risk = {
+        "level": assessed.level,
+        "flagged": assessed.flagged,
+        "reasons": assessed.reasons,
+        "rules_version": assessed.rules_version,
+        "assessed_at": assessed.assessed_at.isoformat(),
+        "details": assessed.details,
+    }
+    screening.updated_at = utcnow()
+    if assessed.flagged and assessed.response.safety_plan:
+        minutes = due_minutes.get(assessed.level, due_minutes.get("moderate", 1440))
+        await open_safety_plan(
+            session,
+            screening_id=screening.id,
+            risk_level=assessed.level,
+            emergency_task=assessed.response.emergency_task,
+            due_at=assessed.assessed_at + timedelta(minutes=minutes),
+            correlation_id=correlation_id,
+        )
+
+
+async def apply_alert_event(session: AsyncSession, *, event: AlertEvent) -> None:
+    """Upsert the case view's copy of an alert; an older event never overwrites a newer one."""
+    values = {
+        "id": event.alert_id,
+        "screening_id": event.screening_id,
+        "status": event.status,
+        "risk_level": event.risk_level,
+        "urgency": event.urgency,
+        "escalation_level": event.escalation_level,
+        "created_at": event.created_at,
+        "changed_at": event.changed_at,
+    }
+    stmt = insert(AlertView).values(values)
+    await session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[AlertView.id],
+            set_={k: stmt.excluded[k] for k in ("status", "escalation_level", "changed_at")},
+            where=AlertView.changed_at <= stmt.excluded.changed_at,
+        )
+    )
+
+
+def is_overdue(plan: SafetyPlan, now: datetime | None = None) -> bool:
+    return plan.status == "open" and plan.due_at < (now or utcnow())

@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from pydantic import Field
+
+from shared.settings import ServiceSettings
+
+
+class IntakeSettings(ServiceSettings):
+    host: str = Field("127.0.0.1", validation_alias="INTAKE_HOST")
+    port: int = Field(8001, validation_alias="INTAKE_PORT")
+    #: Minutes from opening to the due time of a safety plan, per risk level (configuration).
+    safety_plan_due_minutes: dict[str, int] = Field(
+        {"imminent": 60, "high": 240, "moderate": 1440},
+        validation_alias="SAFETY_PLAN_DUE_MINUTES",
+    )

@@ -1,0 +1,55 @@
+"""The notify service: alerts to the clinician on call, acknowledgement, escalation, retries."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+
+from services.notify import api, consumer
+from services.notify.delivery import Deliverer
+from services.notify.models import SCHEMA, Base
+from services.notify.service import webhook_secret
+from services.notify.settings import NotifySettings
+from shared.db import asyncpg_dsn, transaction
+from shared.http import base_app, health_router
+from shared.runtime import open_runtime
+
+
+def create_app(settings: NotifySettings | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        cfg = settings or NotifySettings()
+        async with open_runtime(
+            cfg, schema=SCHEMA, metadata=Base.metadata, handlers=consumer.handlers(cfg)
+        ) as runtime:
+            async with transaction(runtime.sessions) as session:
+                secret = await webhook_secret(session, configured=cfg.alert_webhook_secret)
+            app.state.secrets = [secret]
+            timeout = httpx.Timeout(cfg.delivery_timeout_seconds)
+            limits = httpx.Limits(max_connections=cfg.delivery_concurrency)
+            async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
+                deliverer = Deliverer(
+                    sessions=runtime.sessions,
+                    http=client,
+                    settings=cfg,
+                    secrets=app.state.secrets,
+                    listen_dsn=asyncpg_dsn(cfg.database_url),
+                )
+                app.state.deliverer = deliverer
+                task = runtime.spawn(deliverer.run(), name="notify-deliverer")
+                app.state.runtime = runtime
+                try:
+                    yield
+                finally:
+                    # Stop sending before the HTTP client closes; in-flight pages are recorded.
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
+
+    app = base_app(title="triage notify", lifespan=lifespan)
+    app.include_router(health_router(lambda: app.state.runtime.readiness()))
+    app.include_router(api.router)
+    return app

@@ -1,0 +1,22 @@
+"""Kafka handlers of notify: a flagged assessment opens the screening's one alert."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.notify.service import open_alert
+from services.notify.settings import NotifySettings
+from shared.events import Envelope, RiskAssessed
+from shared.kafka import Handler
+from shared.topics import RISK_ASSESSED
+
+
+def handlers(settings: NotifySettings) -> dict[str, Handler]:
+    async def on_risk_assessed(session: AsyncSession, envelope: Envelope) -> None:
+        assessed = RiskAssessed.model_validate(envelope.data)
+        if assessed.flagged and assessed.response.alert:
+            await open_alert(
+                session, assessed=assessed, settings=settings, correlation_id=envelope.correlation_id
+            )
+
+    return {RISK_ASSESSED: on_risk_assessed}

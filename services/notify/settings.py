@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from pydantic import Field
+
+from shared.settings import ServiceSettings
+
+
+class NotifySettings(ServiceSettings):
+    host: str = Field("127.0.0.1", validation_alias="NOTIFY_HOST")
+    port: int = Field(8003, validation_alias="NOTIFY_PORT")
+    #: Where pages go when no schedule covers now.
+    oncall_webhook_url: str | None = Field(None, validation_alias="ONCALL_WEBHOOK_URL")
+    #: Signs outgoing webhooks; generated at first start and stored when unset.
+    alert_webhook_secret: str | None = Field(None, validation_alias="ALERT_WEBHOOK_SECRET")
+    #: The base URL clinicians reach notify at; used to build the signed ack_url in each page.
+    public_url: str = Field("http://127.0.0.1:8003", validation_alias="NOTIFY_PUBLIC_URL")
+    ack_link_ttl_seconds: int = Field(24 * 3600, validation_alias="ACK_LINK_TTL_SECONDS")
+    #: Acknowledgement deadline per risk level before escalation (clinical-rules.md defaults).
+    ack_deadline_seconds: dict[str, int] = Field(
+        {"imminent": 120, "high": 300, "moderate": 1800}, validation_alias="ACK_DEADLINE_SECONDS"
+    )
+    #: How many escalation levels beyond the first page.
+    max_escalation_level: int = Field(3, validation_alias="MAX_ESCALATION_LEVEL")
+    delivery_timeout_seconds: float = Field(5.0, validation_alias="DELIVERY_TIMEOUT_SECONDS")
+    #: Attempts per page before it counts as failed and the alert escalates.
+    delivery_max_attempts: int = Field(6, validation_alias="DELIVERY_MAX_ATTEMPTS")
+    retry_base_seconds: float = Field(0.5, validation_alias="RETRY_BASE_SECONDS")
+    retry_max_seconds: float = Field(30.0, validation_alias="RETRY_MAX_SECONDS")
+    #: Retry cadence while no on-call target is configured at all (the alert waits, never lost).
+    no_target_retry_seconds: float = Field(30.0, validation_alias="NO_TARGET_RETRY_SECONDS")
+    delivery_concurrency: int = Field(64, validation_alias="DELIVERY_CONCURRENCY")

@@ -1,0 +1,33 @@
+"""Signatures: the webhook signature of the contract, and the signed, expiring ack link."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+import uuid
+from collections.abc import Sequence
+
+
+def webhook_signature(secrets: Sequence[str], timestamp: int, body: bytes) -> str:
+    """`v1=<hex HMAC-SHA256 of "<timestamp>.<body>">`, one per secret during a rotation."""
+    return ",".join(
+        "v1=" + hmac.new(s.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+        for s in secrets
+    )
+
+
+def _ack_mac(secret: str, alert_id: uuid.UUID, expires: int) -> str:
+    return hmac.new(secret.encode(), f"ack.{alert_id}.{expires}".encode(), hashlib.sha256).hexdigest()
+
+
+def ack_link(base_url: str, secret: str, alert_id: uuid.UUID, ttl_seconds: int) -> str:
+    expires = int(time.time()) + ttl_seconds
+    sig = _ack_mac(secret, alert_id, expires)
+    return f"{base_url.rstrip('/')}/v1/alerts/{alert_id}/ack?expires={expires}&sig={sig}"
+
+
+def ack_link_valid(secrets: Sequence[str], alert_id: uuid.UUID, expires: int, sig: str) -> bool:
+    if expires < time.time():
+        return False
+    return any(hmac.compare_digest(_ack_mac(s, alert_id, expires), sig) for s in secrets)

@@ -1,0 +1,49 @@
+"""Risk's HTTP surface: the rule set in force and a screening's assessments (read-only)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.risk.service import get_assessments
+from shared.errors import NotFound
+
+router = APIRouter(prefix="/v1")
+
+
+async def _session(request: Request):
+    async with request.app.state.runtime.sessions() as session:
+        yield session
+
+
+Session = Annotated[AsyncSession, Depends(_session)]
+
+
+@router.get("/rulesets/current")
+async def current_ruleset(request: Request) -> dict[str, Any]:
+    ruleset = request.app.state.ruleset
+    return {"version": ruleset.version, "content": ruleset.content}
+
+
+@router.get("/assessments")
+async def assessments_of(screening_id: uuid.UUID, session: Session) -> list[dict[str, Any]]:
+    rows = await get_assessments(session, screening_id=screening_id)
+    if not rows:
+        raise NotFound(f"no assessment for screening {screening_id}")
+    return [
+        {
+            "id": str(a.id),
+            "screening_id": str(a.screening_id),
+            "kind": a.kind,
+            "level": a.level,
+            "flagged": a.flagged,
+            "reasons": a.reasons,
+            "details": a.details,
+            "rules_version": a.rules_version,
+            "assessed_at": a.assessed_at.isoformat(),
+        }
+        for a in rows
+    ]

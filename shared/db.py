@@ -1,0 +1,52 @@
+"""Async SQLAlchemy plumbing: one engine and one session factory per service, built in the lifespan.
+
+Each service keeps its tables in its own PostgreSQL schema (intake, risk, notify), so that
+splitting them onto separate servers later is a change of DATABASE_URL, not of code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+SessionFactory = async_sessionmaker[AsyncSession]
+
+
+def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
+    """A pooled asyncpg engine; `pool_pre_ping` so a restarted database costs one retry, not a 500."""
+    return create_async_engine(
+        database_url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+    )
+
+
+def create_session_factory(engine: AsyncEngine) -> SessionFactory:
+    # expire_on_commit=False: objects stay readable after the commit at the edge of a request.
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+@asynccontextmanager
+async def transaction(sessions: SessionFactory) -> AsyncIterator[AsyncSession]:
+    """One session, one transaction: committed when the block ends, rolled back if it raises."""
+    async with sessions() as session, session.begin():
+        yield session
+
+
+async def database_ready(engine: AsyncEngine) -> bool:
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except Exception:
+        return False
+    return True
+
+
+def asyncpg_dsn(database_url: str) -> str:
+    """The plain libpq DSN for asyncpg's own connections (LISTEN needs a dedicated one)."""
+    return database_url.replace("postgresql+asyncpg://", "postgresql://", 1)

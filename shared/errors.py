@@ -1,0 +1,89 @@
+"""One domain exception tree and one place that maps it to HTTP.
+
+Error bodies name the problem, never the input: FastAPI's default validation errors echo what was
+sent, and a screening's contact or notes are PHI. Every error body has the same shape:
+`{"error": "<code>", "detail": "<sentence>", "problems": [{"field": "...", "problem": "..."}]}`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+
+class DomainError(Exception):
+    status_code = 400
+    code = "bad_request"
+
+    def __init__(self, detail: str, *, problems: list[dict[str, str]] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.problems = problems or []
+
+
+class NotFound(DomainError):
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(DomainError):
+    status_code = 409
+    code = "conflict"
+
+
+class Unprocessable(DomainError):
+    status_code = 422
+    code = "invalid"
+
+
+class Forbidden(DomainError):
+    status_code = 403
+    code = "forbidden"
+
+
+def error_body(code: str, detail: str, problems: list[dict[str, str]] | None = None) -> dict[str, Any]:
+    return {"error": code, "detail": detail, "problems": problems or []}
+
+
+def validation_problems(errors: list[Any]) -> list[dict[str, str]]:
+    """Pydantic errors as (field, problem) pairs, without the offending input."""
+    problems = []
+    for e in errors:
+        loc = [str(p) for p in e.get("loc", ()) if p != "body"]
+        msg = str(e.get("msg", "invalid"))
+        problems.append({"field": ".".join(loc) or "body", "problem": msg.removeprefix("Value error, ")})
+    return problems
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(DomainError)
+    async def _domain(_: Request, exc: DomainError) -> JSONResponse:
+        return JSONResponse(error_body(exc.code, exc.detail, exc.problems), exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = list(exc.errors())
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return JSONResponse(error_body("invalid_json", "the request body is not valid JSON"), 400)
+        problems = validation_problems(errors)
+        return JSONResponse(
+            error_body("invalid", f"{len(problems)} problem(s) in the request", problems), 422
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(
+            error_body(f"http_{exc.status_code}", str(exc.detail)), exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled %s", type(exc).__name__, exc_info=exc)
+        return JSONResponse(error_body("internal", "internal error"), 500)

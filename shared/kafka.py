@@ -1,0 +1,192 @@
+"""Kafka plumbing: the idempotent producer and the consumer loop every service runs.
+
+The consumer loop is where "nothing may be lost" is kept on the consuming side:
+- offsets are committed by hand, per partition, after the transaction that applied the messages;
+- each message's effects and its processed-event row commit in one transaction, so a
+  redelivered event does nothing;
+- a message that can never be processed (not an envelope, fails its schema, or a handler that
+  keeps failing) goes to `<topic>.dlq` with the reason in its headers, and the partition moves on;
+- an outage of the database is not the message's fault: it is retried until the database is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from pydantic import ValidationError
+from sqlalchemy import Column, DateTime, MetaData, Table, Text, func
+from sqlalchemy.dialects.postgresql import UUID, insert
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.db import SessionFactory, transaction
+from shared.events import Envelope
+from shared.topics import dlq
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[AsyncSession, Envelope], Awaitable[None]]
+
+
+class PoisonMessage(Exception):
+    """A message that no retry will make processable; it goes to the dead-letter topic.
+
+    The message must name the problem without echoing the payload.
+    """
+
+
+def processed_events_table(metadata: MetaData) -> Table:
+    return Table(
+        "processed_events",
+        metadata,
+        Column("event_id", UUID(as_uuid=True), primary_key=True),
+        Column("topic", Text, nullable=False),
+        Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )
+
+
+def create_producer(bootstrap_servers: str, *, client_id: str) -> AIOKafkaProducer:
+    """Idempotent, acks=all; a linger of 1 ms batches a burst without adding latency."""
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap_servers,
+        client_id=client_id,
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=1,
+        request_timeout_ms=15000,
+    )
+
+
+def _is_transient(exc: BaseException) -> bool:
+    """Failures of the infrastructure, not of the message: retry them, never dead-letter."""
+    if isinstance(exc, OperationalError | InterfaceError | ConnectionError | TimeoutError | OSError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+@dataclass
+class ConsumerStats:
+    processed: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+
+
+class EventConsumer:
+    """Consumes `handlers`' topics in one group, one transaction per message."""
+
+    def __init__(
+        self,
+        *,
+        bootstrap_servers: str,
+        group_id: str,
+        handlers: Mapping[str, Handler],
+        sessions: SessionFactory,
+        processed_events: Table,
+        producer: AIOKafkaProducer,
+        max_attempts: int = 3,
+    ) -> None:
+        self._bootstrap = bootstrap_servers
+        self._group_id = group_id
+        self._handlers = dict(handlers)
+        self._sessions = sessions
+        self._processed = processed_events
+        self._producer = producer
+        self._max_attempts = max_attempts
+        self._consumer: AIOKafkaConsumer | None = None
+        self.stats = ConsumerStats()
+        self.assigned = asyncio.Event()
+
+    async def run(self) -> None:
+        consumer = AIOKafkaConsumer(
+            *self._handlers,
+            bootstrap_servers=self._bootstrap,
+            group_id=self._group_id,
+            client_id=self._group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=100,
+        )
+        self._consumer = consumer
+        await consumer.start()
+        try:
+            while True:
+                batches = await consumer.getmany(timeout_ms=1000, max_records=500)
+                if consumer.assignment():
+                    self.assigned.set()
+                for tp, records in batches.items():
+                    for record in records:
+                        await self._process(record)
+                    await consumer.commit({tp: records[-1].offset + 1})
+        finally:
+            self._consumer = None
+            await consumer.stop()
+
+    async def _process(self, record: ConsumerRecord) -> None:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                envelope = self._decode(record)
+                await self._apply(record.topic, envelope)
+                return
+            except PoisonMessage as exc:
+                await self._dead_letter(record, str(exc))
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if _is_transient(exc):
+                    log.warning("transient failure on %s; retrying", record.topic, exc_info=True)
+                    await asyncio.sleep(min(30.0, 0.2 * 2 ** min(attempt, 8)))
+                    continue
+                if attempt >= self._max_attempts:
+                    log.exception("handler failed %d times on %s", attempt, record.topic)
+                    await self._dead_letter(record, f"handler failed: {type(exc).__name__}")
+                    return
+                await asyncio.sleep(0.1 * attempt)
+
+    @staticmethod
+    def _decode(record: ConsumerRecord) -> Envelope:
+        try:
+            return Envelope.decode(record.value)
+        except ValidationError as exc:
+            fields = ", ".join(".".join(map(str, e["loc"])) or e["type"] for e in exc.errors())
+            raise PoisonMessage(f"not an event envelope ({fields})") from exc
+
+    async def _apply(self, topic: str, envelope: Envelope) -> None:
+        async with transaction(self._sessions) as session:
+            first_time = await session.scalar(
+                insert(self._processed)
+                .values(event_id=envelope.event_id, topic=topic)
+                .on_conflict_do_nothing()
+                .returning(self._processed.c.event_id)
+            )
+            if first_time is None:
+                self.stats.duplicates += 1
+                return
+            try:
+                await self._handlers[topic](session, envelope)
+            except ValidationError as exc:
+                fields = ", ".join(".".join(map(str, e["loc"])) for e in exc.errors())
+                raise PoisonMessage(f"{envelope.type}: invalid data ({fields})") from exc
+        self.stats.processed += 1
+
+    async def _dead_letter(self, record: ConsumerRecord, reason: str) -> None:
+        log.error(
+            "dead-lettering %s[%d]@%d: %s", record.topic, record.partition, record.offset, reason
+        )
+        headers = [
+            ("dlq.reason", reason.encode()),
+            ("dlq.topic", record.topic.encode()),
+            ("dlq.partition", str(record.partition).encode()),
+            ("dlq.offset", str(record.offset).encode()),
+            ("dlq.group", self._group_id.encode()),
+        ]
+        await self._producer.send_and_wait(
+            dlq(record.topic), value=record.value, key=record.key, headers=headers
+        )
+        self.stats.dead_lettered += 1

@@ -1,0 +1,142 @@
+"""The transactional outbox: a domain change and the event announcing it commit together.
+
+Writers call `add_event` inside their transaction. A trigger on the outbox table sends a
+PostgreSQL NOTIFY when that transaction commits, which wakes the relay at once: no polling on the
+path. The relay claims rows with `FOR UPDATE SKIP LOCKED` (so replicas never publish a row twice
+at the same time), produces them in id order, waits for the broker's acks and deletes them in the
+same transaction. A crash between produce and delete republishes the rows: at least once, and
+consumers drop the duplicates by event id. A slow sweep catches a wake-up lost while the LISTEN
+connection was down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    LargeBinary,
+    MetaData,
+    Table,
+    Text,
+    delete,
+    func,
+    insert,
+    select,
+)
+from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.db import SessionFactory, transaction
+from shared.events import Envelope
+
+log = logging.getLogger(__name__)
+
+
+def outbox_table(metadata: MetaData) -> Table:
+    """The outbox of one service, in that service's schema (DDL: shared/migrations)."""
+    return Table(
+        "outbox",
+        metadata,
+        Column("id", BigInteger, primary_key=True, autoincrement=True),
+        Column("event_id", UUID(as_uuid=True), nullable=False, unique=True),
+        Column("topic", Text, nullable=False),
+        Column("key", Text, nullable=False),
+        Column("value", LargeBinary, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )
+
+
+def notify_channel(schema: str) -> str:
+    """The NOTIFY channel the outbox trigger of `schema` signals on."""
+    return f"{schema}_outbox"
+
+
+async def add_event(session: AsyncSession, outbox: Table, *, topic: str, key: Any, event: Envelope) -> None:
+    """Queue `event` for `topic`, keyed (so ordered) by `key`; only flushes, never commits."""
+    await session.execute(
+        insert(outbox).values(event_id=event.event_id, topic=topic, key=str(key), value=event.encode())
+    )
+
+
+class OutboxRelay:
+    """Publishes a service's outbox to Kafka, woken by NOTIFY after each commit."""
+
+    def __init__(
+        self,
+        *,
+        sessions: SessionFactory,
+        outbox: Table,
+        producer: AIOKafkaProducer,
+        listen_dsn: str,
+        channel: str,
+        batch_size: int = 500,
+        sweep_seconds: float = 5.0,
+    ) -> None:
+        self._sessions = sessions
+        self._outbox = outbox
+        self._producer = producer
+        self._listen_dsn = listen_dsn
+        self._channel = channel
+        self._batch_size = batch_size
+        self._sweep_seconds = sweep_seconds
+        self._wake = asyncio.Event()
+        self.published = 0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Relay until cancelled; reconnects the LISTEN connection if it drops."""
+        while True:
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(self._listen_dsn)
+                await conn.add_listener(self._channel, lambda *_: self._wake.set())
+                self._wake.set()  # publish whatever was committed while we were not listening
+                while not conn.is_closed():
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), timeout=self._sweep_seconds)
+                    except TimeoutError:
+                        pass
+                    self._wake.clear()
+                    while await self.publish_batch() == self._batch_size:
+                        pass
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox relay failed; retrying in 1 s")
+                await asyncio.sleep(1)
+            finally:
+                if conn is not None and not conn.is_closed():
+                    await conn.close()
+
+    async def publish_batch(self) -> int:
+        """Claim, produce and delete one batch; returns how many rows it published."""
+        o = self._outbox
+        async with transaction(self._sessions) as session:
+            rows = (
+                await session.execute(
+                    select(o.c.id, o.c.topic, o.c.key, o.c.value)
+                    .order_by(o.c.id)
+                    .limit(self._batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if not rows:
+                return 0
+            # send() only enqueues; awaiting the futures afterwards lets the batch go out together.
+            acks = [
+                await self._producer.send(row.topic, value=row.value, key=row.key.encode())
+                for row in rows
+            ]
+            await asyncio.gather(*acks)
+            await session.execute(delete(o).where(o.c.id.in_([row.id for row in rows])))
+        self.published += len(rows)
+        return len(rows)

@@ -1,0 +1,93 @@
+"""Fixtures: the real local stack (Kafka and PostgreSQL), migrated, with the three services.
+
+One stack per test session, on free ports and in a temporary folder, so a `make run` on the same
+machine is not disturbed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+import httpx
+import pytest
+
+from deploy.localstack import LocalStack, free_port
+from shared.db import asyncpg_dsn
+from shared.migrate import migrate
+from tests.support.receiver import Receiver
+from tests.support.services import ServiceProcesses
+
+WEBHOOK_SECRET = "test-webhook-secret"
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    local = LocalStack(
+        tmp_path_factory.mktemp("stack"),
+        kafka_port=free_port(),
+        controller_port=free_port(),
+        partitions=3,
+    )
+    local.start()
+    try:
+        yield local
+    finally:
+        local.stop()
+
+
+@pytest.fixture(scope="session")
+async def database_url(stack: LocalStack) -> str:
+    await migrate(stack.database_url)
+    return stack.database_url
+
+
+@pytest.fixture(scope="session")
+async def db(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """A plain asyncpg pool for tests to look at what the services stored."""
+    pool = await asyncpg.create_pool(asyncpg_dsn(database_url), min_size=1, max_size=4)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture(scope="session")
+async def receiver() -> AsyncIterator[Receiver]:
+    hook = Receiver(port=free_port())
+    await hook.start()
+    yield hook
+    await hook.stop()
+
+
+@pytest.fixture(scope="session")
+def services(
+    stack: LocalStack, database_url: str, receiver: Receiver, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServiceProcesses]:
+    procs = ServiceProcesses(
+        env={
+            "DATABASE_URL": database_url,
+            "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap_servers,
+            "ONCALL_WEBHOOK_URL": receiver.url,
+            "ALERT_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "RETRY_BASE_SECONDS": "0.1",
+            "PATH": __import__("os").environ["PATH"],
+        },
+        ports={name: free_port() for name in ("intake", "risk", "notify")},
+        log_dir=tmp_path_factory.mktemp("logs"),
+    )
+    procs.start()
+    try:
+        yield procs
+    finally:
+        procs.stop()
+
+
+@pytest.fixture
+async def intake(services: ServiceProcesses) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=services.url("intake"), timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+async def notify(services: ServiceProcesses) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=services.url("notify"), timeout=10) as client:
+        yield client
