@@ -16,7 +16,8 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
 from pydantic import ValidationError
 from sqlalchemy import Column, DateTime, MetaData, Table, Text, func
 from sqlalchemy.dialects.postgresql import UUID, insert
@@ -68,6 +69,17 @@ def _is_transient(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
+class _JoinedListener(ConsumerRebalanceListener):
+    def __init__(self, joined: asyncio.Event) -> None:
+        self._joined = joined
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        """A later rebalance does not make the service unready: its HTTP side still works."""
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        self._joined.set()
+
+
 @dataclass
 class ConsumerStats:
     processed: int = 0
@@ -98,11 +110,12 @@ class EventConsumer:
         self._max_attempts = max_attempts
         self._consumer: AIOKafkaConsumer | None = None
         self.stats = ConsumerStats()
-        self.assigned = asyncio.Event()
+        #: Set once the consumer has joined its group (with or without partitions): until then a
+        #: message waits for the rebalance, so readiness waits for it too.
+        self.joined = asyncio.Event()
 
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(
-            *self._handlers,
             bootstrap_servers=self._bootstrap,
             group_id=self._group_id,
             client_id=self._group_id,
@@ -111,12 +124,11 @@ class EventConsumer:
             fetch_max_wait_ms=100,
         )
         self._consumer = consumer
+        consumer.subscribe(list(self._handlers), listener=_JoinedListener(self.joined))
         await consumer.start()
         try:
             while True:
                 batches = await consumer.getmany(timeout_ms=1000, max_records=500)
-                if consumer.assignment():
-                    self.assigned.set()
                 for tp, records in batches.items():
                     for record in records:
                         await self._process(record)

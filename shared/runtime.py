@@ -43,7 +43,10 @@ class Runtime:
     tasks: list[asyncio.Task] = field(default_factory=list)
 
     async def readiness(self) -> dict[str, bool]:
-        return {"database": await database_ready(self.engine), "kafka": await self._kafka_ready()}
+        checks = {"database": await database_ready(self.engine), "kafka": await self._kafka_ready()}
+        if self.consumer is not None:
+            checks["consumer_group"] = self.consumer.joined.is_set()
+        return checks
 
     async def _kafka_ready(self) -> bool:
         try:
