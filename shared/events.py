@@ -110,7 +110,9 @@ class AlertEvent(EventData):
 
 
 class SafetyPlanEvent(EventData):
-    """Published on safety-plan state changes; `type` is `safety_plan.<what happened>`."""
+    """Published on safety-plan state changes; `type` is `safety_plan.<what happened>`
+    (opened, revised, completed, overdue). Never the entries: they are the person's own words.
+    """
 
     plan_id: uuid.UUID
     screening_id: uuid.UUID
@@ -118,3 +120,7 @@ class SafetyPlanEvent(EventData):
     risk_level: RiskLevelName
     due_at: datetime | None
     changed_at: datetime
+    #: The plan's revision after the change, so a consumer can order or skip stale events.
+    version: int | None = None
+    #: For `safety_plan.revised`: what was done (e.g. `entry_added`); never what was written.
+    action: str | None = None
