@@ -309,10 +309,14 @@ def run(
                 console,
                 threading.Event(),
             )
+            children.append(migrate)  # so an interrupt meanwhile stops it too
             migrate.wait(120.0)
-            if migrate.returncode != 0:
-                _print_tail(console, migrate)
-                raise RuntimeError("database migrations failed")
+            children.remove(migrate)
+            if migrate.returncode != 0:  # its output is just above
+                raise RuntimeError(
+                    f"database migrations failed (exit {migrate.returncode}; "
+                    f"log: {migrate.log_file})"
+                )
             console.say(f"migrations done in {time.monotonic() - t1:.1f} s")
 
             for service in services:
@@ -352,6 +356,7 @@ def run(
         code = 1
     finally:
         _teardown(console, children, stack, keep_stack=stack_was_up)
+        lock.close()
     return code
 
 
