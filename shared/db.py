@@ -38,6 +38,16 @@ async def transaction(sessions: SessionFactory) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+async def warm_pool(engine: AsyncEngine, connections: int) -> None:
+    """Open pool connections before traffic: a cold asyncpg connection costs a connect and type
+    introspection, which the first screenings after a start would otherwise wait for."""
+    held = [await engine.connect() for _ in range(connections)]
+    for conn in held:
+        await conn.execute(text("SELECT 1"))
+    for conn in held:
+        await conn.close()
+
+
 async def database_ready(engine: AsyncEngine) -> bool:
     try:
         async with engine.connect() as conn:

@@ -18,7 +18,14 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.db import SessionFactory, asyncpg_dsn, create_engine, create_session_factory, database_ready
+from shared.db import (
+    SessionFactory,
+    asyncpg_dsn,
+    create_engine,
+    create_session_factory,
+    database_ready,
+    warm_pool,
+)
 from shared.kafka import EventConsumer, Handler, create_producer, processed_events_table
 from shared.outbox import OutboxRelay, notify_channel, outbox_table
 from shared.settings import ServiceSettings
@@ -81,6 +88,7 @@ async def open_runtime(
     outbox, processed = metadata.tables[f"{schema}.outbox"], metadata.tables[f"{schema}.processed_events"]
     engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
     sessions = create_session_factory(engine)
+    await warm_pool(engine, min(4, settings.db_pool_size))
     producer = create_producer(settings.kafka_bootstrap_servers, client_id=schema)
     await producer.start()
     relay = OutboxRelay(
