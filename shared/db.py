@@ -10,13 +10,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 SessionFactory = async_sessionmaker[AsyncSession]
 
 
 def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
-    """A pooled asyncpg engine; `pool_pre_ping` so a restarted database costs one retry, not a 500."""
+    """A pooled asyncpg engine; `pool_pre_ping` so a restarted database costs a retry, not a 500."""
     return create_async_engine(
         database_url,
         pool_size=pool_size,

@@ -48,7 +48,9 @@ class Forbidden(DomainError):
     code = "forbidden"
 
 
-def error_body(code: str, detail: str, problems: list[dict[str, str]] | None = None) -> dict[str, Any]:
+def error_body(
+    code: str, detail: str, problems: list[dict[str, str]] | None = None
+) -> dict[str, Any]:
     return {"error": code, "detail": detail, "problems": problems or []}
 
 
@@ -58,7 +60,9 @@ def validation_problems(errors: list[Any]) -> list[dict[str, str]]:
     for e in errors:
         loc = [str(p) for p in e.get("loc", ()) if p != "body"]
         msg = str(e.get("msg", "invalid"))
-        problems.append({"field": ".".join(loc) or "body", "problem": msg.removeprefix("Value error, ")})
+        problems.append(
+            {"field": ".".join(loc) or "body", "problem": msg.removeprefix("Value error, ")}
+        )
     return problems
 
 
@@ -71,7 +75,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = list(exc.errors())
         if any(e.get("type") == "json_invalid" for e in errors):
-            return JSONResponse(error_body("invalid_json", "the request body is not valid JSON"), 400)
+            return JSONResponse(
+                error_body("invalid_json", "the request body is not valid JSON"), 400
+            )
         problems = validation_problems(errors)
         return JSONResponse(
             error_body("invalid", f"{len(problems)} problem(s) in the request", problems), 422
@@ -80,7 +86,9 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse(
-            error_body(f"http_{exc.status_code}", str(exc.detail)), exc.status_code, headers=exc.headers
+            error_body(f"http_{exc.status_code}", str(exc.detail)),
+            exc.status_code,
+            headers=exc.headers,
         )
 
     @app.exception_handler(Exception)

@@ -83,7 +83,9 @@ def health_router(readiness: ReadinessCheck) -> APIRouter:
     async def readyz() -> JSONResponse:
         checks = await readiness()
         ok = all(checks.values())
-        return JSONResponse({"status": "ready" if ok else "not ready", "checks": checks}, 200 if ok else 503)
+        return JSONResponse(
+            {"status": "ready" if ok else "not ready", "checks": checks}, 200 if ok else 503
+        )
 
     return router
 

@@ -64,7 +64,9 @@ def create_producer(bootstrap_servers: str, *, client_id: str) -> AIOKafkaProduc
 
 def _is_transient(exc: BaseException) -> bool:
     """Failures of the infrastructure, not of the message: retry them, never dead-letter."""
-    if isinstance(exc, OperationalError | InterfaceError | ConnectionError | TimeoutError | OSError):
+    if isinstance(
+        exc, OperationalError | InterfaceError | ConnectionError | TimeoutError | OSError
+    ):
         return True
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
 

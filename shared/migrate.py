@@ -5,7 +5,8 @@ date; `make run`, the tests and the compose `migrate` job all run it. Each schem
 history table, so a service can later move to its own database with its history. An advisory lock
 makes concurrent runs (several replicas starting at once) safe.
 
-Files: shared/migrations/*.sql (plumbing, `{schema}` substituted) then services/<name>/migrations/*.sql.
+Files: shared/migrations/*.sql (plumbing, `{schema}` substituted), then
+services/<name>/migrations/*.sql.
 """
 
 from __future__ import annotations
@@ -45,7 +46,9 @@ async def migrate(database_url: str, services: tuple[str, ...] = SERVICES) -> li
                 f"CREATE TABLE IF NOT EXISTS {service}.schema_migrations ("
                 " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
             )
-            done = {r["name"] for r in await conn.fetch(f"SELECT name FROM {service}.schema_migrations")}
+            done = {
+                r["name"] for r in await conn.fetch(f"SELECT name FROM {service}.schema_migrations")
+            }
             for name, sql in migration_files(service):
                 if name in done:
                     continue

@@ -12,6 +12,7 @@ connection was down.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -58,10 +59,14 @@ def notify_channel(schema: str) -> str:
     return f"{schema}_outbox"
 
 
-async def add_event(session: AsyncSession, outbox: Table, *, topic: str, key: Any, event: Envelope) -> None:
+async def add_event(
+    session: AsyncSession, outbox: Table, *, topic: str, key: Any, event: Envelope
+) -> None:
     """Queue `event` for `topic`, keyed (so ordered) by `key`; only flushes, never commits."""
     await session.execute(
-        insert(outbox).values(event_id=event.event_id, topic=topic, key=str(key), value=event.encode())
+        insert(outbox).values(
+            event_id=event.event_id, topic=topic, key=str(key), value=event.encode()
+        )
     )
 
 
@@ -101,10 +106,8 @@ class OutboxRelay:
                 await conn.add_listener(self._channel, lambda *_: self._wake.set())
                 self._wake.set()  # publish whatever was committed while we were not listening
                 while not conn.is_closed():
-                    try:
+                    with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), timeout=self._sweep_seconds)
-                    except TimeoutError:
-                        pass
                     self._wake.clear()
                     while await self.publish_batch() == self._batch_size:
                         pass

@@ -85,7 +85,10 @@ async def open_runtime(
     handlers: Mapping[str, Handler] | None = None,
 ) -> AsyncIterator[Runtime]:
     """Open everything a service needs; on exit stop intake of work first, then the rest."""
-    outbox, processed = metadata.tables[f"{schema}.outbox"], metadata.tables[f"{schema}.processed_events"]
+    outbox, processed = (
+        metadata.tables[f"{schema}.outbox"],
+        metadata.tables[f"{schema}.processed_events"],
+    )
     engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
     sessions = create_session_factory(engine)
     await warm_pool(engine, min(4, settings.db_pool_size))

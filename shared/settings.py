@@ -18,7 +18,9 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
     database_url: str = Field(DEFAULT_DATABASE_URL, validation_alias="DATABASE_URL")
-    kafka_bootstrap_servers: str = Field("127.0.0.1:9092", validation_alias="KAFKA_BOOTSTRAP_SERVERS")
+    kafka_bootstrap_servers: str = Field(
+        "127.0.0.1:9092", validation_alias="KAFKA_BOOTSTRAP_SERVERS"
+    )
     db_pool_size: int = Field(10, validation_alias="DB_POOL_SIZE")
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
     #: Seconds between safety sweeps of the outbox, in case a NOTIFY wake-up was missed.

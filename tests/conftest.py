@@ -60,7 +60,10 @@ async def receiver() -> AsyncIterator[Receiver]:
 
 @pytest.fixture(scope="session")
 def services(
-    stack: LocalStack, database_url: str, receiver: Receiver, tmp_path_factory: pytest.TempPathFactory
+    stack: LocalStack,
+    database_url: str,
+    receiver: Receiver,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ServiceProcesses]:
     procs = ServiceProcesses(
         env={

@@ -36,7 +36,9 @@ async def assess_screening(
         answers = parse_answers(submitted.instrument, submitted.answers)
     except (ValidationError, ValueError) as exc:
         raise PoisonMessage(f"screening {submitted.screening_id}: answers do not parse") from exc
-    result = ruleset.assess(submitted.instrument, answers, imminent_danger=submitted.imminent_danger)
+    result = ruleset.assess(
+        submitted.instrument, answers, imminent_danger=submitted.imminent_danger
+    )
     assessment = Assessment(
         id=uuid.uuid4(),
         screening_id=submitted.screening_id,
@@ -53,7 +55,9 @@ async def assess_screening(
     inserted = await session.scalar(
         insert(Assessment)
         .values({c.key: getattr(assessment, c.key) for c in Assessment.__table__.columns})
-        .on_conflict_do_nothing(index_elements=["screening_id"], index_where=Assessment.kind == "automatic")
+        .on_conflict_do_nothing(
+            index_elements=["screening_id"], index_where=Assessment.kind == "automatic"
+        )
         .returning(Assessment.id)
     )
     if inserted is None:
@@ -83,6 +87,8 @@ async def assess_screening(
 
 async def get_assessments(session: AsyncSession, *, screening_id: uuid.UUID) -> list[Assessment]:
     rows = await session.scalars(
-        select(Assessment).where(Assessment.screening_id == screening_id).order_by(Assessment.assessed_at)
+        select(Assessment)
+        .where(Assessment.screening_id == screening_id)
+        .order_by(Assessment.assessed_at)
     )
     return list(rows)

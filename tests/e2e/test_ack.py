@@ -7,9 +7,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from tests.support.waits import wait_case
 from tests.support.cases import IMMINENT_ASQ, screening
 from tests.support.receiver import Receiver
+from tests.support.waits import wait_case
 
 
 async def test_ack_stops_paging_and_shows_in_the_case(
@@ -25,7 +25,9 @@ async def test_ack_stops_paging_and_shows_in_the_case(
     again = await notify.post(f"/v1/alerts/{alert_id}/ack", json={})
     assert again.status_code == 200, "acknowledging twice is harmless"
 
-    await wait_case(intake, sid, lambda c: c["alerts"] and c["alerts"][0]["status"] == "acknowledged")
+    await wait_case(
+        intake, sid, lambda c: c["alerts"] and c["alerts"][0]["status"] == "acknowledged"
+    )
     await asyncio.sleep(1)
     assert len(receiver.for_screening(sid)) == 1
 
@@ -61,5 +63,7 @@ async def test_a_failed_attempt_is_retried_until_the_page_arrives(
     alert = (await notify.get(f"/v1/alerts/{pages[0].json['alert_id']}")).json()
     assert alert["status"] == "delivered"
     assert [a["outcome"] for a in alert["attempts"]] == [
-        "temporary_failure", "temporary_failure", "delivered",
+        "temporary_failure",
+        "temporary_failure",
+        "delivered",
     ]

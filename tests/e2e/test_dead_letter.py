@@ -38,8 +38,12 @@ async def test_poison_message_is_dead_lettered_and_the_partition_moves_on(
     await producer.start()
     try:
         # Same partition for all three, poison first: the valid one must still be processed.
-        await producer.send_and_wait(SCREENING_SUBMITTED, b"\x00not json at all", key=key, partition=0)
-        await producer.send_and_wait(SCREENING_SUBMITTED, bad_answers.encode(), key=key, partition=0)
+        await producer.send_and_wait(
+            SCREENING_SUBMITTED, b"\x00not json at all", key=key, partition=0
+        )
+        await producer.send_and_wait(
+            SCREENING_SUBMITTED, bad_answers.encode(), key=key, partition=0
+        )
         await producer.send_and_wait(SCREENING_SUBMITTED, valid.encode(), key=key, partition=0)
     finally:
         await producer.stop()
@@ -55,7 +59,9 @@ async def test_poison_message_is_dead_lettered_and_the_partition_moves_on(
     assert response.status_code == 200, "the message behind the poison was processed"
     assert response.json()[0]["level"] == "moderate"
 
-    dead = [r for r in await read_all(stack.bootstrap_servers, dlq(SCREENING_SUBMITTED)) if r.key == key]
+    dead = [
+        r for r in await read_all(stack.bootstrap_servers, dlq(SCREENING_SUBMITTED)) if r.key == key
+    ]
     assert [r.value for r in dead] == [b"\x00not json at all", bad_answers.encode()]
     reasons = [dict(r.headers)["dlq.reason"].decode() for r in dead]
     assert "not an event envelope" in reasons[0]

@@ -27,7 +27,9 @@ def signature_valid(page: Received, secret: str = WEBHOOK_SECRET) -> bool:
 async def test_high_risk_screening_pages_once_signed_within_5s(
     intake: httpx.AsyncClient, receiver: Receiver
 ) -> None:
-    body = screening(HIGH_CSSRS, contact={"name": "Jo Caller", "phone": "+1 555 0100"}, notes="lives alone")
+    body = screening(
+        HIGH_CSSRS, contact={"name": "Jo Caller", "phone": "+1 555 0100"}, notes="lives alone"
+    )
     t0 = time.time()
     response = await intake.post("/v1/screenings", json=body)
     assert response.status_code == 202
@@ -42,8 +44,14 @@ async def test_high_risk_screening_pages_once_signed_within_5s(
     assert page.json["risk_level"] == "high"
     assert page.json["urgency"] == "urgent"
     assert set(page.json) >= {
-        "alert_id", "screening_id", "risk_level", "urgency", "reasons", "escalation_level",
-        "created_at", "ack_url",
+        "alert_id",
+        "screening_id",
+        "risk_level",
+        "urgency",
+        "reasons",
+        "escalation_level",
+        "created_at",
+        "ack_url",
     }
     assert "Jo Caller" not in page.body.decode() and "555" not in page.body.decode()
 
@@ -69,7 +77,9 @@ async def test_low_risk_screening_is_assessed_and_pages_nobody(
     assert (await intake.get(f"/v1/screenings/{sid}")).json()["safety_plan"] is None
 
 
-async def test_each_flagged_level_pages_with_its_level(intake: httpx.AsyncClient, receiver: Receiver) -> None:
+async def test_each_flagged_level_pages_with_its_level(
+    intake: httpx.AsyncClient, receiver: Receiver
+) -> None:
     for case, level in ((MODERATE_PHQ9, "moderate"), (IMMINENT_ASQ, "imminent")):
         sid = (await intake.post("/v1/screenings", json=screening(case))).json()["id"]
         pages = await receiver.wait_for(sid)
@@ -100,20 +110,26 @@ async def test_idempotency_key_replays_and_refuses_another_body(intake: httpx.As
     body = screening(LOW_CSSRS)
     first = await intake.post("/v1/screenings", json=body, headers=key)
     again = await intake.post("/v1/screenings", json=body, headers=key)
-    other = await intake.post("/v1/screenings", json={**body, "subject_id": "someone-else"}, headers=key)
+    other = await intake.post(
+        "/v1/screenings", json={**body, "subject_id": "someone-else"}, headers=key
+    )
     assert first.status_code == 202 and again.status_code == 200
     assert first.json()["id"] == again.json()["id"]
     assert other.status_code == 409
     assert other.json()["error"] == "conflict"
 
 
-async def test_concurrent_duplicates_make_one_screening(intake: httpx.AsyncClient, db: asyncpg.Pool) -> None:
+async def test_concurrent_duplicates_make_one_screening(
+    intake: httpx.AsyncClient, db: asyncpg.Pool
+) -> None:
     ext = f"race-{uuid.uuid4().hex[:8]}"
     body = screening(LOW_CSSRS, source="ehr", external_id=ext)
     answers = await asyncio.gather(*(intake.post("/v1/screenings", json=body) for _ in range(8)))
     assert {r.status_code for r in answers} <= {200, 202}
     assert len({r.json()["id"] for r in answers}) == 1
-    assert await db.fetchval("SELECT count(*) FROM intake.screenings WHERE external_id = $1", ext) == 1
+    assert (
+        await db.fetchval("SELECT count(*) FROM intake.screenings WHERE external_id = $1", ext) == 1
+    )
 
 
 async def test_unknown_screening_is_404(intake: httpx.AsyncClient) -> None:

@@ -18,40 +18,89 @@ PHI_NOTE = "a private free-text note"
 
 BAD_BODIES = [
     ("unknown instrument", screening({"instrument": "beck", "answers": {}}), 422, "instrument"),
-    ("phq9 eight items", screening({"instrument": "phq9", "answers": {"items": [0] * 8}}), 422, "items"),
-    ("phq9 item out of range", screening({"instrument": "phq9", "answers": {"items": [0] * 8 + [4]}}), 422, "items"),
-    ("phq9 boolean item", screening({"instrument": "phq9", "answers": {"items": [True] + [0] * 8}}), 422, "items"),
+    (
+        "phq9 eight items",
+        screening({"instrument": "phq9", "answers": {"items": [0] * 8}}),
+        422,
+        "items",
+    ),
+    (
+        "phq9 item out of range",
+        screening({"instrument": "phq9", "answers": {"items": [0] * 8 + [4]}}),
+        422,
+        "items",
+    ),
+    (
+        "phq9 boolean item",
+        screening({"instrument": "phq9", "answers": {"items": [True] + [0] * 8}}),
+        422,
+        "items",
+    ),
     (
         "cssrs method without thoughts",
-        screening({"instrument": "cssrs_screener", "answers": {
-            "wish_dead": True, "suicidal_thoughts": False, "method": True, "behavior": False}}),
+        screening(
+            {
+                "instrument": "cssrs_screener",
+                "answers": {
+                    "wish_dead": True,
+                    "suicidal_thoughts": False,
+                    "method": True,
+                    "behavior": False,
+                },
+            }
+        ),
         422,
         "method",
     ),
     (
         "cssrs follow-up without behaviour",
-        screening({"instrument": "cssrs_screener", "answers": {
-            "wish_dead": False, "suicidal_thoughts": False, "behavior": False,
-            "behavior_past_3_months": True}}),
+        screening(
+            {
+                "instrument": "cssrs_screener",
+                "answers": {
+                    "wish_dead": False,
+                    "suicidal_thoughts": False,
+                    "behavior": False,
+                    "behavior_past_3_months": True,
+                },
+            }
+        ),
         422,
         "behavior_past_3_months",
     ),
     (
         "cssrs missing q3-q5 after thoughts",
-        screening({"instrument": "cssrs_screener", "answers": {
-            "wish_dead": True, "suicidal_thoughts": True, "behavior": False}}),
+        screening(
+            {
+                "instrument": "cssrs_screener",
+                "answers": {"wish_dead": True, "suicidal_thoughts": True, "behavior": False},
+            }
+        ),
         422,
         "method",
     ),
     (
         "asq invalid answer",
-        screening({"instrument": "asq", "answers": {
-            "wished_dead": "maybe", "better_off_dead": False, "thoughts_past_week": False,
-            "ever_attempted": False}}),
+        screening(
+            {
+                "instrument": "asq",
+                "answers": {
+                    "wished_dead": "maybe",
+                    "better_off_dead": False,
+                    "thoughts_past_week": False,
+                    "ever_attempted": False,
+                },
+            }
+        ),
         422,
         "wished_dead",
     ),
-    ("missing subject", {"source": "hotline", "instrument": "phq9", "answers": {"items": [0] * 9}}, 422, "subject_id"),
+    (
+        "missing subject",
+        {"source": "hotline", "instrument": "phq9", "answers": {"items": [0] * 9}},
+        422,
+        "subject_id",
+    ),
     ("unknown source", screening(HIGH_CSSRS, source="fax"), 422, "source"),
     ("unknown field", screening(HIGH_CSSRS, imminent_dnger=True), 422, "imminent_dnger"),
     (
@@ -69,10 +118,17 @@ BAD_BODIES = [
 ]
 
 
-@pytest.mark.parametrize(("name", "body", "status", "field"), BAD_BODIES, ids=[b[0] for b in BAD_BODIES])
+@pytest.mark.parametrize(
+    ("name", "body", "status", "field"), BAD_BODIES, ids=[b[0] for b in BAD_BODIES]
+)
 async def test_bad_body_is_refused_naming_the_field_and_nothing_is_kept(
-    name: str, body: dict, status: int, field: str,
-    intake: httpx.AsyncClient, db: asyncpg.Pool, stack: LocalStack,
+    name: str,
+    body: dict,
+    status: int,
+    field: str,
+    intake: httpx.AsyncClient,
+    db: asyncpg.Pool,
+    stack: LocalStack,
 ) -> None:
     before_rows = await db.fetchval("SELECT count(*) FROM intake.screenings")
     before_offsets = await end_offsets(stack.bootstrap_servers, SCREENING_SUBMITTED)

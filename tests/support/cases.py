@@ -8,8 +8,12 @@ from typing import Any
 HIGH_CSSRS = {
     "instrument": "cssrs_screener",
     "answers": {
-        "wish_dead": True, "suicidal_thoughts": True, "method": True, "intent": True,
-        "plan": False, "behavior": False,
+        "wish_dead": True,
+        "suicidal_thoughts": True,
+        "method": True,
+        "intent": True,
+        "plan": False,
+        "behavior": False,
     },
 }
 LOW_CSSRS = {
@@ -20,8 +24,11 @@ MODERATE_PHQ9 = {"instrument": "phq9", "answers": {"items": [0, 0, 1, 0, 0, 0, 0
 IMMINENT_ASQ = {
     "instrument": "asq",
     "answers": {
-        "wished_dead": True, "better_off_dead": False, "thoughts_past_week": False,
-        "ever_attempted": False, "thoughts_now": True,
+        "wished_dead": True,
+        "better_off_dead": False,
+        "thoughts_past_week": False,
+        "ever_attempted": False,
+        "thoughts_now": True,
     },
 }
 

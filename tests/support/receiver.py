@@ -47,7 +47,9 @@ class Receiver:
     def for_screening(self, screening_id: str) -> list[Received]:
         return [r for r in self.got if r.json.get("screening_id") == str(screening_id)]
 
-    async def wait_for(self, screening_id: str, *, count: int = 1, timeout: float = 5.0) -> list[Received]:
+    async def wait_for(
+        self, screening_id: str, *, count: int = 1, timeout: float = 5.0
+    ) -> list[Received]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             got = self.for_screening(screening_id)
@@ -64,10 +66,12 @@ class Receiver:
 
     async def start(self) -> None:
         app = Starlette(routes=[Route("/hook", self._hook, methods=["POST"])])
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
+        )
         self._server = uvicorn.Server(config)
         self._task = asyncio.create_task(self._server.serve())
-        while not self._server.started:
+        while not self._server.started:  # noqa: ASYNC110 - uvicorn offers no event to await
             await asyncio.sleep(0.01)
 
     async def stop(self) -> None:

@@ -32,7 +32,10 @@ class ServiceProcesses:
             with (self.log_dir / f"{name}.log").open("ab") as log:
                 self.procs[name] = subprocess.Popen(
                     [sys.executable, "-m", f"services.{name}"],
-                    cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                    cwd=ROOT,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
                 )
         try:
             self.wait_ready(*(services or SERVICES), timeout=timeout)
@@ -46,7 +49,9 @@ class ServiceProcesses:
             while True:
                 proc = self.procs[name]
                 if proc.poll() is not None:
-                    raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.log_tail(name)}")
+                    raise RuntimeError(
+                        f"{name} exited with {proc.returncode}:\n{self.log_tail(name)}"
+                    )
                 try:
                     if httpx.get(f"{self.url(name)}/readyz", timeout=2).status_code == 200:
                         break
@@ -75,7 +80,11 @@ class ServiceProcesses:
 
     def log_tail(self, name: str, lines: int = 40) -> str:
         path = self.log_dir / f"{name}.log"
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+        return (
+            "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+            if path.exists()
+            else ""
+        )
 
     def env_for(self, **extra: str) -> dict[str, str]:
         return {**os.environ, **self.env, **extra}
