@@ -315,6 +315,9 @@ class _Postgres:
         assert entry is not None
         ensure_prefix_permissions(pgdata)
         postgres_bin = POSTGRES_BIN_PATH / "postgres"
+        # The binaries live in the project's .venv; a clone in a private folder (mktemp -d is 0700)
+        # must be traversable for the unprivileged user too.
+        ensure_prefix_permissions(postgres_bin)
         if not postgres_bin.stat().st_mode & stat.S_IXOTH:  # walking 2000 files only if needed
             read = stat.S_IRGRP | stat.S_IROTH
             ensure_folder_permissions(POSTGRES_BIN_PATH, read | stat.S_IXGRP | stat.S_IXOTH)
