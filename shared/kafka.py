@@ -110,13 +110,25 @@ class EventConsumer:
         self._processed = processed_events
         self._producer = producer
         self._max_attempts = max_attempts
-        self._consumer: AIOKafkaConsumer | None = None
         self.stats = ConsumerStats()
         #: Set once the consumer has joined its group (with or without partitions): until then a
         #: message waits for the rebalance, so readiness waits for it too.
         self.joined = asyncio.Event()
 
     async def run(self) -> None:
+        """Consume until cancelled. A Kafka failure restarts the consumer, which rejoins its
+        group and resumes from the last committed offsets (effects are deduplicated by event id),
+        so the service never silently stops consuming."""
+        while True:
+            try:
+                await self._consume()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("consumer %s failed; restarting in 1 s", self._group_id)
+                await asyncio.sleep(1)
+
+    async def _consume(self) -> None:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self._bootstrap,
             group_id=self._group_id,
@@ -125,7 +137,6 @@ class EventConsumer:
             auto_offset_reset="earliest",
             fetch_max_wait_ms=100,
         )
-        self._consumer = consumer
         consumer.subscribe(list(self._handlers), listener=_JoinedListener(self.joined))
         await consumer.start()
         try:
@@ -136,7 +147,6 @@ class EventConsumer:
                         await self._process(record)
                     await consumer.commit({tp: records[-1].offset + 1})
         finally:
-            self._consumer = None
             await consumer.stop()
 
     async def _process(self, record: ConsumerRecord) -> None:
