@@ -6,7 +6,7 @@ import dataclasses
 import uuid
 
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,6 +17,8 @@ from shared.instruments import is_flagged, parse_answers
 from shared.kafka import PoisonMessage
 from shared.outbox import add_event
 from shared.topics import RISK_ASSESSED
+
+_AUTOMATIC = text("kind = 'automatic'")
 
 
 async def record_ruleset(session: AsyncSession, *, ruleset: RuleSet) -> None:
@@ -55,9 +57,10 @@ async def assess_screening(
     inserted = await session.scalar(
         insert(Assessment)
         .values({c.key: getattr(assessment, c.key) for c in Assessment.__table__.columns})
-        .on_conflict_do_nothing(
-            index_elements=["screening_id"], index_where=Assessment.kind == "automatic"
-        )
+        # The partial index's predicate as a literal: a bound parameter here lets PostgreSQL
+        # infer the index only while it plans each execution afresh; from the sixth execution
+        # of the prepared statement on one connection (a generic plan) the insert fails.
+        .on_conflict_do_nothing(index_elements=["screening_id"], index_where=_AUTOMATIC)
         .returning(Assessment.id)
     )
     if inserted is None:
