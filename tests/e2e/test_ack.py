@@ -9,7 +9,7 @@ import httpx
 
 from tests.support.cases import IMMINENT_ASQ, screening
 from tests.support.receiver import Receiver
-from tests.support.waits import wait_case
+from tests.support.waits import wait_alert, wait_case
 
 
 async def test_ack_stops_paging_and_shows_in_the_case(
@@ -60,7 +60,7 @@ async def test_a_failed_attempt_is_retried_until_the_page_arrives(
     pages = await receiver.wait_for(sid, count=3, timeout=10)
     assert len(pages) == 3
     assert len({p.headers["x-triage-event-id"] for p in pages}) == 1, "one event id across retries"
-    alert = (await notify.get(f"/v1/alerts/{pages[0].json['alert_id']}")).json()
+    alert = await wait_alert(notify, pages[0].json["alert_id"], lambda a: a["status"] != "pending")
     assert alert["status"] == "delivered"
     assert [a["outcome"] for a in alert["attempts"]] == [
         "temporary_failure",

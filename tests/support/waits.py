@@ -20,3 +20,17 @@ async def wait_case(
             return case
         await asyncio.sleep(0.05)
     raise AssertionError(f"case {sid} never reached the expected state: {case}")
+
+
+async def wait_alert(
+    notify: httpx.AsyncClient, alert_id: str, until: Callable[[dict], bool], timeout: float = 10.0
+) -> dict:
+    """Notify's view of an alert once `until` holds (a page can arrive before its commit)."""
+    deadline = time.monotonic() + timeout
+    alert: dict = {}
+    while time.monotonic() < deadline:
+        alert = (await notify.get(f"/v1/alerts/{alert_id}")).json()
+        if until(alert):
+            return alert
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"alert {alert_id} never reached the expected state: {alert}")
