@@ -260,6 +260,7 @@ def run(
     *,
     kafka_port: int = 9092,
     controller_port: int = 9093,
+    partitions: int = 6,
 ) -> int:
     """Start everything, stay up until a signal or a service death, stop everything; the exit
     code is 0 after a requested stop and 1 after a failure."""
@@ -281,7 +282,9 @@ def run(
     stack_log.addHandler(_ConsoleLogHandler(console))
     stack_log.setLevel(logging.INFO)
     t0 = time.monotonic()
-    stack = LocalStack.from_env(data_dir, kafka_port=kafka_port, controller_port=controller_port)
+    stack = LocalStack.from_env(
+        data_dir, kafka_port=kafka_port, controller_port=controller_port, partitions=partitions
+    )
     stack_was_up = any(part.managed and part.running for part in stack.status())
     children: list[Child] = []
     exited = threading.Event()
@@ -390,6 +393,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--kafka-port", type=int, default=9092)
     parser.add_argument("--controller-port", type=int, default=9093)
+    parser.add_argument(
+        "--partitions",
+        type=int,
+        default=int(os.environ.get("KAFKA_PARTITIONS", "6")),
+        help="partitions of each topic created (bounds consumer parallelism); env KAFKA_PARTITIONS",
+    )
     parser.add_argument("--only", help="comma-separated subset of services, e.g. intake,risk")
     args = parser.parse_args(argv)
     services: tuple[Service, ...] = SERVICES
@@ -404,6 +413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         services,
         kafka_port=args.kafka_port,
         controller_port=args.controller_port,
+        partitions=args.partitions,
     )
 
 
