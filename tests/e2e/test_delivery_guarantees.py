@@ -1,0 +1,94 @@
+"""At-least-once in, exactly-once effects: redelivered events do nothing; committed events leave."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+
+from deploy.localstack import LocalStack
+from shared.events import Envelope, ScreeningSubmitted, utcnow
+from shared.topics import RISK_ASSESSED, SCREENING_SUBMITTED
+from tests.support.kafka import read_all
+from tests.support.services import ServiceProcesses
+
+
+async def _wait_for_row(db: asyncpg.Pool, query: str, *args: object, timeout: float = 10) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        n = await db.fetchval(query, *args)
+        if n:
+            return n
+        await asyncio.sleep(0.05)
+    return 0
+
+
+async def test_a_redelivered_event_is_applied_once(
+    stack: LocalStack, services: ServiceProcesses, db: asyncpg.Pool
+) -> None:
+    screening_id = uuid.uuid4()
+    event = ScreeningSubmitted(
+        screening_id=screening_id,
+        source="hotline",
+        instrument="asq",
+        answers={
+            "wished_dead": True,
+            "better_off_dead": False,
+            "thoughts_past_week": False,
+            "ever_attempted": False,
+            "thoughts_now": False,
+        },
+        submitted_at=utcnow(),
+    ).envelope(correlation_id="redelivery-test")
+    producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap_servers)
+    await producer.start()
+    try:
+        for _ in range(3):  # what a relay that crashed after producing, before deleting, does
+            await producer.send_and_wait(
+                SCREENING_SUBMITTED, event.encode(), key=str(screening_id).encode()
+            )
+    finally:
+        await producer.stop()
+
+    query = "SELECT count(*) FROM risk.assessments WHERE screening_id = $1"
+    assert await _wait_for_row(db, query, screening_id) == 1
+    await asyncio.sleep(1.0)  # let the two redeliveries be consumed too
+    assert await db.fetchval(query, screening_id) == 1
+    processed = "SELECT count(*) FROM risk.processed_events WHERE event_id = $1"
+    assert await db.fetchval(processed, event.event_id) == 1
+    published = [
+        Envelope.decode(r.value)
+        for r in await read_all(stack.bootstrap_servers, RISK_ASSESSED, timeout=3)
+        if r.key == str(screening_id).encode()
+    ]
+    assert [e.data["level"] for e in published] == ["high"], "one assessment event, not three"
+
+
+async def test_an_outbox_row_committed_without_a_live_request_is_published(
+    stack: LocalStack, services: ServiceProcesses, db: asyncpg.Pool
+) -> None:
+    """What a crash between commit and publish leaves behind: the relay publishes it."""
+    screening_id = uuid.uuid4()
+    event = ScreeningSubmitted(
+        screening_id=screening_id,
+        source="hotline",
+        instrument="phq9",
+        answers={"items": [0, 0, 0, 0, 0, 0, 0, 0, 0]},
+        submitted_at=utcnow(),
+    ).envelope(correlation_id="orphan-outbox-row")
+    await db.execute(
+        "INSERT INTO intake.outbox (event_id, topic, key, value) VALUES ($1, $2, $3, $4)",
+        event.event_id,
+        SCREENING_SUBMITTED,
+        str(screening_id),
+        event.encode(),
+    )
+    query = "SELECT count(*) FROM risk.assessments WHERE screening_id = $1"
+    assert await _wait_for_row(db, query, screening_id) == 1
+    assert (
+        await db.fetchval("SELECT count(*) FROM intake.outbox WHERE event_id = $1", event.event_id)
+        == 0
+    )
