@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.intake import safety_plans
 from services.intake.schemas import (
     AlertOut,
     CaseView,
@@ -19,7 +18,8 @@ from services.intake.schemas import (
     ScreeningAccepted,
     ScreeningIn,
 )
-from services.intake.service import get_case, is_overdue, submit_screening, validated_answers
+from services.intake.safety_plans import is_overdue
+from services.intake.service import get_case, submit_screening, validated_answers
 from shared.db import SessionFactory, transaction
 from shared.errors import Unprocessable
 
@@ -103,9 +103,3 @@ async def get_screening(screening_id: uuid.UUID, session: Session) -> CaseView:
         if plan
         else None,
     )
-
-
-@router.get("/safety-plans/{plan_id}")
-async def get_safety_plan(plan_id: uuid.UUID, session: Session) -> dict[str, Any]:
-    plan = await safety_plans.get_plan(session, plan_id=plan_id)
-    return safety_plans.plan_document(plan)

@@ -82,3 +82,25 @@ class SafetyPlan(Base):
     due_at: Mapped[datetime]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    reviewed_by: Mapped[str | None]
+    reviewed_at: Mapped[datetime | None]
+    review_note: Mapped[str | None]  # PHI: a clinician's free text
+    completed_by: Mapped[str | None]
+    completed_at: Mapped[datetime | None]
+    overdue_notified_at: Mapped[datetime | None]
+    correlation_id: Mapped[str | None]
+
+
+class SafetyPlanRevision(Base):
+    """One change to a plan; append-only (a trigger refuses UPDATE and DELETE)."""
+
+    __tablename__ = "safety_plan_revisions"
+
+    plan_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("safety_plans.id"), primary_key=True)
+    version: Mapped[int] = mapped_column(primary_key=True)
+    actor: Mapped[str]
+    role: Mapped[str]
+    action: Mapped[str]
+    diff: Mapped[dict[str, Any]]  # PHI: the entries changed, in the person's own words
+    snapshot: Mapped[dict[str, Any]]  # PHI: the whole plan after this change
+    at: Mapped[datetime]

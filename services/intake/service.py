@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -186,7 +186,3 @@ async def apply_alert_event(session: AsyncSession, *, event: AlertEvent) -> None
             where=AlertView.changed_at <= stmt.excluded.changed_at,
         )
     )
-
-
-def is_overdue(plan: SafetyPlan, now: datetime | None = None) -> bool:
-    return plan.status == "open" and plan.due_at < (now or utcnow())

@@ -13,3 +13,6 @@ class IntakeSettings(ServiceSettings):
         {"imminent": 60, "high": 240, "moderate": 1440},
         validation_alias="SAFETY_PLAN_DUE_MINUTES",
     )
+    #: A TrueType font with the person's script, for the PDF copy of a safety plan. Unset: the
+    #: first of a few well-known system paths (DejaVu Sans), else PDF's Latin-1 core font.
+    safety_plan_pdf_font: str | None = Field(None, validation_alias="SAFETY_PLAN_PDF_FONT")

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
-from services.notify import api, consumer
+from services.notify import api, consumer, reminders
 from services.notify.delivery import Deliverer
 from services.notify.models import SCHEMA, Base
 from services.notify.service import webhook_secret
@@ -29,6 +29,7 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
             async with transaction(runtime.sessions) as session:
                 secret = await webhook_secret(session, configured=cfg.alert_webhook_secret)
             app.state.secrets = [secret]
+            reminders.start_sender(runtime, settings=cfg, secrets=app.state.secrets)
             timeout = httpx.Timeout(cfg.delivery_timeout_seconds)
             limits = httpx.Limits(max_connections=cfg.delivery_concurrency)
             async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.notify import reminders
 from services.notify.service import open_alert
 from services.notify.settings import NotifySettings
 from shared.events import Envelope, RiskAssessed
 from shared.kafka import Handler
-from shared.topics import RISK_ASSESSED
+from shared.topics import RISK_ASSESSED, SAFETY_PLAN_EVENTS
 
 
 def handlers(settings: NotifySettings) -> dict[str, Handler]:
@@ -19,4 +20,4 @@ def handlers(settings: NotifySettings) -> dict[str, Handler]:
                 session, assessed=assessed, settings=settings, correlation_id=envelope.correlation_id
             )
 
-    return {RISK_ASSESSED: on_risk_assessed}
+    return {RISK_ASSESSED: on_risk_assessed, SAFETY_PLAN_EVENTS: reminders.on_safety_plan_event}

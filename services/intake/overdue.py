@@ -1,0 +1,104 @@
+"""The overdue watcher: one `safety_plan.overdue` event per plan that passes its due time open.
+
+It sleeps until the earliest due time of an open plan, not in a polling loop. A trigger on
+`intake.safety_plans` sends a NOTIFY when a plan is opened, completed or its due time changes,
+so every replica recomputes its sleep the moment the earliest due time may have moved. The claim
+itself (safety_plans.claim_overdue) marks the plan and queues the event in one transaction with
+`FOR UPDATE SKIP LOCKED`: with several replicas awake at once, each plan is announced once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import asyncpg
+
+from services.intake.safety_plans import claim_overdue, next_overdue_at
+from shared.db import SessionFactory, asyncpg_dsn, transaction
+from shared.events import utcnow
+from shared.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+#: The channel the safety_plans trigger signals on (migrations/0002_safety_plan_revisions.sql).
+SAFETY_PLANS_CHANNEL = "intake_safety_plans"
+
+
+class OverdueWatcher:
+    def __init__(
+        self,
+        *,
+        sessions: SessionFactory,
+        listen_dsn: str,
+        batch_size: int = 100,
+        max_sleep_seconds: float = 60.0,
+        busy_retry_seconds: float = 1.0,
+    ) -> None:
+        self._sessions = sessions
+        self._listen_dsn = listen_dsn
+        self._batch_size = batch_size
+        #: A ceiling on the sleep, in case a NOTIFY was lost while the LISTEN connection was down.
+        self._max_sleep = max_sleep_seconds
+        #: When a due plan is locked by another replica's claim, look again after this long.
+        self._busy_retry = busy_retry_seconds
+        self._wake = asyncio.Event()
+        self.announced = 0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Watch until cancelled; reconnects the LISTEN connection if it drops."""
+        while True:
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(self._listen_dsn)
+                await conn.add_listener(SAFETY_PLANS_CHANNEL, lambda *_: self._wake.set())
+                while not conn.is_closed():
+                    self._wake.clear()
+                    await self.run_due()
+                    await self._sleep_until_next_due()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("overdue watcher failed; retrying in 1 s")
+                await asyncio.sleep(1)
+            finally:
+                if conn is not None and not conn.is_closed():
+                    await conn.close()
+
+    async def run_due(self) -> int:
+        """Announce every plan that is overdue now; returns how many this replica announced."""
+        total = 0
+        while True:
+            async with transaction(self._sessions) as session:
+                claimed = len(await claim_overdue(session, limit=self._batch_size))
+            total += claimed
+            if claimed < self._batch_size:
+                break
+        if total:
+            log.info("announced %d overdue safety plan(s)", total)
+        self.announced += total
+        return total
+
+    async def _sleep_until_next_due(self) -> None:
+        async with self._sessions() as session:
+            due = await next_overdue_at(session)
+        timeout = self._max_sleep
+        if due is not None:
+            left = (due - utcnow()).total_seconds()
+            # Past due but not claimable: another replica holds it mid-claim; look again soon.
+            timeout = min(timeout, left if left > 0 else self._busy_retry)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+
+
+def start_watcher(runtime: Runtime) -> OverdueWatcher:
+    """Run the watcher for the service's lifetime (the runtime cancels it at shutdown)."""
+    watcher = OverdueWatcher(
+        sessions=runtime.sessions, listen_dsn=asyncpg_dsn(runtime.settings.database_url)
+    )
+    runtime.spawn(watcher.run(), name="intake-overdue-watcher")
+    return watcher

@@ -1,0 +1,405 @@
+"""Safety-plan routes for hotline staff and clinicians: read, edit, review, complete, print.
+
+Routes are thin: the rules are in safety_plans.py. Every write names who makes it (`Actor`) and
+the version it was made against (`If-Match: "<version>"` or a `version` field); a stale version
+is 409, none at all is 428, so two people editing one plan never silently lose a change.
+
+Until API keys exist, who is acting comes from `X-Actor` and `X-Actor-Role`; `current_actor` is
+the one place to swap for the real authentication dependency.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Depends, Header, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from starlette.concurrency import run_in_threadpool
+
+from services.intake import safety_plans as plans
+from services.intake.api import Session, Sessions
+from services.intake.models import SafetyPlan, SafetyPlanRevision
+from services.intake.safety_plan_print import PdfUnavailable, find_font, render_html, render_pdf
+from shared.db import transaction
+from shared.errors import DomainError, Unprocessable
+
+router = APIRouter(prefix="/v1/safety-plans", tags=["safety plans"])
+
+_NO_STORE = {"Cache-Control": "no-store", "Vary": "Accept"}  # PHI: never cached by a proxy
+_ACTOR = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,99}$")
+_ETAG = re.compile(r'^(?:W/)?"?(\d{1,9})"?$')
+_ROLES = ("hotline", "clinician", "admin")
+_MEDIA = {"application/json": "json", "text/html": "html", "application/pdf": "pdf"}
+_MEDIA_RANGES = {"*/*": "json", "application/*": "json", "text/*": "html"}
+
+
+class Unauthenticated(DomainError):
+    status_code = 401
+    code = "unauthenticated"
+
+
+class PreconditionRequired(DomainError):
+    status_code = 428
+    code = "precondition_required"
+
+
+class NotAcceptable(DomainError):
+    status_code = 406
+    code = "not_acceptable"
+
+
+async def current_actor(
+    x_actor: Annotated[str | None, Header(alias="X-Actor", max_length=200)] = None,
+    x_actor_role: Annotated[str | None, Header(alias="X-Actor-Role", max_length=40)] = None,
+) -> plans.Actor:
+    """Who is writing. Stand-in for the API-key dependency of the security work."""
+    if not x_actor or not x_actor_role:
+        raise Unauthenticated(
+            "say who is making the change: X-Actor (e.g. hotline:jsmith) and X-Actor-Role",
+            problems=[{"field": "X-Actor", "problem": "required for changes"}],
+        )
+    if not _ACTOR.fullmatch(x_actor):
+        raise Unauthenticated(
+            "X-Actor must be a short identifier (letters, digits and . _ : @ -)",
+            problems=[{"field": "X-Actor", "problem": "not a short identifier"}],
+        )
+    if x_actor_role not in _ROLES:
+        raise Unauthenticated(
+            "X-Actor-Role must be one of " + ", ".join(_ROLES),
+            problems=[{"field": "X-Actor-Role", "problem": "unknown role"}],
+        )
+    return plans.Actor(x_actor, x_actor_role)
+
+
+Actor = Annotated[plans.Actor, Depends(current_actor)]
+IfMatch = Annotated[str | None, Header(alias="If-Match", max_length=40)]
+Accept = Annotated[str | None, Header(alias="Accept", max_length=1000)]
+
+# --- request bodies: short, strict, and never echoed back in an error -----------------------
+
+_NO_CONTROL = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+EntryText = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=1000, pattern=_NO_CONTROL),
+]
+Reason = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500, pattern=_NO_CONTROL)
+]
+EntryId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{12}$")]
+
+
+class Versioned(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    #: The version the change was made against; or send `If-Match: "<version>"`.
+    version: int | None = Field(None, ge=1)
+
+
+class EntryIn(Versioned):
+    text: EntryText
+
+
+class OrderIn(Versioned):
+    entry_ids: list[EntryId] = Field(max_length=plans.MAX_ENTRIES_PER_STEP)
+
+
+class NotApplicableIn(Versioned):
+    reason: Reason
+
+
+class EmergencyTaskIn(Versioned):
+    status: Literal["completed", "declined"]
+    outcome: EntryText | None = None
+    reason: Reason | None = None
+
+
+class ReviewIn(Versioned):
+    note: EntryText | None = None
+
+
+class DueIn(Versioned):
+    due_at: AwareDatetime
+
+
+def _write(
+    plan_id: uuid.UUID, actor: plans.Actor, if_match: str | None, body: Versioned | None
+) -> plans.Write:
+    """The change's target version, from If-Match or the body (they must agree when both come)."""
+    header: int | None = None
+    if if_match is not None:
+        match = _ETAG.fullmatch(if_match.strip())
+        if match is None:
+            raise Unprocessable(
+                'If-Match must be the plan\'s version as an ETag, e.g. "3"',
+                problems=[{"field": "If-Match", "problem": "not a version"}],
+            )
+        header = int(match.group(1))
+    field = body.version if body is not None else None
+    if header is not None and field is not None and header != field:
+        raise Unprocessable(
+            "If-Match and version disagree",
+            problems=[{"field": "version", "problem": "differs from If-Match"}],
+        )
+    version = header if header is not None else field
+    if version is None:
+        raise PreconditionRequired(
+            'say which version you changed: If-Match: "<version>" (the ETag of the GET) '
+            "or a version field",
+            problems=[{"field": "If-Match", "problem": "required for changes"}],
+        )
+    return plans.Write(plan_id=plan_id, version=version, actor=actor)
+
+
+def _etag(plan: SafetyPlan) -> str:
+    return f'"{plan.version}"'
+
+
+def _answer(
+    plan: SafetyPlan, *, status_code: int = 200, location: str | None = None
+) -> JSONResponse:
+    headers = {**_NO_STORE, "ETag": _etag(plan)}
+    if location is not None:
+        headers["Location"] = location
+    return JSONResponse(plans.plan_document(plan), status_code=status_code, headers=headers)
+
+
+def negotiate(accept: str | None) -> str | None:
+    """json, html or pdf for an Accept header (q-values honoured); None when none is acceptable."""
+    if not accept or not accept.strip():
+        return "json"
+    offers: list[tuple[float, int, str]] = []
+    for position, part in enumerate(accept.split(",")):
+        media, *params = (p.strip() for p in part.split(";"))
+        quality = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        kind = _MEDIA.get(media.lower()) or _MEDIA_RANGES.get(media.lower())
+        if kind is not None and quality > 0:
+            offers.append((-quality, position, kind))
+    return min(offers)[2] if offers else None
+
+
+def _revision(revision: SafetyPlanRevision, *, with_snapshot: bool) -> dict[str, Any]:
+    out = {
+        "version": revision.version,
+        "actor": revision.actor,
+        "role": revision.role,
+        "action": revision.action,
+        "diff": revision.diff,
+        "at": revision.at.isoformat(),
+    }
+    if with_snapshot:
+        out["snapshot"] = revision.snapshot
+    return out
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+@router.get(
+    "/{plan_id}",
+    responses={
+        200: {"content": {"application/json": {}, "text/html": {}, "application/pdf": {}}},
+        406: {"description": "none of the Accept types is offered"},
+    },
+)
+async def get_safety_plan(
+    plan_id: uuid.UUID, request: Request, session: Session, accept: Accept = None
+) -> Response:
+    """The plan as JSON (default, with its version as ETag), or the person's printable copy."""
+    kind = negotiate(accept)
+    if kind is None:
+        raise NotAcceptable(
+            "a safety plan is offered as application/json, text/html or application/pdf"
+        )
+    plan = await plans.get_plan(session, plan_id=plan_id)
+    if kind == "json":
+        return _answer(plan)
+    document = plans.plan_document(plan)
+    if kind == "html":
+        return HTMLResponse(render_html(document), headers=_NO_STORE)
+    font = find_font(request.app.state.runtime.settings.safety_plan_pdf_font)
+    try:
+        pdf = await run_in_threadpool(render_pdf, document, font=font)
+    except PdfUnavailable as exc:
+        raise NotAcceptable(f"{exc}; ask for text/html instead") from exc
+    return Response(
+        pdf,
+        media_type="application/pdf",
+        headers={**_NO_STORE, "Content-Disposition": 'inline; filename="safety-plan.pdf"'},
+    )
+
+
+@router.get("/{plan_id}/revisions")
+async def get_revisions(plan_id: uuid.UUID, session: Session) -> JSONResponse:
+    """Every revision, oldest first: who changed what, when (each snapshot at its own URL)."""
+    revisions = await plans.list_revisions(session, plan_id=plan_id)
+    return JSONResponse([_revision(r, with_snapshot=False) for r in revisions], headers=_NO_STORE)
+
+
+@router.get("/{plan_id}/revisions/{version}")
+async def get_revision(plan_id: uuid.UUID, version: int, session: Session) -> JSONResponse:
+    """One revision with the whole plan as it was after it."""
+    revision = await plans.get_revision(session, plan_id=plan_id, version=version)
+    return JSONResponse(_revision(revision, with_snapshot=True), headers=_NO_STORE)
+
+
+# --- changing: each is one transaction and one revision --------------------------------------
+
+
+@router.post("/{plan_id}/steps/{step}/entries", status_code=201)
+async def add_entry(
+    plan_id: uuid.UUID,
+    step: str,
+    payload: EntryIn,
+    sessions: Sessions,
+    actor: Actor,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    """Add the person's words to a step, as its last entry; `Location` names the new entry."""
+    write = _write(plan_id, actor, if_match, payload)
+    async with transaction(sessions) as session:
+        plan, entry_id = await plans.add_entry(session, write, step=step, text=payload.text)
+    location = f"/v1/safety-plans/{plan_id}/steps/{step}/entries/{entry_id}"
+    return _answer(plan, status_code=201, location=location)
+
+
+@router.put("/{plan_id}/steps/{step}/entries/{entry_id}")
+async def edit_entry(
+    plan_id: uuid.UUID,
+    step: str,
+    entry_id: str,
+    payload: EntryIn,
+    sessions: Sessions,
+    actor: Actor,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    write = _write(plan_id, actor, if_match, payload)
+    async with transaction(sessions) as session:
+        plan = await plans.edit_entry(
+            session, write, step=step, entry_id=entry_id, text=payload.text
+        )
+    return _answer(plan)
+
+
+@router.delete("/{plan_id}/steps/{step}/entries/{entry_id}")
+async def remove_entry(
+    plan_id: uuid.UUID,
+    step: str,
+    entry_id: str,
+    sessions: Sessions,
+    actor: Actor,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    write = _write(plan_id, actor, if_match, None)
+    async with transaction(sessions) as session:
+        plan = await plans.remove_entry(session, write, step=step, entry_id=entry_id)
+    return _answer(plan)
+
+
+@router.put("/{plan_id}/steps/{step}/order")
+async def reorder_entries(
+    plan_id: uuid.UUID,
+    step: str,
+    payload: OrderIn,
+    sessions: Sessions,
+    actor: Actor,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    """Put a step's entries in the person's order of priority."""
+    write = _write(plan_id, actor, if_match, payload)
+    async with transaction(sessions) as session:
+        plan = await plans.reorder_entries(session, write, step=step, entry_ids=payload.entry_ids)
+    return _answer(plan)
+
+
+@router.put("/{plan_id}/steps/{step}/not-applicable")
+async def mark_not_applicable(
+    plan_id: uuid.UUID,
+    step: str,
+    payload: NotApplicableIn,
+    sessions: Sessions,
+    actor: Actor,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    """Record why an (empty) step does not apply; that answers the step for completion."""
+    write = _write(plan_id, actor, if_match, payload)
+    async with transaction(sessions) as session:
+        plan = await plans.mark_not_applicable(session, write, step=step, reason=payload.reason)
+    return _answer(plan)
+
+
+@router.delete("/{plan_id}/steps/{step}/not-applicable")
+async def clear_not_applicable(
+    plan_id: uuid.UUID, step: str, sessions: Sessions, actor: Actor, if_match: IfMatch = None
+) -> JSONResponse:
+    write = _write(plan_id, actor, if_match, None)
+    async with transaction(sessions) as session:
+        plan = await plans.clear_not_applicable(session, write, step=step)
+    return _answer(plan)
+
+
+@router.put("/{plan_id}/emergency-task")
+async def close_emergency_task(
+    plan_id: uuid.UUID,
+    payload: EmergencyTaskIn,
+    sessions: Sessions,
+    actor: Actor,
+    if_match: IfMatch = None,
+) -> JSONResponse:
+    """Imminent risk: emergency coordination `completed` with its outcome, or `declined` (why)."""
+    write = _write(plan_id, actor, if_match, payload)
+    async with transaction(sessions) as session:
+        plan = await plans.close_emergency_task(
+            session, write, status=payload.status, outcome=payload.outcome, reason=payload.reason
+        )
+    return _answer(plan)
+
+
+@router.put("/{plan_id}/due")
+async def change_due(
+    plan_id: uuid.UUID, payload: DueIn, sessions: Sessions, actor: Actor, if_match: IfMatch = None
+) -> JSONResponse:
+    """A clinician moves the plan's due time."""
+    write = _write(plan_id, actor, if_match, payload)
+    async with transaction(sessions) as session:
+        plan = await plans.change_due(session, write, due_at=payload.due_at)
+    return _answer(plan)
+
+
+@router.post("/{plan_id}/review")
+async def review(
+    plan_id: uuid.UUID,
+    sessions: Sessions,
+    actor: Actor,
+    if_match: IfMatch = None,
+    payload: Annotated[ReviewIn | None, Body()] = None,
+) -> JSONResponse:
+    """A clinician (or admin) reviews the plan as it is; any later change voids the review."""
+    write = _write(plan_id, actor, if_match, payload)
+    async with transaction(sessions) as session:
+        plan = await plans.review(session, write, note=payload.note if payload else None)
+    return _answer(plan)
+
+
+@router.post("/{plan_id}/complete")
+async def complete(
+    plan_id: uuid.UUID,
+    sessions: Sessions,
+    actor: Actor,
+    if_match: IfMatch = None,
+    payload: Annotated[Versioned | None, Body()] = None,
+) -> JSONResponse:
+    """Complete the plan; 409 `plan_incomplete` lists what is still outstanding."""
+    write = _write(plan_id, actor, if_match, payload)
+    async with transaction(sessions) as session:
+        plan = await plans.complete(session, write)
+    return _answer(plan)

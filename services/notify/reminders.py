@@ -1,0 +1,287 @@
+"""Reminders to the on-call clinician when a safety plan passes its due time still open.
+
+Intake announces `safety_plan.overdue` once per plan on triage.safety-plan.events.v1. Here the
+announcement becomes one reminder row, unique per plan, so a redelivered (or re-announced) event
+adds nothing. The row is also the durable timer: a sender claims due rows with a lease
+(`FOR UPDATE SKIP LOCKED`, so two replicas never send one attempt), POSTs the reminder signed as
+the contract signs pages, and retries with backoff until it is delivered or given up. It sleeps
+until the next due attempt and is woken by a NOTIFY when a reminder is recorded: no polling.
+
+A reminder carries ids, the level and the due time, never an entry of the plan (PHI).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+import httpx
+from sqlalchemy import func, select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from services.notify.models import Base
+from services.notify.settings import NotifySettings
+from shared.db import SessionFactory, asyncpg_dsn, transaction
+from shared.events import Envelope, SafetyPlanEvent, utcnow
+from shared.runtime import Runtime
+from shared.webhooks import backoff_seconds, classify, webhook_signature
+
+log = logging.getLogger(__name__)
+
+KIND = "safety_plan_overdue"
+#: The channel the reminders trigger signals on (migrations/0003_reminders.sql).
+REMINDERS_CHANNEL = "notify_reminders"
+LEASE = timedelta(seconds=30)
+
+_CLAIM = text(
+    """
+    UPDATE notify.reminders
+       SET lease_until = now() + make_interval(secs => :lease), attempts = attempts + 1
+     WHERE id IN (SELECT id FROM notify.reminders
+                   WHERE status = 'pending' AND due_at <= now()
+                     AND (lease_until IS NULL OR lease_until < now())
+                   ORDER BY due_at
+                   LIMIT :limit
+                   FOR UPDATE SKIP LOCKED)
+    RETURNING id, attempts, plan_id, screening_id, risk_level, plan_due_at
+    """
+)
+
+
+class Reminder(Base):
+    __tablename__ = "reminders"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    kind: Mapped[str]
+    plan_id: Mapped[uuid.UUID] = mapped_column(unique=True)
+    screening_id: Mapped[uuid.UUID]
+    risk_level: Mapped[str]
+    plan_due_at: Mapped[datetime]
+    status: Mapped[str]
+    attempts: Mapped[int] = mapped_column(default=0)
+    due_at: Mapped[datetime]
+    lease_until: Mapped[datetime | None]
+    last_http_status: Mapped[int | None]
+    last_error: Mapped[str | None]
+    created_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    correlation_id: Mapped[str]
+
+
+async def record_overdue(
+    session: AsyncSession, *, event: SafetyPlanEvent, correlation_id: str
+) -> bool:
+    """One reminder per plan, due now; False when the plan already has one."""
+    now = utcnow()
+    inserted = await session.scalar(
+        insert(Reminder)
+        .values(
+            id=uuid.uuid4(),
+            kind=KIND,
+            plan_id=event.plan_id,
+            screening_id=event.screening_id,
+            risk_level=event.risk_level,
+            plan_due_at=event.due_at or event.changed_at,
+            status="pending",
+            attempts=0,
+            due_at=now,
+            created_at=now,
+            correlation_id=correlation_id,
+        )
+        .on_conflict_do_nothing(index_elements=[Reminder.plan_id])
+        .returning(Reminder.id)
+    )
+    return inserted is not None
+
+
+async def on_safety_plan_event(session: AsyncSession, envelope: Envelope) -> None:
+    """The consumer's handler for triage.safety-plan.events.v1: only `overdue` pages anyone."""
+    if envelope.type != "safety_plan.overdue":
+        return
+    event = SafetyPlanEvent.model_validate(envelope.data)
+    await record_overdue(session, event=event, correlation_id=envelope.correlation_id)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """One claimed attempt, with what the reminder says; no PHI."""
+
+    id: uuid.UUID
+    attempt: int
+    plan_id: uuid.UUID
+    screening_id: uuid.UUID
+    risk_level: str
+    plan_due_at: datetime
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "kind": KIND,
+            "plan_id": str(self.plan_id),
+            "screening_id": str(self.screening_id),
+            "risk_level": self.risk_level,
+            "due_at": self.plan_due_at.isoformat(),
+        }
+
+
+class ReminderSender:
+    def __init__(
+        self,
+        *,
+        sessions: SessionFactory,
+        settings: NotifySettings,
+        secrets: list[str],
+        batch_size: int = 20,
+    ) -> None:
+        self._sessions = sessions
+        self._settings = settings
+        #: Shared with the app: a secret rotation is seen by the next attempt.
+        self._secrets = secrets
+        self._batch_size = batch_size
+        self._wake = asyncio.Event()
+        self.sent = 0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Send until cancelled; reconnects the LISTEN connection if it drops."""
+        timeout = httpx.Timeout(self._settings.delivery_timeout_seconds)
+        async with httpx.AsyncClient(timeout=timeout) as http:
+            while True:
+                conn: asyncpg.Connection | None = None
+                try:
+                    conn = await asyncpg.connect(asyncpg_dsn(self._settings.database_url))
+                    await conn.add_listener(REMINDERS_CHANNEL, lambda *_: self._wake.set())
+                    while not conn.is_closed():
+                        self._wake.clear()
+                        await self.run_due(http)
+                        await self._sleep_until_next_due()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("reminder sender failed; retrying in 1 s")
+                    await asyncio.sleep(1)
+                finally:
+                    if conn is not None and not conn.is_closed():
+                        await conn.close()
+
+    async def run_due(self, http: httpx.AsyncClient) -> None:
+        while True:
+            claimed = await self._claim()
+            await asyncio.gather(*(self._send(http, c) for c in claimed))
+            if len(claimed) < self._batch_size:
+                return
+
+    async def _claim(self) -> list[Claimed]:
+        async with transaction(self._sessions) as session:
+            rows = await session.execute(
+                _CLAIM, {"lease": LEASE.total_seconds(), "limit": self._batch_size}
+            )
+            return [
+                Claimed(
+                    id=r.id,
+                    attempt=r.attempts,
+                    plan_id=r.plan_id,
+                    screening_id=r.screening_id,
+                    risk_level=r.risk_level,
+                    plan_due_at=r.plan_due_at,
+                )
+                for r in rows
+            ]
+
+    async def _send(self, http: httpx.AsyncClient, reminder: Claimed) -> None:
+        target = self._settings.oncall_webhook_url
+        status: int | None = None
+        error: str | None
+        if target is None:
+            outcome, error = "no_target", "no on-call target configured"
+        else:
+            body = json.dumps(reminder.payload(), separators=(",", ":")).encode()
+            timestamp = int(time.time())
+            headers = {
+                "Content-Type": "application/json",
+                "X-Triage-Event-Id": str(reminder.id),
+                "X-Triage-Timestamp": str(timestamp),
+                "X-Triage-Signature": webhook_signature(self._secrets, timestamp, body),
+            }
+            try:
+                response = await http.post(target, content=body, headers=headers)
+                status = response.status_code
+                outcome = classify(status)
+                error = None if outcome == "delivered" else f"HTTP {status}"
+            except httpx.HTTPError as exc:
+                outcome, error = "temporary_failure", type(exc).__name__
+        try:
+            await self._record(reminder, outcome=outcome, http_status=status, error=error)
+        except Exception:
+            # The lease expires and the reminder is sent again: at least once, never lost.
+            log.exception("could not record reminder %s", reminder.id)
+
+    async def _record(
+        self, reminder: Claimed, *, outcome: str, http_status: int | None, error: str | None
+    ) -> None:
+        settings = self._settings
+        async with transaction(self._sessions) as session:
+            row = await session.get(Reminder, reminder.id, with_for_update=True)
+            if row is None:
+                return
+            now = utcnow()
+            row.lease_until = None
+            row.last_http_status, row.last_error = http_status, error
+            if outcome == "delivered":
+                row.status, row.finished_at = "delivered", now
+                self.sent += 1
+            elif outcome == "no_target":
+                row.attempts = 0  # waiting for a target is not a failed attempt
+                row.due_at = now + timedelta(seconds=settings.no_target_retry_seconds)
+            elif outcome == "temporary_failure" and row.attempts < settings.delivery_max_attempts:
+                delay = backoff_seconds(
+                    row.attempts,
+                    base=settings.retry_base_seconds,
+                    ceiling=settings.retry_max_seconds,
+                )
+                row.due_at = now + timedelta(seconds=delay)
+            else:
+                row.status, row.finished_at = "failed", now
+                log.error(
+                    "reminder %s for safety plan %s given up after %d attempt(s): %s",
+                    row.id,
+                    row.plan_id,
+                    row.attempts,
+                    error,
+                )
+        if outcome != "delivered":
+            log.warning("reminder %s attempt %d: %s", reminder.id, reminder.attempt, error)
+
+    async def _sleep_until_next_due(self) -> None:
+        async with self._sessions() as session:
+            # A reminder leased by another replica is next due when its lease runs out.
+            next_attempt = func.greatest(Reminder.due_at, Reminder.lease_until)
+            due = await session.scalar(
+                select(func.min(next_attempt)).where(Reminder.status == "pending")
+            )
+        timeout = LEASE.total_seconds()
+        if due is not None:
+            timeout = min(timeout, max(0.0, (due - utcnow()).total_seconds()))
+        if timeout > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+
+
+def start_sender(
+    runtime: Runtime, *, settings: NotifySettings, secrets: list[str]
+) -> ReminderSender:
+    """Run the sender for the service's lifetime (the runtime cancels it at shutdown)."""
+    sender = ReminderSender(sessions=runtime.sessions, settings=settings, secrets=secrets)
+    runtime.spawn(sender.run(), name="notify-reminders")
+    return sender
