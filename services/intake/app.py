@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.intake import api, consumer, overdue, safety_plans_api
+from services.intake import api, consumer, fhir_api, overdue, resthooks, safety_plans_api
 from services.intake.models import SCHEMA, Base
 from services.intake.settings import IntakeSettings
 from shared.http import base_app, health_router
@@ -24,10 +24,12 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         ) as runtime:
             app.state.runtime = runtime
             app.state.overdue_watcher = overdue.start_watcher(runtime)
+            resthooks.start_pusher(runtime, cfg)
             yield
 
     app = base_app(title="triage intake", lifespan=lifespan, max_body_bytes=cfg.max_body_bytes)
     app.include_router(health_router(lambda: app.state.runtime.readiness()))
     app.include_router(api.router)
     app.include_router(safety_plans_api.router)
+    app.include_router(fhir_api.router)
     return app

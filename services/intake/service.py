@@ -14,6 +14,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake.models import AlertView, IdempotencyKey, SafetyPlan, Screening, outbox
+from services.intake.resthooks import enqueue_pushes
 from services.intake.schemas import ScreeningIn
 from services.intake.safety_plans import open_safety_plan
 from shared.errors import Conflict, NotFound, Unprocessable, validation_problems
@@ -154,6 +155,8 @@ async def apply_assessment(
         "details": assessed.details,
     }
     screening.updated_at = utcnow()
+    # An EHR that registered a rest-hook gets the RiskAssessment back (queued in this transaction).
+    await enqueue_pushes(session, screening=screening, assessment_id=assessed.assessment_id)
     if assessed.flagged and assessed.response.safety_plan:
         minutes = due_minutes.get(assessed.level, due_minutes.get("moderate", 1440))
         await open_safety_plan(

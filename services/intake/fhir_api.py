@@ -1,0 +1,528 @@
+"""Intake's FHIR R4 endpoints: screenings in, RiskAssessments out, rest-hooks, capabilities.
+
+Every answer of this router is FHIR: ``application/fhir+json``, and errors are OperationOutcomes
+with one issue per problem (``FhirRoute``). The work is in fhir.py (mapping and storing),
+fhir_risk.py (the RiskAssessment) and resthooks.py (pushes to the EHR).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from http import HTTPStatus
+from importlib.metadata import PackageNotFoundError, version
+from typing import Annotated, Any, Final
+
+from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.capabilitystatement import CapabilityStatement
+from fhir.resources.R4B.operationoutcome import OperationOutcome
+from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.intake import resthooks
+from services.intake.fhir import (
+    FHIR_JSON,
+    FhirError,
+    FhirIdentifier,
+    Issue,
+    MappedResponse,
+    if_none_exist_identifier,
+    map_questionnaire_response,
+    operation_outcome,
+    parse_questionnaire_response,
+    response_summary,
+    screening_payload,
+    structure_issues,
+    submit_fhir_screening,
+)
+from services.intake.fhir_models import FhirResponse
+from services.intake.fhir_risk import NotAssessed, risk_assessment
+from services.intake.models import Screening
+from services.intake.schemas import ScreeningIn
+from shared.db import SessionFactory, transaction
+from shared.errors import Conflict, DomainError, NotFound, Unprocessable, validation_problems
+from shared.events import utcnow
+
+log = logging.getLogger(__name__)
+
+#: Media types a FHIR JSON body may come with (the last is DSTU2's, still sent by some clients).
+JSON_TYPES: Final = frozenset({FHIR_JSON, "application/json", "application/json+fhir"})
+MAX_BUNDLE_ENTRIES: Final = 100
+_DOMAIN_ISSUE_CODES: Final = {NotFound: "not-found", Conflict: "conflict", Unprocessable: "invalid"}
+
+
+def outcome_response(
+    status: int, issues: list[Issue], headers: dict[str, str] | None = None
+) -> Response:
+    body = OperationOutcome.model_validate(operation_outcome(issues))
+    return Response(body.model_dump_json(exclude_none=True), status, headers, media_type=FHIR_JSON)
+
+
+def fhir_response(
+    resource: dict[str, Any] | None, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    content = b"" if resource is None else json.dumps(resource, separators=(",", ":")).encode()
+    return Response(content, status, headers, media_type=FHIR_JSON)
+
+
+class FhirRoute(APIRoute):
+    """A route whose every error is an OperationOutcome, including FastAPI's own 422s."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except FhirError as exc:
+                return outcome_response(exc.status, exc.issues)
+            except DomainError as exc:
+                code = _DOMAIN_ISSUE_CODES.get(type(exc), "invalid")
+                issues = [Issue(code, exc.detail)] + [
+                    Issue(code, f"{p['field']}: {p['problem']}") for p in exc.problems
+                ]
+                return outcome_response(exc.status_code, issues)
+            except RequestValidationError as exc:
+                errors = list(exc.errors())
+                if any(e.get("type") == "json_invalid" for e in errors):
+                    return outcome_response(400, [Issue("structure", "the body is not valid JSON")])
+                problems = validation_problems(errors)
+                return outcome_response(
+                    422, [Issue("invalid", f"{p['field']}: {p['problem']}") for p in problems]
+                )
+
+        return route
+
+
+router = APIRouter(prefix="/v1", route_class=FhirRoute, tags=["fhir"])
+
+
+def _sessions(request: Request) -> SessionFactory:
+    return request.app.state.runtime.sessions
+
+
+async def _session(request: Request):
+    async with _sessions(request)() as session:
+        yield session
+
+
+Sessions = Annotated[SessionFactory, Depends(_sessions)]
+Session = Annotated[AsyncSession, Depends(_session)]
+IfNoneExist = Annotated[str | None, Header(alias="If-None-Exist", max_length=1000)]
+Prefer = Annotated[str | None, Header(alias="Prefer", max_length=200)]
+CorrelationHeader = Annotated[str | None, Header(alias="X-Correlation-Id", max_length=200)]
+
+
+async def _resource_body(request: Request) -> Any:
+    """The JSON body of a FHIR request; 415 for another media type, 400 if it is not JSON."""
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media and media not in JSON_TYPES:
+        raise FhirError.one(415, "not-supported", "send application/fhir+json or application/json")
+    try:
+        return json.loads(await request.body())
+    except ValueError:
+        raise FhirError.one(400, "structure", "the body is not valid JSON") from None
+
+
+# --- create ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A QuestionnaireResponse checked and mapped, ready to store."""
+
+    mapped: MappedResponse
+    payload: ScreeningIn
+    answers: dict[str, Any]
+    conditional: FhirIdentifier | None
+
+
+@dataclass(frozen=True)
+class Stored:
+    screening: Screening
+    created: bool
+    source: FhirResponse | None
+
+
+def _prepare(resource: Any, if_none_exist: str | None, where: str) -> Prepared:
+    conditional = if_none_exist_identifier(if_none_exist)
+    mapped = map_questionnaire_response(
+        parse_questionnaire_response(resource, where=where), where=where
+    )
+    payload, answers = screening_payload(mapped, conditional=conditional)
+    return Prepared(mapped, payload, answers, conditional)
+
+
+async def _store(session: AsyncSession, prepared: Prepared, correlation_id: str) -> Stored:
+    screening, created = await submit_fhir_screening(
+        session,
+        mapped=prepared.mapped,
+        payload=prepared.payload,
+        answers=prepared.answers,
+        conditional=prepared.conditional,
+        correlation_id=correlation_id,
+    )
+    return Stored(screening, created, await session.get(FhirResponse, screening.id))
+
+
+async def _store_one(sessions: SessionFactory, prepared: Prepared, correlation_id: str) -> Stored:
+    for attempt in (1, 2):
+        try:
+            async with transaction(sessions) as session:
+                return await _store(session, prepared, correlation_id)
+        except IntegrityError:
+            if attempt == 2:
+                raise
+            # A concurrent post of the same identifier won; the retry finds it as a replay.
+    raise AssertionError("unreachable")
+
+
+def _location(stored: Stored) -> str:
+    return f"QuestionnaireResponse/{stored.screening.id}"
+
+
+def _created_body(stored: Stored, prefer: str | None) -> dict[str, Any] | None:
+    """What ``Prefer: return=…`` asks for; the (subsetted) resource by default."""
+    wanted = (prefer or "").replace(" ", "").lower()
+    if "return=minimal" in wanted:
+        return None
+    if "return=operationoutcome" in wanted:
+        what = "created" if stored.created else "already exists: the first screening is returned"
+        issue = Issue(
+            "informational", f"screening {stored.screening.id} {what}", severity="information"
+        )
+        return operation_outcome([issue])
+    return response_summary(stored.screening, stored.source)
+
+
+@router.post(
+    "/fhir/QuestionnaireResponse",
+    status_code=202,
+    responses={200: {"description": "a repeat of an earlier QuestionnaireResponse"}},
+)
+async def create_questionnaire_response(
+    request: Request,
+    sessions: Sessions,
+    if_none_exist: IfNoneExist = None,
+    prefer: Prefer = None,
+    correlation_id: CorrelationHeader = None,
+) -> Response:
+    """A screening from a QuestionnaireResponse: 202 the first time, 200 with the same id after.
+
+    A transaction or batch Bundle posted here is handled as if posted to the base (``/v1/fhir``).
+    """
+    body = await _resource_body(request)
+    if isinstance(body, dict) and body.get("resourceType") == "Bundle":
+        return await _bundle(sessions, body, prefer, correlation_id or str(uuid.uuid4()))
+    prepared = _prepare(body, if_none_exist, "QuestionnaireResponse")
+    stored = await _store_one(sessions, prepared, correlation_id or str(uuid.uuid4()))
+    headers = {
+        "Location": f"/v1/fhir/{_location(stored)}",
+        "ETag": 'W/"1"',
+        "Last-Modified": stored.screening.received_at.strftime("%a, %d %b %Y %H:%M:%S GMT"),
+    }
+    return fhir_response(_created_body(stored, prefer), 202 if stored.created else 200, headers)
+
+
+@router.get("/fhir/QuestionnaireResponse/{screening_id}")
+async def read_questionnaire_response(screening_id: uuid.UUID, session: Session) -> Response:
+    """Our copy, subsetted: identifier, questionnaire, subject and status, not the answers' form."""
+    screening = await session.get(Screening, screening_id)
+    if screening is None:
+        raise FhirError.one(404, "not-found", f"no QuestionnaireResponse {screening_id}")
+    return fhir_response(response_summary(screening, await session.get(FhirResponse, screening_id)))
+
+
+# --- Bundle ------------------------------------------------------------------------------------
+
+
+@router.post("/fhir")
+async def post_bundle(
+    request: Request,
+    sessions: Sessions,
+    prefer: Prefer = None,
+    correlation_id: CorrelationHeader = None,
+) -> Response:
+    """A transaction (all or nothing) or batch (each entry alone) of QuestionnaireResponses."""
+    body = await _resource_body(request)
+    if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
+        raise FhirError.one(
+            400, "structure", "expected a Bundle of type transaction or batch", "Bundle"
+        )
+    return await _bundle(sessions, body, prefer, correlation_id or str(uuid.uuid4()))
+
+
+def _check_envelope(body: dict[str, Any]) -> tuple[str, list[Any]]:
+    kind = body.get("type")
+    if kind not in ("transaction", "batch"):
+        raise FhirError.one(
+            400, "not-supported", "a Bundle must be of type transaction or batch", "Bundle.type"
+        )
+    entries = body.get("entry") or []
+    if not isinstance(entries, list):
+        raise FhirError.one(400, "structure", "Bundle.entry must be a list", "Bundle.entry")
+    if len(entries) > MAX_BUNDLE_ENTRIES:
+        raise FhirError.one(
+            400, "too-costly", f"at most {MAX_BUNDLE_ENTRIES} entries per Bundle", "Bundle.entry"
+        )
+    # The envelope is checked by the model; each resource is parsed on its own below, so that in
+    # a batch one broken entry does not refuse the others.
+    shell = [
+        {k: v for k, v in e.items() if k != "resource"} if isinstance(e, dict) else e
+        for e in entries
+    ]
+    try:
+        Bundle.model_validate({**body, "entry": shell or None})
+    except ValidationError as exc:
+        raise FhirError(400, structure_issues(exc, prefix="Bundle")) from None
+    return kind, entries
+
+
+def _prepare_entry(i: int, entry: dict[str, Any]) -> Prepared:
+    request = entry.get("request") or {}
+    url = str(request.get("url") or "").split("?", 1)[0].rstrip("/")
+    if request.get("method") != "POST" or not url.endswith("QuestionnaireResponse"):
+        raise FhirError.one(
+            400,
+            "not-supported",
+            "only POST QuestionnaireResponse entries are supported",
+            f"Bundle.entry[{i}].request",
+        )
+    return _prepare(
+        entry.get("resource"), request.get("ifNoneExist"), f"Bundle.entry[{i}].resource"
+    )
+
+
+def _entry_ok(stored: Stored, prefer: str | None) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "response": {
+            "status": "202 Accepted" if stored.created else "200 OK",
+            "location": _location(stored),
+            "etag": 'W/"1"',
+            "lastModified": stored.screening.received_at.isoformat(),
+        }
+    }
+    body = _created_body(stored, prefer)
+    if body is not None and body["resourceType"] == "OperationOutcome":
+        entry["response"]["outcome"] = body
+    elif body is not None:
+        entry["resource"] = body
+    return entry
+
+
+def _entry_error(exc: FhirError) -> dict[str, Any]:
+    status = HTTPStatus(exc.status)
+    return {
+        "response": {
+            "status": f"{status.value} {status.phrase}",
+            "outcome": operation_outcome(exc.issues),
+        }
+    }
+
+
+def _at_entry(i: int, exc: FhirError) -> FhirError:
+    """An error of one entry, located in the Bundle when it was not already."""
+    issues = [
+        issue if issue.expression else Issue(issue.code, issue.diagnostics, (f"Bundle.entry[{i}]",))
+        for issue in exc.issues
+    ]
+    return FhirError(exc.status, issues)
+
+
+async def _bundle(
+    sessions: SessionFactory, body: dict[str, Any], prefer: str | None, correlation_id: str
+) -> Response:
+    kind, entries = _check_envelope(body)
+    prepared: list[Prepared | FhirError] = []
+    for i, entry in enumerate(entries):
+        try:
+            prepared.append(_prepare_entry(i, entry))
+        except FhirError as exc:
+            prepared.append(_at_entry(i, exc))
+    if kind == "transaction":
+        out = await _transaction(sessions, prepared, prefer, correlation_id)
+    else:
+        out = []
+        for i, item in enumerate(prepared):
+            if isinstance(item, FhirError):
+                out.append(_entry_error(item))
+                continue
+            try:
+                out.append(_entry_ok(await _store_one(sessions, item, correlation_id), prefer))
+            except FhirError as exc:
+                out.append(_entry_error(_at_entry(i, exc)))
+    response = {"resourceType": "Bundle", "type": f"{kind}-response", "entry": out or None}
+    validated = Bundle.model_validate(response).model_dump(mode="json", exclude_none=True)
+    return fhir_response(validated)
+
+
+async def _transaction(
+    sessions: SessionFactory,
+    prepared: list[Prepared | FhirError],
+    prefer: str | None,
+    correlation_id: str,
+) -> list[dict[str, Any]]:
+    """All entries in one database transaction, or none: the first failure refuses the Bundle."""
+    failed = [p for p in prepared if isinstance(p, FhirError)]
+    if failed:
+        raise FhirError(failed[0].status, [issue for f in failed for issue in f.issues])
+    ready = [p for p in prepared if isinstance(p, Prepared)]
+    for attempt in (1, 2):
+        try:
+            async with transaction(sessions) as session:
+                stored = []
+                for i, item in enumerate(ready):
+                    try:
+                        stored.append(await _store(session, item, correlation_id))
+                    except FhirError as exc:
+                        raise _at_entry(i, exc) from None
+            return [_entry_ok(s, prefer) for s in stored]
+        except IntegrityError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+# --- RiskAssessment ------------------------------------------------------------------------------
+
+
+async def _risk_assessment(session: AsyncSession, screening_id: uuid.UUID) -> Response:
+    screening = await session.get(Screening, screening_id)
+    if screening is None:
+        raise FhirError.one(404, "not-found", f"no screening {screening_id}")
+    try:
+        resource = risk_assessment(screening, await session.get(FhirResponse, screening_id))
+    except NotAssessed:
+        return outcome_response(
+            404,
+            [Issue("not-found", f"screening {screening_id} is not assessed yet; retry shortly")],
+            {"Retry-After": "1"},
+        )
+    return Response(resource.model_dump_json(exclude_none=True), media_type=FHIR_JSON)
+
+
+@router.get("/screenings/{screening_id}/fhir/RiskAssessment")
+async def get_screening_risk_assessment(screening_id: uuid.UUID, session: Session) -> Response:
+    """The screening's assessment as a FHIR R4 RiskAssessment (404 until it is assessed)."""
+    return await _risk_assessment(session, screening_id)
+
+
+@router.get("/fhir/RiskAssessment/{screening_id}")
+async def read_risk_assessment(screening_id: uuid.UUID, session: Session) -> Response:
+    """The same RiskAssessment, read the FHIR way (its id is the screening's)."""
+    return await _risk_assessment(session, screening_id)
+
+
+# --- rest-hooks --------------------------------------------------------------------------------
+
+
+@router.post(
+    "/fhir/subscriptions",
+    status_code=201,
+    response_model=resthooks.SubscriptionOut,
+    response_model_exclude_none=True,
+)
+async def register_subscription(spec: resthooks.SubscriptionIn, sessions: Sessions) -> JSONResponse:
+    """Register (or reactivate) a rest-hook: 201 when new (with any generated secret), else 200."""
+    async with transaction(sessions) as session:
+        sub, created, secret = await resthooks.register(session, spec=spec)
+    body = resthooks.subscription_out(sub, secret=secret).model_dump(mode="json", exclude_none=True)
+    return JSONResponse(
+        body, 201 if created else 200, headers={"Location": f"/v1/fhir/subscriptions/{sub.id}"}
+    )
+
+
+@router.get("/fhir/subscriptions/{subscription_id}")
+async def get_subscription(subscription_id: uuid.UUID, session: Session) -> dict[str, Any]:
+    """The rest-hook and its latest pushes (never the secret)."""
+    sub = await resthooks.get_subscription(session, subscription_id=subscription_id)
+    pushes = await resthooks.recent_pushes(session, subscription_id=subscription_id)
+    return {
+        **resthooks.subscription_out(sub).model_dump(mode="json", exclude_none=True),
+        "pushes": pushes,
+    }
+
+
+@router.delete("/fhir/subscriptions/{subscription_id}", status_code=204)
+async def delete_subscription(subscription_id: uuid.UUID, sessions: Sessions) -> Response:
+    """Stop the rest-hook; pushes not yet delivered are cancelled."""
+    async with transaction(sessions) as session:
+        await resthooks.deactivate(session, subscription_id=subscription_id)
+    return Response(status_code=204)
+
+
+# --- CapabilityStatement -----------------------------------------------------------------------
+
+
+def _software_version() -> str:
+    try:
+        return version("crisis-triage")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+@router.get("/fhir/metadata")
+async def capability_statement(request: Request) -> Response:
+    """What this FHIR endpoint supports, for clients that discover before they post."""
+    base = str(request.base_url).rstrip("/") + "/v1/fhir"
+    resource = {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": utcnow().date().isoformat(),
+        "publisher": "crisis triage",
+        "kind": "instance",
+        "software": {"name": "crisis-triage intake", "version": _software_version()},
+        "implementation": {
+            "description": "Crisis triage intake: screenings in, risk out",
+            "url": base,
+        },
+        "fhirVersion": "4.0.1",
+        "format": [FHIR_JSON, "json"],
+        "rest": [
+            {
+                "mode": "server",
+                "documentation": (
+                    "Screenings in as QuestionnaireResponses (PHQ-9, LOINC 44249-1; C-SSRS "
+                    "screener, LOINC 93373-9), assessments out as RiskAssessments. Rest-hooks: "
+                    "POST /v1/fhir/subscriptions {endpoint, identifier_system, secret?}; each "
+                    "RiskAssessment of a screening identified with that system is POSTed to the "
+                    "endpoint, signed X-Triage-Signature: v1=<HMAC-SHA256 of "
+                    '"<X-Triage-Timestamp>.<body>">, retried with backoff.'
+                ),
+                "resource": [
+                    {
+                        "type": "QuestionnaireResponse",
+                        "interaction": [{"code": "create"}, {"code": "read"}],
+                        "conditionalCreate": True,
+                        "documentation": (
+                            "status completed or amended; items matched by LOINC code in linkId, "
+                            "definition or a contained Questionnaire; answers valueCoding (LOINC "
+                            "answer codes), valueInteger or valueBoolean. Idempotent on "
+                            "identifier; If-None-Exist: identifier=system|value. Read returns a "
+                            "SUBSETTED copy."
+                        ),
+                    },
+                    {
+                        "type": "RiskAssessment",
+                        "interaction": [{"code": "read"}],
+                        "documentation": (
+                            "id = screening id; also at /v1/screenings/{id}/fhir/RiskAssessment. "
+                            "prediction[0].qualitativeRisk: LOINC 93374-7 answers (low, moderate, "
+                            "high) and urn:crisis-triage:fhir:risk-level (none..imminent)."
+                        ),
+                    },
+                ],
+                "interaction": [{"code": "transaction"}, {"code": "batch"}],
+            }
+        ],
+    }
+    validated = CapabilityStatement.model_validate(resource)
+    return Response(validated.model_dump_json(exclude_none=True), media_type=FHIR_JSON)

@@ -1,0 +1,412 @@
+"""Rest-hooks: an EHR's RiskAssessments pushed back to it, signed, retried, never lost.
+
+An integration registers an endpoint for the identifier system it stamps on its
+QuestionnaireResponses. When intake applies the assessment of a screening that came with that
+system, it queues one push per subscription in the same transaction (``enqueue_pushes``): the push
+exists if and only if the assessment was recorded. A trigger NOTIFYs at commit and wakes the
+pusher at once; between pushes it sleeps exactly until the next retry is due. Claims take a lease
+with ``FOR UPDATE SKIP LOCKED``, so replicas never send one attempt twice, and a process that dies
+mid-send leaves a lease that expires: at least once, with a constant ``X-Triage-Event-Id`` for the
+EHR to deduplicate. Every attempt is recorded.
+
+The body is the RiskAssessment as rendered when the assessment was applied: it refers to the
+EHR's own QuestionnaireResponse and Patient, and carries no PHI the EHR did not send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+import asyncpg
+import httpx
+from pydantic import BaseModel, ConfigDict, StringConstraints, field_validator
+from sqlalchemy import func, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.intake.fhir_models import FhirPush, FhirPushAttempt, FhirResponse, FhirSubscription
+from services.intake.fhir_risk import risk_assessment_json
+from services.intake.models import Screening
+from services.intake.settings import IntakeSettings
+from shared.db import SessionFactory, asyncpg_dsn, transaction
+from shared.errors import NotFound
+from shared.events import utcnow
+from shared.runtime import Runtime
+from shared.webhooks import backoff_seconds, classify, redact, webhook_signature
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "intake_fhir_pushes"
+LEASE = timedelta(seconds=30)
+FHIR_JSON = "application/fhir+json"
+
+# --- registration ------------------------------------------------------------------------------
+
+
+class SubscriptionIn(BaseModel):
+    """A rest-hook: POST the RiskAssessments of screenings identified with ``identifier_system``
+    to ``endpoint``, signed with ``secret`` (generated and returned once when not given)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    endpoint: Annotated[str, StringConstraints(min_length=8, max_length=2000)]
+    identifier_system: Annotated[str, StringConstraints(min_length=1, max_length=500)]
+    secret: Annotated[str, StringConstraints(min_length=32, max_length=200)] | None = None
+
+    @field_validator("endpoint")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        try:
+            url = httpx.URL(value)
+        except httpx.InvalidURL:
+            raise ValueError("endpoint must be an absolute http(s) URL") from None
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ValueError("endpoint must be an absolute http(s) URL")
+        return value
+
+
+class SubscriptionOut(BaseModel):
+    id: uuid.UUID
+    endpoint: str
+    identifier_system: str
+    status: str
+    created_at: datetime
+    updated_at: datetime
+    #: Only in the answer that generated it: it is not shown again.
+    secret: str | None = None
+
+
+def subscription_out(sub: FhirSubscription, *, secret: str | None = None) -> SubscriptionOut:
+    return SubscriptionOut(
+        id=sub.id,
+        endpoint=sub.endpoint,
+        identifier_system=sub.identifier_system,
+        status=sub.status,
+        created_at=sub.created_at,
+        updated_at=sub.updated_at,
+        secret=secret,
+    )
+
+
+async def register(
+    session: AsyncSession, *, spec: SubscriptionIn
+) -> tuple[FhirSubscription, bool, str | None]:
+    """Create or reactivate the rest-hook for (system, endpoint).
+
+    Returns (subscription, created, generated secret). Registering the same pair again keeps its
+    id and secret unless a new secret is given.
+    """
+    now = utcnow()
+    generated = None if spec.secret else secrets.token_hex(32)
+    inserted = await session.scalar(
+        insert(FhirSubscription)
+        .values(
+            id=uuid.uuid4(),
+            identifier_system=spec.identifier_system,
+            endpoint=spec.endpoint,
+            secret=spec.secret or generated,
+            status="active",
+            created_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["identifier_system", "endpoint"])
+        .returning(FhirSubscription.id)
+    )
+    if inserted is not None:
+        sub = await session.get(FhirSubscription, inserted)
+        assert sub is not None
+        return sub, True, generated
+    sub = await session.scalar(
+        select(FhirSubscription)
+        .where(
+            FhirSubscription.identifier_system == spec.identifier_system,
+            FhirSubscription.endpoint == spec.endpoint,
+        )
+        .with_for_update()
+    )
+    assert sub is not None
+    sub.status = "active"
+    if spec.secret:
+        sub.secret = spec.secret
+    sub.updated_at = now
+    await session.flush()
+    return sub, False, None
+
+
+async def get_subscription(
+    session: AsyncSession, *, subscription_id: uuid.UUID
+) -> FhirSubscription:
+    sub = await session.get(FhirSubscription, subscription_id)
+    if sub is None:
+        raise NotFound(f"no subscription {subscription_id}")
+    return sub
+
+
+async def deactivate(session: AsyncSession, *, subscription_id: uuid.UUID) -> None:
+    """Stop the rest-hook: nothing more is queued, and what is pending is cancelled."""
+    sub = await session.get(FhirSubscription, subscription_id, with_for_update=True)
+    if sub is None:
+        raise NotFound(f"no subscription {subscription_id}")
+    now = utcnow()
+    sub.status, sub.updated_at = "off", now
+    await session.execute(
+        update(FhirPush)
+        .where(FhirPush.subscription_id == subscription_id, FhirPush.status == "pending")
+        .values(status="cancelled", finished_at=now, lease_until=None)
+    )
+
+
+# --- queueing ----------------------------------------------------------------------------------
+
+
+async def enqueue_pushes(
+    session: AsyncSession, *, screening: Screening, assessment_id: uuid.UUID
+) -> int:
+    """Queue the screening's RiskAssessment for every rest-hook of the EHR that sent it.
+
+    Called by ``apply_assessment`` in its transaction, after the case records the assessment.
+    Returns how many pushes were queued (0 for screenings that did not come over FHIR).
+    """
+    if screening.source != "ehr":
+        return 0
+    source = await session.get(FhirResponse, screening.id)
+    if source is None or not source.identifier_system:
+        return 0
+    subscriptions = list(
+        await session.scalars(
+            select(FhirSubscription.id).where(
+                FhirSubscription.identifier_system == source.identifier_system,
+                FhirSubscription.status == "active",
+            )
+        )
+    )
+    if not subscriptions:
+        return 0
+    body = risk_assessment_json(screening, source)
+    now = utcnow()
+    await session.execute(
+        insert(FhirPush)
+        .values(
+            [
+                {
+                    "id": uuid.uuid4(),
+                    "subscription_id": sub_id,
+                    "screening_id": screening.id,
+                    "assessment_id": assessment_id,
+                    "body": body,
+                    "status": "pending",
+                    "attempts": 0,
+                    "due_at": now,
+                    "created_at": now,
+                }
+                for sub_id in subscriptions
+            ]
+        )
+        .on_conflict_do_nothing(index_elements=["subscription_id", "assessment_id"])
+    )
+    return len(subscriptions)
+
+
+# --- delivery ----------------------------------------------------------------------------------
+
+_CLAIM = text(
+    """
+    UPDATE intake.fhir_pushes AS p
+       SET lease_until = now() + make_interval(secs => :lease), attempts = p.attempts + 1
+      FROM intake.fhir_subscriptions AS s
+     WHERE s.id = p.subscription_id
+       AND p.id IN (SELECT id FROM intake.fhir_pushes
+                     WHERE status = 'pending' AND due_at <= now()
+                       AND (lease_until IS NULL OR lease_until < now())
+                     ORDER BY due_at
+                     LIMIT :limit
+                     FOR UPDATE SKIP LOCKED)
+    RETURNING p.id, p.attempts, p.body, s.endpoint, s.secret
+    """
+)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    push_id: uuid.UUID
+    attempt: int
+    body: str
+    endpoint: str
+    secret: str
+
+
+class Pusher:
+    """Sends due pushes; woken by NOTIFY after commit, sleeping only until the next due retry."""
+
+    def __init__(
+        self, *, sessions: SessionFactory, settings: IntakeSettings, listen_dsn: str
+    ) -> None:
+        self._sessions = sessions
+        self._settings = settings
+        self._listen_dsn = listen_dsn
+        self._wake = asyncio.Event()
+        self._in_flight: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        timeout = httpx.Timeout(self._settings.fhir_push_timeout_seconds)
+        async with httpx.AsyncClient(timeout=timeout) as http:
+            while True:
+                conn: asyncpg.Connection | None = None
+                try:
+                    conn = await asyncpg.connect(self._listen_dsn)
+                    await conn.add_listener(CHANNEL, lambda *_: self._wake.set())
+                    while not conn.is_closed():
+                        self._wake.clear()
+                        await self.run_due(http)
+                        await self._sleep_until_next_due()
+                except asyncio.CancelledError:
+                    await self._drain()
+                    raise
+                except Exception:
+                    log.exception("fhir pusher loop failed; retrying in 1 s")
+                    await asyncio.sleep(1)
+                finally:
+                    if conn is not None and not conn.is_closed():
+                        await conn.close()
+
+    async def _drain(self) -> None:
+        """Let pushes on the wire finish and be recorded (shutdown)."""
+        if self._in_flight:
+            await asyncio.wait(
+                self._in_flight, timeout=self._settings.fhir_push_timeout_seconds + 1
+            )
+
+    async def run_due(self, http: httpx.AsyncClient) -> None:
+        while True:
+            free = self._settings.fhir_push_concurrency - len(self._in_flight)
+            if free <= 0:
+                return
+            async with transaction(self._sessions) as session:
+                rows = (
+                    await session.execute(_CLAIM, {"lease": LEASE.total_seconds(), "limit": free})
+                ).mappings()
+                claimed = [
+                    Claimed(r["id"], r["attempts"], r["body"], r["endpoint"], r["secret"])
+                    for r in rows
+                ]
+            for push in claimed:
+                task = asyncio.create_task(self._send(http, push))
+                self._in_flight.add(task)
+                task.add_done_callback(self._in_flight.discard)
+            if len(claimed) < free:
+                return
+
+    async def _sleep_until_next_due(self) -> None:
+        # A push on the wire is due again only when its lease expires (or its outcome wakes us).
+        due = func.greatest(FhirPush.due_at, func.coalesce(FhirPush.lease_until, FhirPush.due_at))
+        async with self._sessions() as session:
+            next_due = await session.scalar(
+                select(func.min(due)).where(FhirPush.status == "pending")
+            )
+        timeout = LEASE.total_seconds()
+        if next_due is not None:
+            timeout = min(timeout, max(0.0, (next_due - utcnow()).total_seconds()))
+        if timeout > 0 and not self._wake.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+
+    async def _send(self, http: httpx.AsyncClient, push: Claimed) -> None:
+        started = utcnow()
+        body = push.body.encode()
+        timestamp = int(time.time())
+        headers = {
+            "Content-Type": FHIR_JSON,
+            "X-Triage-Event-Id": str(push.push_id),
+            "X-Triage-Timestamp": str(timestamp),
+            "X-Triage-Signature": webhook_signature([push.secret], timestamp, body),
+        }
+        status: int | None = None
+        try:
+            response = await http.post(push.endpoint, content=body, headers=headers)
+            status = response.status_code
+            outcome = classify(status)
+            error = None if outcome == "delivered" else f"HTTP {status}"
+        except httpx.HTTPError as exc:
+            outcome, error = "temporary_failure", type(exc).__name__
+        if outcome != "delivered":
+            log.warning("fhir push %s attempt %d: %s", push.push_id, push.attempt, error)
+        attempt = FhirPushAttempt(
+            push_id=push.push_id,
+            attempt=push.attempt,
+            target=redact(push.endpoint),
+            started_at=started,
+            finished_at=utcnow(),
+            http_status=status,
+            outcome=outcome,
+            error=error,
+        )
+        try:
+            async with transaction(self._sessions) as session:
+                await record_outcome(session, attempt=attempt, settings=self._settings)
+        except Exception:
+            # The lease expires and the push is sent again: at least once, never lost.
+            log.exception("could not record the outcome of fhir push %s", push.push_id)
+        self._wake.set()
+
+
+async def record_outcome(
+    session: AsyncSession, *, attempt: FhirPushAttempt, settings: IntakeSettings
+) -> None:
+    """Record one attempt and decide what follows: done, a retry after backoff, or given up."""
+    push = await session.get(FhirPush, attempt.push_id, with_for_update=True)
+    assert push is not None
+    session.add(attempt)
+    if push.status != "pending":  # cancelled while in flight
+        return
+    now = utcnow()
+    push.lease_until = None
+    if attempt.outcome == "temporary_failure" and push.attempts < settings.fhir_push_max_attempts:
+        delay = backoff_seconds(
+            push.attempts,
+            base=settings.fhir_push_retry_base_seconds,
+            ceiling=settings.fhir_push_retry_max_seconds,
+        )
+        push.due_at = now + timedelta(seconds=delay)
+        return
+    push.status = "delivered" if attempt.outcome == "delivered" else "failed"
+    push.finished_at = now
+
+
+def start_pusher(runtime: Runtime, settings: IntakeSettings) -> Pusher:
+    """Run the pusher for the service's lifetime (one line in the lifespan)."""
+    pusher = Pusher(
+        sessions=runtime.sessions, settings=settings, listen_dsn=asyncpg_dsn(settings.database_url)
+    )
+    runtime.spawn(pusher.run(), name="intake-fhir-pusher")
+    return pusher
+
+
+async def recent_pushes(
+    session: AsyncSession, *, subscription_id: uuid.UUID, limit: int = 20
+) -> list[dict[str, Any]]:
+    """The subscription's latest pushes, for the integrator to see what arrived (no bodies)."""
+    pushes = await session.scalars(
+        select(FhirPush)
+        .where(FhirPush.subscription_id == subscription_id)
+        .order_by(FhirPush.created_at.desc())
+        .limit(limit)
+    )
+    return [
+        {
+            "id": str(p.id),
+            "screening_id": str(p.screening_id),
+            "status": p.status,
+            "attempts": p.attempts,
+            "due_at": p.due_at.isoformat(),
+            "finished_at": p.finished_at.isoformat() if p.finished_at else None,
+        }
+        for p in pushes
+    ]
