@@ -1,24 +1,46 @@
-"""Notify's routes: read an alert, acknowledge it (API or signed link)."""
+"""Notify's routes: alerts (read, acknowledge by API or signed link, resolve), the on-call
+configuration (clinicians, contact methods, schedules, overrides, policies), who is on call, and
+the Prometheus metrics."""
 
 from __future__ import annotations
 
 import html
 import uuid
+from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import HTMLResponse
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.notify import oncall
 from services.notify.models import Alert, Delivery, DeliveryAttempt
-from services.notify.schemas import AlertOut, AttemptOut
-from services.notify.service import acknowledge
+from services.notify.schemas import (
+    AlertOut,
+    AttemptOut,
+    ClinicianIn,
+    ClinicianOut,
+    ContactMethodIn,
+    ContactMethodOut,
+    OnCallOut,
+    OverrideIn,
+    OverrideOut,
+    PolicyIn,
+    PolicyOut,
+    ScheduleIn,
+    ScheduleOut,
+)
+from services.notify.service import acknowledge, resolve
 from services.notify.signing import ack_link_valid
 from shared.db import SessionFactory, transaction
-from shared.errors import Forbidden, NotFound
+from shared.errors import Conflict, Forbidden, NotFound, Unprocessable
+from shared.events import utcnow
 
 router = APIRouter(prefix="/v1")
+metrics_router = APIRouter()
 
 
 def _sessions(request: Request) -> SessionFactory:
@@ -66,7 +88,20 @@ async def ack_alert(
             raise Forbidden("the acknowledgement link is invalid or has expired")
         by = "ack_link"
     async with transaction(sessions) as session:
-        alert = await acknowledge(session, alert_id=alert_id, by=by)
+        alert, acknowledged_now = await acknowledge(session, alert_id=alert_id, by=by)
+    if acknowledged_now and alert.acknowledged_at is not None:
+        since = alert.assessed_at or alert.created_at
+        request.app.state.metrics.assessment_to_ack.labels(risk_level=alert.risk_level).observe(
+            (alert.acknowledged_at - since).total_seconds()
+        )
+    return AlertOut.model_validate(alert)
+
+
+@router.post("/alerts/{alert_id}/resolve")
+async def resolve_alert(alert_id: uuid.UUID, sessions: Sessions) -> AlertOut:
+    """Close the alert: every page not yet sent is cancelled."""
+    async with transaction(sessions) as session:
+        alert = await resolve(session, alert_id=alert_id)
     return AlertOut.model_validate(alert)
 
 
@@ -90,7 +125,147 @@ async def ack_page(
     body = (
         "<!doctype html><meta name=viewport content='width=device-width'>"
         f"<title>Alert {level}</title><h1>{level.upper()} risk alert</h1>"
-        + ("<p>Acknowledged.</p>" if done else
-           f"<form method=post action='{action}'><button style='font-size:2em'>Acknowledge</button></form>")
+        + (
+            "<p>Acknowledged.</p>"
+            if done
+            else f"<form method=post action='{action}'>"
+            "<button style='font-size:2em'>Acknowledge</button></form>"
+        )
     )
     return HTMLResponse(body)
+
+
+@metrics_router.get("/metrics", include_in_schema=False)
+async def metrics(request: Request) -> Response:
+    return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+# Clinicians and their contact methods.
+
+
+@router.post("/clinicians", status_code=201)
+async def create_clinician(data: ClinicianIn, sessions: Sessions) -> ClinicianOut:
+    async with transaction(sessions) as session:
+        return await oncall.create_clinician(session, data=data)
+
+
+@router.get("/clinicians")
+async def list_clinicians(session: Session) -> list[ClinicianOut]:
+    return await oncall.list_clinicians(session)
+
+
+@router.get("/clinicians/{clinician_id}")
+async def get_clinician(clinician_id: uuid.UUID, session: Session) -> ClinicianOut:
+    return await oncall.get_clinician(session, clinician_id=clinician_id)
+
+
+@router.post("/clinicians/{clinician_id}/contact-methods", status_code=201)
+async def add_contact_method(
+    clinician_id: uuid.UUID, data: ContactMethodIn, sessions: Sessions
+) -> ContactMethodOut:
+    async with transaction(sessions) as session:
+        return await oncall.add_contact_method(session, clinician_id=clinician_id, data=data)
+
+
+@router.delete("/clinicians/{clinician_id}/contact-methods/{method_id}", status_code=204)
+async def remove_contact_method(
+    clinician_id: uuid.UUID, method_id: uuid.UUID, sessions: Sessions
+) -> Response:
+    async with transaction(sessions) as session:
+        await oncall.remove_contact_method(session, clinician_id=clinician_id, method_id=method_id)
+    return Response(status_code=204)
+
+
+# Schedules: rotations and overrides; who is on call.
+
+
+@router.post("/schedules", status_code=201)
+async def create_schedule(data: ScheduleIn, sessions: Sessions) -> ScheduleOut:
+    async with transaction(sessions) as session:
+        return await oncall.create_schedule(session, data=data)
+
+
+@router.get("/schedules")
+async def list_schedules(session: Session) -> list[ScheduleOut]:
+    return await oncall.list_schedules(session)
+
+
+@router.get("/schedules/{schedule_id}")
+async def get_schedule(schedule_id: uuid.UUID, session: Session) -> ScheduleOut:
+    return await oncall.get_schedule(session, schedule_id=schedule_id)
+
+
+@router.put("/schedules/{schedule_id}")
+async def replace_schedule(
+    schedule_id: uuid.UUID, data: ScheduleIn, sessions: Sessions
+) -> ScheduleOut:
+    async with transaction(sessions) as session:
+        return await oncall.replace_schedule(session, schedule_id=schedule_id, data=data)
+
+
+@router.post("/schedules/{schedule_id}/overrides", status_code=201)
+async def add_override(schedule_id: uuid.UUID, data: OverrideIn, sessions: Sessions) -> OverrideOut:
+    async with transaction(sessions) as session:
+        return await oncall.add_override(session, schedule_id=schedule_id, data=data)
+
+
+@router.delete("/schedules/{schedule_id}/overrides/{override_id}", status_code=204)
+async def remove_override(
+    schedule_id: uuid.UUID, override_id: uuid.UUID, sessions: Sessions
+) -> Response:
+    async with transaction(sessions) as session:
+        await oncall.remove_override(session, schedule_id=schedule_id, override_id=override_id)
+    return Response(status_code=204)
+
+
+@router.get("/oncall")
+async def who_is_on_call(
+    session: Session,
+    at: Annotated[datetime | None, Query()] = None,
+    schedule_id: Annotated[uuid.UUID | None, Query()] = None,
+) -> OnCallOut:
+    """Who covers each schedule at `at` (default now); `at` carries its offset, e.g. Z."""
+    if at is not None and at.tzinfo is None:
+        raise Unprocessable(
+            "`at` needs a time zone offset",
+            problems=[{"field": "at", "problem": "add an offset such as Z or -05:00"}],
+        )
+    return await oncall.on_call_at(session, at=at or utcnow(), schedule_id=schedule_id)
+
+
+# Escalation policies.
+
+
+@router.post("/policies", status_code=201)
+async def create_policy(data: PolicyIn, sessions: Sessions) -> PolicyOut:
+    try:
+        async with transaction(sessions) as session:
+            return await oncall.create_policy(session, data=data)
+    except IntegrityError as exc:  # two policies claiming one risk level at the same moment
+        raise Conflict("another policy already covers one of these risk levels") from exc
+
+
+@router.get("/policies")
+async def list_policies(session: Session) -> list[PolicyOut]:
+    return await oncall.list_policies(session)
+
+
+@router.get("/policies/{policy_id}")
+async def get_policy(policy_id: uuid.UUID, session: Session) -> PolicyOut:
+    return await oncall.get_policy(session, policy_id=policy_id)
+
+
+@router.put("/policies/{policy_id}")
+async def replace_policy(policy_id: uuid.UUID, data: PolicyIn, sessions: Sessions) -> PolicyOut:
+    try:
+        async with transaction(sessions) as session:
+            return await oncall.replace_policy(session, policy_id=policy_id, data=data)
+    except IntegrityError as exc:
+        raise Conflict("another policy already covers one of these risk levels") from exc
+
+
+@router.delete("/policies/{policy_id}", status_code=204)
+async def delete_policy(policy_id: uuid.UUID, sessions: Sessions) -> Response:
+    async with transaction(sessions) as session:
+        await oncall.delete_policy(session, policy_id=policy_id)
+    return Response(status_code=204)

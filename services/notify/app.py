@@ -10,7 +10,9 @@ import httpx
 from fastapi import FastAPI
 
 from services.notify import api, consumer, reminders
+from services.notify.channels import EmailChannel, WebhookChannel
 from services.notify.delivery import Deliverer
+from services.notify.metrics import Metrics
 from services.notify.models import SCHEMA, Base
 from services.notify.service import webhook_secret
 from services.notify.settings import NotifySettings
@@ -28,17 +30,25 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
         ) as runtime:
             async with transaction(runtime.sessions) as session:
                 secret = await webhook_secret(session, configured=cfg.alert_webhook_secret)
-            app.state.secrets = [secret]
+            # During a rotation pages carry both signatures and ack links verify under either.
+            app.state.secrets = [secret] + (
+                [cfg.alert_webhook_secret_previous] if cfg.alert_webhook_secret_previous else []
+            )
             reminders.start_sender(runtime, settings=cfg, secrets=app.state.secrets)
+            app.state.metrics = metrics = Metrics()
             timeout = httpx.Timeout(cfg.delivery_timeout_seconds)
             limits = httpx.Limits(max_connections=cfg.delivery_concurrency)
             async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
                 deliverer = Deliverer(
                     sessions=runtime.sessions,
-                    http=client,
+                    channels={
+                        "webhook": WebhookChannel(http=client, secrets=app.state.secrets),
+                        "email": EmailChannel(cfg),
+                    },
                     settings=cfg,
                     secrets=app.state.secrets,
                     listen_dsn=asyncpg_dsn(cfg.database_url),
+                    metrics=metrics,
                 )
                 app.state.deliverer = deliverer
                 task = runtime.spawn(deliverer.run(), name="notify-deliverer")
@@ -53,4 +63,5 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
     app = base_app(title="triage notify", lifespan=lifespan)
     app.include_router(health_router(lambda: app.state.runtime.readiness()))
     app.include_router(api.router)
+    app.include_router(api.metrics_router)
     return app

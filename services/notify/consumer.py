@@ -17,7 +17,10 @@ def handlers(settings: NotifySettings) -> dict[str, Handler]:
         assessed = RiskAssessed.model_validate(envelope.data)
         if assessed.flagged and assessed.response.alert:
             await open_alert(
-                session, assessed=assessed, settings=settings, correlation_id=envelope.correlation_id
+                session,
+                assessed=assessed,
+                settings=settings,
+                correlation_id=envelope.correlation_id,
             )
 
     return {RISK_ASSESSED: on_risk_assessed, SAFETY_PLAN_EVENTS: reminders.on_safety_plan_event}

@@ -2,37 +2,42 @@
 
 Due work lives in PostgreSQL (deliveries.due_at, alerts.escalate_at), so a restarted process
 resumes every pending page and escalation. The loop sleeps exactly until the next due time, and a
-NOTIFY from the deliveries trigger wakes it the moment a new page is committed. Claims take a
-lease with `FOR UPDATE SKIP LOCKED`, so two replicas never send the same attempt; a process that
-dies mid-send leaves a lease that expires, and the page is sent again (at least once, with the
-same X-Triage-Event-Id for the receiver to deduplicate).
+NOTIFY from the triggers on those timers wakes it the moment a page is added or a timer moves
+(in any replica). Claims take a lease with `FOR UPDATE SKIP LOCKED`, so two replicas never send
+the same attempt, and escalations lock their alert the same way, so two replicas never start the
+same step; a process that dies mid-send leaves a lease that expires, and the page is sent again
+(at least once, with the same X-Triage-Event-Id for the receiver to deduplicate).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import logging
-import time
-import uuid
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+import os
+import socket
+from datetime import datetime
 
 import asyncpg
-import httpx
-from sqlalchemy import func, select, text
+from sqlalchemy import text
 
-from services.notify.models import DELIVERIES_CHANNEL, Alert, Delivery, DeliveryAttempt
-from services.notify.service import escalate_overdue, record_outcome
+from services.notify.channels import Channel, Outcome, Page, page_payload
+from services.notify.metrics import Metrics
+from services.notify.models import DELIVERIES_CHANNEL, DeliveryAttempt
+from services.notify.service import (
+    Recorded,
+    escalate_overdue,
+    record_outcome,
+    wait_for_target,
+)
 from services.notify.settings import NotifySettings
-from services.notify.signing import ack_link, webhook_signature
+from services.notify.signing import ack_link
 from shared.db import SessionFactory, transaction
 from shared.events import utcnow
+from shared.webhooks import redact
 
 log = logging.getLogger(__name__)
 
-LEASE = timedelta(seconds=30)
 _CLAIM = text(
     """
     UPDATE notify.deliveries AS d
@@ -45,25 +50,22 @@ _CLAIM = text(
                      ORDER BY due_at
                      LIMIT :limit
                      FOR UPDATE SKIP LOCKED)
-    RETURNING d.id, d.attempts, d.escalation_level, a.id AS alert_id, a.screening_id,
-              a.risk_level, a.urgency, a.reasons, a.created_at
+    RETURNING d.id, d.attempts, d.escalation_level, d.repeat_round, d.channel, d.target,
+              a.id AS alert_id, a.screening_id, a.risk_level, a.urgency, a.reasons, a.created_at
     """
 )
-
-
-@dataclass(frozen=True)
-class Page:
-    """One claimed attempt, with what the webhook needs; no PHI."""
-
-    delivery_id: uuid.UUID
-    attempt: int
-    escalation_level: int
-    alert_id: uuid.UUID
-    screening_id: uuid.UUID
-    risk_level: str
-    urgency: str | None
-    reasons: list[str]
-    created_at: datetime
+# A leased page is next due when its lease runs out (its sender may have died), not before.
+_NEXT_DUE = text(
+    """
+    SELECT least(
+        (SELECT min(greatest(due_at, coalesce(lease_until, due_at)))
+           FROM notify.deliveries WHERE status = 'pending'),
+        (SELECT min(escalate_at) FROM notify.alerts
+          WHERE escalate_at IS NOT NULL AND status IN ('delivered', 'escalated')))
+    """
+)
+#: Upper bound of one sleep: a safety net for a wake-up lost while LISTEN was reconnecting.
+MAX_SLEEP_SECONDS = 30.0
 
 
 class Deliverer:
@@ -71,19 +73,22 @@ class Deliverer:
         self,
         *,
         sessions: SessionFactory,
-        http: httpx.AsyncClient,
+        channels: dict[str, Channel],
         settings: NotifySettings,
         secrets: list[str],
         listen_dsn: str,
+        metrics: Metrics,
     ) -> None:
         self._sessions = sessions
-        self._http = http
+        self._channels = channels
         self._settings = settings
         self._secrets = secrets
         self._listen_dsn = listen_dsn
+        self._metrics = metrics
         self._wake = asyncio.Event()
         self._in_flight: set[asyncio.Task] = set()
         self._slots = asyncio.Semaphore(settings.delivery_concurrency)
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def wake(self) -> None:
         self._wake.set()
@@ -116,7 +121,10 @@ class Deliverer:
     async def run_due(self) -> None:
         """Escalate what is overdue, then claim and start every due page."""
         async with transaction(self._sessions) as session:
-            await escalate_overdue(session, settings=self._settings)
+            lags = await escalate_overdue(session, settings=self._settings)
+        for lag in lags:
+            self._metrics.escalation_lag.observe(max(0.0, lag))
+            self._metrics.escalations.labels(reason="timeout").inc()
         while True:
             free = self._settings.delivery_concurrency - len(self._in_flight)
             if free <= 0:
@@ -132,130 +140,117 @@ class Deliverer:
     async def _claim(self, limit: int) -> list[Page]:
         async with transaction(self._sessions) as session:
             rows = (
-                await session.execute(_CLAIM, {"lease": LEASE.total_seconds(), "limit": limit})
+                await session.execute(
+                    _CLAIM, {"lease": self._settings.delivery_lease_seconds, "limit": limit}
+                )
             ).mappings()
             return [
                 Page(
                     delivery_id=r["id"],
                     attempt=r["attempts"],
                     escalation_level=r["escalation_level"],
+                    repeat_round=r["repeat_round"],
                     alert_id=r["alert_id"],
                     screening_id=r["screening_id"],
                     risk_level=r["risk_level"],
                     urgency=r["urgency"],
                     reasons=list(r["reasons"]),
                     created_at=r["created_at"],
+                    channel=r["channel"],
+                    target=r["target"],
                 )
                 for r in rows
             ]
 
     async def _sleep_until_next_due(self) -> None:
         async with self._sessions() as session:
-            next_page = await session.scalar(
-                select(func.min(Delivery.due_at)).where(Delivery.status == "pending")
-            )
-            next_escalation = await session.scalar(
-                select(func.min(Alert.escalate_at)).where(Alert.status.in_(("delivered", "escalated")))
-            )
-        due = [t for t in (next_page, next_escalation) if t is not None]
-        # A leased page is retried when its lease expires; cap the sleep so that is noticed too.
-        timeout = LEASE.total_seconds()
-        if due:
-            timeout = min(timeout, max(0.0, (min(due) - utcnow()).total_seconds()))
+            due: datetime | None = await session.scalar(_NEXT_DUE)
+        timeout = MAX_SLEEP_SECONDS
+        if due is not None:
+            timeout = min(timeout, max(0.0, (due - utcnow()).total_seconds()))
         if timeout > 0:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=timeout)
-            except TimeoutError:
-                pass
 
-    def payload(self, page: Page) -> dict[str, Any]:
-        return {
-            "alert_id": str(page.alert_id),
-            "screening_id": str(page.screening_id),
-            "risk_level": page.risk_level,
-            "urgency": page.urgency,
-            "reasons": page.reasons,
-            "escalation_level": page.escalation_level,
-            "created_at": page.created_at.isoformat(),
-            "ack_url": ack_link(
-                self._settings.public_url,
-                self._secrets[0],
-                page.alert_id,
-                self._settings.ack_link_ttl_seconds,
-            ),
-        }
+    def payload(self, page: Page) -> dict:
+        ack_url = ack_link(
+            self._settings.public_url,
+            self._secrets[0],
+            page.alert_id,
+            self._settings.ack_link_ttl_seconds,
+        )
+        case_url = (
+            f"{self._settings.intake_public_url.rstrip('/')}/v1/screenings/{page.screening_id}"
+        )
+        return page_payload(page, ack_url=ack_url, case_url=case_url)
 
-    def target(self, page: Page) -> str | None:
-        """Who is paged: the fallback webhook until schedules decide (notify's schedules work)."""
-        return self._settings.oncall_webhook_url
+    def address(self, page: Page) -> str | None:
+        """Where the page goes: its planned address, else the fallback ONCALL_WEBHOOK_URL."""
+        return page.target if page.target is not None else self._settings.oncall_webhook_url
 
     async def _send(self, page: Page) -> None:
         async with self._slots:
             started = utcnow()
-            target = self.target(page)
-            status: int | None = None
-            error: str | None = None
-            if target is None:
-                outcome, error = "temporary_failure", "no on-call target configured"
+            address = self.address(page)
+            if address is None:
+                outcome = Outcome("temporary_failure", error="no on-call target configured")
             else:
-                body = json.dumps(self.payload(page), separators=(",", ":")).encode()
-                timestamp = int(time.time())
-                headers = {
-                    "Content-Type": "application/json",
-                    "X-Triage-Event-Id": str(page.delivery_id),
-                    "X-Triage-Timestamp": str(timestamp),
-                    "X-Triage-Signature": webhook_signature(self._secrets, timestamp, body),
-                }
-                try:
-                    response = await self._http.post(target, content=body, headers=headers)
-                    status = response.status_code
-                    outcome = classify(status)
-                    error = None if outcome == "delivered" else f"HTTP {status}"
-                except httpx.HTTPError as exc:
-                    outcome, error = "temporary_failure", type(exc).__name__
+                outcome = await self._channels[page.channel].send(page, address, self.payload(page))
             attempt = DeliveryAttempt(
                 delivery_id=page.delivery_id,
                 attempt=page.attempt,
-                target=_redact(target),
+                target=_recorded_target(page.channel, address),
                 started_at=started,
                 finished_at=utcnow(),
-                http_status=status,
-                outcome=outcome,
-                error=error,
+                http_status=outcome.http_status,
+                outcome=outcome.outcome,
+                error=outcome.error,
+                worker=self.worker,
             )
-            if outcome != "delivered":
-                log.warning("page %s attempt %d: %s", page.delivery_id, page.attempt, error)
+            self._count(page, outcome)
+            if outcome.outcome != "delivered":
+                log.warning("page %s attempt %d: %s", page.delivery_id, page.attempt, outcome.error)
             try:
-                async with transaction(self._sessions) as session:
-                    await record_outcome(
-                        session, delivery_id=page.delivery_id, attempt=attempt, settings=self._settings
-                    )
+                await self._record(page, attempt, outcome, waiting=address is None)
             except Exception:
                 # The lease expires and the page is retried: at least once, never lost.
                 log.exception("could not record the outcome of page %s", page.delivery_id)
-            if outcome != "delivered" and target is None:
-                await self._defer_no_target(page.delivery_id)
             self._wake.set()
 
-    async def _defer_no_target(self, delivery_id: uuid.UUID) -> None:
+    async def _record(
+        self, page: Page, attempt: DeliveryAttempt, outcome: Outcome, *, waiting: bool
+    ) -> None:
         async with transaction(self._sessions) as session:
-            delivery = await session.get(Delivery, delivery_id, with_for_update=True)
-            if delivery is not None and delivery.status == "pending":
-                delivery.attempts = 0  # waiting for a target is not a failed attempt
-                delivery.due_at = utcnow() + timedelta(seconds=self._settings.no_target_retry_seconds)
+            if waiting:
+                await wait_for_target(
+                    session, delivery_id=page.delivery_id, attempt=attempt, settings=self._settings
+                )
+                return
+            recorded: Recorded = await record_outcome(
+                session,
+                delivery_id=page.delivery_id,
+                attempt=attempt,
+                outcome=outcome,
+                settings=self._settings,
+            )
+        if recorded.first_delivery_after is not None:
+            self._metrics.assessment_to_first_delivery.labels(risk_level=page.risk_level).observe(
+                recorded.first_delivery_after
+            )
+        if recorded.escalated:
+            self._metrics.escalations.labels(reason="failed").inc()
+
+    def _count(self, page: Page, outcome: Outcome) -> None:
+        self._metrics.deliveries.labels(channel=page.channel, outcome=outcome.outcome).inc()
+        if outcome.outcome != "delivered":
+            kind = "temporary" if outcome.outcome == "temporary_failure" else "permanent"
+            self._metrics.delivery_failures.labels(kind=kind, channel=page.channel).inc()
 
 
-def classify(status: int) -> str:
-    """2xx delivered; 408, 429 and 5xx may pass; any other answer will not change by retrying."""
-    if 200 <= status < 300:
-        return "delivered"
-    if status in (408, 425, 429) or status >= 500:
-        return "temporary_failure"
-    return "permanent_failure"
-
-
-def _redact(url: str | None) -> str:
-    """The target as recorded: scheme, host and path; a query may carry a token."""
-    if url is None:
+def _recorded_target(channel: str, address: str | None) -> str:
+    """The target as recorded: a URL without its query (it may carry a token), or mailto:."""
+    if address is None:
         return "(none)"
-    return httpx.URL(url).copy_with(query=None, fragment=None).__str__()
+    if channel == "email":
+        return f"mailto:{address}"
+    return redact(address)

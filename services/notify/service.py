@@ -1,29 +1,44 @@
-"""The alert lifecycle: open, deliver, retry, escalate, acknowledge.
+"""The alert lifecycle: open, deliver, retry, escalate, repeat, acknowledge, resolve.
 
 Every state change happens under the alert's row lock and queues its event in the same
 transaction, so the case view and the pager never disagree for long, and two notify replicas
-never act on one alert at once. Functions here flush; the caller commits.
+never act on one alert at once. An alert stands at one step (escalation level, round) of its
+plan; the step's deliveries (one per contact method reached) are the durable timers of its pages,
+and `alerts.escalate_at` is the durable timer of its next step. Functions here flush; the caller
+commits.
 """
 
 from __future__ import annotations
 
-import random
 import secrets
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import exists, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.notify.models import Alert, Delivery, DeliveryAttempt, Setting, outbox
+from services.notify.channels import Outcome
+from services.notify.models import Alert, Delivery, DeliveryAttempt, Policy, Setting, outbox
+from services.notify.oncall import level_targets, policy_for_risk_level
+from services.notify.policies import (
+    Plan,
+    Step,
+    fallback_plan,
+    level_delay,
+    next_step,
+    plan_from_row,
+)
 from services.notify.settings import NotifySettings
 from shared.errors import Conflict, NotFound
 from shared.events import AlertEvent, RiskAssessed, utcnow
 from shared.outbox import add_event
 from shared.topics import ALERT_EVENTS
+from shared.webhooks import backoff_seconds
 
 SECRET_KEY = "alert_webhook_secret"
+OPEN = ("pending", "delivered", "escalated")
 
 
 async def webhook_secret(session: AsyncSession, *, configured: str | None) -> str:
@@ -31,9 +46,7 @@ async def webhook_secret(session: AsyncSession, *, configured: str | None) -> st
     if configured:
         return configured
     await session.execute(
-        insert(Setting)
-        .values(key=SECRET_KEY, value=secrets.token_hex(32))
-        .on_conflict_do_nothing()
+        insert(Setting).values(key=SECRET_KEY, value=secrets.token_hex(32)).on_conflict_do_nothing()
     )
     return (await session.get(Setting, SECRET_KEY)).value  # type: ignore[union-attr]
 
@@ -51,27 +64,88 @@ async def _publish(session: AsyncSession, alert: Alert, what: str, **extra: obje
         **extra,  # type: ignore[arg-type]
     )
     await add_event(
-        session, outbox, topic=ALERT_EVENTS, key=alert.screening_id,
+        session,
+        outbox,
+        topic=ALERT_EVENTS,
+        key=alert.screening_id,
         event=event.envelope(correlation_id=alert.correlation_id, event_type=f"alert.{what}"),
     )
 
 
-def _new_delivery(alert: Alert, now: datetime) -> Delivery:
-    return Delivery(
-        id=uuid.uuid4(),
-        alert_id=alert.id,
-        escalation_level=alert.escalation_level,
-        status="pending",
-        attempts=0,
-        due_at=now,
-        created_at=now,
+async def plan_for(session: AsyncSession, alert: Alert, *, settings: NotifySettings) -> Plan:
+    """The alert's policy as it stands now, or the contract's fallback plan."""
+    if alert.policy_id is not None:
+        policy = await session.get(Policy, alert.policy_id)
+        if policy is not None:
+            return plan_from_row(policy.id, policy.name, policy.levels, policy.repeats)
+    return fallback_plan(settings.max_escalation_level)
+
+
+def _step(alert: Alert) -> Step:
+    return Step(alert.escalation_level, alert.repeat_round)
+
+
+async def _add_deliveries(session: AsyncSession, alert: Alert, rows: list[dict]) -> None:
+    base = {
+        "alert_id": alert.id,
+        "escalation_level": alert.escalation_level,
+        "repeat_round": alert.repeat_round,
+        "status": "pending",
+        "attempts": 0,
+    }
+    # The unique (alert, round, level, contact method) key makes a second start of a step a no-op.
+    await session.execute(
+        insert(Delivery)
+        .values([{**base, "id": uuid.uuid4(), **row} for row in rows])
+        .on_conflict_do_nothing()
     )
+
+
+async def start_step(
+    session: AsyncSession, alert: Alert, *, plan: Plan, settings: NotifySettings, now: datetime
+) -> None:
+    """Plan the pages of the alert's current step, each due now plus its method's delay.
+
+    A step nobody covers pages ONCALL_WEBHOOK_URL when it is set; otherwise the next step is
+    tried at once. When no step has anyone, the page waits for a fallback target: never dropped.
+    """
+    while True:
+        step = _step(alert)
+        level = plan.levels[step.level] if step.level < len(plan.levels) else None
+        targets = []
+        if level is not None and not level.fallback:
+            targets = await level_targets(session, level=level, at=now)
+        if targets:
+            await _add_deliveries(
+                session,
+                alert,
+                [
+                    {
+                        "contact_method_id": t.contact_method_id,
+                        "channel": t.channel,
+                        "target": t.address,
+                        "due_at": now + timedelta(seconds=t.delay_seconds),
+                        "created_at": now,
+                    }
+                    for t in targets
+                ],
+            )
+            return
+        following = next_step(plan, step)
+        if level is None or level.fallback or settings.oncall_webhook_url or following is None:
+            fallback = {"channel": "webhook", "target": None, "due_at": now, "created_at": now}
+            await _add_deliveries(session, alert, [fallback])
+            return
+        alert.escalation_level, alert.repeat_round = following.level, following.repeat
+        alert.status = "escalated"
+        alert.changed_at = now
+        await _publish(session, alert, "escalated", failure="nobody on call")
 
 
 async def open_alert(
     session: AsyncSession, *, assessed: RiskAssessed, settings: NotifySettings, correlation_id: str
 ) -> Alert | None:
-    """Open the screening's one alert and its first page, due now; None if it already exists."""
+    """Open the screening's one alert and its first pages, due now; None if it already exists."""
     now = utcnow()
     # Notify's configuration decides deadlines; the rule set's response table is the fallback.
     deadline = (
@@ -79,6 +153,7 @@ async def open_alert(
         or assessed.response.ack_deadline_seconds
         or settings.ack_deadline_seconds["moderate"]
     )
+    policy = await policy_for_risk_level(session, risk_level=assessed.level)
     alert_id = await session.scalar(
         insert(Alert)
         .values(
@@ -90,10 +165,13 @@ async def open_alert(
             reasons=assessed.reasons,
             status="pending",
             escalation_level=0,
+            repeat_round=0,
             ack_deadline_seconds=deadline,
             created_at=now,
             changed_at=now,
             correlation_id=correlation_id,
+            policy_id=policy.id if policy else None,
+            assessed_at=assessed.assessed_at,
         )
         .on_conflict_do_nothing(index_elements=[Alert.screening_id])
         .returning(Alert.id)
@@ -102,19 +180,36 @@ async def open_alert(
         return None
     alert = await session.get(Alert, alert_id)
     assert alert is not None
-    session.add(_new_delivery(alert, now))
     await _publish(session, alert, "created")
+    plan = (
+        plan_from_row(policy.id, policy.name, policy.levels, policy.repeats)
+        if policy
+        else fallback_plan(settings.max_escalation_level)
+    )
+    await start_step(session, alert, plan=plan, settings=settings, now=now)
     await session.flush()
     return alert
 
 
-async def acknowledge(session: AsyncSession, *, alert_id: uuid.UUID, by: str) -> Alert:
-    """Stop the alert: no escalation, no retry, no further page. Idempotent."""
+async def _stop_pages(session: AsyncSession, alert_id: uuid.UUID, now: datetime) -> None:
+    """Cancel every page not yet sent, retries included; one on the wire is not retried."""
+    await session.execute(
+        update(Delivery)
+        .where(Delivery.alert_id == alert_id, Delivery.status == "pending")
+        .values(status="cancelled", finished_at=now)
+    )
+
+
+async def acknowledge(session: AsyncSession, *, alert_id: uuid.UUID, by: str) -> tuple[Alert, bool]:
+    """Stop the alert: no escalation, no retry, no further page. Idempotent.
+
+    Returns the alert and whether this call acknowledged it.
+    """
     alert = await session.get(Alert, alert_id, with_for_update=True)
     if alert is None:
         raise NotFound(f"no alert {alert_id}")
     if alert.status == "acknowledged":
-        return alert
+        return alert, False
     if alert.status == "resolved":
         raise Conflict("the alert is already resolved")
     now = utcnow()
@@ -123,35 +218,71 @@ async def acknowledge(session: AsyncSession, *, alert_id: uuid.UUID, by: str) ->
     alert.acknowledged_by = by
     alert.escalate_at = None
     alert.changed_at = now
-    await session.execute(
-        update(Delivery)
-        .where(Delivery.alert_id == alert_id, Delivery.status == "pending")
-        .values(status="cancelled", finished_at=now)
-    )
+    await _stop_pages(session, alert_id, now)
     await _publish(session, alert, "acknowledged")
+    await session.flush()
+    return alert, True
+
+
+async def resolve(session: AsyncSession, *, alert_id: uuid.UUID) -> Alert:
+    """Close the alert (from any state); every page not yet sent is cancelled. Idempotent."""
+    alert = await session.get(Alert, alert_id, with_for_update=True)
+    if alert is None:
+        raise NotFound(f"no alert {alert_id}")
+    if alert.status == "resolved":
+        return alert
+    now = utcnow()
+    alert.status = "resolved"
+    alert.resolved_at = now
+    alert.escalate_at = None
+    alert.changed_at = now
+    await _stop_pages(session, alert_id, now)
+    await _publish(session, alert, "resolved")
     await session.flush()
     return alert
 
 
-def retry_delay(attempt: int, settings: NotifySettings) -> float:
-    """Exponential backoff with full jitter on the upper half, so replicas do not retry in step."""
-    ceiling = min(settings.retry_max_seconds, settings.retry_base_seconds * 2 ** (attempt - 1))
-    return ceiling / 2 + random.random() * ceiling / 2
+def retry_delay(attempt: int, settings: NotifySettings, *, asked: float | None = None) -> float:
+    """Backoff with jitter; a receiver's Retry-After is honoured up to RETRY_MAX_SECONDS."""
+    delay = backoff_seconds(
+        attempt, base=settings.retry_base_seconds, ceiling=settings.retry_max_seconds
+    )
+    if asked is not None:
+        delay = max(delay, min(asked, settings.retry_max_seconds))
+    return delay
 
 
-async def escalate(session: AsyncSession, alert: Alert, *, settings: NotifySettings, why: str) -> None:
-    """Page the next level now, or mark the alert failed when there is no level left."""
-    now = utcnow()
+async def escalate(
+    session: AsyncSession,
+    alert: Alert,
+    *,
+    plan: Plan,
+    settings: NotifySettings,
+    why: str,
+    now: datetime,
+) -> None:
+    """Page the next step now (next level, or the first level of the next round), or fail."""
+    await _stop_pages(session, alert.id, now)
     alert.changed_at = now
     alert.escalate_at = None
-    if alert.escalation_level >= settings.max_escalation_level:
+    following = next_step(plan, _step(alert))
+    if following is None:
         alert.status = "failed"
         await _publish(session, alert, "failed", failure=why)
         return
-    alert.escalation_level += 1
+    alert.escalation_level, alert.repeat_round = following.level, following.repeat
     alert.status = "escalated"
-    session.add(_new_delivery(alert, now))
     await _publish(session, alert, "escalated", failure=why)
+    await start_step(session, alert, plan=plan, settings=settings, now=now)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What recording an attempt changed, for the metrics."""
+
+    #: Seconds from the assessment to this, the alert's first delivered page.
+    first_delivery_after: float | None = None
+    escalated: bool = False
 
 
 async def record_outcome(
@@ -159,8 +290,9 @@ async def record_outcome(
     *,
     delivery_id: uuid.UUID,
     attempt: DeliveryAttempt,
+    outcome: Outcome,
     settings: NotifySettings,
-) -> None:
+) -> Recorded:
     """Apply one attempt's outcome under the alert's lock."""
     delivery = await session.get(Delivery, delivery_id)
     assert delivery is not None
@@ -169,38 +301,106 @@ async def record_outcome(
     await session.refresh(delivery, with_for_update=True)
     session.add(attempt)
     now = utcnow()
-    if delivery.status != "pending":  # cancelled by an acknowledgement while in flight
-        return
+    if delivery.status != "pending":  # cancelled by an ack, a resolve or an escalation in flight
+        return Recorded()
     delivery.lease_until = None
-    if attempt.outcome == "delivered":
+    current = (delivery.escalation_level, delivery.repeat_round) == (
+        alert.escalation_level,
+        alert.repeat_round,
+    )
+    if outcome.outcome == "delivered":
         delivery.status = "delivered"
         delivery.finished_at = now
-        alert.status = "delivered" if alert.escalation_level == 0 else "escalated"
+        if not current or alert.status not in OPEN:
+            return Recorded()
+        first = alert.first_delivered_at is None
+        alert.status = "delivered" if _step(alert) == Step(0, 0) else "escalated"
         alert.first_delivered_at = alert.first_delivered_at or now
-        alert.escalate_at = now + timedelta(seconds=alert.ack_deadline_seconds)
+        if alert.escalate_at is None:  # the step's first delivered page starts its deadline
+            plan = await plan_for(session, alert, settings=settings)
+            delay = level_delay(plan, _step(alert), default=alert.ack_deadline_seconds)
+            alert.escalate_at = now + timedelta(seconds=delay)
         alert.changed_at = now
         await _publish(session, alert, "delivered", attempt=attempt.attempt)
-        return
-    if attempt.outcome == "temporary_failure" and delivery.attempts < settings.delivery_max_attempts:
-        delivery.due_at = now + timedelta(seconds=retry_delay(delivery.attempts, settings))
-        return
+        since = alert.assessed_at or alert.created_at
+        return Recorded(first_delivery_after=(now - since).total_seconds() if first else None)
+    if (
+        outcome.outcome == "temporary_failure"
+        and delivery.attempts < settings.delivery_max_attempts
+    ):
+        wait = retry_delay(delivery.attempts, settings, asked=outcome.retry_after)
+        delivery.due_at = now + timedelta(seconds=wait)
+        return Recorded()
     delivery.status = "failed"
     delivery.finished_at = now
-    await escalate(session, alert, settings=settings, why=attempt.error or attempt.outcome)
+    await session.flush()
+    if not current or alert.status not in OPEN or await _step_still_has_hope(session, delivery):
+        return Recorded()
+    # Every page of this step failed for good: nobody was reached, so do not wait the deadline.
+    plan = await plan_for(session, alert, settings=settings)
+    await escalate(
+        session, alert, plan=plan, settings=settings, why=attempt.error or outcome.outcome, now=now
+    )
+    return Recorded(escalated=True)
 
 
-async def escalate_overdue(session: AsyncSession, *, settings: NotifySettings, limit: int = 50) -> int:
-    """Escalate every alert whose acknowledgement deadline has passed; returns how many."""
+async def _step_still_has_hope(session: AsyncSession, delivery: Delivery) -> bool:
+    """Whether another page of the same step is still pending or was delivered."""
+    return bool(
+        await session.scalar(
+            select(
+                exists().where(
+                    Delivery.alert_id == delivery.alert_id,
+                    Delivery.escalation_level == delivery.escalation_level,
+                    Delivery.repeat_round == delivery.repeat_round,
+                    Delivery.id != delivery.id,
+                    Delivery.status.in_(("pending", "delivered")),
+                )
+            )
+        )
+    )
+
+
+async def wait_for_target(
+    session: AsyncSession,
+    *,
+    delivery_id: uuid.UUID,
+    attempt: DeliveryAttempt,
+    settings: NotifySettings,
+) -> None:
+    """No ONCALL_WEBHOOK_URL and nobody on call: record it and try again later (never dropped)."""
+    delivery = await session.get(Delivery, delivery_id, with_for_update=True)
+    session.add(attempt)
+    if delivery is not None and delivery.status == "pending":
+        delivery.lease_until = None
+        delivery.attempts = 0  # waiting for a target is not a failed attempt
+        delivery.due_at = utcnow() + timedelta(seconds=settings.no_target_retry_seconds)
+
+
+async def escalate_overdue(
+    session: AsyncSession, *, settings: NotifySettings, limit: int = 50
+) -> list[float]:
+    """Escalate every alert whose acknowledgement deadline has passed.
+
+    Returns, per escalation, how late it ran after the deadline (seconds).
+    """
+    now = utcnow()
     alerts = list(
         await session.scalars(
             select(Alert)
-            .where(Alert.escalate_at <= utcnow(), Alert.status.in_(("delivered", "escalated")))
+            .where(Alert.escalate_at <= now, Alert.status.in_(("delivered", "escalated")))
             .order_by(Alert.escalate_at)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
     )
+    lags = []
     for alert in alerts:
-        await escalate(session, alert, settings=settings, why="not acknowledged in time")
+        assert alert.escalate_at is not None
+        lags.append((now - alert.escalate_at).total_seconds())
+        plan = await plan_for(session, alert, settings=settings)
+        await escalate(
+            session, alert, plan=plan, settings=settings, why="not acknowledged in time", now=now
+        )
     await session.flush()
-    return len(alerts)
+    return lags

@@ -12,8 +12,14 @@ class NotifySettings(ServiceSettings):
     oncall_webhook_url: str | None = Field(None, validation_alias="ONCALL_WEBHOOK_URL")
     #: Signs outgoing webhooks; generated at first start and stored when unset.
     alert_webhook_secret: str | None = Field(None, validation_alias="ALERT_WEBHOOK_SECRET")
+    #: The secret being rotated out: pages carry both signatures, ack links verify under either.
+    alert_webhook_secret_previous: str | None = Field(
+        None, validation_alias="ALERT_WEBHOOK_SECRET_PREVIOUS"
+    )
     #: The base URL clinicians reach notify at; used to build the signed ack_url in each page.
     public_url: str = Field("http://127.0.0.1:8003", validation_alias="NOTIFY_PUBLIC_URL")
+    #: Intake's base URL as clinicians reach it; pages link to the case (no PHI in the page itself).
+    intake_public_url: str = Field("http://127.0.0.1:8001", validation_alias="INTAKE_PUBLIC_URL")
     ack_link_ttl_seconds: int = Field(24 * 3600, validation_alias="ACK_LINK_TTL_SECONDS")
     #: Acknowledgement deadline per risk level before escalation (clinical-rules.md defaults).
     ack_deadline_seconds: dict[str, int] = Field(
@@ -29,3 +35,13 @@ class NotifySettings(ServiceSettings):
     #: Retry cadence while no on-call target is configured at all (the alert waits, never lost).
     no_target_retry_seconds: float = Field(30.0, validation_alias="NO_TARGET_RETRY_SECONDS")
     delivery_concurrency: int = Field(64, validation_alias="DELIVERY_CONCURRENCY")
+    #: How long a claimed page is reserved for the process sending it; a process that dies
+    #: mid-send leaves a claim that expires after this, and the page goes out again.
+    delivery_lease_seconds: float = Field(15.0, validation_alias="DELIVERY_LEASE_SECONDS")
+    #: Email pages (SMTP); without SMTP_HOST an email contact method cannot be reached.
+    smtp_host: str | None = Field(None, validation_alias="SMTP_HOST")
+    smtp_port: int = Field(25, validation_alias="SMTP_PORT")
+    smtp_from: str = Field("triage-notify@localhost", validation_alias="SMTP_FROM")
+    smtp_username: str | None = Field(None, validation_alias="SMTP_USERNAME")
+    smtp_password: str | None = Field(None, validation_alias="SMTP_PASSWORD")
+    smtp_starttls: bool = Field(False, validation_alias="SMTP_STARTTLS")

@@ -1,4 +1,4 @@
-"""Signatures: the webhook signature of the contract, and the signed, expiring ack link."""
+"""The signed, expiring ack link (webhook signatures: shared/webhooks.py)."""
 
 from __future__ import annotations
 
@@ -9,16 +9,10 @@ import uuid
 from collections.abc import Sequence
 
 
-def webhook_signature(secrets: Sequence[str], timestamp: int, body: bytes) -> str:
-    """`v1=<hex HMAC-SHA256 of "<timestamp>.<body>">`, one per secret during a rotation."""
-    return ",".join(
-        "v1=" + hmac.new(s.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-        for s in secrets
-    )
-
-
 def _ack_mac(secret: str, alert_id: uuid.UUID, expires: int) -> str:
-    return hmac.new(secret.encode(), f"ack.{alert_id}.{expires}".encode(), hashlib.sha256).hexdigest()
+    return hmac.new(
+        secret.encode(), f"ack.{alert_id}.{expires}".encode(), hashlib.sha256
+    ).hexdigest()
 
 
 def ack_link(base_url: str, secret: str, alert_id: uuid.UUID, ttl_seconds: int) -> str:

@@ -1,0 +1,175 @@
+"""How a page reaches a clinician: a signed webhook (pager or phone gateway) or an email.
+
+Both channels answer one question the same way: was the page delivered, or did it fail for a
+reason a retry may cure (timeouts, 429, 5xx, SMTP 4xx, a dropped connection), or for one it will
+not (any other 4xx, SMTP 5xx)? A permanent failure escalates at once; a temporary one is retried
+with backoff. A page carries ids, the level, urgency and reasons, and links: never PHI.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import parsedate_to_datetime
+from typing import Any, Protocol
+
+import aiosmtplib
+import httpx
+
+from services.notify.settings import NotifySettings
+from shared.webhooks import classify, webhook_signature
+
+
+@dataclass(frozen=True)
+class Page:
+    """One claimed attempt, with what a page needs; no PHI."""
+
+    delivery_id: uuid.UUID
+    attempt: int
+    escalation_level: int
+    repeat_round: int
+    alert_id: uuid.UUID
+    screening_id: uuid.UUID
+    risk_level: str
+    urgency: str | None
+    reasons: list[str]
+    created_at: datetime
+    channel: str
+    #: The planned address; None for the fallback (ONCALL_WEBHOOK_URL, read at send time).
+    target: str | None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    outcome: str  # "delivered" | "temporary_failure" | "permanent_failure"
+    http_status: int | None = None
+    error: str | None = None
+    #: Seconds the receiver asked us to wait (Retry-After on 429/503).
+    retry_after: float | None = None
+
+
+def page_payload(page: Page, *, ack_url: str, case_url: str) -> dict[str, Any]:
+    """The contract's page body (plus the case link and the round), the same on every channel."""
+    return {
+        "alert_id": str(page.alert_id),
+        "screening_id": str(page.screening_id),
+        "risk_level": page.risk_level,
+        "urgency": page.urgency,
+        "reasons": page.reasons,
+        "escalation_level": page.escalation_level,
+        "repeat": page.repeat_round,
+        "created_at": page.created_at.isoformat(),
+        "ack_url": ack_url,
+        "case_url": case_url,
+    }
+
+
+class Channel(Protocol):
+    async def send(self, page: Page, address: str, payload: dict[str, Any]) -> Outcome: ...
+
+
+def retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date); None if absent or bad."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - (now if now is not None else time.time()))
+
+
+class WebhookChannel:
+    """POSTs the page signed as the contract says, with every current secret (rotation)."""
+
+    def __init__(self, *, http: httpx.AsyncClient, secrets: list[str]) -> None:
+        self._http = http
+        self._secrets = secrets
+
+    async def send(self, page: Page, address: str, payload: dict[str, Any]) -> Outcome:
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        timestamp = int(time.time())
+        headers = {
+            "Content-Type": "application/json",
+            "X-Triage-Event-Id": str(page.delivery_id),
+            "X-Triage-Timestamp": str(timestamp),
+            "X-Triage-Signature": webhook_signature(self._secrets, timestamp, body),
+        }
+        try:
+            response = await self._http.post(address, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            return Outcome("temporary_failure", error=type(exc).__name__)
+        status = response.status_code
+        outcome = classify(status)
+        if outcome == "delivered":
+            return Outcome(outcome, http_status=status)
+        wait = retry_after(response.headers.get("retry-after")) if status in (429, 503) else None
+        return Outcome(outcome, http_status=status, error=f"HTTP {status}", retry_after=wait)
+
+
+def email_message(page: Page, payload: dict[str, Any], *, sender: str, to: str) -> EmailMessage:
+    """A plain-text page: level, urgency, reasons, the ack link and the case link; no PHI."""
+    level = page.risk_level.upper()
+    urgency = page.urgency or "non-urgent"
+    msg = EmailMessage()
+    msg["Subject"] = f"[triage] {level} risk alert ({urgency}), acknowledge"
+    msg["From"] = sender
+    msg["To"] = to
+    # Constant across retries, like X-Triage-Event-Id, so a mail system can deduplicate.
+    msg["Message-ID"] = f"<{page.delivery_id}@triage-notify>"
+    msg["X-Triage-Event-Id"] = str(page.delivery_id)
+    reasons = "\n".join(f"  - {r}" for r in page.reasons) or "  (none given)"
+    msg.set_content(
+        f"A screening was assessed at {level} risk ({urgency}).\n\n"
+        f"Reasons:\n{reasons}\n\n"
+        f"Escalation level: {page.escalation_level}"
+        + (f", round {page.repeat_round + 1}" if page.repeat_round else "")
+        + "\n\n"
+        f"Acknowledge (stops escalation and further pages):\n  {payload['ack_url']}\n\n"
+        f"Open the case:\n  {payload['case_url']}\n\n"
+        "This message carries no personal details; the case view has them.\n"
+    )
+    return msg
+
+
+class EmailChannel:
+    """Sends the page through the configured SMTP server (any server: aiosmtplib)."""
+
+    def __init__(self, settings: NotifySettings) -> None:
+        self._settings = settings
+
+    async def send(self, page: Page, address: str, payload: dict[str, Any]) -> Outcome:
+        s = self._settings
+        if not s.smtp_host:
+            return Outcome("permanent_failure", error="no SMTP server configured (SMTP_HOST)")
+        message = email_message(page, payload, sender=s.smtp_from, to=address)
+        try:
+            await aiosmtplib.send(
+                message,
+                hostname=s.smtp_host,
+                port=s.smtp_port,
+                username=s.smtp_username,
+                password=s.smtp_password,
+                # Required when configured; otherwise used when the server offers it.
+                start_tls=True if s.smtp_starttls else None,
+                timeout=s.delivery_timeout_seconds,
+            )
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            codes = [r.code for r in exc.recipients]
+            kind = "permanent_failure" if codes and min(codes) >= 500 else "temporary_failure"
+            return Outcome(kind, error=f"SMTP {min(codes) if codes else '?'} recipient refused")
+        except aiosmtplib.SMTPResponseException as exc:
+            kind = "permanent_failure" if exc.code >= 500 else "temporary_failure"
+            return Outcome(kind, error=f"SMTP {exc.code}")
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            return Outcome("temporary_failure", error=type(exc).__name__)
+        return Outcome("delivered")

@@ -1,0 +1,279 @@
+"""Escalation policies on the real stack: level by level, repeats, retries, and acknowledgement.
+
+Each test binds its own policy to `high` through notify's API, pages clinicians' pagers (one local
+server, one path each), and unbinds the policy afterwards, resolving its alerts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import re
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
+
+import asyncpg
+import httpx
+import pytest
+
+from deploy.localstack import LocalStack, free_port
+from shared.topics import ALERT_EVENTS
+from tests.conftest import WEBHOOK_SECRET
+from tests.notify.pagers import Got, Pagers, Reply
+from tests.notify.roster import Roster, delivered_at, wait_until
+from tests.support.cases import HIGH_CSSRS, screening
+from tests.support.kafka import read_all
+from tests.support.waits import wait_case
+
+
+@pytest.fixture(scope="module")
+async def pagers() -> AsyncIterator[Pagers]:
+    server = Pagers(port=free_port())
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def roster(
+    notify: httpx.AsyncClient, pagers: Pagers, db: asyncpg.Pool
+) -> AsyncIterator[Roster]:
+    on_call = Roster(notify, pagers, db)
+    yield on_call
+    await on_call.cleanup()
+
+
+def signed(page: Got) -> bool:
+    ts = page.headers["x-triage-timestamp"]
+    want = hmac.new(WEBHOOK_SECRET.encode(), f"{ts}.".encode() + page.body, hashlib.sha256)
+    given = [s.strip()[3:] for s in page.headers["x-triage-signature"].split(",")]
+    return any(hmac.compare_digest(want.hexdigest(), g) for g in given)
+
+
+async def submit_high(intake: httpx.AsyncClient, **extra: object) -> str:
+    response = await intake.post("/v1/screenings", json=screening(HIGH_CSSRS, **extra))
+    assert response.status_code == 202
+    return response.json()["id"]
+
+
+async def attempts(db: asyncpg.Pool, alert_id: str) -> list[str]:
+    rows = await db.fetch(
+        "SELECT a.outcome FROM notify.delivery_attempts a"
+        " JOIN notify.deliveries d ON d.id = a.delivery_id WHERE d.alert_id = $1 ORDER BY a.id",
+        uuid.UUID(alert_id),
+    )
+    return [r["outcome"] for r in rows]
+
+
+async def test_level_two_is_paged_when_level_one_does_not_acknowledge_in_time(
+    intake: httpx.AsyncClient,
+    roster: Roster,
+    pagers: Pagers,
+    db: asyncpg.Pool,
+    stack: LocalStack,
+) -> None:
+    ana, ben = await roster.clinician("ana"), await roster.clinician("ben")
+    await roster.policy(
+        ["high"],
+        [{"clinician_ids": [ana.id], "delay_seconds": 1}, {"clinician_ids": [ben.id]}],
+    )
+    sid = await submit_high(intake)
+    [first] = await pagers.wait_for(ana.pager, sid, timeout=5)
+    alert_id = first.json["alert_id"]
+    deadline = await delivered_at(db, alert_id, 0) + 1
+    [second] = await pagers.wait_for(ben.pager, sid, timeout=5)
+
+    lateness = second.at - deadline
+    print(f"\nmissed ack deadline -> level 2 page: {lateness * 1000:.1f} ms")
+    assert -0.05 < lateness < 0.5, "level 2 is paged when level 1's deadline passes, not later"
+    assert (first.json["escalation_level"], second.json["escalation_level"]) == (0, 1)
+    assert second.json["alert_id"] == alert_id and signed(second)
+    assert second.event_id != first.event_id, "a new page, not a retry of the first"
+    assert len(pagers.pages(ana.pager, sid)) == 1
+
+    case = await wait_case(
+        intake,
+        sid,
+        lambda c: bool(c["alerts"]) and c["alerts"][0]["escalation_level"] == 1,
+    )
+    assert case["alerts"][0]["status"] == "escalated"
+    records = await read_all(stack.bootstrap_servers, ALERT_EVENTS, timeout=3)
+    types = [json.loads(r.value)["type"] for r in records if r.key == sid.encode()]
+    assert types[:4] == ["alert.created", "alert.delivered", "alert.escalated", "alert.delivered"]
+
+
+async def test_the_policy_repeats_until_someone_acknowledges(
+    intake: httpx.AsyncClient, notify: httpx.AsyncClient, roster: Roster, pagers: Pagers
+) -> None:
+    ana, ben = await roster.clinician("ana"), await roster.clinician("ben")
+    await roster.policy(
+        ["high"],
+        [
+            {"clinician_ids": [ana.id], "delay_seconds": 1},
+            {"clinician_ids": [ben.id], "delay_seconds": 1},
+        ],
+        repeats=5,
+    )
+    sid = await submit_high(intake)
+    again = (await pagers.wait_for(ana.pager, sid, count=2, timeout=6))[-1]
+    link = urlsplit(again.json["ack_url"])
+    acked = await notify.post(f"{link.path}?{link.query}")
+    assert acked.status_code == 200 and acked.json()["acknowledged_by"] == "ack_link"
+
+    await asyncio.sleep(2.5)  # two more deadlines would have passed
+    assert [p.json["repeat"] for p in pagers.pages(ana.pager, sid)] == [0, 1]
+    assert [p.json["repeat"] for p in pagers.pages(ben.pager, sid)] == [0]
+    assert acked.json()["repeat_round"] == 1 and acked.json()["escalation_level"] == 0
+
+
+async def test_acknowledging_cancels_a_scheduled_retry(
+    intake: httpx.AsyncClient,
+    notify: httpx.AsyncClient,
+    roster: Roster,
+    pagers: Pagers,
+    db: asyncpg.Pool,
+) -> None:
+    ana = await roster.clinician("ana")
+    await roster.policy(["high"], [{"clinician_ids": [ana.id], "delay_seconds": 60}])
+    pagers.script(ana.pager, Reply(429, headers={"Retry-After": "2"}))
+    sid = await submit_high(intake)
+    [first] = await pagers.wait_for(ana.pager, sid)
+    alert_id = first.json["alert_id"]
+    await wait_until(lambda: attempts(db, alert_id), what="the first attempt recorded")
+
+    assert (await notify.post(f"/v1/alerts/{alert_id}/ack", json={})).status_code == 200
+    await asyncio.sleep(2.5)  # the retry was due 2 s after the first attempt
+    assert len(pagers.pages(ana.pager, sid)) == 1, "no page after the acknowledgement"
+    status = await db.fetchval(
+        "SELECT status FROM notify.deliveries WHERE alert_id = $1", uuid.UUID(alert_id)
+    )
+    assert status == "cancelled"
+
+
+async def test_a_page_on_the_wire_at_ack_time_is_not_retried_nor_escalated(
+    intake: httpx.AsyncClient,
+    notify: httpx.AsyncClient,
+    roster: Roster,
+    pagers: Pagers,
+    db: asyncpg.Pool,
+) -> None:
+    ana, ben = await roster.clinician("ana"), await roster.clinician("ben")
+    await roster.policy(
+        ["high"],
+        [
+            {"clinician_ids": [ana.id], "delay_seconds": 1},
+            {"clinician_ids": [ben.id], "delay_seconds": 1},
+        ],
+    )
+    pagers.script(ana.pager, Reply(503, delay=1.5))
+    sid = await submit_high(intake)
+    [first] = await pagers.wait_for(ana.pager, sid)
+    assert pagers.holding[ana.pager] == 1, "the page is still on the wire"
+    ack = await notify.post(f"/v1/alerts/{first.json['alert_id']}/ack", json={})
+    assert ack.status_code == 200
+
+    await wait_until(lambda: attempts(db, first.json["alert_id"]), what="the 503 recorded")
+    await asyncio.sleep(1.5)  # a retry (0.05-0.1 s) or an escalation (1 s) would be out by now
+    assert len(pagers.pages(ana.pager, sid)) == 1
+    assert pagers.pages(ben.pager, sid) == []
+    assert await attempts(db, first.json["alert_id"]) == ["temporary_failure"]
+
+
+async def test_a_receiver_answering_500_then_200_gets_the_page(
+    intake: httpx.AsyncClient, notify: httpx.AsyncClient, roster: Roster, pagers: Pagers
+) -> None:
+    ana = await roster.clinician("ana")
+    await roster.policy(["high"], [{"clinician_ids": [ana.id], "delay_seconds": 60}])
+    pagers.script(ana.pager, 500)
+    sid = await submit_high(intake)
+    pages = await pagers.wait_for(ana.pager, sid, count=2)
+    assert len({p.event_id for p in pages}) == 1, "one event id across retries"
+    assert all(signed(p) for p in pages)
+    alert = await wait_until(
+        lambda: _alert_if(notify, pages[0].json["alert_id"], "delivered"), what="delivered"
+    )
+    assert [a["outcome"] for a in alert["attempts"]] == ["temporary_failure", "delivered"]
+
+
+async def test_a_410_escalates_at_once_without_retrying(
+    intake: httpx.AsyncClient, notify: httpx.AsyncClient, roster: Roster, pagers: Pagers
+) -> None:
+    ana, ben = await roster.clinician("ana"), await roster.clinician("ben")
+    await roster.policy(
+        ["high"],
+        [
+            {"clinician_ids": [ana.id], "delay_seconds": 60},
+            {"clinician_ids": [ben.id], "delay_seconds": 60},
+        ],
+    )
+    pagers.script(ana.pager, 410)
+    sid = await submit_high(intake)
+    [gone] = await pagers.wait_for(ana.pager, sid)
+    [escalated] = await pagers.wait_for(ben.pager, sid, timeout=3)
+    assert escalated.at - gone.at < 1.0, "a permanent failure does not wait the 60 s deadline"
+    assert escalated.json["escalation_level"] == 1
+    await asyncio.sleep(0.5)
+    assert len(pagers.pages(ana.pager, sid)) == 1, "a 410 is not retried"
+
+    metrics = (await notify.get("/metrics")).text
+    assert (
+        _sample(metrics, "notify_delivery_failures_total", kind="permanent", channel="webhook") >= 1
+    )
+    assert (
+        _sample(metrics, "notify_assessment_to_first_delivery_seconds_count", risk_level="high")
+        >= 1
+    )
+    uuid_like = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-")
+    assert not uuid_like.search(metrics), "no ids in metric labels"
+
+
+async def test_the_clinician_on_call_in_the_schedule_is_paged(
+    intake: httpx.AsyncClient, notify: httpx.AsyncClient, roster: Roster, pagers: Pagers
+) -> None:
+    ana, ben = await roster.clinician("ana"), await roster.clinician("ben")
+    now = datetime.now(UTC)
+    rotation = {
+        "clinician_ids": [ana.id, ben.id],
+        "shift_hours": 24,
+        "start": (now - timedelta(hours=1)).isoformat(),
+        "time_zone": "Europe/Berlin",
+    }
+    made = await notify.post("/v1/schedules", json={"name": "crisis team", "rotations": [rotation]})
+    assert made.status_code == 201, made.text
+    schedule_id = made.json()["id"]
+    cover = {
+        "clinician_id": ben.id,
+        "start": (now - timedelta(minutes=1)).isoformat(),
+        "end": (now + timedelta(hours=1)).isoformat(),
+    }
+    assert (
+        await notify.post(f"/v1/schedules/{schedule_id}/overrides", json=cover)
+    ).status_code == 201
+    await roster.policy(["high"], [{"schedule_id": schedule_id, "delay_seconds": 60}])
+
+    sid = await submit_high(intake)
+    await pagers.wait_for(ben.pager, sid)
+    assert pagers.pages(ana.pager, sid) == [], "the override, not the rotation, is on call"
+    later = (now + timedelta(hours=2)).isoformat().replace("+00:00", "Z")
+    who = (await notify.get("/v1/oncall", params={"at": later, "schedule_id": schedule_id})).json()
+    assert who["oncall"][0]["clinician_id"] == ana.id and who["oncall"][0]["source"] == "rotation"
+
+
+async def _alert_if(notify: httpx.AsyncClient, alert_id: str, status: str) -> dict | None:
+    alert = (await notify.get(f"/v1/alerts/{alert_id}")).json()
+    return alert if alert["status"] == status else None
+
+
+def _sample(metrics: str, name: str, **labels: str) -> float:
+    """The value of one sample of Prometheus text output, whatever the label order."""
+    for line in metrics.splitlines():
+        found = re.fullmatch(r"(\w+)(?:\{(.*)\})? (\S+)", line)
+        if found is None or found[1] != name:
+            continue
+        if dict(re.findall(r'(\w+)="([^"]*)"', found[2] or "")) == labels:
+            return float(found[3])
+    return 0.0

@@ -1,0 +1,104 @@
+"""Running notify processes of a test's own, with the session's notify stopped meanwhile.
+
+The session's notify shares the database, so it would claim (and send) the pages a test means
+its own notify to send. A test module that needs notify with other settings, or kills notify,
+stops the session's one first and restarts it afterwards, then waits until it pages again (its
+consumer has to rejoin the group).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from deploy.localstack import free_port
+from tests.notify.roster import probe_pipeline
+from tests.support.receiver import Receiver
+from tests.support.services import ROOT, ServiceProcesses
+
+
+@dataclass
+class SoloNotify:
+    """One notify process at a time on a fixed port, startable again after a kill."""
+
+    base_env: dict[str, str]
+    log_dir: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self, *, wait_for: str = "/healthz", timeout: float = 60.0) -> float:
+        """Start it; returns the seconds until `wait_for` answers 200.
+
+        `/healthz` is the process serving (its deliverer runs from then on); `/readyz` also
+        waits for its consumer to join the group, which after a SIGKILL takes until Kafka
+        drops the dead member.
+        """
+        env = {
+            **self.base_env,
+            **self.extra_env,
+            "NOTIFY_PORT": str(self.port),
+            "NOTIFY_PUBLIC_URL": self.url,
+        }
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with (self.log_dir / "notify.log").open("ab") as log:
+            self.proc = subprocess.Popen(  # noqa: ASYNC220 - returns at once; waits are async
+                [sys.executable, "-m", "services.notify"],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        async with httpx.AsyncClient(base_url=self.url, timeout=2) as client:
+            while loop.time() - started < timeout:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"notify exited with {self.proc.returncode}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get(wait_for)).status_code == 200:
+                        return loop.time() - started
+                await asyncio.sleep(0.02)
+        raise RuntimeError(f"notify did not answer {wait_for} in {timeout} s")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        self.proc.wait(timeout=30)
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.to_thread(self.proc.wait, 20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                await asyncio.to_thread(self.proc.wait)
+
+
+@asynccontextmanager
+async def session_notify_stopped(
+    services: ServiceProcesses, receiver: Receiver
+) -> AsyncIterator[None]:
+    services.kill("notify", signal.SIGTERM)
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(services.start, "notify")
+        async with (
+            httpx.AsyncClient(base_url=services.url("intake"), timeout=10) as intake,
+            httpx.AsyncClient(base_url=services.url("notify"), timeout=10) as notify,
+        ):
+            await probe_pipeline(intake, notify, receiver)
