@@ -5,11 +5,12 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.intake.safety_plans import is_overdue
 from services.intake.schemas import (
     AlertOut,
     CaseView,
@@ -18,7 +19,6 @@ from services.intake.schemas import (
     ScreeningAccepted,
     ScreeningIn,
 )
-from services.intake.safety_plans import is_overdue
 from services.intake.service import get_case, submit_screening, validated_answers
 from shared.db import SessionFactory, transaction
 from shared.errors import Unprocessable
@@ -75,7 +75,9 @@ async def post_screening(
     location = f"/v1/screenings/{screening.id}"
     body = ScreeningAccepted(id=screening.id, status=screening.status)  # type: ignore[arg-type]
     return JSONResponse(
-        body.model_dump(mode="json"), status_code=202 if created else 200, headers={"Location": location}
+        body.model_dump(mode="json"),
+        status_code=202 if created else 200,
+        headers={"Location": location},
     )
 
 

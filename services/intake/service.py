@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake.models import AlertView, IdempotencyKey, SafetyPlan, Screening, outbox
 from services.intake.resthooks import enqueue_pushes
-from services.intake.schemas import ScreeningIn
 from services.intake.safety_plans import open_safety_plan
+from services.intake.schemas import ScreeningIn
 from shared.errors import Conflict, NotFound, Unprocessable, validation_problems
 from shared.events import AlertEvent, RiskAssessed, ScreeningSubmitted, utcnow
 from shared.instruments import parse_answers
@@ -83,7 +83,9 @@ async def submit_screening(
     the caller retries once, and the retry finds the winner as a replay.
     """
     digest = request_hash(payload)
-    replay = await find_replay(session, payload=payload, digest=digest, idempotency_key=idempotency_key)
+    replay = await find_replay(
+        session, payload=payload, digest=digest, idempotency_key=idempotency_key
+    )
     if replay is not None:
         return replay, False
     now = utcnow()
@@ -106,7 +108,9 @@ async def submit_screening(
     await session.flush()
     if idempotency_key is not None:
         session.add(
-            IdempotencyKey(key=idempotency_key, request_hash=digest, screening_id=screening.id, created_at=now)
+            IdempotencyKey(
+                key=idempotency_key, request_hash=digest, screening_id=screening.id, created_at=now
+            )
         )
     event = ScreeningSubmitted(
         screening_id=screening.id,
@@ -117,20 +121,27 @@ async def submit_screening(
         submitted_at=now,
     )
     await add_event(
-        session, outbox, topic=SCREENING_SUBMITTED, key=screening.id,
+        session,
+        outbox,
+        topic=SCREENING_SUBMITTED,
+        key=screening.id,
         event=event.envelope(correlation_id=correlation_id),
     )
     await session.flush()
     return screening, True
 
 
-async def get_case(session: AsyncSession, *, screening_id: uuid.UUID) -> tuple[Screening, list[AlertView], SafetyPlan | None]:
+async def get_case(
+    session: AsyncSession, *, screening_id: uuid.UUID
+) -> tuple[Screening, list[AlertView], SafetyPlan | None]:
     screening = await session.get(Screening, screening_id)
     if screening is None:
         raise NotFound(f"no screening {screening_id}")
     alerts = list(
         await session.scalars(
-            select(AlertView).where(AlertView.screening_id == screening_id).order_by(AlertView.created_at)
+            select(AlertView)
+            .where(AlertView.screening_id == screening_id)
+            .order_by(AlertView.created_at)
         )
     )
     plan = await session.scalar(select(SafetyPlan).where(SafetyPlan.screening_id == screening_id))
@@ -138,7 +149,11 @@ async def get_case(session: AsyncSession, *, screening_id: uuid.UUID) -> tuple[S
 
 
 async def apply_assessment(
-    session: AsyncSession, *, assessed: RiskAssessed, due_minutes: dict[str, int], correlation_id: str
+    session: AsyncSession,
+    *,
+    assessed: RiskAssessed,
+    due_minutes: dict[str, int],
+    correlation_id: str,
 ) -> None:
     """Record the assessment on the case; a flagged one opens the safety plan."""
     screening = await session.get(Screening, assessed.screening_id, with_for_update=True)
