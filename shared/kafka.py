@@ -2,7 +2,8 @@
 
 The consumer loop is where "nothing may be lost" is kept on the consuming side:
 - offsets are committed by hand, per partition, after the transaction that applied the messages;
-- each message's effects and its processed-event row commit in one transaction, so a
+- each message's effects and its processed-event row commit in one transaction (the one
+  transaction of the messages of one poll, so one commit serves many messages), so a
   redelivered event does nothing;
 - a message that can never be processed (not an envelope, fails its schema, or a handler that
   keeps failing) goes to `<topic>.dlq` with the reason in its headers, and the partition moves on;
@@ -87,6 +88,7 @@ class ConsumerStats:
     processed: int = 0
     duplicates: int = 0
     dead_lettered: int = 0
+    batches: int = 0  # transactions that applied several messages at once
 
 
 class EventConsumer:
@@ -142,12 +144,43 @@ class EventConsumer:
         try:
             while True:
                 batches = await consumer.getmany(timeout_ms=1000, max_records=500)
-                for tp, records in batches.items():
-                    for record in records:
-                        await self._process(record)
-                    await consumer.commit({tp: records[-1].offset + 1})
+                if not batches:
+                    continue
+                await self._process_batch([r for records in batches.values() for r in records])
+                await consumer.commit({tp: rs[-1].offset + 1 for tp, rs in batches.items()})
         finally:
             await consumer.stop()
+
+    async def _process_batch(self, records: list[ConsumerRecord]) -> None:
+        """Apply a poll's messages in one transaction: one commit (one WAL flush, ~3 ms on the
+        2-core machine) per poll instead of one per message, which is what lets a consumer keep
+        up with hundreds of messages a second. Each message still records its event id in that
+        transaction, and partition order is kept. If anything in the batch fails, it all rolls
+        back and the messages go one by one through `_process`, with its retries and
+        dead-lettering, exactly as if they had never been batched."""
+        if len(records) == 1:
+            await self._process(records[0])
+            return
+        try:
+            async with transaction(self._sessions) as session:
+                outcomes = [
+                    await self._apply_in(session, record.topic, self._decode(record))
+                    for record in records
+                ]
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.info(
+                "batch of %d failed (%s); processing its messages one by one",
+                len(records),
+                type(exc).__name__,
+            )
+            for record in records:
+                await self._process(record)
+            return
+        self.stats.batches += 1
+        self.stats.processed += sum(outcomes)
+        self.stats.duplicates += len(outcomes) - sum(outcomes)
 
     async def _process(self, record: ConsumerRecord) -> None:
         attempt = 0
@@ -183,21 +216,29 @@ class EventConsumer:
 
     async def _apply(self, topic: str, envelope: Envelope) -> None:
         async with transaction(self._sessions) as session:
-            first_time = await session.scalar(
-                insert(self._processed)
-                .values(event_id=envelope.event_id, topic=topic)
-                .on_conflict_do_nothing()
-                .returning(self._processed.c.event_id)
-            )
-            if first_time is None:
-                self.stats.duplicates += 1
-                return
-            try:
-                await self._handlers[topic](session, envelope)
-            except ValidationError as exc:
-                fields = ", ".join(".".join(map(str, e["loc"])) for e in exc.errors())
-                raise PoisonMessage(f"{envelope.type}: invalid data ({fields})") from exc
-        self.stats.processed += 1
+            first_time = await self._apply_in(session, topic, envelope)
+        if first_time:
+            self.stats.processed += 1
+        else:
+            self.stats.duplicates += 1
+
+    async def _apply_in(self, session: AsyncSession, topic: str, envelope: Envelope) -> bool:
+        """Record the event id and run its handler in `session`'s transaction; False (and no
+        effect) when the event was processed before."""
+        first_time = await session.scalar(
+            insert(self._processed)
+            .values(event_id=envelope.event_id, topic=topic)
+            .on_conflict_do_nothing()
+            .returning(self._processed.c.event_id)
+        )
+        if first_time is None:
+            return False
+        try:
+            await self._handlers[topic](session, envelope)
+        except ValidationError as exc:
+            fields = ", ".join(".".join(map(str, e["loc"])) for e in exc.errors())
+            raise PoisonMessage(f"{envelope.type}: invalid data ({fields})") from exc
+        return True
 
     async def _dead_letter(self, record: ConsumerRecord, reason: str) -> None:
         log.error(

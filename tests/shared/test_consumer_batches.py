@@ -1,0 +1,109 @@
+"""The consumer applies a poll's messages in one transaction, and falls back to one by one
+(retries, dead-lettering) when anything in the batch fails, without applying anything twice."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from sqlalchemy import MetaData
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from deploy.localstack import LocalStack
+from shared.db import create_engine, create_session_factory
+from shared.events import Envelope
+from shared.kafka import EventConsumer, PoisonMessage, create_producer, processed_events_table
+from shared.topics import dlq
+from tests.support.kafka import read_all
+
+
+def _event(n: int) -> Envelope:
+    return Envelope(type="test.batch", correlation_id="batch-test", data={"n": n})
+
+
+@pytest.fixture
+async def topic(stack: LocalStack) -> AsyncIterator[str]:
+    name = f"test.batches.{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=stack.bootstrap_servers)
+    await admin.start()
+    await admin.create_topics([NewTopic(t, 1, 1) for t in (name, dlq(name))])
+    yield name
+    await admin.delete_topics([name, dlq(name)])
+    await admin.close()
+
+
+async def _until(check, timeout: float = 15.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "the consumer did not get there in time"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_poll_is_one_transaction_and_a_failure_falls_back_to_one_by_one(
+    stack: LocalStack, database_url: str, db: asyncpg.Pool, topic: str
+) -> None:
+    seen: list[int] = []
+
+    async def handler(session: AsyncSession, envelope: Envelope) -> None:
+        if envelope.data["n"] < 0:
+            raise PoisonMessage("negative n")
+        seen.append(envelope.data["n"])
+
+    engine = create_engine(database_url, pool_size=2)
+    producer = create_producer(stack.bootstrap_servers, client_id="batch-test")
+    await producer.start()
+    consumer = EventConsumer(
+        bootstrap_servers=stack.bootstrap_servers,
+        group_id=f"batch-test-{uuid.uuid4().hex[:8]}",
+        handlers={topic: handler},
+        sessions=create_session_factory(engine),
+        processed_events=processed_events_table(MetaData(schema="risk")),
+        producer=producer,
+    )
+    task = asyncio.create_task(consumer.run())
+    raw = AIOKafkaProducer(bootstrap_servers=stack.bootstrap_servers, linger_ms=50)
+    await raw.start()
+    try:
+        # Twenty events sent together arrive in few polls: applied in batches, in order.
+        first = [_event(n) for n in range(20)]
+        for event in first:
+            await raw.send(topic, event.encode(), key=b"k")
+        await raw.flush()
+        await _until(lambda: consumer.stats.processed == 20)
+        assert seen == list(range(20))
+        assert consumer.stats.batches >= 1
+        assert consumer.stats.batches < 20, "twenty polls for twenty messages: no batching"
+
+        # A poison message and a redelivery among good ones: the batch rolls back, then each
+        # message is handled alone; nothing is applied twice and nothing is lost.
+        seen.clear()
+        batches = consumer.stats.batches
+        second = [_event(20), _event(-1), first[3], _event(21)]
+        for event in second:
+            await raw.send(topic, event.encode(), key=b"k")
+        await raw.flush()
+        await _until(lambda: consumer.stats.processed == 22)
+        assert consumer.stats.dead_lettered == 1
+        assert consumer.stats.duplicates == 1
+        assert consumer.stats.batches == batches, "the failed batch committed nothing"
+        assert seen[-2:] == [20, 21], (
+            "each good message applied once, in order, after the fall-back"
+        )
+        stored = await db.fetchval(
+            "SELECT count(*) FROM risk.processed_events WHERE topic = $1", topic
+        )
+        assert stored == 22
+        dead = await read_all(stack.bootstrap_servers, dlq(topic), timeout=2)
+        assert [Envelope.decode(r.value).data["n"] for r in dead] == [-1]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await raw.stop()
+        await producer.stop()
+        await engine.dispose()
