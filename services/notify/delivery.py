@@ -119,12 +119,20 @@ class Deliverer:
             await asyncio.wait(self._in_flight, timeout=self._settings.delivery_timeout_seconds + 1)
 
     async def run_due(self) -> None:
-        """Escalate what is overdue, then claim and start every due page."""
+        """Start due pages, escalate what is overdue, then start the pages the escalations added.
+
+        Claiming first keeps a new alert's first page from waiting on the escalation query.
+        """
+        await self._start_due_pages()
         async with transaction(self._sessions) as session:
             lags = await escalate_overdue(session, settings=self._settings)
         for lag in lags:
             self._metrics.escalation_lag.observe(max(0.0, lag))
             self._metrics.escalations.labels(reason="timeout").inc()
+        if lags:
+            await self._start_due_pages()
+
+    async def _start_due_pages(self) -> None:
         while True:
             free = self._settings.delivery_concurrency - len(self._in_flight)
             if free <= 0:

@@ -88,7 +88,15 @@ async def test_level_two_is_paged_when_level_one_does_not_acknowledge_in_time(
     [second] = await pagers.wait_for(ben.pager, sid, timeout=5)
 
     lateness = second.at - deadline
-    print(f"\nmissed ack deadline -> level 2 page: {lateness * 1000:.1f} ms")
+    escalated = await db.fetchval(
+        "SELECT extract(epoch FROM created_at) FROM notify.deliveries"
+        " WHERE alert_id = $1 AND escalation_level = 1",
+        uuid.UUID(alert_id),
+    )
+    print(
+        f"\nmissed ack deadline -> escalation {(float(escalated) - deadline) * 1000:.1f} ms"
+        f" -> level 2 page received {lateness * 1000:.1f} ms"
+    )
     assert -0.05 < lateness < 0.5, "level 2 is paged when level 1's deadline passes, not later"
     assert (first.json["escalation_level"], second.json["escalation_level"]) == (0, 1)
     assert second.json["alert_id"] == alert_id and signed(second)
