@@ -90,8 +90,10 @@ async def test_sigkill_mid_escalation_resumes_each_pending_step_once_and_on_time
             f"missed ack deadline -> page {lateness[-1] * 1000:.1f} ms"
         )
         assert page.json["escalation_level"] == level
-        # On time when the process is back before the deadline; at once after it otherwise.
-        assert -0.05 < page.at - max(deadline, up) < 1.0
+        if up < deadline:  # back in time: the page goes out at the deadline
+            assert -0.05 < lateness[-1] < 0.5
+        else:  # a slow machine: the page goes out as soon as notify is back
+            assert page.at - up < 2.0
 
     await asyncio.sleep(1.0)
     assert [len(pagers.pages(c.pager, sid)) for c in staff] == [1, 1, 1], "each step exactly once"
