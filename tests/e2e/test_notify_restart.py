@@ -85,9 +85,16 @@ async def test_sigkill_mid_escalation_resumes_each_pending_step_once_and_on_time
         up = time.time()
         [page] = await pagers.wait_for(staff[level].pager, sid, timeout=DELAY + 30)
         lateness.append(page.at - deadline)
+        escalated = await db.fetchval(
+            "SELECT extract(epoch FROM created_at) FROM notify.deliveries"
+            " WHERE alert_id = $1 AND escalation_level = $2",
+            uuid.UUID(alert_id),
+            level,
+        )
         print(
-            f"\nlevel {level + 1}: notify back up in {restart:.2f} s; "
-            f"missed ack deadline -> page {lateness[-1] * 1000:.1f} ms"
+            f"\nlevel {level + 1}: notify back up in {restart:.2f} s; missed ack deadline ->"
+            f" escalation {(float(escalated) - deadline) * 1000:.1f} ms"
+            f" -> page received {lateness[-1] * 1000:.1f} ms"
         )
         assert page.json["escalation_level"] == level
         if up < deadline:  # back in time: the page goes out at the deadline
