@@ -23,6 +23,15 @@ $(STAMP): pyproject.toml
 	$(PY) -c "from deploy.localstack import ensure_kafka_jars; ensure_kafka_jars()"
 	touch $(STAMP)
 
+## bench: open-loop load on its own stack (.local/bench); BENCH_ARGS="--ramp" finds the top rate
+BENCH_STAMP := $(VENV)/.bench-installed
+bench: install $(BENCH_STAMP)
+	$(PY) -m bench $(BENCH_ARGS)
+
+$(BENCH_STAMP): pyproject.toml
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
 stack-up: install
 	$(PY) -m deploy.localstack up
 

@@ -1,0 +1,8 @@
+"""`python -m bench` (`make bench`): see bench/run.py and the README's "Benchmark" section."""
+
+import sys
+
+from bench.run import main
+
+if __name__ == "__main__":
+    sys.exit(main())
