@@ -30,4 +30,6 @@ def configure_logging(level: str = "INFO", *, service: str) -> None:
     # aiokafka is chatty at INFO about group joins; keep its warnings.
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # httpx logs every request at INFO: one JSON line per page sent, on the alert path.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger(service).setLevel(level.upper())
