@@ -28,6 +28,8 @@ def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
         max_overflow=pool_size,
         pool_pre_ping=True,
         pool_recycle=1800,
+        # Parameters carry PHI (contact, notes, plan entries): keep them out of error texts/logs.
+        hide_parameters=True,
     )
 
 

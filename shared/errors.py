@@ -8,6 +8,7 @@ sent, and a screening's contact or notes are PHI. Every error body has the same 
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -54,12 +55,21 @@ def error_body(
     return {"error": code, "detail": detail, "problems": problems or []}
 
 
+_FIELD_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,63}$")
+
+
 def validation_problems(errors: list[Any]) -> list[dict[str, str]]:
-    """Pydantic errors as (field, problem) pairs, without the offending input."""
+    """Pydantic errors as (field, problem) pairs, without the offending input.
+
+    An unknown key is input too (`{"contact": {"Jane Doe": ...}}`): it is named only when it
+    looks like a field name, so a typo such as `imminent_dnger` is still pointed out.
+    """
     problems = []
     for e in errors:
         loc = [str(p) for p in e.get("loc", ()) if p != "body"]
         msg = str(e.get("msg", "invalid"))
+        if e.get("type") == "extra_forbidden" and loc and not _FIELD_NAME.match(loc[-1]):
+            loc[-1] = "(unexpected field)"
         problems.append(
             {"field": ".".join(loc) or "body", "problem": msg.removeprefix("Value error, ")}
         )

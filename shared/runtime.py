@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer
@@ -83,8 +83,12 @@ async def open_runtime(
     metadata: MetaData,
     consumer_group: str | None = None,
     handlers: Mapping[str, Handler] | None = None,
+    prepare: Callable[[SessionFactory], Awaitable[None]] | None = None,
 ) -> AsyncIterator[Runtime]:
-    """Open everything a service needs; on exit stop intake of work first, then the rest."""
+    """Open everything a service needs; on exit stop intake of work first, then the rest.
+
+    `prepare` runs against the database before any consumer or relay starts.
+    """
     outbox, processed = (
         metadata.tables[f"{schema}.outbox"],
         metadata.tables[f"{schema}.processed_events"],
@@ -92,6 +96,8 @@ async def open_runtime(
     engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
     sessions = create_session_factory(engine)
     await warm_pool(engine, min(4, settings.db_pool_size))
+    if prepare is not None:
+        await prepare(sessions)
     producer = create_producer(settings.kafka_bootstrap_servers, client_id=schema)
     await producer.start()
     relay = OutboxRelay(

@@ -24,7 +24,8 @@ SUBJECT_SYSTEM: Final = "urn:crisis-triage:fhir:subject-id"
 URI_SYSTEM: Final = "urn:ietf:rfc:3986"
 
 _LEVEL_DISPLAY: Final = {
-    RiskLevel.NONE: "No suicide risk identified by the screen",
+    # Never "no risk": a negative screen (PHQ-9 item 9 = 0 above all) does not rule risk out.
+    RiskLevel.NONE: "Screen negative: no risk level assigned",
     RiskLevel.LOW: "Low risk",
     RiskLevel.MODERATE: "Moderate risk",
     RiskLevel.HIGH: "High risk",
@@ -71,10 +72,12 @@ def method(rules_version: str) -> dict[str, Any]:
 
 
 def _basis(screening: Screening, source: FhirResponse | None) -> dict[str, Any]:
-    """The source QuestionnaireResponse as the EHR knows it; the screening for a JSON one."""
+    """The screening: for a FHIR one, `QuestionnaireResponse/<screening id>` (served by
+    intake, so it resolves here) with the EHR's own business identifier beside it; the EHR's
+    logical id is not used as a reference, since it would resolve against this server."""
     basis: dict[str, Any] = {"type": "QuestionnaireResponse"}
-    if source is not None and source.resource_id:
-        basis["reference"] = f"QuestionnaireResponse/{source.resource_id}"
+    if source is not None:
+        basis["reference"] = f"QuestionnaireResponse/{screening.id}"
     if source is not None and source.identifier_value:
         basis["identifier"] = (
             {"system": source.identifier_system, "value": source.identifier_value}

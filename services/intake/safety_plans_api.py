@@ -23,6 +23,7 @@ from services.intake import safety_plans as plans
 from services.intake.api import Session, Sessions
 from services.intake.models import SafetyPlan, SafetyPlanRevision
 from services.intake.safety_plan_print import PdfUnavailable, find_font, render_html, render_pdf
+from services.intake.schemas import NO_CONTROL
 from shared.db import transaction
 from shared.errors import DomainError, Unprocessable
 
@@ -80,13 +81,12 @@ Accept = Annotated[str | None, Header(alias="Accept", max_length=1000)]
 
 # --- request bodies: short, strict, and never echoed back in an error -----------------------
 
-_NO_CONTROL = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
 EntryText = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=1000, pattern=_NO_CONTROL),
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=1000, pattern=NO_CONTROL),
 ]
 Reason = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500, pattern=_NO_CONTROL)
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500, pattern=NO_CONTROL)
 ]
 EntryId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{12}$")]
 

@@ -10,6 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from shared.instruments import Instrument
 
+#: Printable text: a NUL or other control character in PHI would otherwise fail deep in the
+#: database; refusing it up front keeps it a 422 that names the field.
+NO_CONTROL = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+
 Identifier = Annotated[
     str, StringConstraints(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")
 ]
@@ -20,8 +24,8 @@ class Contact(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: Annotated[str, StringConstraints(max_length=200)] | None = None
-    phone: Annotated[str, StringConstraints(max_length=40)] | None = None
+    name: Annotated[str, StringConstraints(max_length=200, pattern=NO_CONTROL)] | None = None
+    phone: Annotated[str, StringConstraints(max_length=40, pattern=NO_CONTROL)] | None = None
 
 
 class ScreeningIn(BaseModel):
@@ -34,7 +38,7 @@ class ScreeningIn(BaseModel):
     answers: dict[str, Any]
     imminent_danger: bool = False
     contact: Contact | None = None
-    notes: Annotated[str, StringConstraints(max_length=10_000)] | None = None
+    notes: Annotated[str, StringConstraints(max_length=10_000, pattern=NO_CONTROL)] | None = None
 
 
 class ScreeningAccepted(BaseModel):

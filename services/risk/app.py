@@ -12,7 +12,7 @@ from services.risk.models import SCHEMA, Base
 from services.risk.rules import load_ruleset
 from services.risk.service import record_ruleset
 from services.risk.settings import RiskSettings
-from shared.db import transaction
+from shared.db import SessionFactory, transaction
 from shared.http import base_app, health_router
 from shared.runtime import open_runtime
 
@@ -23,11 +23,19 @@ def create_app(settings: RiskSettings | None = None) -> FastAPI:
         cfg = settings or RiskSettings()
         ruleset = load_ruleset(cfg.ruleset_path)
         app.state.ruleset = ruleset
-        async with open_runtime(
-            cfg, schema=SCHEMA, metadata=Base.metadata, handlers=consumer.handlers(ruleset=ruleset)
-        ) as runtime:
-            async with transaction(runtime.sessions) as session:
+
+        async def prepare(sessions: SessionFactory) -> None:
+            # Before the consumer starts: every assessment's rules_version must already exist.
+            async with transaction(sessions) as session:
                 await record_ruleset(session, ruleset=ruleset)
+
+        async with open_runtime(
+            cfg,
+            schema=SCHEMA,
+            metadata=Base.metadata,
+            handlers=consumer.handlers(ruleset=ruleset),
+            prepare=prepare,
+        ) as runtime:
             app.state.runtime = runtime
             yield
 

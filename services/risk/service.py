@@ -11,7 +11,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.risk.models import Assessment, RuleSetRecord, outbox
-from services.risk.rules import RuleSet
+from services.risk.rules import RuleSet, RuleSetError
 from shared.events import LevelResponseData, RiskAssessed, ScreeningSubmitted, utcnow
 from shared.instruments import is_flagged, parse_answers
 from shared.kafka import PoisonMessage
@@ -22,12 +22,24 @@ _AUTOMATIC = text("kind = 'automatic'")
 
 
 async def record_ruleset(session: AsyncSession, *, ruleset: RuleSet) -> None:
-    """Keep the rule set's content under its version, so every assessment can be re-derived."""
+    """Keep the rule set's content under its version, so every assessment can be re-derived.
+
+    A file edited without a new version would make assessments cite rules they were not
+    computed with: that refuses to start instead.
+    """
     await session.execute(
         insert(RuleSetRecord)
         .values(version=ruleset.version, content=ruleset.content, first_used_at=utcnow())
         .on_conflict_do_nothing()
     )
+    stored = await session.scalar(
+        select(RuleSetRecord.content).where(RuleSetRecord.version == ruleset.version)
+    )
+    if stored != ruleset.content:
+        raise RuleSetError(
+            f"rule set {ruleset.version!r} differs from the one recorded under that version; "
+            "give the changed rule set a new version"
+        )
 
 
 async def assess_screening(

@@ -110,6 +110,24 @@ BAD_BODIES = [
         "contact.phone",
     ),
     (
+        "NUL in the notes",
+        screening(HIGH_CSSRS, contact={"name": PHI_NAME}, notes=f"{PHI_NOTE}\u0000"),
+        422,
+        "notes",
+    ),
+    (
+        "control character in the name",
+        screening(HIGH_CSSRS, contact={"name": f"{PHI_NAME}\u0007"}),
+        422,
+        "contact.name",
+    ),
+    (
+        "unknown key that is not a field name",
+        screening(HIGH_CSSRS, contact={PHI_NAME: "555 0100"}),
+        422,
+        "contact.(unexpected field)",
+    ),
+    (
         "answers not an object",
         screening({"instrument": "phq9", "answers": [0] * 9}),
         422,

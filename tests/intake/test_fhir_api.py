@@ -72,8 +72,8 @@ async def test_questionnaire_response_is_screened_and_comes_back_as_a_risk_asses
     basis = ra["basis"][0]
     assert basis["type"] == "QuestionnaireResponse"
     assert basis["identifier"] == body["identifier"]
-    if body.get("id"):
-        assert basis["reference"] == f"QuestionnaireResponse/{body['id']}"
+    assert basis["reference"] == f"QuestionnaireResponse/{sid}", "points to the screening"
+    assert (await intake.get(f"/v1/fhir/{basis['reference']}")).status_code == 200
     assert ra["method"]["coding"][0]["version"] == case["risk"]["rules_version"].split("/")[1]
     assert [n["text"] for n in ra["note"]] == case["risk"]["reasons"]
     assert "Alexandra" not in got.text and "Confidential" not in got.text

@@ -342,12 +342,13 @@ def test_risk_assessment_codes_every_level(level: str, loinc: str | None) -> Non
     systems = {c["system"]: c["code"] for c in codings}
     assert systems["urn:crisis-triage:fhir:risk-level"] == level
     assert systems.get("http://loinc.org") == loinc
+    assert "no suicide risk" not in str(doc).lower(), "clinical-rules.md forbids that wording"
     assert doc["status"] == "final"
     assert doc["subject"] == {"reference": "Patient/p-1"}
     assert doc["basis"] == [
         {
             "type": "QuestionnaireResponse",
-            "reference": "QuestionnaireResponse/ehr-qr-9",
+            "reference": f"QuestionnaireResponse/{screening.id}",
             "identifier": {"system": "urn:example:ehr", "value": "qr-1"},
         }
     ]
