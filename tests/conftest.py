@@ -72,6 +72,7 @@ def services(
             "ONCALL_WEBHOOK_URL": receiver.url,
             "ALERT_WEBHOOK_SECRET": WEBHOOK_SECRET,
             "RETRY_BASE_SECONDS": "0.1",
+            "FINAL_REPAGE_SECONDS": "1",
             "PATH": __import__("os").environ["PATH"],
         },
         ports={name: free_port() for name in ("intake", "risk", "notify")},

@@ -42,7 +42,11 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
                 deliverer = Deliverer(
                     sessions=runtime.sessions,
                     channels={
-                        "webhook": WebhookChannel(http=client, secrets=app.state.secrets),
+                        "webhook": WebhookChannel(
+                            http=client,
+                            secrets=app.state.secrets,
+                            timeout=cfg.delivery_timeout_seconds,
+                        ),
                         "email": EmailChannel(cfg),
                     },
                     settings=cfg,

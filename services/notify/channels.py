@@ -8,6 +8,7 @@ with backoff. A page carries ids, the level, urgency and reasons, and links: nev
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -91,9 +92,11 @@ def retry_after(value: str | None, *, now: float | None = None) -> float | None:
 class WebhookChannel:
     """POSTs the page signed as the contract says, with every current secret (rotation)."""
 
-    def __init__(self, *, http: httpx.AsyncClient, secrets: list[str]) -> None:
+    def __init__(self, *, http: httpx.AsyncClient, secrets: list[str], timeout: float) -> None:
         self._http = http
         self._secrets = secrets
+        #: The whole exchange, not each phase: a 2xx after the deadline is no delivery.
+        self._timeout = timeout
 
     async def send(self, page: Page, address: str, payload: dict[str, Any]) -> Outcome:
         body = json.dumps(payload, separators=(",", ":")).encode()
@@ -105,7 +108,10 @@ class WebhookChannel:
             "X-Triage-Signature": webhook_signature(self._secrets, timestamp, body),
         }
         try:
-            response = await self._http.post(address, content=body, headers=headers)
+            async with asyncio.timeout(self._timeout):
+                response = await self._http.post(address, content=body, headers=headers)
+        except TimeoutError:
+            return Outcome("temporary_failure", error=f"no answer within {self._timeout:g} s")
         except httpx.HTTPError as exc:
             return Outcome("temporary_failure", error=type(exc).__name__)
         status = response.status_code

@@ -16,7 +16,6 @@ import contextlib
 import logging
 import os
 import socket
-from datetime import datetime
 
 import asyncpg
 from sqlalchemy import text
@@ -171,9 +170,14 @@ class Deliverer:
             ]
 
     async def _sleep_until_next_due(self) -> None:
-        async with self._sessions() as session:
-            due: datetime | None = await session.scalar(_NEXT_DUE)
         timeout = MAX_SLEEP_SECONDS
+        if len(self._in_flight) >= self._settings.delivery_concurrency:
+            # Every slot is busy: a due page cannot start before one frees, and each finished
+            # send sets _wake. Without this the loop would spin on a due time already past.
+            due = None
+        else:
+            async with self._sessions() as session:
+                due = await session.scalar(_NEXT_DUE)
         if due is not None:
             timeout = min(timeout, max(0.0, (due - utcnow()).total_seconds()))
         if timeout > 0:
@@ -203,7 +207,15 @@ class Deliverer:
             if address is None:
                 outcome = Outcome("temporary_failure", error="no on-call target configured")
             else:
-                outcome = await self._channels[page.channel].send(page, address, self.payload(page))
+                try:
+                    outcome = await self._channels[page.channel].send(
+                        page, address, self.payload(page)
+                    )
+                except Exception as exc:
+                    # A bug or a bad address must not kill the send: the attempt is recorded
+                    # and retried, then escalated, like any failure.
+                    log.exception("page %s: the %s channel raised", page.delivery_id, page.channel)
+                    outcome = Outcome("temporary_failure", error=type(exc).__name__)
             attempt = DeliveryAttempt(
                 delivery_id=page.delivery_id,
                 attempt=page.attempt,

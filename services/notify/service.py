@@ -38,7 +38,8 @@ from shared.topics import ALERT_EVENTS
 from shared.webhooks import backoff_seconds
 
 SECRET_KEY = "alert_webhook_secret"
-OPEN = ("pending", "delivered", "escalated")
+#: Alerts still being paged. `failed` means nobody answered the whole policy; it is re-paged.
+OPEN = ("pending", "delivered", "escalated", "failed")
 
 
 async def webhook_secret(session: AsyncSession, *, configured: str | None) -> str:
@@ -261,14 +262,23 @@ async def escalate(
     why: str,
     now: datetime,
 ) -> None:
-    """Page the next step now (next level, or the first level of the next round), or fail."""
+    """Page the next step now (next level, or the first level of the next round).
+
+    After the plan's last step the alert is reported `failed`, so the case view shows that
+    nobody answered, but it is not given up: its last level is paged again every
+    FINAL_REPAGE_SECONDS until someone acknowledges.
+    """
     await _stop_pages(session, alert.id, now)
     alert.changed_at = now
     alert.escalate_at = None
     following = next_step(plan, _step(alert))
     if following is None:
-        alert.status = "failed"
-        await _publish(session, alert, "failed", failure=why)
+        if alert.status != "failed":
+            alert.status = "failed"
+            await _publish(session, alert, "failed", failure=why)
+        alert.repeat_round += 1  # a new round of the last level: new delivery rows
+        later = now + timedelta(seconds=settings.final_repage_seconds)
+        await start_step(session, alert, plan=plan, settings=settings, now=later)
         return
     alert.escalation_level, alert.repeat_round = following.level, following.repeat
     alert.status = "escalated"

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from pydantic import Field
+import httpx
+from pydantic import Field, field_validator
 
 from shared.settings import ServiceSettings
 
@@ -10,6 +11,24 @@ class NotifySettings(ServiceSettings):
     port: int = Field(8003, validation_alias="NOTIFY_PORT")
     #: Where pages go when no schedule covers now.
     oncall_webhook_url: str | None = Field(None, validation_alias="ONCALL_WEBHOOK_URL")
+    #: After the last step of a policy, the last level is paged again this often until someone
+    #: acknowledges: an alert is reported failed, but it is never given up.
+    final_repage_seconds: float = Field(60.0, validation_alias="FINAL_REPAGE_SECONDS")
+
+    @field_validator("oncall_webhook_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        """A typo here would leave every page failing; refuse to start instead."""
+        if value is None:
+            return None
+        try:
+            url = httpx.URL(value)
+        except httpx.InvalidURL as exc:
+            raise ValueError("ONCALL_WEBHOOK_URL is not a valid URL") from exc
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ValueError("ONCALL_WEBHOOK_URL must be an http(s) URL with a host")
+        return value
+
     #: Signs outgoing webhooks; generated at first start and stored when unset.
     alert_webhook_secret: str | None = Field(None, validation_alias="ALERT_WEBHOOK_SECRET")
     #: The secret being rotated out: pages carry both signatures, ack links verify under either.

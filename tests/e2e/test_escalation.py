@@ -239,6 +239,29 @@ async def test_a_410_escalates_at_once_without_retrying(
     assert not uuid_like.search(metrics), "no ids in metric labels"
 
 
+async def test_an_alert_nobody_could_be_paged_for_is_failed_but_never_given_up(
+    intake: httpx.AsyncClient, notify: httpx.AsyncClient, roster: Roster, pagers: Pagers
+) -> None:
+    """After the policy's last step the alert shows `failed`, and its last level is paged again
+    (FINAL_REPAGE_SECONDS, 1 s in tests) until a page gets through and someone acknowledges."""
+    ana = await roster.clinician("ana")
+    await roster.policy(["high"], [{"clinician_ids": [ana.id], "delay_seconds": 60}])
+    pagers.script(ana.pager, 404, 410)
+    sid = await submit_high(intake)
+    [refused] = await pagers.wait_for(ana.pager, sid)
+    await wait_case(intake, sid, lambda c: c["alerts"] and c["alerts"][0]["status"] == "failed")
+
+    pages = await pagers.wait_for(ana.pager, sid, count=3, timeout=10)
+    assert [p.json["escalation_level"] for p in pages] == [0, 0, 0]
+    assert pages[2].at - refused.at >= 1.5, "re-paged at FINAL_REPAGE_SECONDS, not in a loop"
+    alert_id = pages[2].json["alert_id"]
+    await wait_until(lambda: _alert_if(notify, alert_id, "escalated"), what="delivered again")
+
+    assert (await notify.post(f"/v1/alerts/{alert_id}/ack")).status_code == 200
+    await asyncio.sleep(2.5)
+    assert len(pagers.pages(ana.pager, sid)) == 3, "nothing after the acknowledgement"
+
+
 async def test_the_clinician_on_call_in_the_schedule_is_paged(
     intake: httpx.AsyncClient, notify: httpx.AsyncClient, roster: Roster, pagers: Pagers
 ) -> None:
