@@ -63,13 +63,28 @@ def create_producer(bootstrap_servers: str, *, client_id: str) -> AIOKafkaProduc
     )
 
 
+#: SQLSTATE classes of a database that is down, restarting, overloaded or in a conflict that a
+#: retry resolves: 08 connection, 40 rollback (deadlock, serialization), 53 resources (too many
+#: connections), 57 operator intervention (shutting down, starting up), 58 system error.
+_TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "57", "58"})
+
+
 def _is_transient(exc: BaseException) -> bool:
-    """Failures of the infrastructure, not of the message: retry them, never dead-letter."""
+    """Failures of the infrastructure, not of the message: retry them, never dead-letter.
+
+    The asyncpg dialect raises most server errors as a plain DBAPIError, so the SQLSTATE
+    decides: a database restart must delay screenings, not dead-letter them.
+    """
     if isinstance(
         exc, OperationalError | InterfaceError | ConnectionError | TimeoutError | OSError
     ):
         return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+        return isinstance(sqlstate, str) and sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES
+    return False
 
 
 class _JoinedListener(ConsumerRebalanceListener):
