@@ -9,16 +9,13 @@ itself (safety_plans.claim_overdue) marks the plan and queues the event in one t
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-
-import asyncpg
 
 from services.intake.safety_plans import claim_overdue, next_overdue_at
 from shared.db import SessionFactory, asyncpg_dsn, transaction
 from shared.events import utcnow
 from shared.runtime import Runtime
+from shared.wakeup import WakeLoop
 
 log = logging.getLogger(__name__)
 
@@ -37,37 +34,24 @@ class OverdueWatcher:
         busy_retry_seconds: float = 1.0,
     ) -> None:
         self._sessions = sessions
-        self._listen_dsn = listen_dsn
         self._batch_size = batch_size
-        #: A ceiling on the sleep, in case a NOTIFY was lost while the LISTEN connection was down.
-        self._max_sleep = max_sleep_seconds
         #: When a due plan is locked by another replica's claim, look again after this long.
         self._busy_retry = busy_retry_seconds
-        self._wake = asyncio.Event()
+        self._loop = WakeLoop(
+            name="overdue watcher",
+            listen_dsn=listen_dsn,
+            channels=[SAFETY_PLANS_CHANNEL],
+            # A ceiling on the sleep, in case a NOTIFY was lost while LISTEN was down.
+            max_sleep=max_sleep_seconds,
+        )
         self.announced = 0
 
     def wake(self) -> None:
-        self._wake.set()
+        self._loop.wake()
 
     async def run(self) -> None:
-        """Watch until cancelled; reconnects the LISTEN connection if it drops."""
-        while True:
-            conn: asyncpg.Connection | None = None
-            try:
-                conn = await asyncpg.connect(self._listen_dsn)
-                await conn.add_listener(SAFETY_PLANS_CHANNEL, lambda *_: self._wake.set())
-                while not conn.is_closed():
-                    self._wake.clear()
-                    await self.run_due()
-                    await self._sleep_until_next_due()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("overdue watcher failed; retrying in 1 s")
-                await asyncio.sleep(1)
-            finally:
-                if conn is not None and not conn.is_closed():
-                    await conn.close()
+        """Watch until cancelled."""
+        await self._loop.run(self.run_due, self._next_due_in)
 
     async def run_due(self) -> int:
         """Announce every plan that is overdue now; returns how many this replica announced."""
@@ -83,16 +67,14 @@ class OverdueWatcher:
         self.announced += total
         return total
 
-    async def _sleep_until_next_due(self) -> None:
+    async def _next_due_in(self) -> float | None:
         async with self._sessions() as session:
             due = await next_overdue_at(session)
-        timeout = self._max_sleep
-        if due is not None:
-            left = (due - utcnow()).total_seconds()
-            # Past due but not claimable: another replica holds it mid-claim; look again soon.
-            timeout = min(timeout, left if left > 0 else self._busy_retry)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+        if due is None:
+            return None
+        left = (due - utcnow()).total_seconds()
+        # Past due but not claimable: another replica holds it mid-claim; look again soon.
+        return left if left > 0 else self._busy_retry
 
 
 def start_watcher(runtime: Runtime) -> OverdueWatcher:

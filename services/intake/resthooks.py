@@ -16,7 +16,6 @@ EHR's own QuestionnaireResponse and Patient, and carries no PHI the EHR did not 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 import time
@@ -25,7 +24,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-import asyncpg
 import httpx
 from pydantic import BaseModel, ConfigDict, StringConstraints, field_validator
 from sqlalchemy import func, select, text, update
@@ -40,6 +38,7 @@ from shared.db import SessionFactory, asyncpg_dsn, transaction
 from shared.errors import NotFound
 from shared.events import utcnow
 from shared.runtime import Runtime
+from shared.wakeup import WakeLoop
 from shared.webhooks import backoff_seconds, classify, redact, webhook_signature
 
 log = logging.getLogger(__name__)
@@ -251,31 +250,23 @@ class Pusher:
     ) -> None:
         self._sessions = sessions
         self._settings = settings
-        self._listen_dsn = listen_dsn
-        self._wake = asyncio.Event()
+        # A push on the wire is due again only when its lease expires: that bounds the sleep.
+        self._loop = WakeLoop(
+            name="fhir pusher",
+            listen_dsn=listen_dsn,
+            channels=[CHANNEL],
+            max_sleep=LEASE.total_seconds(),
+        )
         self._in_flight: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
         timeout = httpx.Timeout(self._settings.fhir_push_timeout_seconds)
         async with httpx.AsyncClient(timeout=timeout) as http:
-            while True:
-                conn: asyncpg.Connection | None = None
-                try:
-                    conn = await asyncpg.connect(self._listen_dsn)
-                    await conn.add_listener(CHANNEL, lambda *_: self._wake.set())
-                    while not conn.is_closed():
-                        self._wake.clear()
-                        await self.run_due(http)
-                        await self._sleep_until_next_due()
-                except asyncio.CancelledError:
-                    await self._drain()
-                    raise
-                except Exception:
-                    log.exception("fhir pusher loop failed; retrying in 1 s")
-                    await asyncio.sleep(1)
-                finally:
-                    if conn is not None and not conn.is_closed():
-                        await conn.close()
+            try:
+                await self._loop.run(lambda: self.run_due(http), self._next_due_in)
+            except asyncio.CancelledError:
+                await self._drain()
+                raise
 
     async def _drain(self) -> None:
         """Let pushes on the wire finish and be recorded (shutdown)."""
@@ -304,19 +295,16 @@ class Pusher:
             if len(claimed) < free:
                 return
 
-    async def _sleep_until_next_due(self) -> None:
+    async def _next_due_in(self) -> float | None:
+        if len(self._in_flight) >= self._settings.fhir_push_concurrency:
+            return None  # every slot is busy; a finished push wakes the loop
         # A push on the wire is due again only when its lease expires (or its outcome wakes us).
         due = func.greatest(FhirPush.due_at, func.coalesce(FhirPush.lease_until, FhirPush.due_at))
         async with self._sessions() as session:
             next_due = await session.scalar(
                 select(func.min(due)).where(FhirPush.status == "pending")
             )
-        timeout = LEASE.total_seconds()
-        if next_due is not None:
-            timeout = min(timeout, max(0.0, (next_due - utcnow()).total_seconds()))
-        if timeout > 0 and not self._wake.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+        return None if next_due is None else (next_due - utcnow()).total_seconds()
 
     async def _send(self, http: httpx.AsyncClient, push: Claimed) -> None:
         started = utcnow()
@@ -354,7 +342,7 @@ class Pusher:
         except Exception:
             # The lease expires and the push is sent again: at least once, never lost.
             log.exception("could not record the outcome of fhir push %s", push.push_id)
-        self._wake.set()
+        self._loop.wake()
 
 
 async def record_outcome(

@@ -12,12 +12,10 @@ same step; a process that dies mid-send leaves a lease that expires, and the pag
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
 
-import asyncpg
 from sqlalchemy import text
 
 from services.notify.channels import Channel, Outcome, Page, page_payload
@@ -33,6 +31,7 @@ from services.notify.settings import NotifySettings
 from services.notify.signing import ack_link
 from shared.db import SessionFactory, transaction
 from shared.events import utcnow
+from shared.wakeup import WakeLoop
 from shared.webhooks import redact
 
 log = logging.getLogger(__name__)
@@ -82,35 +81,26 @@ class Deliverer:
         self._channels = channels
         self._settings = settings
         self._secrets = secrets
-        self._listen_dsn = listen_dsn
         self._metrics = metrics
-        self._wake = asyncio.Event()
+        self._loop = WakeLoop(
+            name="deliverer",
+            listen_dsn=listen_dsn,
+            channels=[DELIVERIES_CHANNEL],
+            max_sleep=MAX_SLEEP_SECONDS,
+        )
         self._in_flight: set[asyncio.Task] = set()
         self._slots = asyncio.Semaphore(settings.delivery_concurrency)
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def wake(self) -> None:
-        self._wake.set()
+        self._loop.wake()
 
     async def run(self) -> None:
-        while True:
-            conn: asyncpg.Connection | None = None
-            try:
-                conn = await asyncpg.connect(self._listen_dsn)
-                await conn.add_listener(DELIVERIES_CHANNEL, lambda *_: self._wake.set())
-                while not conn.is_closed():
-                    self._wake.clear()
-                    await self.run_due()
-                    await self._sleep_until_next_due()
-            except asyncio.CancelledError:
-                await self._drain()
-                raise
-            except Exception:
-                log.exception("deliverer loop failed; retrying in 1 s")
-                await asyncio.sleep(1)
-            finally:
-                if conn is not None and not conn.is_closed():
-                    await conn.close()
+        try:
+            await self._loop.run(self.run_due, self._next_due_in)
+        except asyncio.CancelledError:
+            await self._drain()
+            raise
 
     async def _drain(self) -> None:
         """Let pages already on the wire finish and be recorded (shutdown)."""
@@ -169,20 +159,14 @@ class Deliverer:
                 for r in rows
             ]
 
-    async def _sleep_until_next_due(self) -> None:
-        timeout = MAX_SLEEP_SECONDS
+    async def _next_due_in(self) -> float | None:
         if len(self._in_flight) >= self._settings.delivery_concurrency:
             # Every slot is busy: a due page cannot start before one frees, and each finished
-            # send sets _wake. Without this the loop would spin on a due time already past.
-            due = None
-        else:
-            async with self._sessions() as session:
-                due = await session.scalar(_NEXT_DUE)
-        if due is not None:
-            timeout = min(timeout, max(0.0, (due - utcnow()).total_seconds()))
-        if timeout > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+            # send wakes the loop. Without this the loop would spin on a due time already past.
+            return None
+        async with self._sessions() as session:
+            due = await session.scalar(_NEXT_DUE)
+        return None if due is None else (due - utcnow()).total_seconds()
 
     def payload(self, page: Page) -> dict:
         ack_url = ack_link(
@@ -235,7 +219,7 @@ class Deliverer:
             except Exception:
                 # The lease expires and the page is retried: at least once, never lost.
                 log.exception("could not record the outcome of page %s", page.delivery_id)
-            self._wake.set()
+            self._loop.wake()
 
     async def _record(
         self, page: Page, attempt: DeliveryAttempt, outcome: Outcome, *, waiting: bool

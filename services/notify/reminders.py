@@ -13,7 +13,6 @@ A reminder carries ids, the level and the due time, never an entry of the plan (
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -22,7 +21,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import asyncpg
 import httpx
 from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
@@ -34,6 +32,7 @@ from services.notify.settings import NotifySettings
 from shared.db import SessionFactory, asyncpg_dsn, transaction
 from shared.events import Envelope, SafetyPlanEvent, utcnow
 from shared.runtime import Runtime
+from shared.wakeup import WakeLoop
 from shared.webhooks import backoff_seconds, classify, webhook_signature
 
 log = logging.getLogger(__name__)
@@ -147,38 +146,34 @@ class ReminderSender:
         #: Shared with the app: a secret rotation is seen by the next attempt.
         self._secrets = secrets
         self._batch_size = batch_size
-        self._wake = asyncio.Event()
+        # A leased reminder is due again when its lease runs out: that bounds the sleep.
+        self._loop = WakeLoop(
+            name="reminder sender",
+            listen_dsn=asyncpg_dsn(settings.database_url),
+            channels=[REMINDERS_CHANNEL],
+            max_sleep=LEASE.total_seconds(),
+        )
         self.sent = 0
 
     def wake(self) -> None:
-        self._wake.set()
+        self._loop.wake()
 
     async def run(self) -> None:
-        """Send until cancelled; reconnects the LISTEN connection if it drops."""
+        """Send until cancelled."""
         timeout = httpx.Timeout(self._settings.delivery_timeout_seconds)
         async with httpx.AsyncClient(timeout=timeout) as http:
-            while True:
-                conn: asyncpg.Connection | None = None
-                try:
-                    conn = await asyncpg.connect(asyncpg_dsn(self._settings.database_url))
-                    await conn.add_listener(REMINDERS_CHANNEL, lambda *_: self._wake.set())
-                    while not conn.is_closed():
-                        self._wake.clear()
-                        await self.run_due(http)
-                        await self._sleep_until_next_due()
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.exception("reminder sender failed; retrying in 1 s")
-                    await asyncio.sleep(1)
-                finally:
-                    if conn is not None and not conn.is_closed():
-                        await conn.close()
+            await self._loop.run(lambda: self.run_due(http), self._next_due_in)
 
     async def run_due(self, http: httpx.AsyncClient) -> None:
         while True:
             claimed = await self._claim()
-            await asyncio.gather(*(self._send(http, c) for c in claimed))
+            results = await asyncio.gather(
+                *(self._send(http, c) for c in claimed), return_exceptions=True
+            )
+            for claim, result in zip(claimed, results, strict=True):
+                if isinstance(result, Exception):
+                    # Its lease runs out and it is sent again: at least once, never lost.
+                    log.error("reminder %s: %s", claim.id, type(result).__name__, exc_info=result)
             if len(claimed) < self._batch_size:
                 return
 
@@ -263,19 +258,14 @@ class ReminderSender:
         if outcome != "delivered":
             log.warning("reminder %s attempt %d: %s", reminder.id, reminder.attempt, error)
 
-    async def _sleep_until_next_due(self) -> None:
+    async def _next_due_in(self) -> float | None:
         async with self._sessions() as session:
             # A reminder leased by another replica is next due when its lease runs out.
             next_attempt = func.greatest(Reminder.due_at, Reminder.lease_until)
             due = await session.scalar(
                 select(func.min(next_attempt)).where(Reminder.status == "pending")
             )
-        timeout = LEASE.total_seconds()
-        if due is not None:
-            timeout = min(timeout, max(0.0, (due - utcnow()).total_seconds()))
-        if timeout > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+        return None if due is None else (due - utcnow()).total_seconds()
 
 
 def start_sender(

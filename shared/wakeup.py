@@ -1,0 +1,68 @@
+"""Background loops that wake on PostgreSQL NOTIFY, so due work runs the moment it is committed.
+
+A loop that delivers pages, pushes or reminders, or announces overdue plans, has two jobs:
+do what is due now, then sleep until the next due time or until a commit announces new work,
+whichever comes first. `WakeLoop` is the second job, written once: it keeps a LISTEN
+connection on the loop's channels (reconnecting if it drops, with a full pass after each
+reconnect since a NOTIFY may have been missed while it was down), and never sleeps past
+`max_sleep`, a ceiling for anything no trigger announces (a lease running out). No polling
+on the hot path: a loop with nothing due sleeps until woken.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+
+#: Does what is due now.
+Work = Callable[[], Awaitable[object]]
+#: Seconds until something is due again (0 or less: now), or None when only a wake-up will tell.
+NextDue = Callable[[], Awaitable[float | None]]
+
+
+class WakeLoop:
+    def __init__(
+        self, *, name: str, listen_dsn: str, channels: Sequence[str], max_sleep: float
+    ) -> None:
+        self.name = name
+        self._listen_dsn = listen_dsn
+        self._channels = tuple(channels)
+        self._max_sleep = max_sleep
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Run the work again now (e.g. a send finished and freed a slot)."""
+        self._wake.set()
+
+    async def run(self, work: Work, next_due: NextDue) -> None:
+        """Alternate `work` and sleeping until `next_due` or a wake-up, until cancelled."""
+        while True:
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(self._listen_dsn)
+                for channel in self._channels:
+                    await conn.add_listener(channel, lambda *_: self._wake.set())
+                while not conn.is_closed():
+                    self._wake.clear()
+                    await work()
+                    await self._sleep(await next_due())
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s failed; retrying in 1 s", self.name)
+                await asyncio.sleep(1)
+            finally:
+                if conn is not None and not conn.is_closed():
+                    await conn.close()
+
+    async def _sleep(self, due_in: float | None) -> None:
+        timeout = self._max_sleep if due_in is None else min(self._max_sleep, due_in)
+        if timeout > 0 and not self._wake.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
