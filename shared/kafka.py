@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
@@ -178,10 +179,15 @@ class EventConsumer:
             return
         try:
             async with transaction(self._sessions) as session:
-                outcomes = [
-                    await self._apply_in(session, record.topic, self._decode(record))
-                    for record in records
-                ]
+                envelopes = [(record.topic, self._decode(record)) for record in records]
+                fresh = await self._claim(session, envelopes)
+                outcomes = []
+                for topic, envelope in envelopes:
+                    first_time = envelope.event_id in fresh
+                    fresh.discard(envelope.event_id)  # a second copy in the batch is a duplicate
+                    if first_time:
+                        await self._handle(session, topic, envelope)
+                    outcomes.append(first_time)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -240,20 +246,30 @@ class EventConsumer:
     async def _apply_in(self, session: AsyncSession, topic: str, envelope: Envelope) -> bool:
         """Record the event id and run its handler in `session`'s transaction; False (and no
         effect) when the event was processed before."""
-        first_time = await session.scalar(
+        if not await self._claim(session, [(topic, envelope)]):
+            return False
+        await self._handle(session, topic, envelope)
+        return True
+
+    async def _claim(
+        self, session: AsyncSession, envelopes: list[tuple[str, Envelope]]
+    ) -> set[uuid.UUID]:
+        """Record the event ids in processed_events, all in one statement (one round trip for
+        a whole batch); returns those that were not there before."""
+        rows = await session.scalars(
             insert(self._processed)
-            .values(event_id=envelope.event_id, topic=topic)
+            .values([{"event_id": e.event_id, "topic": topic} for topic, e in envelopes])
             .on_conflict_do_nothing()
             .returning(self._processed.c.event_id)
         )
-        if first_time is None:
-            return False
+        return set(rows)
+
+    async def _handle(self, session: AsyncSession, topic: str, envelope: Envelope) -> None:
         try:
             await self._handlers[topic](session, envelope)
         except ValidationError as exc:
             fields = ", ".join(".".join(map(str, e["loc"])) for e in exc.errors())
             raise PoisonMessage(f"{envelope.type}: invalid data ({fields})") from exc
-        return True
 
     async def _dead_letter(self, record: ConsumerRecord, reason: str) -> None:
         log.error(
