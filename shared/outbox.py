@@ -23,10 +23,12 @@ from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
+    Integer,
     LargeBinary,
     MetaData,
     Table,
     Text,
+    bindparam,
     delete,
     func,
     insert,
@@ -102,6 +104,20 @@ class OutboxRelay:
         self._sweep_seconds = sweep_seconds
         self._wake = asyncio.Event()
         self.published = 0
+        # Claim and delete in one statement, built once: the rows stay locked and deleted only
+        # in this transaction, so a failed produce rolls the delete back and they go out later.
+        claimed = (
+            select(outbox.c.id)
+            .order_by(outbox.c.id)
+            .limit(bindparam("limit", type_=Integer))
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        self._claim = (
+            delete(outbox)
+            .where(outbox.c.id.in_(claimed))
+            .returning(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.value)
+        )
 
     def wake(self) -> None:
         self._wake.set()
@@ -130,17 +146,14 @@ class OutboxRelay:
                     await conn.close()
 
     async def publish_batch(self) -> int:
-        """Claim, produce and delete one batch; returns how many rows it published."""
-        o = self._outbox
+        """Claim, produce and delete one batch; returns how many rows it published.
+
+        One round trip claims and deletes the rows (DELETE ... RETURNING); the commit waits
+        for the broker's acks, so a crash in between republishes them (at least once).
+        """
         async with transaction(self._sessions) as session:
-            rows = (
-                await session.execute(
-                    select(o.c.id, o.c.topic, o.c.key, o.c.value)
-                    .order_by(o.c.id)
-                    .limit(self._batch_size)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
+            result = await session.execute(self._claim, {"limit": self._batch_size})
+            rows = sorted(result.all(), key=lambda row: row.id)  # RETURNING has no order
             if not rows:
                 return 0
             # send() only enqueues; awaiting the futures afterwards lets the batch go out together.
@@ -149,6 +162,5 @@ class OutboxRelay:
                 for row in rows
             ]
             await asyncio.gather(*acks)
-            await session.execute(delete(o).where(o.c.id.in_([row.id for row in rows])))
         self.published += len(rows)
         return len(rows)
