@@ -107,10 +107,12 @@ async def measure_floor(
         async def run_stage() -> None:
             while True:
                 batches = await stage.getmany(timeout_ms=1000, max_records=500)
-                for tp, records in batches.items():
-                    acks = await asyncio.gather(*(relay(r) for r in records))
-                    await asyncio.gather(*acks)
-                    await stage.commit({tp: records[-1].offset + 1})
+                if not batches:
+                    continue
+                # as the services' consumer does: a poll at a time, one offset commit for it
+                acks = await asyncio.gather(*(relay(r) for rs in batches.values() for r in rs))
+                await asyncio.gather(*acks)
+                await stage.commit({tp: rs[-1].offset + 1 for tp, rs in batches.items()})
 
         received = 0
         all_in = asyncio.Event()
@@ -119,16 +121,18 @@ async def measure_floor(
             nonlocal received
             while True:
                 batches = await sink.getmany(timeout_ms=1000, max_records=500)
+                if not batches:
+                    continue
                 now = time.monotonic()
-                for tp, records in batches.items():
+                for records in batches.values():
                     for record in records:
                         (seq,) = _INDEX.unpack_from(record.value or b"")
                         if latencies[seq] is None:  # the first arrival counts
                             received += 1
                             latencies[seq] = now - scheduled[seq]
-                    if received == count:
-                        all_in.set()
-                    await sink.commit({tp: records[-1].offset + 1})
+                if received == count:
+                    all_in.set()
+                await sink.commit({tp: rs[-1].offset + 1 for tp, rs in batches.items()})
 
         tasks = [asyncio.create_task(run_stage()), asyncio.create_task(run_sink())]
         start = time.monotonic() + 0.2

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import shutil
 import signal
 import subprocess
@@ -113,7 +114,7 @@ async def measure(
         total=len(screenings),
         desc=f"{label} {rate:.0f}/s",
         unit="req",
-        disable=not show_progress,
+        disable=None if show_progress else True,  # None: shown on a terminal only
         leave=False,
     )
     ticker = asyncio.create_task(_ticker(bar, progress, source, len(screenings)))
@@ -161,6 +162,7 @@ class _Profiler:
                     str(pids[name][0]),
                     "--rate",
                     "97",
+                    "--gil",  # samples while Python holds the GIL: CPU, not waiting
                     "--nonblocking",
                     "--format",
                     "raw",
@@ -373,6 +375,10 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    # aiokafka logs transient errors right after the floor creates its topics (no leader yet);
+    # the floor's own accounting (messages lost) is what tells whether anything went wrong.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
         import uvloop
 
