@@ -11,8 +11,11 @@ import uuid
 import asyncpg
 import httpx
 
+from deploy.localstack import LocalStack
+from shared.topics import ALERT_EVENTS, RISK_ASSESSED, SAFETY_PLAN_EVENTS, SCREENING_SUBMITTED
 from tests.conftest import WEBHOOK_SECRET
 from tests.support.cases import HIGH_CSSRS, IMMINENT_ASQ, LOW_CSSRS, MODERATE_PHQ9, screening
+from tests.support.kafka import read_all
 from tests.support.receiver import Received, Receiver
 from tests.support.waits import wait_case
 
@@ -136,3 +139,21 @@ async def test_unknown_screening_is_404(intake: httpx.AsyncClient) -> None:
     response = await intake.get(f"/v1/screenings/{uuid.uuid4()}")
     assert response.status_code == 404
     assert response.json()["error"] == "not_found"
+
+
+async def test_phi_never_reaches_kafka(
+    intake: httpx.AsyncClient, receiver: Receiver, stack: LocalStack
+) -> None:
+    name, phone, note = "Robin Privatename", "+1 555 0199", "sleeps at her sister's place"
+    body = screening(IMMINENT_ASQ, contact={"name": name, "phone": phone}, notes=note)
+    sid = (await intake.post("/v1/screenings", json=body)).json()["id"]
+    await receiver.wait_for(sid)
+    await wait_case(intake, sid, lambda c: c["safety_plan"] is not None and c["alerts"])
+
+    seen = 0
+    for topic in (SCREENING_SUBMITTED, RISK_ASSESSED, ALERT_EVENTS, SAFETY_PLAN_EVENTS):
+        for record in await read_all(stack.bootstrap_servers, topic, timeout=2):
+            value = record.value.decode(errors="replace")
+            seen += sid in value
+            assert name not in value and phone not in value and note not in value, topic
+    assert seen >= 4, "the screening's own events were among those checked"
