@@ -12,12 +12,10 @@ connection was down.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 from typing import Any
 
-import asyncpg
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import (
     BigInteger,
@@ -40,6 +38,7 @@ from sqlalchemy.sql.dml import Insert
 
 from shared.db import SessionFactory, transaction
 from shared.events import Envelope
+from shared.wakeup import WakeLoop
 
 log = logging.getLogger(__name__)
 
@@ -98,11 +97,11 @@ class OutboxRelay:
         self._sessions = sessions
         self._outbox = outbox
         self._producer = producer
-        self._listen_dsn = listen_dsn
-        self._channel = channel
         self._batch_size = batch_size
-        self._sweep_seconds = sweep_seconds
-        self._wake = asyncio.Event()
+        # The sweep is a safety net for a NOTIFY lost while the LISTEN connection was down.
+        self._loop = WakeLoop(
+            name="outbox relay", listen_dsn=listen_dsn, channels=[channel], max_sleep=sweep_seconds
+        )
         self.published = 0
         # Claim and delete in one statement, built once: the rows stay locked and deleted only
         # in this transaction, so a failed produce rolls the delete back and they go out later.
@@ -120,30 +119,15 @@ class OutboxRelay:
         )
 
     def wake(self) -> None:
-        self._wake.set()
+        self._loop.wake()
 
     async def run(self) -> None:
-        """Relay until cancelled; reconnects the LISTEN connection if it drops."""
-        while True:
-            conn: asyncpg.Connection | None = None
-            try:
-                conn = await asyncpg.connect(self._listen_dsn)
-                await conn.add_listener(self._channel, lambda *_: self._wake.set())
-                self._wake.set()  # publish whatever was committed while we were not listening
-                while not conn.is_closed():
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), timeout=self._sweep_seconds)
-                    self._wake.clear()
-                    while await self.publish_batch() == self._batch_size:
-                        pass
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("outbox relay failed; retrying in 1 s")
-                await asyncio.sleep(1)
-            finally:
-                if conn is not None and not conn.is_closed():
-                    await conn.close()
+        """Relay until cancelled; each pass empties the outbox, batch by batch."""
+        await self._loop.run(self.publish_all, _nothing_scheduled)
+
+    async def publish_all(self) -> None:
+        while await self.publish_batch() == self._batch_size:
+            pass
 
     async def publish_batch(self) -> int:
         """Claim, produce and delete one batch; returns how many rows it published.
@@ -164,3 +148,8 @@ class OutboxRelay:
             await asyncio.gather(*acks)
         self.published += len(rows)
         return len(rows)
+
+
+async def _nothing_scheduled() -> None:
+    """The outbox has no due times: only a commit (NOTIFY) or the sweep brings work."""
+    return None
