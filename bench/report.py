@@ -113,6 +113,8 @@ class RunReport:
     ratio: dict[str, float | None] = field(default_factory=dict)
     cpu: dict[str, float] = field(default_factory=dict)  # % of one core, per process group
     cpu_ms_per_screening: dict[str, float] = field(default_factory=dict)
+    #: POST-to-alert split into its hops (bench/hops.py), for the flagged screenings
+    hops: dict[str, Distribution] = field(default_factory=dict)
     #: (seconds since start, POST ms, POST-to-alert ms or None) per screening, for the plot.
     series: list[tuple[float, float | None, float | None]] = field(default_factory=list)
     floor_series: list[float] = field(default_factory=list)
@@ -219,6 +221,12 @@ def format_table(report: RunReport) -> str:
             f"{'alert / floor (x)':<28}{'':>7}"
             + "".join(f"{_ms(report.ratio.get(name)):>9}" for name, _ in QUANTILES)
         )
+    if report.hops:
+        lines.append("POST-to-alert by hop (ms):")
+        for name, dist in report.hops.items():
+            lines.append(
+                f"  {name:<32}{dist.n:>5}" + "".join(f"{_ms(v):>9}" for v in dist.figures())
+            )
     a = report.alerts
     lines += [
         "-" * len(head),

@@ -22,6 +22,7 @@ from tqdm import tqdm
 from bench.client import HttpClient
 from bench.cpu import CpuMeter
 from bench.floor import measure_floor
+from bench.hops import hop_breakdown
 from bench.loadgen import Progress, Sent, run_open_loop
 from bench.plot import plot_report
 from bench.receiver import Arrival, parse_results
@@ -236,6 +237,7 @@ async def run_once(stack: BenchStack, source: AlertSource, opts: Options) -> Run
         intake_url=stack.url("intake"), screenings=screenings, rate=opts.rate, source=source
     )
     cpu = meter.stop()
+    hops = await hop_breakdown(stack.database_url, sents, arrivals)
     if profiler is not None:
         for path in profiler.stop():
             print(f"profile: {path}")
@@ -249,9 +251,11 @@ async def run_once(stack: BenchStack, source: AlertSource, opts: Options) -> Run
             rate=opts.rate,
             partitions=stack.partitions,
         )
-    return build_report(
+    report = build_report(
         rate=opts.rate, sents=sents, arrivals=arrivals, floor=floor, cpu=cpu, cpu_wall=meter.wall
     )
+    report.hops = hops
+    return report
 
 
 async def ramp(

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from bench.floor import measure_floor
+from bench.hops import HOPS, hop_breakdown
 from bench.plot import plot_report
 from bench.receiver import Arrival, signature_ok
 from bench.report import build_report, format_table
@@ -75,6 +76,7 @@ async def test_a_short_bench_run_accounts_for_every_alert(
         partitions=3,
     )
     report = build_report(rate=20, sents=sents, arrivals=arrivals, floor=floor)
+    report.hops = await hop_breakdown(database_url, sents, arrivals)
 
     assert report.sent == report.ok == 40
     assert report.errors == {}
@@ -89,13 +91,16 @@ async def test_a_short_bench_run_accounts_for_every_alert(
         figures = [v for v in dist.figures() if v is not None]
         assert figures == sorted(figures) and len(figures) == 5
 
+    assert list(report.hops) == [name for name, _, _ in HOPS], "every hop, read back"
+    assert all(dist.n == 12 for dist in report.hops.values())
+
     data = json.loads(json.dumps(report.to_json()))
     assert {"rate_offered", "rate_achieved", "post", "alert", "alerts", "floor", "ratio"} <= set(
         data
     )
     assert set(data["alert"]) == {"n", "p50", "p95", "p99", "p999", "max"}
     table = format_table(report)
-    for row in ("POST (ms)", "POST-to-alert (ms)", "floor: 2 hops + commit", "lost 0"):
+    for row in ("POST (ms)", "POST-to-alert (ms)", "floor: 2 hops + commit", "lost 0", "by hop"):
         assert row in table
     png = plot_report(report, tmp_path / "bench.png")
     assert png.read_bytes().startswith(b"\x89PNG")
