@@ -18,9 +18,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import asyncpg
 import httpx
 
 from deploy.localstack import free_port
+from shared.db import asyncpg_dsn
 from tests.notify.roster import probe_pipeline
 from tests.support.receiver import Receiver
 from tests.support.services import ROOT, ServiceProcesses
@@ -93,12 +95,34 @@ async def session_notify_stopped(
     services: ServiceProcesses, receiver: Receiver
 ) -> AsyncIterator[None]:
     services.kill("notify", signal.SIGTERM)
+    # Alerts of earlier modules would otherwise escalate under this module's notify settings.
+    await _close_open_alerts(services.env["DATABASE_URL"])
     try:
         yield
     finally:
+        await _close_open_alerts(services.env["DATABASE_URL"])
+        receiver.script.clear()
         await asyncio.to_thread(services.start, "notify")
         async with (
             httpx.AsyncClient(base_url=services.url("intake"), timeout=10) as intake,
             httpx.AsyncClient(base_url=services.url("notify"), timeout=10) as notify,
         ):
             await probe_pipeline(intake, notify, receiver)
+
+
+async def _close_open_alerts(database_url: str) -> None:
+    """Resolve every alert still paging, so that the alerts of this module (and those it left
+    escalating under other settings) do not page into later modules' receivers."""
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        async with conn.transaction():
+            await conn.execute(
+                "UPDATE notify.deliveries SET status = 'cancelled', finished_at = now()"
+                " WHERE status = 'pending'"
+            )
+            await conn.execute(
+                "UPDATE notify.alerts SET status = 'resolved', escalate_at = NULL"
+                " WHERE status NOT IN ('acknowledged', 'resolved')"
+            )
+    finally:
+        await conn.close()
