@@ -6,10 +6,14 @@ splitting them onto separate servers later is a change of DATABASE_URL, not of c
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import DateTime, Text, text
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -18,6 +22,16 @@ from sqlalchemy.ext.asyncio import (
 )
 
 SessionFactory = async_sessionmaker[AsyncSession]
+
+#: How the services' ORM annotations map to PostgreSQL types: UUIDs as uuid, times with their
+#: zone, dicts and lists as jsonb, strings as text (no arbitrary VARCHAR limits).
+TYPE_ANNOTATION_MAP: dict[Any, Any] = {
+    uuid.UUID: UUID(as_uuid=True),
+    datetime: DateTime(timezone=True),
+    dict[str, Any]: JSONB,
+    list[str]: JSONB,
+    str: Text,
+}
 
 
 def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:

@@ -6,10 +6,10 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, ForeignKey, MetaData, Text
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy import ForeignKey, MetaData
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from shared.db import TYPE_ANNOTATION_MAP
 from shared.runtime import plumbing_tables
 
 SCHEMA = "intake"
@@ -17,12 +17,7 @@ SCHEMA = "intake"
 
 class Base(DeclarativeBase):
     metadata = MetaData(schema=SCHEMA)
-    type_annotation_map = {
-        uuid.UUID: UUID(as_uuid=True),
-        datetime: DateTime(timezone=True),
-        dict[str, Any]: JSONB,
-        str: Text,
-    }
+    type_annotation_map = TYPE_ANNOTATION_MAP
 
 
 outbox, processed_events = plumbing_tables(Base.metadata)

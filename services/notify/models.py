@@ -6,10 +6,11 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, MetaData, Text
+from sqlalchemy import BigInteger, ForeignKey, MetaData
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TIMESTAMP, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from shared.db import TYPE_ANNOTATION_MAP
 from shared.runtime import plumbing_tables
 
 SCHEMA = "notify"
@@ -18,13 +19,7 @@ DELIVERIES_CHANNEL = "notify_deliveries"
 
 class Base(DeclarativeBase):
     metadata = MetaData(schema=SCHEMA)
-    type_annotation_map = {
-        uuid.UUID: UUID(as_uuid=True),
-        datetime: DateTime(timezone=True),
-        dict[str, Any]: JSONB,
-        list[str]: JSONB,
-        str: Text,
-    }
+    type_annotation_map = TYPE_ANNOTATION_MAP
 
 
 outbox, processed_events = plumbing_tables(Base.metadata)
