@@ -3,15 +3,33 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared.db import SessionFactory
 from shared.errors import error_body, install_error_handlers
 
 ReadinessCheck = Callable[[], Awaitable[dict[str, bool]]]
+
+
+def _sessions(request: Request) -> SessionFactory:
+    return request.app.state.runtime.sessions
+
+
+async def _session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with _sessions(request)() as session:
+        yield session
+
+
+#: Route dependencies of every service (its lifespan puts the runtime on `app.state`): the
+#: session factory, for routes that open their own transaction, or one read session.
+Sessions = Annotated[SessionFactory, Depends(_sessions)]
+Session = Annotated[AsyncSession, Depends(_session)]
 
 
 class BodySizeLimit:

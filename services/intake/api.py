@@ -5,10 +5,9 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake.safety_plans import is_overdue
 from services.intake.schemas import (
@@ -20,23 +19,12 @@ from services.intake.schemas import (
     ScreeningIn,
 )
 from services.intake.service import get_case, submit_screening, validated_answers
-from shared.db import SessionFactory, transaction
+from shared.db import transaction
 from shared.errors import Unprocessable
+from shared.http import Session, Sessions
 
 router = APIRouter(prefix="/v1")
 
-
-def _sessions(request: Request) -> SessionFactory:
-    return request.app.state.runtime.sessions
-
-
-async def _session(request: Request):
-    async with _sessions(request)() as session:
-        yield session
-
-
-Sessions = Annotated[SessionFactory, Depends(_sessions)]
-Session = Annotated[AsyncSession, Depends(_session)]
 IdempotencyKeyHeader = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
 CorrelationHeader = Annotated[str | None, Header(alias="X-Correlation-Id", max_length=200)]
 

@@ -16,7 +16,7 @@ from http import HTTPStatus
 from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import APIRouter, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
@@ -50,6 +50,7 @@ from services.intake.schemas import ScreeningIn
 from shared.db import SessionFactory, transaction
 from shared.errors import Conflict, DomainError, NotFound, Unprocessable, validation_problems
 from shared.events import utcnow
+from shared.http import Session, Sessions
 
 log = logging.getLogger(__name__)
 
@@ -104,18 +105,6 @@ class FhirRoute(APIRoute):
 
 router = APIRouter(prefix="/v1", route_class=FhirRoute, tags=["fhir"])
 
-
-def _sessions(request: Request) -> SessionFactory:
-    return request.app.state.runtime.sessions
-
-
-async def _session(request: Request):
-    async with _sessions(request)() as session:
-        yield session
-
-
-Sessions = Annotated[SessionFactory, Depends(_sessions)]
-Session = Annotated[AsyncSession, Depends(_session)]
 IfNoneExist = Annotated[str | None, Header(alias="If-None-Exist", max_length=1000)]
 Prefer = Annotated[str | None, Header(alias="Prefer", max_length=200)]
 CorrelationHeader = Annotated[str | None, Header(alias="X-Correlation-Id", max_length=200)]

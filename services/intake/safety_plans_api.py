@@ -20,12 +20,12 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstrai
 from starlette.concurrency import run_in_threadpool
 
 from services.intake import safety_plans as plans
-from services.intake.api import Session, Sessions
 from services.intake.models import SafetyPlan, SafetyPlanRevision
 from services.intake.safety_plan_print import PdfUnavailable, find_font, render_html, render_pdf
 from services.intake.schemas import NO_CONTROL
 from shared.db import transaction
 from shared.errors import DomainError, Unprocessable
+from shared.http import Session, Sessions
 
 router = APIRouter(prefix="/v1/safety-plans", tags=["safety plans"])
 

@@ -9,12 +9,11 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notify import oncall
 from services.notify.models import Alert, Delivery, DeliveryAttempt
@@ -35,25 +34,13 @@ from services.notify.schemas import (
 )
 from services.notify.service import acknowledge, resolve
 from services.notify.signing import ack_link_valid
-from shared.db import SessionFactory, transaction
+from shared.db import transaction
 from shared.errors import Conflict, Forbidden, NotFound, Unprocessable
 from shared.events import utcnow
+from shared.http import Session, Sessions
 
 router = APIRouter(prefix="/v1")
 metrics_router = APIRouter()
-
-
-def _sessions(request: Request) -> SessionFactory:
-    return request.app.state.runtime.sessions
-
-
-async def _session(request: Request):
-    async with _sessions(request)() as session:
-        yield session
-
-
-Sessions = Annotated[SessionFactory, Depends(_sessions)]
-Session = Annotated[AsyncSession, Depends(_session)]
 
 
 @router.get("/alerts/{alert_id}")

@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
-from sqlalchemy.ext.asyncio import AsyncSession
+from fastapi import APIRouter, Request
 
 from services.risk.service import get_assessments
 from shared.errors import NotFound
+from shared.http import Session
 
 router = APIRouter(prefix="/v1")
-
-
-async def _session(request: Request):
-    async with request.app.state.runtime.sessions() as session:
-        yield session
-
-
-Session = Annotated[AsyncSession, Depends(_session)]
 
 
 @router.get("/rulesets/current")
