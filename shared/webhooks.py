@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import random
+import time
 from collections.abc import Sequence
 
 import httpx
@@ -20,6 +21,24 @@ def webhook_signature(secrets: Sequence[str], timestamp: int, body: bytes) -> st
         "v1=" + hmac.new(s.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
         for s in secrets
     )
+
+
+def signed_headers(
+    secrets: Sequence[str],
+    body: bytes,
+    *,
+    event_id: object,
+    content_type: str = "application/json",
+) -> dict[str, str]:
+    """The contract's headers of one signed POST. `event_id` stays the same across retries of
+    one delivery, so a receiver can deduplicate."""
+    timestamp = int(time.time())
+    return {
+        "Content-Type": content_type,
+        "X-Triage-Event-Id": str(event_id),
+        "X-Triage-Timestamp": str(timestamp),
+        "X-Triage-Signature": webhook_signature(secrets, timestamp, body),
+    }
 
 
 def backoff_seconds(attempt: int, *, base: float, ceiling: float) -> float:

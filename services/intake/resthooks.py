@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -39,7 +38,7 @@ from shared.errors import NotFound
 from shared.events import utcnow
 from shared.runtime import Runtime
 from shared.wakeup import WakeLoop
-from shared.webhooks import backoff_seconds, classify, redact, webhook_signature
+from shared.webhooks import backoff_seconds, classify, redact, signed_headers
 
 log = logging.getLogger(__name__)
 
@@ -309,13 +308,7 @@ class Pusher:
     async def _send(self, http: httpx.AsyncClient, push: Claimed) -> None:
         started = utcnow()
         body = push.body.encode()
-        timestamp = int(time.time())
-        headers = {
-            "Content-Type": FHIR_JSON,
-            "X-Triage-Event-Id": str(push.push_id),
-            "X-Triage-Timestamp": str(timestamp),
-            "X-Triage-Signature": webhook_signature([push.secret], timestamp, body),
-        }
+        headers = signed_headers([push.secret], body, event_id=push.push_id, content_type=FHIR_JSON)
         status: int | None = None
         try:
             response = await http.post(push.endpoint, content=body, headers=headers)

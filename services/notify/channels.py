@@ -22,7 +22,7 @@ import aiosmtplib
 import httpx
 
 from services.notify.settings import NotifySettings
-from shared.webhooks import classify, webhook_signature
+from shared.webhooks import classify, signed_headers
 
 
 @dataclass(frozen=True)
@@ -100,13 +100,7 @@ class WebhookChannel:
 
     async def send(self, page: Page, address: str, payload: dict[str, Any]) -> Outcome:
         body = json.dumps(payload, separators=(",", ":")).encode()
-        timestamp = int(time.time())
-        headers = {
-            "Content-Type": "application/json",
-            "X-Triage-Event-Id": str(page.delivery_id),
-            "X-Triage-Timestamp": str(timestamp),
-            "X-Triage-Signature": webhook_signature(self._secrets, timestamp, body),
-        }
+        headers = signed_headers(self._secrets, body, event_id=page.delivery_id)
         try:
             async with asyncio.timeout(self._timeout):
                 response = await self._http.post(address, content=body, headers=headers)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -33,7 +32,7 @@ from shared.db import SessionFactory, asyncpg_dsn, transaction
 from shared.events import Envelope, SafetyPlanEvent, utcnow
 from shared.runtime import Runtime
 from shared.wakeup import WakeLoop
-from shared.webhooks import backoff_seconds, classify, webhook_signature
+from shared.webhooks import backoff_seconds, classify, signed_headers
 
 log = logging.getLogger(__name__)
 
@@ -202,13 +201,7 @@ class ReminderSender:
             outcome, error = "no_target", "no on-call target configured"
         else:
             body = json.dumps(reminder.payload(), separators=(",", ":")).encode()
-            timestamp = int(time.time())
-            headers = {
-                "Content-Type": "application/json",
-                "X-Triage-Event-Id": str(reminder.id),
-                "X-Triage-Timestamp": str(timestamp),
-                "X-Triage-Signature": webhook_signature(self._secrets, timestamp, body),
-            }
+            headers = signed_headers(self._secrets, body, event_id=reminder.id)
             try:
                 response = await http.post(target, content=body, headers=headers)
                 status = response.status_code
