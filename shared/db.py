@@ -10,10 +10,12 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
+import asyncpg
 from sqlalchemy import DateTime, Text, text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -35,12 +37,18 @@ TYPE_ANNOTATION_MAP: dict[Any, Any] = {
 
 
 def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
-    """A pooled asyncpg engine; `pool_pre_ping` so a restarted database costs a retry, not a 500."""
+    """A pooled asyncpg engine.
+
+    No `pool_pre_ping`: it costs a round trip and about 0.25 ms of CPU on every checkout (a
+    fifth of a consumer transaction, measured), to guard against something rare. Disconnects are
+    handled when they happen instead: SQLAlchemy invalidates the whole pool on the first one, the
+    consumers and background loops retry (`is_transient`), and an HTTP request answers 503 with
+    Retry-After (shared/errors.py), so a restarted database costs one retry, not a 500.
+    """
     return create_async_engine(
         database_url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
         pool_recycle=1800,
         # Parameters carry PHI (contact, notes, plan entries): keep them out of error texts/logs.
         hide_parameters=True,
@@ -57,6 +65,51 @@ async def transaction(sessions: SessionFactory) -> AsyncIterator[AsyncSession]:
     """One session, one transaction: committed when the block ends, rolled back if it raises."""
     async with sessions() as session, session.begin():
         yield session
+
+
+async def driver(session: AsyncSession) -> asyncpg.Connection:
+    """The asyncpg connection under `session`'s transaction, for the statements on the alert path.
+
+    A statement sent straight to asyncpg skips SQLAlchemy's compile-cache lookup, greenlet switch
+    and result wrapping: about 60 µs of CPU instead of 180 µs (measured on the 2-core machine),
+    and the hot path runs a dozen statements per screening. It runs in the same transaction as
+    the session's other work. Parameters are positional (`$1`); jsonb goes in and comes out as
+    JSON text, the way SQLAlchemy's asyncpg dialect set up the connection's codec.
+    """
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    return cast(asyncpg.Connection, raw.driver_connection)
+
+
+#: SQLSTATE classes of a database that is down, restarting, overloaded or in a conflict that a
+#: retry resolves: 08 connection, 40 rollback (deadlock, serialization), 53 resources (too many
+#: connections), 57 operator intervention (shutting down, starting up), 58 system error.
+_TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "57", "58"})
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Failures of the infrastructure, not of the work: retry them, never give up on the work.
+
+    SQLAlchemy's asyncpg dialect raises most server errors as a plain DBAPIError, and statements
+    sent through `driver` raise asyncpg's own errors, so the SQLSTATE decides: a database
+    restart must delay screenings, not dead-letter them.
+    """
+    if isinstance(
+        exc,
+        OperationalError
+        | InterfaceError
+        | asyncpg.InterfaceError
+        | asyncpg.PostgresConnectionError
+        | ConnectionError
+        | TimeoutError
+        | OSError,
+    ):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    origin = exc.orig if isinstance(exc, DBAPIError) else exc
+    sqlstate = getattr(origin, "sqlstate", None) or getattr(origin, "pgcode", None)
+    return isinstance(sqlstate, str) and sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES
 
 
 async def warm_pool(engine: AsyncEngine, connections: int) -> None:

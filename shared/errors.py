@@ -11,10 +11,14 @@ import logging
 import re
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from shared.db import is_transient
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +104,23 @@ def install_error_handlers(app: FastAPI) -> None:
             exc.status_code,
             headers=exc.headers,
         )
+
+    async def _database(_: Request, exc: Exception) -> JSONResponse:
+        if is_transient(exc):
+            # The database restarted or is overloaded (the pool does not ping before each use):
+            # nothing was committed, and the same request will work in a moment.
+            log.warning("database unavailable (%s); answered 503", type(exc).__name__)
+            return JSONResponse(
+                error_body("unavailable", "the database is unavailable; retry the request"),
+                503,
+                headers={"Retry-After": "1"},
+            )
+        return await _unexpected(_, exc)
+
+    # Registered by class (not under Exception, whose handler runs after the response machinery
+    # has given up on the connection), so the 503 reaches the client.
+    for database_error in (DBAPIError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+        app.add_exception_handler(database_error, _database)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

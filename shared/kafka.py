@@ -23,10 +23,9 @@ from aiokafka.abc import ConsumerRebalanceListener
 from pydantic import ValidationError
 from sqlalchemy import Column, DateTime, MetaData, Table, Text, func
 from sqlalchemy.dialects.postgresql import UUID, insert
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.db import SessionFactory, transaction
+from shared.db import SessionFactory, is_transient, transaction
 from shared.events import Envelope
 from shared.topics import dlq
 
@@ -62,30 +61,6 @@ def create_producer(bootstrap_servers: str, *, client_id: str) -> AIOKafkaProduc
         linger_ms=1,
         request_timeout_ms=15000,
     )
-
-
-#: SQLSTATE classes of a database that is down, restarting, overloaded or in a conflict that a
-#: retry resolves: 08 connection, 40 rollback (deadlock, serialization), 53 resources (too many
-#: connections), 57 operator intervention (shutting down, starting up), 58 system error.
-_TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "57", "58"})
-
-
-def _is_transient(exc: BaseException) -> bool:
-    """Failures of the infrastructure, not of the message: retry them, never dead-letter.
-
-    The asyncpg dialect raises most server errors as a plain DBAPIError, so the SQLSTATE
-    decides: a database restart must delay screenings, not dead-letter them.
-    """
-    if isinstance(
-        exc, OperationalError | InterfaceError | ConnectionError | TimeoutError | OSError
-    ):
-        return True
-    if isinstance(exc, DBAPIError):
-        if exc.connection_invalidated:
-            return True
-        sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-        return isinstance(sqlstate, str) and sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES
-    return False
 
 
 class _JoinedListener(ConsumerRebalanceListener):
@@ -217,7 +192,7 @@ class EventConsumer:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if _is_transient(exc):
+                if is_transient(exc):
                     log.warning("transient failure on %s; retrying", record.topic, exc_info=True)
                     await asyncio.sleep(min(30.0, 0.2 * 2 ** min(attempt, 8)))
                     continue

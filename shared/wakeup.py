@@ -48,6 +48,9 @@ class WakeLoop:
                 conn = await asyncpg.connect(self._listen_dsn)
                 for channel in self._channels:
                     await conn.add_listener(channel, lambda *_: self._wake.set())
+                # A LISTEN connection that drops (a database restart) must not leave the loop
+                # asleep for max_sleep: wake it, so it reconnects and makes a full pass at once.
+                conn.add_termination_listener(lambda _: self._wake.set())
                 while not conn.is_closed():
                     self._wake.clear()
                     await work()

@@ -7,12 +7,15 @@ import time
 import uuid
 
 import asyncpg
+import httpx
 from aiokafka import AIOKafkaProducer
 
 from deploy.localstack import LocalStack
 from shared.events import Envelope, ScreeningSubmitted, utcnow
 from shared.topics import RISK_ASSESSED, SCREENING_SUBMITTED
+from tests.support.cases import HIGH_CSSRS, LOW_CSSRS, screening
 from tests.support.kafka import read_all
+from tests.support.receiver import Receiver
 from tests.support.services import ServiceProcesses
 
 
@@ -92,3 +95,34 @@ async def test_an_outbox_row_committed_without_a_live_request_is_published(
         await db.fetchval("SELECT count(*) FROM intake.outbox WHERE event_id = $1", event.event_id)
         == 0
     )
+
+
+async def test_dropped_database_connections_cost_a_retry_not_a_screening(
+    intake: httpx.AsyncClient, receiver: Receiver, db: asyncpg.Pool
+) -> None:
+    """The pools do not ping before each use. When every service connection is cut (what a
+    database restart does), a request answers 503 with Retry-After, never 500, the same request
+    then succeeds, and the pipeline behind it recovers by itself and pages."""
+    await intake.post("/v1/screenings", json=screening(LOW_CSSRS))  # pools hold connections
+    async with db.acquire() as conn:
+        cut = await conn.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "AND backend_type = 'client backend'"
+        )
+    assert cut > 0
+    await db.expire_connections()  # the test's own pool was cut too
+
+    body = screening(HIGH_CSSRS)
+    statuses = []
+    for _ in range(5):
+        response = await intake.post("/v1/screenings", json=body)
+        statuses.append(response.status_code)
+        if response.status_code != 503:
+            break
+        assert response.headers["retry-after"] == "1"
+        assert "database" in response.json()["detail"]
+    assert statuses[-1] == 202, statuses
+    assert 500 not in statuses
+    pages = await receiver.wait_for(response.json()["id"], timeout=15)
+    assert len(pages) == 1

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import asyncpg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from shared.db import create_engine
-from shared.kafka import _is_transient
+from shared.db import create_engine, create_session_factory, driver, is_transient, transaction
 
 
 class _Orig(Exception):
@@ -31,7 +31,7 @@ class _Orig(Exception):
     ],
 )
 def test_database_errors_are_classified_by_sqlstate(sqlstate: str, transient: bool) -> None:
-    assert _is_transient(DBAPIError("stmt", {}, _Orig(sqlstate))) is transient
+    assert is_transient(DBAPIError("stmt", {}, _Orig(sqlstate))) is transient
 
 
 async def test_a_real_data_error_is_not_transient(database_url: str) -> None:
@@ -40,11 +40,35 @@ async def test_a_real_data_error_is_not_transient(database_url: str) -> None:
         async with engine.connect() as conn:
             with pytest.raises(DBAPIError) as caught:
                 await conn.execute(text("SELECT 1 / 0"))
-        assert not _is_transient(caught.value)
+        assert not is_transient(caught.value)
+    finally:
+        await engine.dispose()
+
+
+async def test_errors_of_statements_sent_through_driver_are_classified_too(
+    database_url: str,
+) -> None:
+    """The alert path sends its statements straight to asyncpg, whose errors are its own."""
+    engine = create_engine(database_url, pool_size=1)
+    sessions = create_session_factory(engine)
+    try:
+        with pytest.raises(asyncpg.PostgresError) as data_error:
+            async with transaction(sessions) as session:
+                await (await driver(session)).execute("SELECT 1 / 0")
+        assert not is_transient(data_error.value)
+        with pytest.raises(asyncpg.PostgresError) as shutdown:
+            async with transaction(sessions) as session:
+                # What a restarting server says to a statement: SQLSTATE 57P01.
+                await (await driver(session)).execute(
+                    "DO $$ BEGIN RAISE EXCEPTION 'shutting down' USING ERRCODE = '57P01'; END $$"
+                )
+        assert is_transient(shutdown.value)
     finally:
         await engine.dispose()
 
 
 def test_connection_trouble_is_transient() -> None:
-    assert _is_transient(ConnectionRefusedError())
-    assert _is_transient(TimeoutError())
+    assert is_transient(ConnectionRefusedError())
+    assert is_transient(TimeoutError())
+    assert is_transient(asyncpg.ConnectionDoesNotExistError("closed"))
+    assert is_transient(asyncpg.ConnectionDoesNotExistError("closed"))
