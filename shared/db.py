@@ -6,6 +6,7 @@ splitting them onto separate servers later is a change of DATABASE_URL, not of c
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,11 +18,14 @@ from sqlalchemy import DateTime, Text, text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+
+log = logging.getLogger(__name__)
 
 SessionFactory = async_sessionmaker[AsyncSession]
 
@@ -73,12 +77,40 @@ async def driver(session: AsyncSession) -> asyncpg.Connection:
     A statement sent straight to asyncpg skips SQLAlchemy's compile-cache lookup, greenlet switch
     and result wrapping: about 60 µs of CPU instead of 180 µs (measured on the 2-core machine),
     and the hot path runs a dozen statements per screening. It runs in the same transaction as
-    the session's other work. Parameters are positional (`$1`); jsonb goes in and comes out as
-    JSON text, the way SQLAlchemy's asyncpg dialect set up the connection's codec.
+    the session's other work. Parameters are positional (`$1`); a jsonb parameter is JSON text,
+    and a jsonb result comes back decoded (the codec SQLAlchemy's dialect set on the connection).
     """
     connection = await session.connection()
     raw = await connection.get_raw_connection()
-    return cast(asyncpg.Connection, raw.driver_connection)
+    conn = cast(asyncpg.Connection, raw.driver_connection)
+    if not conn.is_in_transaction():
+        # SQLAlchemy's asyncpg adapter sends BEGIN lazily, with the first statement it runs
+        # itself: a statement sent here first would run outside the transaction (autocommit),
+        # and a rollback would not undo it. Start the adapter's transaction the way its own
+        # first statement would; should that private hook ever change, a statement through
+        # SQLAlchemy does the same, one round trip dearer. Checked by tests/shared/test_db.py.
+        start = getattr(raw.dbapi_connection, "_start_transaction", None)
+        try:
+            if start is not None:
+                await start()
+            if not conn.is_in_transaction():
+                await connection.exec_driver_sql("SELECT 1")
+        except Exception as exc:
+            if is_transient(exc):
+                await _drop_pool(connection, exc)
+            raise
+    return conn
+
+
+async def _drop_pool(connection: AsyncConnection, exc: Exception) -> None:
+    """A pooled connection found dead outside SQLAlchemy's own statements (which would have
+    noticed): the database restarted, so every pooled connection is dead too. This one is
+    invalidated, the others are let go with the old pool, and the next checkout connects
+    afresh, so a restart costs one failed transaction per service, not one per pooled
+    connection."""
+    log.warning("database connection lost (%s); reconnecting", type(exc).__name__)
+    await connection.invalidate(exc)
+    await connection.engine.dispose(close=False)
 
 
 #: SQLSTATE classes of a database that is down, restarting, overloaded or in a conflict that a
@@ -90,10 +122,22 @@ _TRANSIENT_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "57", "58"})
 def is_transient(exc: BaseException) -> bool:
     """Failures of the infrastructure, not of the work: retry them, never give up on the work.
 
-    SQLAlchemy's asyncpg dialect raises most server errors as a plain DBAPIError, and statements
-    sent through `driver` raise asyncpg's own errors, so the SQLSTATE decides: a database
-    restart must delay screenings, not dead-letter them.
+    SQLAlchemy's asyncpg dialect raises most server errors as a plain DBAPIError, statements
+    sent through `driver` raise asyncpg's own errors, and the dialect's adapter raises its own
+    classes with asyncpg's error as the cause; so the cause chain is followed and the SQLSTATE
+    decides: a database restart must delay screenings, not dead-letter them.
     """
+    seen: BaseException | None = exc
+    for _ in range(5):  # a short chain: wrapper, adapter, driver
+        if seen is None:
+            return False
+        if _transient_itself(seen):
+            return True
+        seen = seen.__cause__
+    return False
+
+
+def _transient_itself(exc: BaseException) -> bool:
     if isinstance(
         exc,
         OperationalError

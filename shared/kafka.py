@@ -22,10 +22,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.abc import ConsumerRebalanceListener
 from pydantic import ValidationError
 from sqlalchemy import Column, DateTime, MetaData, Table, Text, func
-from sqlalchemy.dialects.postgresql import UUID, insert
+from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.db import SessionFactory, is_transient, transaction
+from shared.db import SessionFactory, driver, is_transient, transaction
 from shared.events import Envelope
 from shared.topics import dlq
 
@@ -100,7 +100,11 @@ class EventConsumer:
         self._group_id = group_id
         self._handlers = dict(handlers)
         self._sessions = sessions
-        self._processed = processed_events
+        table = f"{processed_events.schema}.{processed_events.name}"
+        self._claim_sql = (
+            f"INSERT INTO {table} (event_id, topic) SELECT * FROM unnest($1::uuid[], $2::text[]) "
+            "ON CONFLICT DO NOTHING RETURNING event_id"
+        )
         self._producer = producer
         self._max_attempts = max_attempts
         self.stats = ConsumerStats()
@@ -231,13 +235,9 @@ class EventConsumer:
     ) -> set[uuid.UUID]:
         """Record the event ids in processed_events, all in one statement (one round trip for
         a whole batch); returns those that were not there before."""
-        rows = await session.scalars(
-            insert(self._processed)
-            .values([{"event_id": e.event_id, "topic": topic} for topic, e in envelopes])
-            .on_conflict_do_nothing()
-            .returning(self._processed.c.event_id)
-        )
-        return set(rows)
+        claims = [(e.event_id, topic) for topic, e in envelopes]
+        rows = await (await driver(session)).fetch(self._claim_sql, *zip(*claims, strict=True))
+        return {row[0] for row in rows}
 
     async def _handle(self, session: AsyncSession, topic: str, envelope: Envelope) -> None:
         try:

@@ -12,31 +12,15 @@ connection was down.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from sqlalchemy import (
-    BigInteger,
-    Column,
-    DateTime,
-    Integer,
-    LargeBinary,
-    MetaData,
-    Table,
-    Text,
-    bindparam,
-    delete,
-    func,
-    insert,
-    select,
-)
+from sqlalchemy import BigInteger, Column, DateTime, LargeBinary, MetaData, Table, Text, func
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.dml import Insert
 
-from shared.db import SessionFactory, transaction
+from shared.db import SessionFactory, driver, transaction
 from shared.events import Envelope
 from shared.wakeup import WakeLoop
 
@@ -62,21 +46,23 @@ def notify_channel(schema: str) -> str:
     return f"{schema}_outbox"
 
 
-@functools.cache
-def _insert_into(outbox: Table) -> Insert:
-    """One INSERT statement per outbox table, its values passed as parameters: a statement
-    built with `.values(...)` for every event costs a cache-key walk over those values each
-    time (a tenth of the risk consumer's CPU, measured by make bench --profile)."""
-    return insert(outbox)
+def _name(table: Table) -> str:
+    return f"{table.schema}.{table.name}" if table.schema else table.name
 
 
 async def add_event(
     session: AsyncSession, outbox: Table, *, topic: str, key: Any, event: Envelope
 ) -> None:
-    """Queue `event` for `topic`, keyed (so ordered) by `key`; only flushes, never commits."""
-    await session.execute(
-        _insert_into(outbox),
-        {"event_id": event.event_id, "topic": topic, "key": str(key), "value": event.encode()},
+    """Queue `event` for `topic`, keyed (so ordered) by `key`, in the session's transaction.
+
+    Sent straight to asyncpg (`shared.db.driver`): every event on the alert path passes here.
+    """
+    await (await driver(session)).execute(
+        f"INSERT INTO {_name(outbox)} (event_id, topic, key, value) VALUES ($1, $2, $3, $4)",
+        event.event_id,
+        topic,
+        str(key),
+        event.encode(),
     )
 
 
@@ -103,19 +89,11 @@ class OutboxRelay:
             name="outbox relay", listen_dsn=listen_dsn, channels=[channel], max_sleep=sweep_seconds
         )
         self.published = 0
-        # Claim and delete in one statement, built once: the rows stay locked and deleted only
-        # in this transaction, so a failed produce rolls the delete back and they go out later.
-        claimed = (
-            select(outbox.c.id)
-            .order_by(outbox.c.id)
-            .limit(bindparam("limit", type_=Integer))
-            .with_for_update(skip_locked=True)
-            .scalar_subquery()
-        )
+        # Claim and delete in one statement: the rows stay locked and deleted only in this
+        # transaction, so a failed produce rolls the delete back and they go out later.
         self._claim = (
-            delete(outbox)
-            .where(outbox.c.id.in_(claimed))
-            .returning(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.value)
+            f"DELETE FROM {_name(outbox)} WHERE id IN (SELECT id FROM {_name(outbox)} "
+            "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING id, topic, key, value"
         )
 
     def wake(self) -> None:
@@ -136,13 +114,13 @@ class OutboxRelay:
         for the broker's acks, so a crash in between republishes them (at least once).
         """
         async with transaction(self._sessions) as session:
-            result = await session.execute(self._claim, {"limit": self._batch_size})
-            rows = sorted(result.all(), key=lambda row: row.id)  # RETURNING has no order
-            if not rows:
+            claimed = await (await driver(session)).fetch(self._claim, self._batch_size)
+            if not claimed:
                 return 0
+            rows = sorted(claimed, key=lambda row: row["id"])  # RETURNING has no order
             # send() only enqueues; awaiting the futures afterwards lets the batch go out together.
             acks = [
-                await self._producer.send(row.topic, value=row.value, key=row.key.encode())
+                await self._producer.send(row["topic"], value=row["value"], key=row["key"].encode())
                 for row in rows
             ]
             await asyncio.gather(*acks)

@@ -1,0 +1,56 @@
+"""shared.db.driver: statements sent straight to asyncpg belong to the session's transaction."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+from sqlalchemy import text
+
+from shared.db import SessionFactory, create_engine, create_session_factory, driver, transaction
+
+
+@pytest.fixture
+async def sessions(database_url: str) -> AsyncIterator[SessionFactory]:
+    engine = create_engine(database_url, pool_size=1)
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE IF NOT EXISTS public.driver_test (id uuid, v jsonb)"))
+    yield create_session_factory(engine)
+    await engine.dispose()
+
+
+async def _count(db: asyncpg.Pool, row_id: uuid.UUID) -> int:
+    return int(await db.fetchval("SELECT count(*) FROM public.driver_test WHERE id = $1", row_id))
+
+
+async def test_a_rollback_undoes_a_statement_sent_first_through_driver(
+    sessions: SessionFactory, db: asyncpg.Pool
+) -> None:
+    """The adapter begins lazily; a driver statement must not run in autocommit before it."""
+    row_id = uuid.uuid4()
+    with pytest.raises(RuntimeError):
+        async with transaction(sessions) as session:
+            conn = await driver(session)
+            assert conn.is_in_transaction()
+            await conn.execute("INSERT INTO public.driver_test VALUES ($1, $2)", row_id, "{}")
+            raise RuntimeError("roll back")
+    assert await _count(db, row_id) == 0
+
+
+async def test_driver_and_sqlalchemy_statements_commit_together(
+    sessions: SessionFactory, db: asyncpg.Pool
+) -> None:
+    row_id = uuid.uuid4()
+    async with transaction(sessions) as session:
+        conn = await driver(session)
+        await conn.execute("INSERT INTO public.driver_test VALUES ($1, $2)", row_id, '{"a": [1]}')
+        await session.execute(
+            text("INSERT INTO public.driver_test VALUES (:id, '{}')"), {"id": row_id}
+        )
+        assert await _count(db, row_id) == 0, "nothing visible before the commit"
+        assert await conn.fetchval(
+            "SELECT v FROM public.driver_test WHERE id = $1 AND v <> '{}'", row_id
+        ) == {"a": [1]}, "jsonb comes back decoded"
+    assert await _count(db, row_id) == 2
