@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import uuid
 
 from pydantic import ValidationError
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.risk.models import Assessment, RuleSetRecord, outbox
 from services.risk.rules import RuleSet, RuleSetError
+from shared.db import driver
 from shared.events import LevelResponseData, RiskAssessed, ScreeningSubmitted, utcnow
 from shared.instruments import is_flagged, parse_answers
 from shared.kafka import PoisonMessage
 from shared.outbox import add_event
 from shared.topics import RISK_ASSESSED
-
-_AUTOMATIC = text("kind = 'automatic'")
 
 
 async def record_ruleset(session: AsyncSession, *, ruleset: RuleSet) -> None:
@@ -42,10 +42,26 @@ async def record_ruleset(session: AsyncSession, *, ruleset: RuleSet) -> None:
         )
 
 
+#: The automatic assessment, at most one per screening. The conflict target names the partial
+#: index's predicate as a literal: with a bound parameter there, PostgreSQL can infer the index
+#: only while it plans each execution afresh; from the sixth execution of the prepared statement
+#: on one connection (a generic plan) the insert would fail.
+_INSERT_AUTOMATIC = """
+    INSERT INTO risk.assessments (id, screening_id, kind, instrument, level, flagged, reasons,
+                                  details, rules_version, assessed_at, correlation_id)
+    VALUES ($1, $2, 'automatic', $3, $4, $5, $6, $7, $8, $9, $10)
+    ON CONFLICT (screening_id) WHERE kind = 'automatic' DO NOTHING
+    RETURNING id
+"""
+
+
 async def assess_screening(
     session: AsyncSession, *, submitted: ScreeningSubmitted, ruleset: RuleSet, correlation_id: str
-) -> Assessment | None:
-    """Store the automatic assessment and queue its event; None when it already exists."""
+) -> RiskAssessed | None:
+    """Store the automatic assessment and queue its event; None when it already exists.
+
+    Every screening passes here, so the insert goes straight to asyncpg (`shared.db.driver`).
+    """
     try:
         answers = parse_answers(submitted.instrument, submitted.answers)
     except (ValidationError, ValueError) as exc:
@@ -53,51 +69,41 @@ async def assess_screening(
     result = ruleset.assess(
         submitted.instrument, answers, imminent_danger=submitted.imminent_danger
     )
-    assessment = Assessment(
-        id=uuid.uuid4(),
+    assessed = RiskAssessed(
+        assessment_id=uuid.uuid4(),
         screening_id=submitted.screening_id,
-        kind="automatic",
         instrument=submitted.instrument,
-        level=str(result.level),
+        level=str(result.level),  # type: ignore[arg-type]
         flagged=is_flagged(result.level),
         reasons=list(result.reasons),
-        details=dict(result.details),
         rules_version=ruleset.version,
         assessed_at=utcnow(),
-        correlation_id=correlation_id,
+        response=LevelResponseData(**dataclasses.asdict(ruleset.response_for(result.level))),
+        details=dict(result.details),
     )
-    inserted = await session.scalar(
-        insert(Assessment)
-        .values({c.key: getattr(assessment, c.key) for c in Assessment.__table__.columns})
-        # The partial index's predicate as a literal: a bound parameter here lets PostgreSQL
-        # infer the index only while it plans each execution afresh; from the sixth execution
-        # of the prepared statement on one connection (a generic plan) the insert fails.
-        .on_conflict_do_nothing(index_elements=["screening_id"], index_where=_AUTOMATIC)
-        .returning(Assessment.id)
+    inserted = await (await driver(session)).fetchval(
+        _INSERT_AUTOMATIC,
+        assessed.assessment_id,
+        assessed.screening_id,
+        assessed.instrument,
+        assessed.level,
+        assessed.flagged,
+        json.dumps(assessed.reasons),
+        json.dumps(assessed.details),
+        assessed.rules_version,
+        assessed.assessed_at,
+        correlation_id,
     )
     if inserted is None:
         return None
-    response = ruleset.response_for(result.level)
-    event = RiskAssessed(
-        assessment_id=assessment.id,
-        screening_id=assessment.screening_id,
-        instrument=assessment.instrument,
-        level=assessment.level,  # type: ignore[arg-type]
-        flagged=assessment.flagged,
-        reasons=assessment.reasons,
-        rules_version=assessment.rules_version,
-        assessed_at=assessment.assessed_at,
-        response=LevelResponseData(**dataclasses.asdict(response)),
-        details=assessment.details,
-    )
     await add_event(
         session,
         outbox,
         topic=RISK_ASSESSED,
-        key=assessment.screening_id,
-        event=event.envelope(correlation_id=correlation_id),
+        key=assessed.screening_id,
+        event=assessed.envelope(correlation_id=correlation_id),
     )
-    return assessment
+    return assessed
 
 
 async def get_assessments(session: AsyncSession, *, screening_id: uuid.UUID) -> list[Assessment]:
