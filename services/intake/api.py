@@ -18,7 +18,12 @@ from services.intake.schemas import (
     ScreeningAccepted,
     ScreeningIn,
 )
-from services.intake.service import get_case, submit_screening, validated_answers
+from services.intake.service import (
+    ConcurrentDuplicate,
+    get_case,
+    submit_screening,
+    validated_answers,
+)
 from shared.db import transaction
 from shared.errors import Unprocessable
 from shared.http import Session, Sessions
@@ -56,7 +61,7 @@ async def post_screening(
                     correlation_id=correlation_id or str(uuid.uuid4()),
                 )
             break
-        except IntegrityError:
+        except (IntegrityError, ConcurrentDuplicate):
             if attempt == 2:
                 raise
             # A concurrent request with the same key or external_id won; the retry finds it.

@@ -47,6 +47,7 @@ from services.intake.fhir_models import FhirResponse
 from services.intake.fhir_risk import NotAssessed, risk_assessment
 from services.intake.models import Screening
 from services.intake.schemas import ScreeningIn
+from services.intake.service import ConcurrentDuplicate
 from shared.db import SessionFactory, transaction
 from shared.errors import Conflict, DomainError, NotFound, Unprocessable, validation_problems
 from shared.events import utcnow
@@ -167,7 +168,7 @@ async def _store_one(sessions: SessionFactory, prepared: Prepared, correlation_i
         try:
             async with transaction(sessions) as session:
                 return await _store(session, prepared, correlation_id)
-        except IntegrityError:
+        except (IntegrityError, ConcurrentDuplicate):
             if attempt == 2:
                 raise
             # A concurrent post of the same identifier won; the retry finds it as a replay.
@@ -374,7 +375,7 @@ async def _transaction(
                     except FhirError as exc:
                         raise _at_entry(i, exc) from None
             return [_entry_ok(s, prefer) for s in stored]
-        except IntegrityError:
+        except (IntegrityError, ConcurrentDuplicate):
             if attempt == 2:
                 raise
     raise AssertionError("unreachable")

@@ -13,10 +13,11 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.intake.models import AlertView, IdempotencyKey, SafetyPlan, Screening, outbox
+from services.intake.models import AlertView, SafetyPlan, Screening, outbox
 from services.intake.resthooks import enqueue_pushes
 from services.intake.safety_plans import open_safety_plan
 from services.intake.schemas import ScreeningIn
+from shared.db import driver
 from shared.errors import Conflict, NotFound, Unprocessable, validation_problems
 from shared.events import AlertEvent, RiskAssessed, ScreeningSubmitted, utcnow
 from shared.instruments import parse_answers
@@ -43,30 +44,26 @@ def validated_answers(payload: ScreeningIn) -> dict[str, Any]:
     return answers.model_dump(mode="json", exclude_none=True)
 
 
-async def find_replay(
-    session: AsyncSession, *, payload: ScreeningIn, digest: str, idempotency_key: str | None
-) -> Screening | None:
-    """The screening this request repeats, if any; 409 when the key is reused for another body."""
-    if idempotency_key is not None:
-        key = await session.get(IdempotencyKey, idempotency_key)
-        if key is not None:
-            if key.request_hash != digest:
-                raise Conflict("Idempotency-Key was already used with a different request body")
-            return await session.get(Screening, key.screening_id)
-    if payload.external_id is not None:
-        existing = await session.scalar(
-            select(Screening).where(
-                Screening.source == payload.source, Screening.external_id == payload.external_id
-            )
-        )
-        if existing is not None:
-            if existing.request_hash != digest:
-                raise Conflict(
-                    f"external_id was already used by source {payload.source!r} "
-                    "with a different screening"
-                )
-            return existing
-    return None
+class ConcurrentDuplicate(Exception):
+    """A concurrent request with the same Idempotency-Key committed first: roll back and retry
+    once; the retry finds that request's screening as a replay."""
+
+
+#: A repeat of an EHR message (same source and external_id) inserts nothing: DO NOTHING waits for
+#: a concurrent insert of the same message to commit, so the look-up after it finds that row.
+_INSERT_SCREENING = """
+    INSERT INTO intake.screenings (id, subject_id, source, external_id, instrument, answers,
+                                   imminent_danger, contact, notes, request_hash, status,
+                                   received_at, updated_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'received', $11, $11)
+    ON CONFLICT (source, external_id) WHERE external_id IS NOT NULL DO NOTHING
+    RETURNING id
+"""
+_FIND_KEY = "SELECT request_hash, screening_id FROM intake.idempotency_keys WHERE key = $1"
+_INSERT_KEY = """
+    INSERT INTO intake.idempotency_keys (key, request_hash, screening_id, created_at)
+    VALUES ($1, $2, $3, $4) ON CONFLICT (key) DO NOTHING RETURNING key
+"""
 
 
 async def submit_screening(
@@ -79,15 +76,21 @@ async def submit_screening(
 ) -> tuple[Screening, bool]:
     """Store a screening and queue its event in the caller's transaction.
 
-    Returns (screening, created). A concurrent duplicate surfaces as an IntegrityError at flush;
-    the caller retries once, and the retry finds the winner as a replay.
+    Returns (screening, created); a replay returns the first screening, and the same key or
+    external_id with a different body is 409. Raises ConcurrentDuplicate when a concurrent
+    request with the same Idempotency-Key won: the caller retries once.
+
+    Every screening passes here, so the statements go straight to asyncpg (`shared.db.driver`):
+    a look-up only for an Idempotency-Key, then one insert that also detects a resent EHR message.
     """
     digest = request_hash(payload)
-    replay = await find_replay(
-        session, payload=payload, digest=digest, idempotency_key=idempotency_key
-    )
-    if replay is not None:
-        return replay, False
+    conn = await driver(session)
+    if idempotency_key is not None:
+        key = await conn.fetchrow(_FIND_KEY, idempotency_key)
+        if key is not None:
+            if key["request_hash"] != digest:
+                raise Conflict("Idempotency-Key was already used with a different request body")
+            return await _stored(session, key["screening_id"]), False
     now = utcnow()
     screening = Screening(
         id=uuid.uuid4(),
@@ -104,14 +107,26 @@ async def submit_screening(
         received_at=now,
         updated_at=now,
     )
-    session.add(screening)
-    await session.flush()
-    if idempotency_key is not None:
-        session.add(
-            IdempotencyKey(
-                key=idempotency_key, request_hash=digest, screening_id=screening.id, created_at=now
-            )
-        )
+    inserted = await conn.fetchval(
+        _INSERT_SCREENING,
+        screening.id,
+        screening.subject_id,
+        screening.source,
+        screening.external_id,
+        screening.instrument,
+        json.dumps(answers),
+        screening.imminent_danger,
+        None if screening.contact is None else json.dumps(screening.contact),
+        screening.notes,
+        digest,
+        now,
+    )
+    if inserted is None:
+        return await _resent(session, payload, digest), False
+    if idempotency_key is not None and not await conn.fetchval(
+        _INSERT_KEY, idempotency_key, digest, screening.id, now
+    ):
+        raise ConcurrentDuplicate(idempotency_key)
     event = ScreeningSubmitted(
         screening_id=screening.id,
         source=payload.source,  # type: ignore[arg-type]
@@ -127,8 +142,29 @@ async def submit_screening(
         key=screening.id,
         event=event.envelope(correlation_id=correlation_id),
     )
-    await session.flush()
     return screening, True
+
+
+async def _stored(session: AsyncSession, screening_id: uuid.UUID) -> Screening:
+    screening = await session.get(Screening, screening_id)
+    assert screening is not None  # the key's foreign key
+    return screening
+
+
+async def _resent(session: AsyncSession, payload: ScreeningIn, digest: str) -> Screening:
+    """The screening an EHR message with this source and external_id already created."""
+    existing = await session.scalar(
+        select(Screening).where(
+            Screening.source == payload.source, Screening.external_id == payload.external_id
+        )
+    )
+    if existing is None:  # the conflicting insert was rolled back after all: try again
+        raise ConcurrentDuplicate(payload.external_id)
+    if existing.request_hash != digest:
+        raise Conflict(
+            f"external_id was already used by source {payload.source!r} with a different screening"
+        )
+    return existing
 
 
 async def get_case(
