@@ -96,10 +96,15 @@ async def driver(session: AsyncSession) -> asyncpg.Connection:
             if not conn.is_in_transaction():
                 await connection.exec_driver_sql("SELECT 1")
         except Exception as exc:
-            if is_transient(exc):
-                await _drop_pool(connection, exc)
-            raise
+            if not is_transient(exc):
+                raise
+            await _drop_pool(connection, exc)
+            raise DatabaseUnavailable(f"database connection lost ({type(exc).__name__})") from exc
     return conn
+
+
+class DatabaseUnavailable(ConnectionError):
+    """The database cannot be reached right now; retry (an HTTP request answers 503)."""
 
 
 async def _drop_pool(connection: AsyncConnection, exc: Exception) -> None:

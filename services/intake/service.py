@@ -10,7 +10,6 @@ from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake.models import AlertView, SafetyPlan, Screening, outbox
@@ -184,6 +183,22 @@ async def get_case(
     return screening, alerts, plan
 
 
+_RECORD_RISK = """
+    UPDATE intake.screenings SET status = 'assessed', risk = $2, updated_at = $3
+     WHERE id = $1
+    RETURNING source
+"""
+_UPSERT_ALERT = """
+    INSERT INTO intake.alerts (id, screening_id, status, risk_level, urgency, escalation_level,
+                               created_at, changed_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+    ON CONFLICT (id) DO UPDATE
+       SET status = excluded.status, escalation_level = excluded.escalation_level,
+           changed_at = excluded.changed_at
+     WHERE intake.alerts.changed_at <= excluded.changed_at
+"""
+
+
 async def apply_assessment(
     session: AsyncSession,
     *,
@@ -191,13 +206,12 @@ async def apply_assessment(
     due_minutes: dict[str, int],
     correlation_id: str,
 ) -> None:
-    """Record the assessment on the case; a flagged one opens the safety plan."""
-    screening = await session.get(Screening, assessed.screening_id, with_for_update=True)
-    if screening is None:
-        # Screenings commit before their event is published, so this one is not ours.
-        raise PoisonMessage(f"assessment for unknown screening {assessed.screening_id}")
-    screening.status = "assessed"
-    screening.risk = {
+    """Record the assessment on the case; a flagged one opens the safety plan.
+
+    Every screening passes here: the case update goes straight to asyncpg (the UPDATE takes the
+    row lock the ORM's SELECT ... FOR UPDATE took before).
+    """
+    risk = {
         "level": assessed.level,
         "flagged": assessed.flagged,
         "reasons": assessed.reasons,
@@ -205,14 +219,22 @@ async def apply_assessment(
         "assessed_at": assessed.assessed_at.isoformat(),
         "details": assessed.details,
     }
-    screening.updated_at = utcnow()
-    # An EHR that registered a rest-hook gets the RiskAssessment back (queued in this transaction).
-    await enqueue_pushes(session, screening=screening, assessment_id=assessed.assessment_id)
+    source = await (await driver(session)).fetchval(
+        _RECORD_RISK, assessed.screening_id, json.dumps(risk), utcnow()
+    )
+    if source is None:
+        # Screenings commit before their event is published, so this one is not ours.
+        raise PoisonMessage(f"assessment for unknown screening {assessed.screening_id}")
+    if source == "ehr":
+        # An EHR that registered a rest-hook gets the RiskAssessment back (queued in this
+        # transaction).
+        screening = await _stored(session, assessed.screening_id)
+        await enqueue_pushes(session, screening=screening, assessment_id=assessed.assessment_id)
     if assessed.flagged and assessed.response.safety_plan:
         minutes = due_minutes.get(assessed.level, due_minutes.get("moderate", 1440))
         await open_safety_plan(
             session,
-            screening_id=screening.id,
+            screening_id=assessed.screening_id,
             risk_level=assessed.level,
             emergency_task=assessed.response.emergency_task,
             due_at=assessed.assessed_at + timedelta(minutes=minutes),
@@ -222,21 +244,14 @@ async def apply_assessment(
 
 async def apply_alert_event(session: AsyncSession, *, event: AlertEvent) -> None:
     """Upsert the case view's copy of an alert; an older event never overwrites a newer one."""
-    values = {
-        "id": event.alert_id,
-        "screening_id": event.screening_id,
-        "status": event.status,
-        "risk_level": event.risk_level,
-        "urgency": event.urgency,
-        "escalation_level": event.escalation_level,
-        "created_at": event.created_at,
-        "changed_at": event.changed_at,
-    }
-    stmt = insert(AlertView).values(values)
-    await session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[AlertView.id],
-            set_={k: stmt.excluded[k] for k in ("status", "escalation_level", "changed_at")},
-            where=AlertView.changed_at <= stmt.excluded.changed_at,
-        )
+    await (await driver(session)).execute(
+        _UPSERT_ALERT,
+        event.alert_id,
+        event.screening_id,
+        event.status,
+        event.risk_level,
+        event.urgency,
+        event.escalation_level,
+        event.created_at,
+        event.changed_at,
     )

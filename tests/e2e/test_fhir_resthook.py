@@ -94,11 +94,16 @@ async def test_risk_assessment_is_pushed_signed_to_the_ehr(
 
     served = await intake.get(f"/v1/screenings/{sid}/fhir/RiskAssessment")
     assert json.loads(push.body) == served.json(), "the push is the RiskAssessment served"
-    sub = (await intake.get(f"/v1/fhir/subscriptions/{sub_id}")).json()
+    # The push is recorded as delivered once the EHR's answer is back: a moment after it got it.
+    deadline = time.monotonic() + 5
+    while True:
+        sub = (await intake.get(f"/v1/fhir/subscriptions/{sub_id}")).json()
+        pushes = [(p["screening_id"], p["status"], p["attempts"]) for p in sub["pushes"]]
+        if pushes != [(sid, "pending", 1)] or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.02)
     assert "secret" not in sub
-    assert [(p["screening_id"], p["status"], p["attempts"]) for p in sub["pushes"]] == [
-        (sid, "delivered", 1)
-    ]
+    assert pushes == [(sid, "delivered", 1)]
 
 
 async def test_failed_pushes_are_retried_with_backoff_and_every_attempt_recorded(
