@@ -15,8 +15,9 @@ import asyncio
 import logging
 import os
 import socket
+from datetime import datetime
 
-from sqlalchemy import text
+import asyncpg
 
 from services.notify.channels import Channel, Outcome, Page, page_payload
 from services.notify.metrics import Metrics
@@ -29,39 +30,35 @@ from services.notify.service import (
 )
 from services.notify.settings import NotifySettings
 from services.notify.signing import ack_link
-from shared.db import SessionFactory, transaction
+from shared.db import SessionFactory, driver, transaction
 from shared.events import utcnow
 from shared.wakeup import WakeLoop
 from shared.webhooks import redact
 
 log = logging.getLogger(__name__)
 
-_CLAIM = text(
-    """
+_CLAIM = """
     UPDATE notify.deliveries AS d
-       SET lease_until = now() + make_interval(secs => :lease), attempts = d.attempts + 1
+       SET lease_until = now() + make_interval(secs => $1), attempts = d.attempts + 1
       FROM notify.alerts AS a
      WHERE a.id = d.alert_id
        AND d.id IN (SELECT id FROM notify.deliveries
                      WHERE status = 'pending' AND due_at <= now()
                        AND (lease_until IS NULL OR lease_until < now())
                      ORDER BY due_at
-                     LIMIT :limit
+                     LIMIT $2
                      FOR UPDATE SKIP LOCKED)
     RETURNING d.id, d.attempts, d.escalation_level, d.repeat_round, d.channel, d.target,
               a.id AS alert_id, a.screening_id, a.risk_level, a.urgency, a.reasons, a.created_at
-    """
-)
-# A leased page is next due when its lease runs out (its sender may have died), not before.
-_NEXT_DUE = text(
-    """
-    SELECT least(
-        (SELECT min(greatest(due_at, coalesce(lease_until, due_at)))
-           FROM notify.deliveries WHERE status = 'pending'),
-        (SELECT min(escalate_at) FROM notify.alerts
-          WHERE escalate_at IS NOT NULL AND status IN ('delivered', 'escalated')))
-    """
-)
+"""
+# When the next page is due (a leased page when its lease runs out: its sender may have died),
+# and when the next acknowledgement deadline runs out.
+_NEXT_DUE = """
+    SELECT (SELECT min(greatest(due_at, coalesce(lease_until, due_at)))
+              FROM notify.deliveries WHERE status = 'pending') AS page,
+           (SELECT min(escalate_at) FROM notify.alerts
+             WHERE escalate_at IS NOT NULL AND status IN ('delivered', 'escalated')) AS escalation
+"""
 #: Upper bound of one sleep: a safety net for a wake-up lost while LISTEN was reconnecting.
 MAX_SLEEP_SECONDS = 30.0
 
@@ -89,6 +86,10 @@ class Deliverer:
             max_sleep=MAX_SLEEP_SECONDS,
         )
         self._in_flight: set[asyncio.Task] = set()
+        #: When the next page and the next escalation are due, read by each pass; before the
+        #: first pass nothing is known, so it looks for overdue alerts.
+        self._next_page: datetime | None = None
+        self._next_escalation: datetime | None = None
         self._slots = asyncio.Semaphore(settings.delivery_concurrency)
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -108,65 +109,65 @@ class Deliverer:
             await asyncio.wait(self._in_flight, timeout=self._settings.delivery_timeout_seconds + 1)
 
     async def run_due(self) -> None:
-        """Start due pages, escalate what is overdue, then start the pages the escalations added.
-
-        Claiming first keeps a new alert's first page from waiting on the escalation query.
+        """Start due pages and escalate what is overdue, in one transaction per pass, which
+        also reads when the next page and the next deadline are due (the loop sleeps until
+        then). Pages an escalation added are due at once: the pass repeats for them.
         """
-        await self._start_due_pages()
-        async with transaction(self._sessions) as session:
-            lags = await escalate_overdue(session, settings=self._settings)
-        for lag in lags:
-            self._metrics.escalation_lag.observe(max(0.0, lag))
-            self._metrics.escalations.labels(reason="timeout").inc()
-        if lags:
-            await self._start_due_pages()
-
-    async def _start_due_pages(self) -> None:
         while True:
             free = self._settings.delivery_concurrency - len(self._in_flight)
-            if free <= 0:
-                return
-            pages = await self._claim(free)
+            lags: list[float] = []
+            async with transaction(self._sessions) as session:
+                conn = await driver(session)
+                pages = await self._claim(conn, free) if free > 0 else []
+                if self._next_escalation is None or self._next_escalation <= utcnow():
+                    lags = await escalate_overdue(session, settings=self._settings)
+                due = await conn.fetchrow(_NEXT_DUE)
+            self._next_page, self._next_escalation = due["page"], due["escalation"]
             for page in pages:
                 task = asyncio.create_task(self._send(page))
                 self._in_flight.add(task)
                 task.add_done_callback(self._in_flight.discard)
-            if len(pages) < free:
+            for lag in lags:
+                self._metrics.escalation_lag.observe(max(0.0, lag))
+                self._metrics.escalations.labels(reason="timeout").inc()
+            if not lags and (free <= 0 or len(pages) < free):
                 return
 
-    async def _claim(self, limit: int) -> list[Page]:
-        async with transaction(self._sessions) as session:
-            rows = (
-                await session.execute(
-                    _CLAIM, {"lease": self._settings.delivery_lease_seconds, "limit": limit}
-                )
-            ).mappings()
-            return [
-                Page(
-                    delivery_id=r["id"],
-                    attempt=r["attempts"],
-                    escalation_level=r["escalation_level"],
-                    repeat_round=r["repeat_round"],
-                    alert_id=r["alert_id"],
-                    screening_id=r["screening_id"],
-                    risk_level=r["risk_level"],
-                    urgency=r["urgency"],
-                    reasons=list(r["reasons"]),
-                    created_at=r["created_at"],
-                    channel=r["channel"],
-                    target=r["target"],
-                )
-                for r in rows
-            ]
+    async def _claim(self, conn: asyncpg.Connection, limit: int) -> list[Page]:
+        rows = await conn.fetch(_CLAIM, self._settings.delivery_lease_seconds, limit)
+        return [
+            Page(
+                delivery_id=r["id"],
+                attempt=r["attempts"],
+                escalation_level=r["escalation_level"],
+                repeat_round=r["repeat_round"],
+                alert_id=r["alert_id"],
+                screening_id=r["screening_id"],
+                risk_level=r["risk_level"],
+                urgency=r["urgency"],
+                reasons=list(r["reasons"]),
+                created_at=r["created_at"],
+                channel=r["channel"],
+                target=r["target"],
+            )
+            for r in rows
+        ]
 
     async def _next_due_in(self) -> float | None:
-        if len(self._in_flight) >= self._settings.delivery_concurrency:
-            # Every slot is busy: a due page cannot start before one frees, and each finished
-            # send wakes the loop. Without this the loop would spin on a due time already past.
-            return None
-        async with self._sessions() as session:
-            due = await session.scalar(_NEXT_DUE)
-        return None if due is None else (due - utcnow()).total_seconds()
+        """Seconds until the next page or deadline, as read by the last pass."""
+        due = [
+            at
+            for at in (
+                # Every slot busy: a due page cannot start before one frees, and each finished
+                # send wakes the loop. Without this the loop would spin on a due time past.
+                self._next_page
+                if len(self._in_flight) < self._settings.delivery_concurrency
+                else None,
+                self._next_escalation,
+            )
+            if at is not None
+        ]
+        return (min(due) - utcnow()).total_seconds() if due else None
 
     def payload(self, page: Page) -> dict:
         ack_url = ack_link(
@@ -233,6 +234,7 @@ class Deliverer:
             recorded: Recorded = await record_outcome(
                 session,
                 delivery_id=page.delivery_id,
+                alert_id=page.alert_id,
                 attempt=attempt,
                 outcome=outcome,
                 settings=self._settings,

@@ -25,7 +25,7 @@ from services.notify.models import (
     RotationRow,
     Schedule,
 )
-from services.notify.policies import Level
+from services.notify.policies import Level, Plan, plan_from_row
 from services.notify.schemas import (
     ClinicianIn,
     ClinicianOut,
@@ -41,6 +41,7 @@ from services.notify.schemas import (
     ScheduleIn,
     ScheduleOut,
 )
+from shared.db import driver
 from shared.errors import Conflict, NotFound, Unprocessable
 from shared.events import utcnow
 
@@ -441,12 +442,23 @@ async def list_policies(session: AsyncSession) -> list[PolicyOut]:
     return [await _policy_out(session, p) for p in found]
 
 
-async def policy_for_risk_level(session: AsyncSession, *, risk_level: str) -> Policy | None:
-    return await session.scalar(
-        select(Policy)
-        .join(PolicyRiskLevel, PolicyRiskLevel.policy_id == Policy.id)
-        .where(PolicyRiskLevel.risk_level == risk_level)
-    )
+_POLICY_FOR_RISK_LEVEL = """
+    SELECT p.id, p.name, p.levels, p.repeats
+      FROM notify.policies AS p JOIN notify.policy_risk_levels AS r ON r.policy_id = p.id
+     WHERE r.risk_level = $1
+     LIMIT 1
+"""
+
+
+async def plan_for_risk_level(session: AsyncSession, *, risk_level: str) -> Plan | None:
+    """The escalation plan of the policy that claims `risk_level`, if one does.
+
+    Asked for every flagged assessment, so sent straight to asyncpg (`shared.db.driver`).
+    """
+    row = await (await driver(session)).fetchrow(_POLICY_FOR_RISK_LEVEL, risk_level)
+    if row is None:
+        return None
+    return plan_from_row(row["id"], row["name"], row["levels"], row["repeats"])
 
 
 async def level_targets(session: AsyncSession, *, level: Level, at: datetime) -> list[Target]:

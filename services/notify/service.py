@@ -10,6 +10,7 @@ commits.
 
 from __future__ import annotations
 
+import json
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notify.channels import Outcome
 from services.notify.models import Alert, Delivery, DeliveryAttempt, Policy, Setting, outbox
-from services.notify.oncall import level_targets, policy_for_risk_level
+from services.notify.oncall import level_targets, plan_for_risk_level
 from services.notify.policies import (
     Plan,
     Step,
@@ -31,6 +32,7 @@ from services.notify.policies import (
     plan_from_row,
 )
 from services.notify.settings import NotifySettings
+from shared.db import driver
 from shared.errors import Conflict, NotFound
 from shared.events import AlertEvent, RiskAssessed, utcnow
 from shared.outbox import add_event
@@ -86,19 +88,32 @@ def _step(alert: Alert) -> Step:
     return Step(alert.escalation_level, alert.repeat_round)
 
 
+_ADD_DELIVERIES = """
+    INSERT INTO notify.deliveries (id, alert_id, escalation_level, repeat_round, status, attempts,
+                                   contact_method_id, channel, target, due_at, created_at)
+    SELECT id, $2, $3, $4, 'pending', 0, contact_method_id, channel, target, due_at, created_at
+      FROM unnest($1::uuid[], $5::uuid[], $6::text[], $7::text[], $8::timestamptz[],
+                  $9::timestamptz[])
+           AS d (id, contact_method_id, channel, target, due_at, created_at)
+    ON CONFLICT DO NOTHING
+"""
+
+
 async def _add_deliveries(session: AsyncSession, alert: Alert, rows: list[dict]) -> None:
-    base = {
-        "alert_id": alert.id,
-        "escalation_level": alert.escalation_level,
-        "repeat_round": alert.repeat_round,
-        "status": "pending",
-        "attempts": 0,
-    }
-    # The unique (alert, round, level, contact method) key makes a second start of a step a no-op.
-    await session.execute(
-        insert(Delivery)
-        .values([{**base, "id": uuid.uuid4(), **row} for row in rows])
-        .on_conflict_do_nothing()
+    """Plan pages of the alert's current step; the unique (alert, round, level, contact method)
+    key makes a second start of a step a no-op. One statement straight to asyncpg: every alert
+    passes here."""
+    await (await driver(session)).execute(
+        _ADD_DELIVERIES,
+        [uuid.uuid4() for _ in rows],
+        alert.id,
+        alert.escalation_level,
+        alert.repeat_round,
+        [row.get("contact_method_id") for row in rows],
+        [row["channel"] for row in rows],
+        [row["target"] for row in rows],
+        [row["due_at"] for row in rows],
+        [row["created_at"] for row in rows],
     )
 
 
@@ -143,10 +158,29 @@ async def start_step(
         await _publish(session, alert, "escalated", failure="nobody on call")
 
 
+#: The screening's one alert (the unique screening_id makes a redelivered assessment a no-op).
+_OPEN_ALERT = """
+    INSERT INTO notify.alerts (id, screening_id, assessment_id, risk_level, urgency, reasons,
+                               status, escalation_level, repeat_round, ack_deadline_seconds,
+                               created_at, changed_at, correlation_id, policy_id, assessed_at)
+    VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, 0, $7, $8, $8, $9, $10, $11)
+    ON CONFLICT (screening_id) DO NOTHING
+    RETURNING id
+"""
+_MOVED_ON = """
+    UPDATE notify.alerts SET status = $2, escalation_level = $3, repeat_round = $4, changed_at = $5
+     WHERE id = $1
+"""
+
+
 async def open_alert(
     session: AsyncSession, *, assessed: RiskAssessed, settings: NotifySettings, correlation_id: str
 ) -> Alert | None:
-    """Open the screening's one alert and its first pages, due now; None if it already exists."""
+    """Open the screening's one alert and its first pages, due now; None if it already exists.
+
+    Every flagged assessment passes here, so its statements go straight to asyncpg
+    (`shared.db.driver`); the returned Alert is not attached to the session.
+    """
     now = utcnow()
     # Notify's configuration decides deadlines; the rule set's response table is the fallback.
     deadline = (
@@ -154,41 +188,58 @@ async def open_alert(
         or assessed.response.ack_deadline_seconds
         or settings.ack_deadline_seconds["moderate"]
     )
-    policy = await policy_for_risk_level(session, risk_level=assessed.level)
-    alert_id = await session.scalar(
-        insert(Alert)
-        .values(
-            id=uuid.uuid4(),
-            screening_id=assessed.screening_id,
-            assessment_id=assessed.assessment_id,
-            risk_level=assessed.level,
-            urgency=assessed.response.urgency,
-            reasons=assessed.reasons,
-            status="pending",
-            escalation_level=0,
-            repeat_round=0,
-            ack_deadline_seconds=deadline,
-            created_at=now,
-            changed_at=now,
-            correlation_id=correlation_id,
-            policy_id=policy.id if policy else None,
-            assessed_at=assessed.assessed_at,
-        )
-        .on_conflict_do_nothing(index_elements=[Alert.screening_id])
-        .returning(Alert.id)
+    plan = await plan_for_risk_level(session, risk_level=assessed.level)
+    conn = await driver(session)
+    alert = Alert(
+        id=uuid.uuid4(),
+        screening_id=assessed.screening_id,
+        assessment_id=assessed.assessment_id,
+        risk_level=assessed.level,
+        urgency=assessed.response.urgency,
+        reasons=assessed.reasons,
+        status="pending",
+        escalation_level=0,
+        repeat_round=0,
+        ack_deadline_seconds=deadline,
+        created_at=now,
+        changed_at=now,
+        correlation_id=correlation_id,
+        policy_id=plan.policy_id if plan else None,
+        assessed_at=assessed.assessed_at,
     )
-    if alert_id is None:
+    if not await conn.fetchval(
+        _OPEN_ALERT,
+        alert.id,
+        alert.screening_id,
+        alert.assessment_id,
+        alert.risk_level,
+        alert.urgency,
+        json.dumps(alert.reasons),
+        deadline,
+        now,
+        correlation_id,
+        alert.policy_id,
+        alert.assessed_at,
+    ):
         return None
-    alert = await session.get(Alert, alert_id)
-    assert alert is not None
     await _publish(session, alert, "created")
-    plan = (
-        plan_from_row(policy.id, policy.name, policy.levels, policy.repeats)
-        if policy
-        else fallback_plan(settings.max_escalation_level)
+    await start_step(
+        session,
+        alert,
+        plan=plan or fallback_plan(settings.max_escalation_level),
+        settings=settings,
+        now=now,
     )
-    await start_step(session, alert, plan=plan, settings=settings, now=now)
-    await session.flush()
+    if (alert.status, alert.escalation_level, alert.repeat_round) != ("pending", 0, 0):
+        # Nobody was on call for the first steps: start_step moved the alert on.
+        await conn.execute(
+            _MOVED_ON,
+            alert.id,
+            alert.status,
+            alert.escalation_level,
+            alert.repeat_round,
+            alert.changed_at,
+        )
     return alert
 
 
@@ -299,16 +350,15 @@ async def record_outcome(
     session: AsyncSession,
     *,
     delivery_id: uuid.UUID,
+    alert_id: uuid.UUID,
     attempt: DeliveryAttempt,
     outcome: Outcome,
     settings: NotifySettings,
 ) -> Recorded:
-    """Apply one attempt's outcome under the alert's lock."""
-    delivery = await session.get(Delivery, delivery_id)
-    assert delivery is not None
-    alert = await session.get(Alert, delivery.alert_id, with_for_update=True)
-    assert alert is not None
-    await session.refresh(delivery, with_for_update=True)
+    """Apply one attempt's outcome under the alert's lock (taken first, as everywhere)."""
+    alert = await session.get(Alert, alert_id, with_for_update=True)
+    delivery = await session.get(Delivery, delivery_id, with_for_update=True)
+    assert alert is not None and delivery is not None and delivery.alert_id == alert.id
     session.add(attempt)
     now = utcnow()
     if delivery.status != "pending":  # cancelled by an ack, a resolve or an escalation in flight
