@@ -71,7 +71,7 @@ async def transaction(sessions: SessionFactory) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-async def driver(session: AsyncSession) -> asyncpg.Connection:
+async def driver(session: AsyncSession, *, begin: bool = True) -> asyncpg.Connection:
     """The asyncpg connection under `session`'s transaction, for the statements on the alert path.
 
     A statement sent straight to asyncpg skips SQLAlchemy's compile-cache lookup, greenlet switch
@@ -79,11 +79,14 @@ async def driver(session: AsyncSession) -> asyncpg.Connection:
     and the hot path runs a dozen statements per screening. It runs in the same transaction as
     the session's other work. Parameters are positional (`$1`); a jsonb parameter is JSON text,
     and a jsonb result comes back decoded (the codec SQLAlchemy's dialect set on the connection).
+
+    `begin=False` opens no transaction when none is open yet: each statement then commits on
+    its own, which saves the BEGIN and COMMIT round trips where one statement does everything.
     """
     connection = await session.connection()
     raw = await connection.get_raw_connection()
     conn = cast(asyncpg.Connection, raw.driver_connection)
-    if not conn.is_in_transaction():
+    if begin and not conn.is_in_transaction():
         # SQLAlchemy's asyncpg adapter sends BEGIN lazily, with the first statement it runs
         # itself: a statement sent here first would run outside the transaction (autocommit),
         # and a rollback would not undo it. Start the adapter's transaction the way its own

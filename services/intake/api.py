@@ -59,6 +59,7 @@ async def post_screening(
                     answers=answers,
                     idempotency_key=idempotency_key,
                     correlation_id=correlation_id or str(uuid.uuid4()),
+                    alone=True,
                 )
             break
         except (IntegrityError, ConcurrentDuplicate):

@@ -33,7 +33,7 @@ from services.intake.fhir_models import FhirPush, FhirPushAttempt, FhirResponse,
 from services.intake.fhir_risk import risk_assessment_json
 from services.intake.models import Screening
 from services.intake.settings import IntakeSettings
-from shared.db import SessionFactory, asyncpg_dsn, transaction
+from shared.db import SessionFactory, asyncpg_dsn, driver, transaction
 from shared.errors import NotFound
 from shared.events import utcnow
 from shared.runtime import Runtime
@@ -165,29 +165,31 @@ async def deactivate(session: AsyncSession, *, subscription_id: uuid.UUID) -> No
 # --- queueing ----------------------------------------------------------------------------------
 
 
+#: The active rest-hooks of the identifier system the screening's QuestionnaireResponse came
+#: with; none for a screening that did not come over FHIR.
+_SUBSCRIBERS = """
+    SELECT s.id FROM intake.fhir_responses AS r
+      JOIN intake.fhir_subscriptions AS s ON s.identifier_system = r.identifier_system
+     WHERE r.screening_id = $1 AND s.status = 'active'
+"""
+
+
 async def enqueue_pushes(
-    session: AsyncSession, *, screening: Screening, assessment_id: uuid.UUID
+    session: AsyncSession, *, screening_id: uuid.UUID, assessment_id: uuid.UUID
 ) -> int:
     """Queue the screening's RiskAssessment for every rest-hook of the EHR that sent it.
 
     Called by ``apply_assessment`` in its transaction, after the case records the assessment.
-    Returns how many pushes were queued (0 for screenings that did not come over FHIR).
+    Returns how many pushes were queued (0 for screenings that did not come over FHIR). Every
+    assessment passes here: one look-up straight through asyncpg tells whether anyone listens.
     """
-    if screening.source != "ehr":
+    rows = await (await driver(session)).fetch(_SUBSCRIBERS, screening_id)
+    if not rows:
         return 0
-    source = await session.get(FhirResponse, screening.id)
-    if source is None or not source.identifier_system:
-        return 0
-    subscriptions = list(
-        await session.scalars(
-            select(FhirSubscription.id).where(
-                FhirSubscription.identifier_system == source.identifier_system,
-                FhirSubscription.status == "active",
-            )
-        )
-    )
-    if not subscriptions:
-        return 0
+    subscriptions = [row["id"] for row in rows]
+    screening = await session.get(Screening, screening_id)
+    source = await session.get(FhirResponse, screening_id)
+    assert screening is not None and source is not None
     body = risk_assessment_json(screening, source)
     now = utcnow()
     await session.execute(

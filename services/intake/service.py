@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.intake.models import AlertView, SafetyPlan, Screening, outbox
+from services.intake.models import AlertView, SafetyPlan, Screening
 from services.intake.resthooks import enqueue_pushes
 from services.intake.safety_plans import open_safety_plan
 from services.intake.schemas import ScreeningIn
@@ -21,7 +21,6 @@ from shared.errors import Conflict, NotFound, Unprocessable, validation_problems
 from shared.events import AlertEvent, RiskAssessed, ScreeningSubmitted, utcnow
 from shared.instruments import parse_answers
 from shared.kafka import PoisonMessage
-from shared.outbox import add_event
 from shared.topics import SCREENING_SUBMITTED
 
 
@@ -48,15 +47,23 @@ class ConcurrentDuplicate(Exception):
     once; the retry finds that request's screening as a replay."""
 
 
-#: A repeat of an EHR message (same source and external_id) inserts nothing: DO NOTHING waits for
-#: a concurrent insert of the same message to commit, so the look-up after it finds that row.
+#: The screening and its event (the outbox row `shared.outbox.add_event` would write) in one
+#: statement, so a screening without an Idempotency-Key costs one round trip, atomic without a
+#: BEGIN and a COMMIT around it. A repeat of an EHR message (same source and external_id)
+#: inserts neither and returns no row: DO NOTHING waits for a concurrent insert of the same
+#: message to commit, so the look-up after it finds that row.
 _INSERT_SCREENING = """
-    INSERT INTO intake.screenings (id, subject_id, source, external_id, instrument, answers,
-                                   imminent_danger, contact, notes, request_hash, status,
-                                   received_at, updated_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'received', $11, $11)
-    ON CONFLICT (source, external_id) WHERE external_id IS NOT NULL DO NOTHING
-    RETURNING id
+    WITH screening AS (
+        INSERT INTO intake.screenings (id, subject_id, source, external_id, instrument, answers,
+                                       imminent_danger, contact, notes, request_hash, status,
+                                       received_at, updated_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'received', $11, $11)
+        ON CONFLICT (source, external_id) WHERE external_id IS NOT NULL DO NOTHING
+        RETURNING id
+    )
+    INSERT INTO intake.outbox (event_id, topic, key, value)
+    SELECT $12, $13, id::text, $14 FROM screening
+    RETURNING event_id
 """
 _FIND_KEY = "SELECT request_hash, screening_id FROM intake.idempotency_keys WHERE key = $1"
 _INSERT_KEY = """
@@ -72,6 +79,7 @@ async def submit_screening(
     answers: dict[str, Any],
     idempotency_key: str | None,
     correlation_id: str,
+    alone: bool = False,
 ) -> tuple[Screening, bool]:
     """Store a screening and queue its event in the caller's transaction.
 
@@ -79,11 +87,15 @@ async def submit_screening(
     external_id with a different body is 409. Raises ConcurrentDuplicate when a concurrent
     request with the same Idempotency-Key won: the caller retries once.
 
+    `alone`: the caller's session holds nothing else to commit with the screening, so without
+    an Idempotency-Key no transaction is opened and the one statement commits by itself.
+
     Every screening passes here, so the statements go straight to asyncpg (`shared.db.driver`):
-    a look-up only for an Idempotency-Key, then one insert that also detects a resent EHR message.
+    a look-up only for an Idempotency-Key, then one statement that stores the screening and its
+    event, or finds that the EHR message was sent before.
     """
     digest = request_hash(payload)
-    conn = await driver(session)
+    conn = await driver(session, begin=not alone or idempotency_key is not None)
     if idempotency_key is not None:
         key = await conn.fetchrow(_FIND_KEY, idempotency_key)
         if key is not None:
@@ -106,6 +118,14 @@ async def submit_screening(
         received_at=now,
         updated_at=now,
     )
+    event = ScreeningSubmitted(
+        screening_id=screening.id,
+        source=payload.source,  # type: ignore[arg-type]
+        instrument=payload.instrument,
+        answers=answers,
+        imminent_danger=payload.imminent_danger,
+        submitted_at=now,
+    ).envelope(correlation_id=correlation_id)
     inserted = await conn.fetchval(
         _INSERT_SCREENING,
         screening.id,
@@ -119,6 +139,9 @@ async def submit_screening(
         screening.notes,
         digest,
         now,
+        event.event_id,
+        SCREENING_SUBMITTED,
+        event.encode(),
     )
     if inserted is None:
         return await _resent(session, payload, digest), False
@@ -126,21 +149,6 @@ async def submit_screening(
         _INSERT_KEY, idempotency_key, digest, screening.id, now
     ):
         raise ConcurrentDuplicate(idempotency_key)
-    event = ScreeningSubmitted(
-        screening_id=screening.id,
-        source=payload.source,  # type: ignore[arg-type]
-        instrument=payload.instrument,
-        answers=answers,
-        imminent_danger=payload.imminent_danger,
-        submitted_at=now,
-    )
-    await add_event(
-        session,
-        outbox,
-        topic=SCREENING_SUBMITTED,
-        key=screening.id,
-        event=event.envelope(correlation_id=correlation_id),
-    )
     return screening, True
 
 
@@ -228,8 +236,9 @@ async def apply_assessment(
     if source == "ehr":
         # An EHR that registered a rest-hook gets the RiskAssessment back (queued in this
         # transaction).
-        screening = await _stored(session, assessed.screening_id)
-        await enqueue_pushes(session, screening=screening, assessment_id=assessed.assessment_id)
+        await enqueue_pushes(
+            session, screening_id=assessed.screening_id, assessment_id=assessed.assessment_id
+        )
     if assessed.flagged and assessed.response.safety_plan:
         minutes = due_minutes.get(assessed.level, due_minutes.get("moderate", 1440))
         await open_safety_plan(
