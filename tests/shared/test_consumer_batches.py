@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -58,9 +58,10 @@ async def test_a_poll_is_one_transaction_and_a_failure_falls_back_to_one_by_one(
     engine = create_engine(database_url, pool_size=2)
     producer = create_producer(stack.bootstrap_servers, client_id="batch-test")
     await producer.start()
+    group_id = f"batch-test-{uuid.uuid4().hex[:8]}"
     consumer = EventConsumer(
         bootstrap_servers=stack.bootstrap_servers,
-        group_id=f"batch-test-{uuid.uuid4().hex[:8]}",
+        group_id=group_id,
         handlers={topic: handler},
         sessions=create_session_factory(engine),
         processed_events=processed_events_table(MetaData(schema="risk")),
@@ -79,6 +80,21 @@ async def test_a_poll_is_one_transaction_and_a_failure_falls_back_to_one_by_one(
         assert seen == list(range(20))
         assert consumer.stats.batches >= 1
         assert consumer.stats.batches < 20, "twenty polls for twenty messages: no batching"
+        # Offsets are committed once the messages are applied and the flow pauses.
+        admin = AIOKafkaAdminClient(bootstrap_servers=stack.bootstrap_servers)
+        await admin.start()
+        try:
+
+            async def committed() -> int:
+                offsets = await admin.list_consumer_group_offsets(group_id)
+                return offsets[TopicPartition(topic, 0)].offset if offsets else -1
+
+            deadline = time.monotonic() + 5
+            while await committed() != 20:
+                assert time.monotonic() < deadline, "offsets were not committed"
+                await asyncio.sleep(0.05)
+        finally:
+            await admin.close()
 
         # A poison message and a redelivery among good ones: the batch rolls back, then each
         # message is handled alone; nothing is applied twice and nothing is lost.
