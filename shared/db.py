@@ -48,11 +48,16 @@ def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
     handled when they happen instead: SQLAlchemy invalidates the whole pool on the first one, the
     consumers and background loops retry (`is_transient`), and an HTTP request answers 503 with
     Retry-After (shared/errors.py), so a restarted database costs one retry, not a 500.
+
+    No overflow either: connections opened beyond the pool are closed again on return, and
+    under load that churned eight PostgreSQL backends a second (a fork, a connect and the
+    dialect's type set-up each, all CPU the alert path needed). A busy moment waits for a
+    pooled connection instead (DB_POOL_SIZE per process).
     """
     return create_async_engine(
         database_url,
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=0,
         pool_recycle=1800,
         # Parameters carry PHI (contact, notes, plan entries): keep them out of error texts/logs.
         hide_parameters=True,

@@ -21,7 +21,8 @@ class ServiceSettings(BaseSettings):
     kafka_bootstrap_servers: str = Field(
         "127.0.0.1:9092", validation_alias="KAFKA_BOOTSTRAP_SERVERS"
     )
-    db_pool_size: int = Field(10, validation_alias="DB_POOL_SIZE")
+    #: PostgreSQL connections each process keeps (no more are opened: see shared/db.py).
+    db_pool_size: int = Field(20, validation_alias="DB_POOL_SIZE")
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
     #: Seconds between safety sweeps of the outbox, in case a NOTIFY wake-up was missed.
     outbox_sweep_seconds: float = Field(5.0, validation_alias="OUTBOX_SWEEP_SECONDS")
