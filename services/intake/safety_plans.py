@@ -13,6 +13,7 @@ time, never an entry: entries are the person's own words (PHI). Functions here o
 from __future__ import annotations
 
 import copy
+import json
 import secrets
 import uuid
 from collections.abc import Callable
@@ -21,11 +22,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import flag_modified
 
 from services.intake.models import SafetyPlan, SafetyPlanRevision, outbox
+from shared.db import driver
 from shared.errors import Conflict, Forbidden, NotFound, Unprocessable
 from shared.events import SafetyPlanEvent, utcnow
 from shared.outbox import add_event
@@ -186,6 +187,23 @@ async def _publish(
     )
 
 
+#: The plan and its first revision in one statement; nothing when the screening has a plan.
+_OPEN_PLAN = """
+    WITH plan AS (
+        INSERT INTO intake.safety_plans (id, screening_id, status, risk_level, version, steps,
+                                         emergency_task, due_at, created_at, updated_at,
+                                         correlation_id)
+        VALUES ($1, $2, 'open', $3, 1, $4, $5, $6, $7, $7, $8)
+        ON CONFLICT (screening_id) DO NOTHING
+        RETURNING id
+    )
+    INSERT INTO intake.safety_plan_revisions (plan_id, version, actor, role, action, diff,
+                                              snapshot, at)
+    SELECT id, 1, $9, $10, 'opened', '{}', $11, $7 FROM plan
+    RETURNING plan_id
+"""
+
+
 async def open_safety_plan(
     session: AsyncSession,
     *,
@@ -195,9 +213,12 @@ async def open_safety_plan(
     due_at: datetime,
     correlation_id: str,
 ) -> SafetyPlan | None:
-    """Open the screening's plan unless it has one; None when it already existed."""
+    """Open the screening's plan unless it has one; None when it already existed.
+
+    Every flagged screening passes here, so the plan goes in straight through asyncpg; the
+    returned plan is not attached to the session.
+    """
     now = utcnow()
-    plan_id = uuid.uuid4()
     task = (
         {
             "title": EMERGENCY_TASK_TITLE,
@@ -211,42 +232,36 @@ async def open_safety_plan(
         if emergency_task
         else None
     )
-    inserted = await session.scalar(
-        insert(SafetyPlan)
-        .values(
-            id=plan_id,
-            screening_id=screening_id,
-            status="open",
-            risk_level=risk_level,
-            version=1,
-            steps=empty_steps(),
-            emergency_task=task,
-            due_at=due_at,
-            created_at=now,
-            updated_at=now,
-            correlation_id=correlation_id,
-        )
-        .on_conflict_do_nothing(index_elements=[SafetyPlan.screening_id])
-        .returning(SafetyPlan.id)
+    plan = SafetyPlan(
+        id=uuid.uuid4(),
+        screening_id=screening_id,
+        status="open",
+        risk_level=risk_level,
+        version=1,
+        steps=empty_steps(),
+        emergency_task=task,
+        due_at=due_at,
+        created_at=now,
+        updated_at=now,
+        correlation_id=correlation_id,
     )
-    if inserted is None:
+    opened = await (await driver(session)).fetchval(
+        _OPEN_PLAN,
+        plan.id,
+        screening_id,
+        risk_level,
+        json.dumps(plan.steps),
+        None if task is None else json.dumps(task),
+        due_at,
+        now,
+        correlation_id,
+        SYSTEM.name,
+        SYSTEM.role,
+        json.dumps(plan_snapshot(plan)),
+    )
+    if opened is None:
         return None
-    plan = await session.get(SafetyPlan, plan_id)
-    assert plan is not None
-    session.add(
-        SafetyPlanRevision(
-            plan_id=plan.id,
-            version=1,
-            actor=SYSTEM.name,
-            role=SYSTEM.role,
-            action="opened",
-            diff={},
-            snapshot=plan_snapshot(plan),
-            at=now,
-        )
-    )
     await _publish(session, plan, "safety_plan.opened")
-    await session.flush()
     return plan
 
 

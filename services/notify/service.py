@@ -344,6 +344,9 @@ class Recorded:
     #: Seconds from the assessment to this, the alert's first delivered page.
     first_delivery_after: float | None = None
     escalated: bool = False
+    #: The page reached its target, and the alert's deadline now runs out at escalate_at.
+    delivered: bool = False
+    escalate_at: datetime | None = None
 
 
 async def record_outcome(
@@ -372,7 +375,7 @@ async def record_outcome(
         delivery.status = "delivered"
         delivery.finished_at = now
         if not current or alert.status not in OPEN:
-            return Recorded()
+            return Recorded(delivered=True, escalate_at=alert.escalate_at)
         first = alert.first_delivered_at is None
         alert.status = "delivered" if _step(alert) == Step(0, 0) else "escalated"
         alert.first_delivered_at = alert.first_delivered_at or now
@@ -383,7 +386,11 @@ async def record_outcome(
         alert.changed_at = now
         await _publish(session, alert, "delivered", attempt=attempt.attempt)
         since = alert.assessed_at or alert.created_at
-        return Recorded(first_delivery_after=(now - since).total_seconds() if first else None)
+        return Recorded(
+            first_delivery_after=(now - since).total_seconds() if first else None,
+            delivered=True,
+            escalate_at=alert.escalate_at,
+        )
     if (
         outcome.outcome == "temporary_failure"
         and delivery.attempts < settings.delivery_max_attempts
