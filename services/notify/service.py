@@ -349,6 +349,26 @@ class Recorded:
     escalate_at: datetime | None = None
 
 
+_LOCK_ALERT = "SELECT * FROM notify.alerts WHERE id = $1 FOR UPDATE"
+_LOCK_DELIVERY = """
+    SELECT status, escalation_level, repeat_round, attempts FROM notify.deliveries
+     WHERE id = $1 AND alert_id = $2 FOR UPDATE
+"""
+_ADD_ATTEMPT = """
+    INSERT INTO notify.delivery_attempts (delivery_id, attempt, target, started_at, finished_at,
+                                          http_status, outcome, error, worker)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+"""
+_DELIVERY_DONE = """
+    UPDATE notify.deliveries SET status = $2, finished_at = $3, lease_until = NULL WHERE id = $1
+"""
+_DELIVERY_RETRY = "UPDATE notify.deliveries SET due_at = $2, lease_until = NULL WHERE id = $1"
+_ALERT_DELIVERED = """
+    UPDATE notify.alerts SET status = $2, first_delivered_at = $3, escalate_at = $4, changed_at = $5
+     WHERE id = $1
+"""
+
+
 async def record_outcome(
     session: AsyncSession,
     *,
@@ -358,22 +378,34 @@ async def record_outcome(
     outcome: Outcome,
     settings: NotifySettings,
 ) -> Recorded:
-    """Apply one attempt's outcome under the alert's lock (taken first, as everywhere)."""
-    alert = await session.get(Alert, alert_id, with_for_update=True)
-    delivery = await session.get(Delivery, delivery_id, with_for_update=True)
-    assert alert is not None and delivery is not None and delivery.alert_id == alert.id
-    session.add(attempt)
-    now = utcnow()
-    if delivery.status != "pending":  # cancelled by an ack, a resolve or an escalation in flight
-        return Recorded()
-    delivery.lease_until = None
-    current = (delivery.escalation_level, delivery.repeat_round) == (
-        alert.escalation_level,
-        alert.repeat_round,
+    """Apply one attempt's outcome under the alert's lock (taken first, as everywhere).
+
+    Every page passes here, so the statements go straight to asyncpg (`shared.db.driver`);
+    only an escalation, rare, loads the alert into the session for `escalate`.
+    """
+    conn = await driver(session)
+    row = await conn.fetchrow(_LOCK_ALERT, alert_id)
+    delivery = await conn.fetchrow(_LOCK_DELIVERY, delivery_id, alert_id)
+    assert row is not None and delivery is not None
+    await conn.execute(
+        _ADD_ATTEMPT,
+        delivery_id,
+        attempt.attempt,
+        attempt.target,
+        attempt.started_at,
+        attempt.finished_at,
+        attempt.http_status,
+        attempt.outcome,
+        attempt.error,
+        attempt.worker,
     )
+    now = utcnow()
+    if delivery["status"] != "pending":  # cancelled by an ack, a resolve or an escalation in flight
+        return Recorded()
+    alert = Alert(**dict(row))  # not attached to the session
+    current = Step(delivery["escalation_level"], delivery["repeat_round"]) == _step(alert)
     if outcome.outcome == "delivered":
-        delivery.status = "delivered"
-        delivery.finished_at = now
+        await conn.execute(_DELIVERY_DONE, delivery_id, "delivered", now)
         if not current or alert.status not in OPEN:
             return Recorded(delivered=True, escalate_at=alert.escalate_at)
         first = alert.first_delivered_at is None
@@ -384,6 +416,14 @@ async def record_outcome(
             delay = level_delay(plan, _step(alert), default=alert.ack_deadline_seconds)
             alert.escalate_at = now + timedelta(seconds=delay)
         alert.changed_at = now
+        await conn.execute(
+            _ALERT_DELIVERED,
+            alert.id,
+            alert.status,
+            alert.first_delivered_at,
+            alert.escalate_at,
+            alert.changed_at,
+        )
         await _publish(session, alert, "delivered", attempt=attempt.attempt)
         since = alert.assessed_at or alert.created_at
         return Recorded(
@@ -393,34 +433,42 @@ async def record_outcome(
         )
     if (
         outcome.outcome == "temporary_failure"
-        and delivery.attempts < settings.delivery_max_attempts
+        and delivery["attempts"] < settings.delivery_max_attempts
     ):
-        wait = retry_delay(delivery.attempts, settings, asked=outcome.retry_after)
-        delivery.due_at = now + timedelta(seconds=wait)
+        wait = retry_delay(delivery["attempts"], settings, asked=outcome.retry_after)
+        await conn.execute(_DELIVERY_RETRY, delivery_id, now + timedelta(seconds=wait))
         return Recorded()
-    delivery.status = "failed"
-    delivery.finished_at = now
-    await session.flush()
-    if not current or alert.status not in OPEN or await _step_still_has_hope(session, delivery):
+    await conn.execute(_DELIVERY_DONE, delivery_id, "failed", now)
+    if (
+        not current
+        or alert.status not in OPEN
+        or await _step_still_has_hope(
+            session, alert_id=alert.id, delivery_id=delivery_id, step=_step(alert)
+        )
+    ):
         return Recorded()
     # Every page of this step failed for good: nobody was reached, so do not wait the deadline.
-    plan = await plan_for(session, alert, settings=settings)
+    loaded = await session.get(Alert, alert_id)  # locked above, in this transaction
+    assert loaded is not None
+    plan = await plan_for(session, loaded, settings=settings)
     await escalate(
-        session, alert, plan=plan, settings=settings, why=attempt.error or outcome.outcome, now=now
+        session, loaded, plan=plan, settings=settings, why=attempt.error or outcome.outcome, now=now
     )
     return Recorded(escalated=True)
 
 
-async def _step_still_has_hope(session: AsyncSession, delivery: Delivery) -> bool:
+async def _step_still_has_hope(
+    session: AsyncSession, *, alert_id: uuid.UUID, delivery_id: uuid.UUID, step: Step
+) -> bool:
     """Whether another page of the same step is still pending or was delivered."""
     return bool(
         await session.scalar(
             select(
                 exists().where(
-                    Delivery.alert_id == delivery.alert_id,
-                    Delivery.escalation_level == delivery.escalation_level,
-                    Delivery.repeat_round == delivery.repeat_round,
-                    Delivery.id != delivery.id,
+                    Delivery.alert_id == alert_id,
+                    Delivery.escalation_level == step.level,
+                    Delivery.repeat_round == step.repeat,
+                    Delivery.id != delivery_id,
                     Delivery.status.in_(("pending", "delivered")),
                 )
             )
