@@ -66,6 +66,21 @@ async def add_event(
     )
 
 
+def add_event_after(outbox: Table, cte: str, *, first_param: int) -> str:
+    """`add_event` fused into the statement that makes the change: the outbox row is inserted
+    only for a row the common table expression `cte` returns, with the event id, topic, key
+    and value as parameters `$first_param` to `$first_param + 3`.
+
+    One statement instead of two on the paths every screening takes, and it needs no explicit
+    transaction of its own: the change and its event commit together or not at all.
+    """
+    n = first_param
+    return (
+        f"INSERT INTO {_name(outbox)} (event_id, topic, key, value) "
+        f"SELECT ${n}, ${n + 1}, ${n + 2}, ${n + 3} FROM {cte} RETURNING event_id"
+    )
+
+
 class OutboxRelay:
     """Publishes a service's outbox to Kafka, woken by NOTIFY after each commit."""
 

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.intake.models import AlertView, SafetyPlan, Screening
+from services.intake.models import AlertView, SafetyPlan, Screening, outbox
 from services.intake.resthooks import enqueue_pushes
 from services.intake.safety_plans import open_safety_plan
 from services.intake.schemas import ScreeningIn
@@ -21,6 +21,7 @@ from shared.errors import Conflict, NotFound, Unprocessable, validation_problems
 from shared.events import AlertEvent, RiskAssessed, ScreeningSubmitted, utcnow
 from shared.instruments import parse_answers
 from shared.kafka import PoisonMessage
+from shared.outbox import add_event_after
 from shared.topics import SCREENING_SUBMITTED
 
 
@@ -47,12 +48,11 @@ class ConcurrentDuplicate(Exception):
     once; the retry finds that request's screening as a replay."""
 
 
-#: The screening and its event (the outbox row `shared.outbox.add_event` would write) in one
-#: statement, so a screening without an Idempotency-Key costs one round trip, atomic without a
-#: BEGIN and a COMMIT around it. A repeat of an EHR message (same source and external_id)
-#: inserts neither and returns no row: DO NOTHING waits for a concurrent insert of the same
-#: message to commit, so the look-up after it finds that row.
-_INSERT_SCREENING = """
+#: The screening and its event in one statement, so a screening without an Idempotency-Key
+#: costs one round trip, atomic without a BEGIN and a COMMIT around it. A repeat of an EHR
+#: message (same source and external_id) inserts neither and returns no row: DO NOTHING waits
+#: for a concurrent insert of the same message to commit, so the look-up after it finds that row.
+_INSERT_SCREENING = f"""
     WITH screening AS (
         INSERT INTO intake.screenings (id, subject_id, source, external_id, instrument, answers,
                                        imminent_danger, contact, notes, request_hash, status,
@@ -61,9 +61,7 @@ _INSERT_SCREENING = """
         ON CONFLICT (source, external_id) WHERE external_id IS NOT NULL DO NOTHING
         RETURNING id
     )
-    INSERT INTO intake.outbox (event_id, topic, key, value)
-    SELECT $12, $13, id::text, $14 FROM screening
-    RETURNING event_id
+    {add_event_after(outbox, "screening", first_param=12)}
 """
 _FIND_KEY = "SELECT request_hash, screening_id FROM intake.idempotency_keys WHERE key = $1"
 _INSERT_KEY = """
@@ -141,6 +139,7 @@ async def submit_screening(
         now,
         event.event_id,
         SCREENING_SUBMITTED,
+        str(screening.id),
         event.encode(),
     )
     if inserted is None:

@@ -34,8 +34,8 @@ from services.notify.policies import (
 from services.notify.settings import NotifySettings
 from shared.db import driver
 from shared.errors import Conflict, NotFound
-from shared.events import AlertEvent, RiskAssessed, utcnow
-from shared.outbox import add_event
+from shared.events import AlertEvent, Envelope, RiskAssessed, utcnow
+from shared.outbox import add_event, add_event_after
 from shared.topics import ALERT_EVENTS
 from shared.webhooks import backoff_seconds
 
@@ -55,7 +55,18 @@ async def webhook_secret(session: AsyncSession, *, configured: str | None) -> st
 
 
 async def _publish(session: AsyncSession, alert: Alert, what: str, **extra: object) -> None:
-    event = AlertEvent(
+    await add_event(
+        session,
+        outbox,
+        topic=ALERT_EVENTS,
+        key=alert.screening_id,
+        event=_event(alert, what, **extra),
+    )
+
+
+def _event(alert: Alert, what: str, **extra: object) -> Envelope:
+    """The alert.<what> event of the alert as it stands."""
+    return AlertEvent(
         alert_id=alert.id,
         screening_id=alert.screening_id,
         status=alert.status,  # type: ignore[arg-type]
@@ -65,14 +76,7 @@ async def _publish(session: AsyncSession, alert: Alert, what: str, **extra: obje
         created_at=alert.created_at,
         changed_at=alert.changed_at,
         **extra,  # type: ignore[arg-type]
-    )
-    await add_event(
-        session,
-        outbox,
-        topic=ALERT_EVENTS,
-        key=alert.screening_id,
-        event=event.envelope(correlation_id=alert.correlation_id, event_type=f"alert.{what}"),
-    )
+    ).envelope(correlation_id=alert.correlation_id, event_type=f"alert.{what}")
 
 
 async def plan_for(session: AsyncSession, alert: Alert, *, settings: NotifySettings) -> Plan:
@@ -363,9 +367,18 @@ _DELIVERY_DONE = """
     UPDATE notify.deliveries SET status = $2, finished_at = $3, lease_until = NULL WHERE id = $1
 """
 _DELIVERY_RETRY = "UPDATE notify.deliveries SET due_at = $2, lease_until = NULL WHERE id = $1"
-_ALERT_DELIVERED = """
-    UPDATE notify.alerts SET status = $2, first_delivered_at = $3, escalate_at = $4, changed_at = $5
-     WHERE id = $1
+#: The page delivered, its alert moved on and the alert.delivered event queued, in one statement.
+_DELIVERED = f"""
+    WITH delivery AS (
+        UPDATE notify.deliveries SET status = 'delivered', finished_at = $2, lease_until = NULL
+         WHERE id = $1
+    ), alert AS (
+        UPDATE notify.alerts SET status = $4, first_delivered_at = $5, escalate_at = $6,
+                                 changed_at = $2
+         WHERE id = $3
+        RETURNING id
+    )
+    {add_event_after(outbox, "alert", first_param=7)}
 """
 
 
@@ -405,8 +418,8 @@ async def record_outcome(
     alert = Alert(**dict(row))  # not attached to the session
     current = Step(delivery["escalation_level"], delivery["repeat_round"]) == _step(alert)
     if outcome.outcome == "delivered":
-        await conn.execute(_DELIVERY_DONE, delivery_id, "delivered", now)
         if not current or alert.status not in OPEN:
+            await conn.execute(_DELIVERY_DONE, delivery_id, "delivered", now)
             return Recorded(delivered=True, escalate_at=alert.escalate_at)
         first = alert.first_delivered_at is None
         alert.status = "delivered" if _step(alert) == Step(0, 0) else "escalated"
@@ -416,15 +429,20 @@ async def record_outcome(
             delay = level_delay(plan, _step(alert), default=alert.ack_deadline_seconds)
             alert.escalate_at = now + timedelta(seconds=delay)
         alert.changed_at = now
+        event = _event(alert, "delivered", attempt=attempt.attempt)
         await conn.execute(
-            _ALERT_DELIVERED,
+            _DELIVERED,
+            delivery_id,
+            now,
             alert.id,
             alert.status,
             alert.first_delivered_at,
             alert.escalate_at,
-            alert.changed_at,
+            event.event_id,
+            ALERT_EVENTS,
+            str(alert.screening_id),
+            event.encode(),
         )
-        await _publish(session, alert, "delivered", attempt=attempt.attempt)
         since = alert.assessed_at or alert.created_at
         return Recorded(
             first_delivery_after=(now - since).total_seconds() if first else None,

@@ -17,7 +17,7 @@ from shared.db import driver
 from shared.events import LevelResponseData, RiskAssessed, ScreeningSubmitted, utcnow
 from shared.instruments import is_flagged, parse_answers
 from shared.kafka import PoisonMessage
-from shared.outbox import add_event
+from shared.outbox import add_event_after
 from shared.topics import RISK_ASSESSED
 
 
@@ -42,16 +42,19 @@ async def record_ruleset(session: AsyncSession, *, ruleset: RuleSet) -> None:
         )
 
 
-#: The automatic assessment, at most one per screening. The conflict target names the partial
-#: index's predicate as a literal: with a bound parameter there, PostgreSQL can infer the index
-#: only while it plans each execution afresh; from the sixth execution of the prepared statement
-#: on one connection (a generic plan) the insert would fail.
-_INSERT_AUTOMATIC = """
-    INSERT INTO risk.assessments (id, screening_id, kind, instrument, level, flagged, reasons,
-                                  details, rules_version, assessed_at, correlation_id)
-    VALUES ($1, $2, 'automatic', $3, $4, $5, $6, $7, $8, $9, $10)
-    ON CONFLICT (screening_id) WHERE kind = 'automatic' DO NOTHING
-    RETURNING id
+#: The automatic assessment, at most one per screening, and its event. The conflict target
+#: names the partial index's predicate as a literal: with a bound parameter there, PostgreSQL
+#: can infer the index only while it plans each execution afresh; from the sixth execution of
+#: the prepared statement on one connection (a generic plan) the insert would fail.
+_INSERT_AUTOMATIC = f"""
+    WITH assessment AS (
+        INSERT INTO risk.assessments (id, screening_id, kind, instrument, level, flagged, reasons,
+                                      details, rules_version, assessed_at, correlation_id)
+        VALUES ($1, $2, 'automatic', $3, $4, $5, $6, $7, $8, $9, $10)
+        ON CONFLICT (screening_id) WHERE kind = 'automatic' DO NOTHING
+        RETURNING id
+    )
+    {add_event_after(outbox, "assessment", first_param=11)}
 """
 
 
@@ -81,7 +84,8 @@ async def assess_screening(
         response=LevelResponseData(**dataclasses.asdict(ruleset.response_for(result.level))),
         details=dict(result.details),
     )
-    inserted = await (await driver(session)).fetchval(
+    envelope = assessed.envelope(correlation_id=correlation_id)
+    queued = await (await driver(session)).fetchval(
         _INSERT_AUTOMATIC,
         assessed.assessment_id,
         assessed.screening_id,
@@ -93,16 +97,13 @@ async def assess_screening(
         assessed.rules_version,
         assessed.assessed_at,
         correlation_id,
+        envelope.event_id,
+        RISK_ASSESSED,
+        str(assessed.screening_id),
+        envelope.encode(),
     )
-    if inserted is None:
+    if queued is None:
         return None
-    await add_event(
-        session,
-        outbox,
-        topic=RISK_ASSESSED,
-        key=assessed.screening_id,
-        event=assessed.envelope(correlation_id=correlation_id),
-    )
     return assessed
 
 
