@@ -86,10 +86,11 @@ class Deliverer:
             max_sleep=MAX_SLEEP_SECONDS,
         )
         self._in_flight: set[asyncio.Task] = set()
-        #: When the next page and the next escalation are due, read by each pass; before the
-        #: first pass nothing is known, so it looks for overdue alerts.
+        #: When the next page and the next escalation are due (None: nothing pending), read by
+        #: each pass; before the first pass nothing is known, so it looks for overdue alerts.
         self._next_page: datetime | None = None
         self._next_escalation: datetime | None = None
+        self._deadlines_read = False
         self._slots = asyncio.Semaphore(settings.delivery_concurrency)
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -109,20 +110,25 @@ class Deliverer:
             await asyncio.wait(self._in_flight, timeout=self._settings.delivery_timeout_seconds + 1)
 
     async def run_due(self) -> None:
-        """Start due pages and escalate what is overdue, in one transaction per pass, which
-        also reads when the next page and the next deadline are due (the loop sleeps until
-        then). Pages an escalation added are due at once: the pass repeats for them.
+        """Escalate what is overdue (only when a deadline has run out), then start due pages,
+        the ones those escalations added included, and read when the next page and the next
+        deadline are due (the loop sleeps until then).
+
+        The claim is one UPDATE, atomic by itself, and the read needs no transaction either:
+        both go without BEGIN and COMMIT, two round trips fewer on every page's path.
         """
         while True:
-            free = self._settings.delivery_concurrency - len(self._in_flight)
             lags: list[float] = []
-            async with transaction(self._sessions) as session:
-                conn = await driver(session)
-                pages = await self._claim(conn, free) if free > 0 else []
-                if self._next_escalation is None or self._next_escalation <= utcnow():
+            if self._escalation_due():
+                async with transaction(self._sessions) as session:
                     lags = await escalate_overdue(session, settings=self._settings)
+            free = self._settings.delivery_concurrency - len(self._in_flight)
+            async with self._sessions() as session:
+                conn = await driver(session, begin=False)
+                pages = await self._claim(conn, free) if free > 0 else []
                 due = await conn.fetchrow(_NEXT_DUE)
             self._next_page, self._next_escalation = due["page"], due["escalation"]
+            self._deadlines_read = True
             for page in pages:
                 task = asyncio.create_task(self._send(page))
                 self._in_flight.add(task)
@@ -132,6 +138,12 @@ class Deliverer:
                 self._metrics.escalations.labels(reason="timeout").inc()
             if not lags and (free <= 0 or len(pages) < free):
                 return
+
+    def _escalation_due(self) -> bool:
+        """Whether a deadline may have run out (always, before the first pass has read them)."""
+        if not self._deadlines_read:
+            return True
+        return self._next_escalation is not None and self._next_escalation <= utcnow()
 
     async def _claim(self, conn: asyncpg.Connection, limit: int) -> list[Page]:
         rows = await conn.fetch(_CLAIM, self._settings.delivery_lease_seconds, limit)

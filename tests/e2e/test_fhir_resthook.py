@@ -90,7 +90,7 @@ async def test_risk_assessment_is_pushed_signed_to_the_ehr(
     assert levels["urn:crisis-triage:fhir:risk-level"] == "low"
     assert ra.basis[0].identifier.system == system
     assert ra.subject.identifier.value == "MRN-553311", "the EHR's own patient identifier"
-    assert "Alexandra" not in push.body.decode() and "555" not in push.body.decode()
+    assert "Alexandra" not in push.body.decode() and "555 0199" not in push.body.decode()
 
     served = await intake.get(f"/v1/screenings/{sid}/fhir/RiskAssessment")
     assert json.loads(push.body) == served.json(), "the push is the RiskAssessment served"

@@ -56,7 +56,7 @@ async def test_high_risk_screening_pages_once_signed_within_5s(
         "created_at",
         "ack_url",
     }
-    assert "Jo Caller" not in page.body.decode() and "555" not in page.body.decode()
+    assert "Jo Caller" not in page.body.decode() and "555 0100" not in page.body.decode()
 
     case = await wait_case(
         intake, sid, lambda c: c["alerts"] and c["alerts"][0]["status"] == "delivered"

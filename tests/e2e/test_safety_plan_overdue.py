@@ -98,7 +98,7 @@ async def test_overdue_plan_is_announced_once_and_reminds_the_on_call_clinician(
         "due_at": reminder.json["due_at"],
     }
     assert reminder.json["due_at"][:19] == due_at[:19]
-    assert "Jo Caller" not in reminder.body.decode() and "555" not in reminder.body.decode()
+    assert "Jo Caller" not in reminder.body.decode() and "555 0100" not in reminder.body.decode()
 
     events = await plan_events(
         stack.bootstrap_servers,
