@@ -14,9 +14,9 @@ from datetime import datetime
 from typing import Any, cast
 
 import asyncpg
-from sqlalchemy import DateTime, Text, text
+from sqlalchemy import DateTime, Text, event, text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -54,7 +54,7 @@ def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
     dialect's type set-up each, all CPU the alert path needed). A busy moment waits for a
     pooled connection instead (DB_POOL_SIZE per process).
     """
-    return create_async_engine(
+    engine = create_async_engine(
         database_url,
         pool_size=pool_size,
         max_overflow=0,
@@ -62,6 +62,16 @@ def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
         # Parameters carry PHI (contact, notes, plan entries): keep them out of error texts/logs.
         hide_parameters=True,
     )
+    event.listen(engine.sync_engine.pool, "checkout", _not_closed)
+    return engine
+
+
+def _not_closed(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    """Never hand out a connection already known to be closed (the server ended it, or it broke
+    under a statement sent through `driver`, which SQLAlchemy does not see): the pool drops it
+    and checks out another. No round trip: asyncpg knows as soon as the socket closes."""
+    if dbapi_connection.driver_connection.is_closed():
+        raise DisconnectionError("the connection was closed")
 
 
 def create_session_factory(engine: AsyncEngine) -> SessionFactory:
@@ -73,7 +83,14 @@ def create_session_factory(engine: AsyncEngine) -> SessionFactory:
 async def transaction(sessions: SessionFactory) -> AsyncIterator[AsyncSession]:
     """One session, one transaction: committed when the block ends, rolled back if it raises."""
     async with sessions() as session, session.begin():
-        yield session
+        try:
+            yield session
+        except Exception as exc:
+            if is_transient(exc) and session.in_transaction():
+                # Broken under a statement sent through `driver` (SQLAlchemy did not see it):
+                # this connection must not go back to the pool.
+                await (await session.connection()).invalidate(exc)
+            raise
 
 
 async def driver(session: AsyncSession, *, begin: bool = True) -> asyncpg.Connection:
@@ -156,6 +173,8 @@ def _transient_itself(exc: BaseException) -> bool:
         OperationalError
         | InterfaceError
         | asyncpg.InterfaceError
+        # The protocol of a connection the server ended mid-statement (a restart).
+        | asyncpg.InternalClientError
         | asyncpg.PostgresConnectionError
         | ConnectionError
         | TimeoutError

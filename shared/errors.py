@@ -119,7 +119,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
     # Registered by class (not under Exception, whose handler runs after the response machinery
     # has given up on the connection), so the 503 reaches the client.
-    for database_error in (DBAPIError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+    for database_error in (
+        DBAPIError,
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        asyncpg.InternalClientError,
+        OSError,
+    ):
         app.add_exception_handler(database_error, _database)
 
     @app.exception_handler(Exception)
