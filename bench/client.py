@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import deque
 from typing import cast
 from urllib.parse import urlsplit
 
 import httptools
+
+#: Reuse a keep-alive connection only if idle for less than this (uvicorn closes them at 5 s).
+MAX_IDLE_SECONDS = 4.0
 
 
 class _Connection(asyncio.Protocol):
@@ -26,6 +30,7 @@ class _Connection(asyncio.Protocol):
         self._waiter: asyncio.Future[tuple[int, bytes]] | None = None
         self._body: list[bytes] = []
         self.reusable = True
+        self.idle_since = time.monotonic()
 
     # -- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -99,10 +104,7 @@ class HttpClient:
     async def send(self, raw: bytes) -> tuple[int, bytes]:
         """Send a request built by `post_bytes`; returns (status, body)."""
         async with self._slots:
-            conn = self._idle.pop() if self._idle else None
-            while conn is not None and not conn.reusable:  # closed by the server while idle
-                self._all.discard(conn)
-                conn = self._idle.pop() if self._idle else None
+            conn = self._idle_connection()
             if conn is None:
                 conn = await self._connect()
             try:
@@ -112,11 +114,25 @@ class HttpClient:
                 self._all.discard(conn)
                 raise
             if conn.reusable:
+                conn.idle_since = time.monotonic()
                 self._idle.append(conn)
             else:
                 conn.close()
                 self._all.discard(conn)
             return result
+
+    def _idle_connection(self) -> _Connection | None:
+        """The most recently used idle connection, skipping those the server closed or may be
+        closing: uvicorn drops a keep-alive connection idle for 5 s, and a request written
+        while its close is on the way fails through no fault of the system under test."""
+        now = time.monotonic()
+        while self._idle:
+            conn = self._idle.pop()
+            if conn.reusable and now - conn.idle_since < MAX_IDLE_SECONDS:
+                return conn
+            conn.close()
+            self._all.discard(conn)
+        return None
 
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()
