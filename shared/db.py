@@ -6,6 +6,7 @@ splitting them onto separate servers later is a change of DATABASE_URL, not of c
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -17,8 +18,8 @@ import asyncpg
 from sqlalchemy import DateTime, Text, event, text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
-    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -86,10 +87,13 @@ async def transaction(sessions: SessionFactory) -> AsyncIterator[AsyncSession]:
         try:
             yield session
         except Exception as exc:
-            if is_transient(exc) and session.in_transaction():
+            if is_transient(exc):
                 # Broken under a statement sent through `driver` (SQLAlchemy did not see it):
-                # this connection must not go back to the pool.
-                await (await session.connection()).invalidate(exc)
+                # this connection must not go back to the pool. (When SQLAlchemy saw it, the
+                # session has already dealt with its connection and refuses: the original
+                # error is what propagates.)
+                with contextlib.suppress(Exception):
+                    await (await session.connection()).invalidate(exc)
             raise
 
 
@@ -123,24 +127,17 @@ async def driver(session: AsyncSession, *, begin: bool = True) -> asyncpg.Connec
         except Exception as exc:
             if not is_transient(exc):
                 raise
-            await _drop_pool(connection, exc)
+            # Found dead outside SQLAlchemy's own statements, which would have noticed: this
+            # connection must not go back to the pool (others found closed are refused at
+            # checkout, see _not_closed).
+            log.warning("database connection lost (%s); reconnecting", type(exc).__name__)
+            await connection.invalidate(exc)
             raise DatabaseUnavailable(f"database connection lost ({type(exc).__name__})") from exc
     return conn
 
 
 class DatabaseUnavailable(ConnectionError):
     """The database cannot be reached right now; retry (an HTTP request answers 503)."""
-
-
-async def _drop_pool(connection: AsyncConnection, exc: Exception) -> None:
-    """A pooled connection found dead outside SQLAlchemy's own statements (which would have
-    noticed): the database restarted, so every pooled connection is dead too. This one is
-    invalidated, the others are let go with the old pool, and the next checkout connects
-    afresh, so a restart costs one failed transaction per service, not one per pooled
-    connection."""
-    log.warning("database connection lost (%s); reconnecting", type(exc).__name__)
-    await connection.invalidate(exc)
-    await connection.engine.dispose(close=False)
 
 
 #: SQLSTATE classes of a database that is down, restarting, overloaded or in a conflict that a
@@ -172,6 +169,8 @@ def _transient_itself(exc: BaseException) -> bool:
         exc,
         OperationalError
         | InterfaceError
+        # No pooled connection came free in time: the database is slow or stalled.
+        | PoolTimeout
         | asyncpg.InterfaceError
         # The protocol of a connection the server ended mid-statement (a restart).
         | asyncpg.InternalClientError

@@ -353,7 +353,12 @@ class Recorded:
     escalate_at: datetime | None = None
 
 
-_LOCK_ALERT = "SELECT * FROM notify.alerts WHERE id = $1 FOR UPDATE"
+#: The alert's mapped columns by name (not `*`: a column added by a later migration must not
+#: break building the Alert from the row during a rolling deploy).
+_LOCK_ALERT = (
+    f"SELECT {', '.join(column.name for column in Alert.__table__.columns)} "
+    "FROM notify.alerts WHERE id = $1 FOR UPDATE"
+)
 _LOCK_DELIVERY = """
     SELECT status, escalation_level, repeat_round, attempts FROM notify.deliveries
      WHERE id = $1 AND alert_id = $2 FOR UPDATE

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+from aiokafka.admin import AIOKafkaAdminClient
 
 from deploy.localstack import free_port
 from shared.db import asyncpg_dsn
@@ -103,11 +104,31 @@ async def session_notify_stopped(
         await _close_open_alerts(services.env["DATABASE_URL"])
         receiver.script.clear()
         await asyncio.to_thread(services.start, "notify")
+        # A notify this module killed stays a member of the group until its session times out,
+        # holding partitions nobody consumes: wait until the group is the session's notify alone.
+        await _group_settles(services.env["KAFKA_BOOTSTRAP_SERVERS"], "notify", members=1)
         async with (
             httpx.AsyncClient(base_url=services.url("intake"), timeout=10) as intake,
             httpx.AsyncClient(base_url=services.url("notify"), timeout=10) as notify,
         ):
             await probe_pipeline(intake, notify, receiver)
+
+
+async def _group_settles(bootstrap: str, group: str, *, members: int, timeout: float = 60) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            [response] = await admin.describe_consumer_groups([group])
+            _error, _group, state, _type, _protocol, joined = response.groups[0][:6]
+            if state == "Stable" and len(joined) == members:
+                return
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"group {group} did not settle: {state}, {len(joined)}")
+            await asyncio.sleep(0.2)
+    finally:
+        await admin.close()
 
 
 async def _close_open_alerts(database_url: str) -> None:

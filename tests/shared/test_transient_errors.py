@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 import pytest
+import sqlalchemy.exc
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
@@ -71,4 +72,8 @@ def test_connection_trouble_is_transient() -> None:
     assert is_transient(ConnectionRefusedError())
     assert is_transient(TimeoutError())
     assert is_transient(asyncpg.ConnectionDoesNotExistError("closed"))
+    # No pooled connection came free within the pool's timeout: a stalled database.
+    assert is_transient(sqlalchemy.exc.TimeoutError("QueuePool limit reached"))
     assert is_transient(asyncpg.ConnectionDoesNotExistError("closed"))
+    # No pooled connection came free within the pool's timeout: a stalled database.
+    assert is_transient(sqlalchemy.exc.TimeoutError("QueuePool limit reached"))
