@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, cast
 
 import asyncpg
-from sqlalchemy import DateTime, Text, event, text
+from sqlalchemy import DateTime, Table, Text, event, text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -78,6 +78,11 @@ def _not_closed(dbapi_connection: Any, record: Any, proxy: Any) -> None:
 def create_session_factory(engine: AsyncEngine) -> SessionFactory:
     # expire_on_commit=False: objects stay readable after the commit at the edge of a request.
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def qualified(table: Table) -> str:
+    """`schema.table`, for statements sent through `driver`."""
+    return f"{table.schema}.{table.name}" if table.schema else table.name
 
 
 @asynccontextmanager

@@ -28,7 +28,7 @@ from sqlalchemy import Column, DateTime, MetaData, Table, Text, func
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.db import SessionFactory, driver, is_transient, transaction
+from shared.db import SessionFactory, driver, is_transient, qualified, transaction
 from shared.events import Envelope
 from shared.topics import dlq
 
@@ -152,10 +152,9 @@ class EventConsumer:
         self._group_id = group_id
         self._handlers = dict(handlers)
         self._sessions = sessions
-        table = f"{processed_events.schema}.{processed_events.name}"
         self._claim_sql = (
-            f"INSERT INTO {table} (event_id, topic) SELECT * FROM unnest($1::uuid[], $2::text[]) "
-            "ON CONFLICT DO NOTHING RETURNING event_id"
+            f"INSERT INTO {qualified(processed_events)} (event_id, topic) "
+            "SELECT * FROM unnest($1::uuid[], $2::text[]) ON CONFLICT DO NOTHING RETURNING event_id"
         )
         self._producer = producer
         self._max_attempts = max_attempts

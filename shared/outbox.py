@@ -12,6 +12,7 @@ connection was down.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from typing import Any
 
@@ -20,7 +21,7 @@ from sqlalchemy import BigInteger, Column, DateTime, LargeBinary, MetaData, Tabl
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.db import SessionFactory, driver, transaction
+from shared.db import SessionFactory, driver, qualified, transaction
 from shared.events import Envelope
 from shared.wakeup import WakeLoop
 
@@ -46,8 +47,15 @@ def notify_channel(schema: str) -> str:
     return f"{schema}_outbox"
 
 
-def _name(table: Table) -> str:
-    return f"{table.schema}.{table.name}" if table.schema else table.name
+@functools.cache
+def _insert_sql(outbox: Table) -> str:
+    return f"INSERT INTO {qualified(outbox)} (event_id, topic, key, value) VALUES ($1, $2, $3, $4)"
+
+
+def event_row(*, topic: str, key: Any, event: Envelope) -> tuple[Any, ...]:
+    """The outbox row's parameters (event id, topic, key, value), in the order of `add_event`'s
+    statement and of `add_event_after`'s parameters."""
+    return event.event_id, topic, str(key), event.encode()
 
 
 async def add_event(
@@ -58,25 +66,21 @@ async def add_event(
     Sent straight to asyncpg (`shared.db.driver`): every event on the alert path passes here.
     """
     await (await driver(session)).execute(
-        f"INSERT INTO {_name(outbox)} (event_id, topic, key, value) VALUES ($1, $2, $3, $4)",
-        event.event_id,
-        topic,
-        str(key),
-        event.encode(),
+        _insert_sql(outbox), *event_row(topic=topic, key=key, event=event)
     )
 
 
 def add_event_after(outbox: Table, cte: str, *, first_param: int) -> str:
     """`add_event` fused into the statement that makes the change: the outbox row is inserted
-    only for a row the common table expression `cte` returns, with the event id, topic, key
-    and value as parameters `$first_param` to `$first_param + 3`.
+    only for a row the common table expression `cte` returns, with `event_row(...)` as
+    parameters `$first_param` to `$first_param + 3`.
 
     One statement instead of two on the paths every screening takes, and it needs no explicit
     transaction of its own: the change and its event commit together or not at all.
     """
     n = first_param
     return (
-        f"INSERT INTO {_name(outbox)} (event_id, topic, key, value) "
+        f"INSERT INTO {qualified(outbox)} (event_id, topic, key, value) "
         f"SELECT ${n}, ${n + 1}, ${n + 2}, ${n + 3} FROM {cte} RETURNING event_id"
     )
 
@@ -107,7 +111,7 @@ class OutboxRelay:
         # Claim and delete in one statement: the rows stay locked and deleted only in this
         # transaction, so a failed produce rolls the delete back and they go out later.
         self._claim = (
-            f"DELETE FROM {_name(outbox)} WHERE id IN (SELECT id FROM {_name(outbox)} "
+            f"DELETE FROM {qualified(outbox)} WHERE id IN (SELECT id FROM {qualified(outbox)} "
             "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING id, topic, key, value"
         )
 

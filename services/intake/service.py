@@ -21,7 +21,7 @@ from shared.errors import Conflict, NotFound, Unprocessable, validation_problems
 from shared.events import AlertEvent, RiskAssessed, ScreeningSubmitted, utcnow
 from shared.instruments import parse_answers
 from shared.kafka import PoisonMessage
-from shared.outbox import add_event_after
+from shared.outbox import add_event_after, event_row
 from shared.topics import SCREENING_SUBMITTED
 
 
@@ -137,10 +137,7 @@ async def submit_screening(
         screening.notes,
         digest,
         now,
-        event.event_id,
-        SCREENING_SUBMITTED,
-        str(screening.id),
-        event.encode(),
+        *event_row(topic=SCREENING_SUBMITTED, key=screening.id, event=event),
     )
     if inserted is None:
         return await _resent(session, payload, digest), False

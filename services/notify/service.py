@@ -35,7 +35,7 @@ from services.notify.settings import NotifySettings
 from shared.db import driver
 from shared.errors import Conflict, NotFound
 from shared.events import AlertEvent, Envelope, RiskAssessed, utcnow
-from shared.outbox import add_event, add_event_after
+from shared.outbox import add_event, add_event_after, event_row
 from shared.topics import ALERT_EVENTS
 from shared.webhooks import backoff_seconds
 
@@ -443,10 +443,7 @@ async def record_outcome(
             alert.status,
             alert.first_delivered_at,
             alert.escalate_at,
-            event.event_id,
-            ALERT_EVENTS,
-            str(alert.screening_id),
-            event.encode(),
+            *event_row(topic=ALERT_EVENTS, key=alert.screening_id, event=event),
         )
         since = alert.assessed_at or alert.created_at
         return Recorded(

@@ -17,7 +17,7 @@ from shared.db import driver
 from shared.events import LevelResponseData, RiskAssessed, ScreeningSubmitted, utcnow
 from shared.instruments import is_flagged, parse_answers
 from shared.kafka import PoisonMessage
-from shared.outbox import add_event_after
+from shared.outbox import add_event_after, event_row
 from shared.topics import RISK_ASSESSED
 
 
@@ -97,10 +97,7 @@ async def assess_screening(
         assessed.rules_version,
         assessed.assessed_at,
         correlation_id,
-        envelope.event_id,
-        RISK_ASSESSED,
-        str(assessed.screening_id),
-        envelope.encode(),
+        *event_row(topic=RISK_ASSESSED, key=assessed.screening_id, event=envelope),
     )
     if queued is None:
         return None
