@@ -227,46 +227,27 @@ class Deliverer:
             self._count(page, outcome)
             if outcome.outcome != "delivered":
                 log.warning("page %s attempt %d: %s", page.delivery_id, page.attempt, outcome.error)
-            recorded: Recorded | None = None
             try:
-                recorded = await self._record(page, attempt, outcome, waiting=address is None)
+                await self._record(page, attempt, outcome, waiting=address is None)
             except Exception:
                 # The lease expires and the page is retried: at least once, never lost.
                 log.exception("could not record the outcome of page %s", page.delivery_id)
-            if self._pass_needed(recorded):
+            if len(self._in_flight) >= self._settings.delivery_concurrency:
+                # This send held the last slot: a due page may be waiting for it. Every other
+                # change a recorded outcome makes (a retry's due time, a deadline, the pages of
+                # an escalation) wakes the loop through the triggers on those columns.
                 self._loop.wake()
-
-    def _pass_needed(self, recorded: Recorded | None) -> bool:
-        """Whether the loop must look again after a recorded page (a pass is a transaction).
-
-        A delivered page changes only its alert's deadline: when that is later than the next
-        deadline the loop already sleeps towards, and no send was waiting for this slot, there
-        is nothing new to look at. A retry, an escalation, an unrecorded outcome or an earlier
-        deadline need a pass.
-        """
-        if recorded is None or not recorded.delivered or recorded.escalated:
-            return True
-        if len(self._in_flight) >= self._settings.delivery_concurrency:
-            return True  # this send held the last slot: a due page may be waiting for it
-        deadline = recorded.escalate_at
-        if deadline is None:
-            return False
-        if self._next_escalation is None or deadline < self._next_escalation:
-            self._next_escalation = deadline
-            return True  # the loop's sleep must end earlier
-        return False
 
     async def _record(
         self, page: Page, attempt: DeliveryAttempt, outcome: Outcome, *, waiting: bool
-    ) -> Recorded | None:
-        """Record the attempt; None when the page waits for a target (it is retried later)."""
+    ) -> None:
         async with transaction(self._sessions) as session:
             if waiting:
                 await wait_for_target(
                     session, delivery_id=page.delivery_id, attempt=attempt, settings=self._settings
                 )
-                return None
-            recorded = await record_outcome(
+                return
+            recorded: Recorded = await record_outcome(
                 session,
                 delivery_id=page.delivery_id,
                 alert_id=page.alert_id,
@@ -280,7 +261,6 @@ class Deliverer:
             )
         if recorded.escalated:
             self._metrics.escalations.labels(reason="failed").inc()
-        return recorded
 
     def _count(self, page: Page, outcome: Outcome) -> None:
         self._metrics.deliveries.labels(channel=page.channel, outcome=outcome.outcome).inc()

@@ -348,9 +348,6 @@ class Recorded:
     #: Seconds from the assessment to this, the alert's first delivered page.
     first_delivery_after: float | None = None
     escalated: bool = False
-    #: The page reached its target, and the alert's deadline now runs out at escalate_at.
-    delivered: bool = False
-    escalate_at: datetime | None = None
 
 
 #: The alert's mapped columns by name (not `*`: a column added by a later migration must not
@@ -425,7 +422,7 @@ async def record_outcome(
     if outcome.outcome == "delivered":
         if not current or alert.status not in OPEN:
             await conn.execute(_DELIVERY_DONE, delivery_id, "delivered", now)
-            return Recorded(delivered=True, escalate_at=alert.escalate_at)
+            return Recorded()
         first = alert.first_delivered_at is None
         alert.status = "delivered" if _step(alert) == Step(0, 0) else "escalated"
         alert.first_delivered_at = alert.first_delivered_at or now
@@ -446,11 +443,7 @@ async def record_outcome(
             *event_row(topic=ALERT_EVENTS, key=alert.screening_id, event=event),
         )
         since = alert.assessed_at or alert.created_at
-        return Recorded(
-            first_delivery_after=(now - since).total_seconds() if first else None,
-            delivered=True,
-            escalate_at=alert.escalate_at,
-        )
+        return Recorded(first_delivery_after=(now - since).total_seconds() if first else None)
     if (
         outcome.outcome == "temporary_failure"
         and delivery["attempts"] < settings.delivery_max_attempts
