@@ -20,7 +20,7 @@ import asyncpg
 import httpx
 import pytest
 
-from deploy.localstack import LocalStack, free_port
+from deploy.localstack import LocalStack
 from shared.topics import ALERT_EVENTS
 from tests.conftest import WEBHOOK_SECRET
 from tests.notify.pagers import Got, Pagers, Reply
@@ -28,14 +28,6 @@ from tests.notify.roster import Roster, delivered_at, wait_until
 from tests.support.cases import HIGH_CSSRS, screening
 from tests.support.kafka import read_all
 from tests.support.waits import wait_case
-
-
-@pytest.fixture(scope="module")
-async def pagers() -> AsyncIterator[Pagers]:
-    server = Pagers(port=free_port())
-    await server.start()
-    yield server
-    await server.stop()
 
 
 @pytest.fixture

@@ -69,14 +69,6 @@ def inbox() -> Iterator[tuple[Inbox, int]]:
 
 
 @pytest.fixture(scope="module")
-async def pagers() -> AsyncIterator[Pagers]:
-    server = Pagers(port=free_port())
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture(scope="module")
 async def solo(
     services: ServiceProcesses,
     receiver: Receiver,

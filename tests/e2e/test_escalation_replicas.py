@@ -16,7 +16,6 @@ import asyncpg
 import httpx
 import pytest
 
-from deploy.localstack import free_port
 from tests.notify.pagers import Pagers
 from tests.notify.roster import Roster, probe_pipeline
 from tests.notify.solo import SoloNotify
@@ -25,14 +24,6 @@ from tests.support.receiver import Receiver
 from tests.support.services import ServiceProcesses
 
 ALERTS = 8
-
-
-@pytest.fixture(scope="module")
-async def pagers() -> AsyncIterator[Pagers]:
-    server = Pagers(port=free_port())
-    await server.start()
-    yield server
-    await server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ import asyncpg
 import httpx
 import pytest
 
-from deploy.localstack import free_port
 from tests.notify.pagers import Pagers, Reply
 from tests.notify.roster import Roster, delivered_at, wait_until
 from tests.notify.solo import SoloNotify, session_notify_stopped
@@ -26,14 +25,6 @@ from tests.support.services import ServiceProcesses
 
 #: Long enough for a killed notify to be restarted before the deadline it must keep.
 DELAY = 8
-
-
-@pytest.fixture(scope="module")
-async def pagers() -> AsyncIterator[Pagers]:
-    server = Pagers(port=free_port())
-    await server.start()
-    yield server
-    await server.stop()
 
 
 @pytest.fixture(scope="module")
