@@ -82,8 +82,11 @@ class HttpClient:
     as it would be for a real client.
     """
 
-    def __init__(self, base_url: str, *, max_connections: int = 256) -> None:
+    def __init__(
+        self, base_url: str, *, max_connections: int = 256, api_key: str | None = None
+    ) -> None:
         parts = urlsplit(base_url)
+        self._auth = f"Authorization: Bearer {api_key}\r\n" if api_key else ""
         self._host = parts.hostname or "127.0.0.1"
         self._port = parts.port or 80
         self._idle: deque[_Connection] = deque()
@@ -93,13 +96,15 @@ class HttpClient:
     def post_bytes(self, path: str, body: bytes, content_type: str = "application/json") -> bytes:
         """The raw request, built once so the hot loop only writes bytes."""
         head = (
-            f"POST {path} HTTP/1.1\r\nHost: {self._host}:{self._port}\r\n"
+            f"POST {path} HTTP/1.1\r\nHost: {self._host}:{self._port}\r\n{self._auth}"
             f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
         )
         return head.encode() + body
 
     def get_bytes(self, path: str) -> bytes:
-        return f"GET {path} HTTP/1.1\r\nHost: {self._host}:{self._port}\r\n\r\n".encode()
+        return (
+            f"GET {path} HTTP/1.1\r\nHost: {self._host}:{self._port}\r\n{self._auth}\r\n".encode()
+        )
 
     async def send(self, raw: bytes) -> tuple[int, bytes]:
         """Send a request built by `post_bytes`; returns (status, body)."""

@@ -77,11 +77,12 @@ async def run_open_loop(
     rate: float,
     progress: Progress | None = None,
     max_connections: int = 256,
+    api_key: str | None = None,
 ) -> list[Sent]:
     """POST `screenings` to intake at `rate` per second; returns one `Sent` per screening once
     every answer is in (or failed)."""
     progress = progress or Progress()
-    client = HttpClient(intake_url, max_connections=max_connections)
+    client = HttpClient(intake_url, max_connections=max_connections, api_key=api_key)
     raws = [client.post_bytes("/v1/screenings", s.body) for s in screenings]
     start = time.monotonic() + 0.2
     sents = [

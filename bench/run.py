@@ -108,6 +108,7 @@ async def measure(
     source: AlertSource,
     show_progress: bool = True,
     label: str = "load",
+    api_key: str | None = None,
 ) -> tuple[list[Sent], list[Arrival]]:
     """The load itself: open-loop POSTs, then the wait for the pages."""
     progress = Progress()
@@ -120,7 +121,9 @@ async def measure(
     )
     ticker = asyncio.create_task(_ticker(bar, progress, source, len(screenings)))
     try:
-        sents = await run_open_loop(intake_url, screenings, rate=rate, progress=progress)
+        sents = await run_open_loop(
+            intake_url, screenings, rate=rate, progress=progress, api_key=api_key
+        )
         bar.set_description(f"{label}: waiting for the last pages")
         arrivals = await wait_for_alerts(source, sents)
     finally:
@@ -221,6 +224,7 @@ async def _warm_up(stack: BenchStack, source: AlertSource, seed: int) -> None:
     screenings = build_workload(500, seed=seed + 1)
     await measure(
         intake_url=stack.url("intake"),
+        api_key=stack.api_key,
         screenings=screenings,
         rate=50,
         source=source,
@@ -235,7 +239,11 @@ async def run_once(stack: BenchStack, source: AlertSource, opts: Options) -> Run
     profiler = _Profiler(stack.pids(), opts.out / "profile") if opts.profile else None
     meter.start()
     sents, arrivals = await measure(
-        intake_url=stack.url("intake"), screenings=screenings, rate=opts.rate, source=source
+        intake_url=stack.url("intake"),
+        api_key=stack.api_key,
+        screenings=screenings,
+        rate=opts.rate,
+        source=source,
     )
     cpu = meter.stop()
     hops = await hop_breakdown(stack.database_url, sents, arrivals)

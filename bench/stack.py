@@ -106,6 +106,8 @@ class BenchStack:
     root: Path = DEFAULT_DIR
     partitions: int = 6
     secret: str = field(default_factory=lambda: secrets.token_hex(16))
+    #: The bench posts as admin (admin credentials are not rate-limited).
+    api_key: str = field(default_factory=lambda: "bench-admin-" + secrets.token_urlsafe(24))
     ports: dict[str, int] = field(default_factory=dict)
     processes: dict[str, Process] = field(default_factory=dict)
     local: LocalStack | None = None
@@ -196,6 +198,7 @@ class BenchStack:
             ONCALL_WEBHOOK_URL=f"{self.receiver_url}/hook",
             ALERT_WEBHOOK_SECRET=self.secret,
             ACK_DEADLINE_SECONDS=NO_ESCALATION,
+            API_KEYS_BOOTSTRAP=f"bench:admin:{self.api_key}",
         )
         for service in SERVICES:
             name = service.name
@@ -250,6 +253,7 @@ _SERVICE_SETTINGS = frozenset(
         "ALERT_WEBHOOK_SECRET",
         "NOTIFY_PUBLIC_URL",
         "ACK_DEADLINE_SECONDS",
+        "API_KEYS_BOOTSTRAP",
         *(f"{s.name.upper()}_{what}" for s in SERVICES for what in ("PORT", "HOST")),
     }
 )

@@ -53,7 +53,7 @@ from typing import Any, Self, TypeVar
 
 import psutil
 
-from shared.topics import all_topics
+from shared.topics import TOPIC_CONFIGS, all_topics
 
 _log = logging.getLogger(__name__)
 
@@ -748,7 +748,15 @@ async def _prepare_kafka(
         missing = [t for t in topics if t not in existing]
         if missing:
             response = await admin.create_topics(
-                [NewTopic(name=t, num_partitions=partitions, replication_factor=1) for t in missing]
+                [
+                    NewTopic(
+                        name=t,
+                        num_partitions=partitions,
+                        replication_factor=1,
+                        topic_configs=TOPIC_CONFIGS.get(t, {}),
+                    )
+                    for t in missing
+                ]
             )
             for name, code, message in (e[:3] for e in response.topic_errors):
                 if code not in (0, TopicAlreadyExistsError.errno):

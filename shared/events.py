@@ -1,4 +1,4 @@
-"""The event envelope and the message schemas on the wire (../shared/contract.md, "Kafka").
+"""The event envelope and the message schemas on the wire (README, "Architecture").
 
 Events carry ids, codes, levels and reasons, never a name, phone number or free-text note:
 PHI stays in PostgreSQL. The schemas below are the only place a message's shape is defined.

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared.auth.guard import PUBLIC, guarded
 from shared.db import SessionFactory
 from shared.errors import error_body, install_error_handlers
 
@@ -93,7 +94,10 @@ class BodySizeLimit:
 
 def health_router(readiness: ReadinessCheck) -> APIRouter:
     """`/healthz`: the process is up. `/readyz`: its database and Kafka are reachable."""
-    router = APIRouter(tags=["health"])
+    router = APIRouter(
+        tags=["health"],
+        route_class=guarded({("GET", "/healthz"): PUBLIC, ("GET", "/readyz"): PUBLIC}),
+    )
 
     @router.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -19,6 +19,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
@@ -57,9 +58,12 @@ def processed_events_table(metadata: MetaData) -> Table:
     )
 
 
-def create_producer(bootstrap_servers: str, *, client_id: str) -> AIOKafkaProducer:
-    """Idempotent, acks=all; a linger of 1 ms batches a burst without adding latency."""
+def create_producer(bootstrap_servers: str, *, client_id: str, **security: Any) -> AIOKafkaProducer:
+    """Idempotent, acks=all; a linger of 1 ms batches a burst without adding latency.
+
+    `security`: the client's TLS / SASL settings (`ServiceSettings.kafka_options`)."""
     return AIOKafkaProducer(
+        **security,
         bootstrap_servers=bootstrap_servers,
         client_id=client_id,
         enable_idempotence=True,
@@ -147,8 +151,10 @@ class EventConsumer:
         processed_events: Table,
         producer: AIOKafkaProducer,
         max_attempts: int = 3,
+        security: Mapping[str, Any] | None = None,
     ) -> None:
         self._bootstrap = bootstrap_servers
+        self._security = dict(security or {})
         self._group_id = group_id
         self._handlers = dict(handlers)
         self._sessions = sessions
@@ -178,6 +184,7 @@ class EventConsumer:
 
     async def _consume(self) -> None:
         consumer = AIOKafkaConsumer(
+            **self._security,
             bootstrap_servers=self._bootstrap,
             group_id=self._group_id,
             client_id=self._group_id,

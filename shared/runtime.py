@@ -14,10 +14,16 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
+import httpx
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shared.auth.credentials import parse_bootstrap
+from shared.auth.directory import CredentialDirectory, follow_access_topic
+from shared.auth.guard import Gate
+from shared.auth.oidc import OidcVerifier
+from shared.auth.ratelimit import RateLimits
 from shared.db import (
     SessionFactory,
     asyncpg_dsn,
@@ -46,11 +52,17 @@ class Runtime:
     sessions: SessionFactory
     producer: AIOKafkaProducer
     relay: OutboxRelay
+    gate: Gate
     consumer: EventConsumer | None = None
     tasks: list[asyncio.Task] = field(default_factory=list)
 
     async def readiness(self) -> dict[str, bool]:
-        checks = {"database": await database_ready(self.engine), "kafka": await self._kafka_ready()}
+        checks = {
+            "database": await database_ready(self.engine),
+            "kafka": await self._kafka_ready(),
+            # Until the access topic is read to its end every key is refused (fail closed).
+            "credentials": self.gate.directory.fresh,
+        }
         if self.consumer is not None:
             checks["consumer_group"] = self.consumer.joined.is_set()
         return checks
@@ -93,12 +105,17 @@ async def open_runtime(
         metadata.tables[f"{schema}.outbox"],
         metadata.tables[f"{schema}.processed_events"],
     )
+    security = settings.kafka_options()
+    directory = CredentialDirectory(
+        bootstrap=parse_bootstrap(settings.api_keys_bootstrap),
+        max_staleness=settings.credentials_max_staleness_seconds,
+    )
     engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
     sessions = create_session_factory(engine)
     await warm_pool(engine, min(4, settings.db_pool_size))
     if prepare is not None:
         await prepare(sessions)
-    producer = create_producer(settings.kafka_bootstrap_servers, client_id=schema)
+    producer = create_producer(settings.kafka_bootstrap_servers, client_id=schema, **security)
     await producer.start()
     relay = OutboxRelay(
         sessions=sessions,
@@ -108,7 +125,35 @@ async def open_runtime(
         channel=notify_channel(schema),
         sweep_seconds=settings.outbox_sweep_seconds,
     )
-    rt = Runtime(settings, schema, engine, sessions, producer, relay)
+    oidc_http = httpx.AsyncClient(timeout=5)
+    gate = Gate(
+        directory=directory,
+        limits=RateLimits(
+            writes=settings.rate_limits,
+            failed_auth=settings.auth_failure_limit,
+            storage_uri=settings.rate_limit_storage_uri,
+        ),
+        oidc=OidcVerifier(
+            issuer=settings.oidc_issuer,
+            audience=settings.oidc_audience or "",
+            roles_claim=settings.oidc_roles_claim,
+            systems_claim=settings.oidc_systems_claim,
+            refresh_seconds=settings.oidc_jwks_refresh_seconds,
+            http=oidc_http,
+        )
+        if settings.oidc_issuer
+        else None,
+    )
+    rt = Runtime(settings, schema, engine, sessions, producer, relay, gate)
+    rt.spawn(
+        follow_access_topic(
+            directory,
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            client_id=f"{schema}-credentials",
+            security=security,
+        ),
+        name=f"{schema}-credentials",
+    )
     rt.spawn(relay.run(), name=f"{schema}-outbox-relay")
     if handlers:
         rt.consumer = EventConsumer(
@@ -118,6 +163,7 @@ async def open_runtime(
             sessions=sessions,
             processed_events=processed,
             producer=producer,
+            security=security,
         )
         rt.spawn(rt.consumer.run(), name=f"{schema}-consumer")
     try:
@@ -130,4 +176,5 @@ async def open_runtime(
         with contextlib.suppress(Exception):
             await relay.publish_batch()
         await producer.stop()
+        await oidc_http.aclose()
         await engine.dispose()

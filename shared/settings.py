@@ -5,7 +5,7 @@ Settings are read from the environment when a service's lifespan builds them, ne
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: Where `make run` puts the embedded PostgreSQL; deploy/ passes the real URL in DATABASE_URL.
@@ -28,3 +28,69 @@ class ServiceSettings(BaseSettings):
     outbox_sweep_seconds: float = Field(5.0, validation_alias="OUTBOX_SWEEP_SECONDS")
     #: Largest request body accepted, in bytes.
     max_body_bytes: int = Field(64 * 1024, validation_alias="MAX_BODY_BYTES")
+
+    # --- access (README, "Access") ---
+    #: `name:role:key[:system|system],...`: keys created at start when they do not exist yet.
+    api_keys_bootstrap: str = Field("", validation_alias="API_KEYS_BOOTSTRAP", repr=False)
+    #: A replica that has not read the access topic to its end for this long refuses keys.
+    credentials_max_staleness_seconds: float = Field(
+        5.0, validation_alias="CREDENTIALS_MAX_STALENESS_SECONDS"
+    )
+    oidc_issuer: str | None = Field(None, validation_alias="OIDC_ISSUER")
+    oidc_audience: str | None = Field(None, validation_alias="OIDC_AUDIENCE")
+    oidc_roles_claim: str = Field("roles", validation_alias="OIDC_ROLES_CLAIM")
+    oidc_systems_claim: str = Field("identifier_systems", validation_alias="OIDC_SYSTEMS_CLAIM")
+    #: Least seconds between two fetches of the issuer's keys for an unknown `kid`.
+    oidc_jwks_refresh_seconds: float = Field(30.0, validation_alias="OIDC_JWKS_REFRESH_SECONDS")
+    #: Writes per credential, per role; a role left out (admin) is not limited.
+    rate_limits: dict[str, str] = Field(
+        {
+            "hotline": "600/minute",
+            "ehr": "20000/minute",
+            "clinician": "1200/minute",
+            "supervisor": "1200/minute",
+        },
+        validation_alias="RATE_LIMITS",
+    )
+    #: Refused credentials from one client address before further ones get 429.
+    auth_failure_limit: str = Field("30/minute", validation_alias="AUTH_FAILURE_LIMIT")
+    rate_limit_storage_uri: str = Field("memory://", validation_alias="RATE_LIMIT_STORAGE_URI")
+
+    # --- transport ---
+    tls_cert_file: str | None = Field(None, validation_alias="TLS_CERT_FILE")
+    tls_key_file: str | None = Field(None, validation_alias="TLS_KEY_FILE")
+    kafka_security_protocol: str = Field("PLAINTEXT", validation_alias="KAFKA_SECURITY_PROTOCOL")
+    kafka_sasl_mechanism: str | None = Field(None, validation_alias="KAFKA_SASL_MECHANISM")
+    kafka_sasl_username: str | None = Field(None, validation_alias="KAFKA_SASL_USERNAME")
+    kafka_sasl_password: str | None = Field(
+        None, validation_alias="KAFKA_SASL_PASSWORD", repr=False
+    )
+    kafka_ssl_cafile: str | None = Field(None, validation_alias="KAFKA_SSL_CAFILE")
+
+    # --- outbound requests to URLs given through the API (shared/outbound.py) ---
+    #: CIDRs that URLs given through the API may reach although private (local setups, tests).
+    outbound_allowed_networks: str = Field("", validation_alias="OUTBOUND_ALLOWED_NETWORKS")
+    outbound_allow_http: bool = Field(False, validation_alias="OUTBOUND_ALLOW_HTTP")
+
+    def kafka_options(self) -> dict[str, object]:
+        """The Kafka client's security settings, for every producer and consumer."""
+        options: dict[str, object] = {"security_protocol": self.kafka_security_protocol}
+        if self.kafka_security_protocol in ("SSL", "SASL_SSL"):
+            from aiokafka.helpers import create_ssl_context
+
+            options["ssl_context"] = create_ssl_context(cafile=self.kafka_ssl_cafile)
+        if self.kafka_sasl_mechanism:
+            options.update(
+                sasl_mechanism=self.kafka_sasl_mechanism,
+                sasl_plain_username=self.kafka_sasl_username,
+                sasl_plain_password=self.kafka_sasl_password,
+            )
+        return options
+
+    @model_validator(mode="after")
+    def _oidc_complete(self) -> ServiceSettings:
+        if self.oidc_issuer and not self.oidc_audience:
+            raise ValueError("OIDC_ISSUER is set: OIDC_AUDIENCE must name this API's audience")
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError("TLS_CERT_FILE and TLS_KEY_FILE go together")
+        return self

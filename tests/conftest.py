@@ -15,6 +15,7 @@ import pytest
 from deploy.localstack import LocalStack, free_port
 from shared.db import asyncpg_dsn
 from shared.migrate import migrate
+from tests.support.keys import ADMIN, BOOTSTRAP
 from tests.support.receiver import Receiver
 from tests.support.services import ServiceProcesses
 
@@ -73,6 +74,10 @@ def services(
             "ALERT_WEBHOOK_SECRET": WEBHOOK_SECRET,
             "RETRY_BASE_SECONDS": "0.1",
             "FINAL_REPAGE_SECONDS": "1",
+            "API_KEYS_BOOTSTRAP": BOOTSTRAP,
+            # Clinicians' webhooks and EHR rest-hooks of the tests are plain HTTP on loopback.
+            "OUTBOUND_ALLOW_HTTP": "true",
+            "OUTBOUND_ALLOWED_NETWORKS": "127.0.0.0/8",
             "PATH": __import__("os").environ["PATH"],
         },
         ports={name: free_port() for name in ("intake", "risk", "notify")},
@@ -87,11 +92,15 @@ def services(
 
 @pytest.fixture
 async def intake(services: ServiceProcesses) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=services.url("intake"), timeout=10) as client:
+    async with httpx.AsyncClient(
+        base_url=services.url("intake"), timeout=10, headers=ADMIN
+    ) as client:
         yield client
 
 
 @pytest.fixture
 async def notify(services: ServiceProcesses) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=services.url("notify"), timeout=10) as client:
+    async with httpx.AsyncClient(
+        base_url=services.url("notify"), timeout=10, headers=ADMIN
+    ) as client:
         yield client

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 
+from services.intake.permissions import ROUTES
 from services.intake.safety_plans import is_overdue
 from services.intake.schemas import (
     AlertOut,
@@ -24,11 +25,12 @@ from services.intake.service import (
     submit_screening,
     validated_answers,
 )
+from shared.auth import CurrentPrincipal, Permission, guarded
 from shared.db import transaction
 from shared.errors import Unprocessable
 from shared.http import Session, Sessions
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", route_class=guarded(ROUTES))
 
 IdempotencyKeyHeader = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
 CorrelationHeader = Annotated[str | None, Header(alias="X-Correlation-Id", max_length=200)]
@@ -43,6 +45,7 @@ CorrelationHeader = Annotated[str | None, Header(alias="X-Correlation-Id", max_l
 async def post_screening(
     payload: ScreeningIn,
     sessions: Sessions,
+    principal: CurrentPrincipal,
     idempotency_key: IdempotencyKeyHeader = None,
     correlation_id: CorrelationHeader = None,
 ) -> JSONResponse:
@@ -59,6 +62,8 @@ async def post_screening(
                     answers=answers,
                     idempotency_key=idempotency_key,
                     correlation_id=correlation_id or str(uuid.uuid4()),
+                    principal=principal,
+                    filed_under=principal.files_under,
                     alone=True,
                 )
             break
@@ -75,10 +80,19 @@ async def post_screening(
     )
 
 
-@router.get("/screenings/{screening_id}", response_model=CaseView)
-async def get_screening(screening_id: uuid.UUID, session: Session) -> CaseView:
-    screening, alerts, plan = await get_case(session, screening_id=screening_id)
-    return CaseView(
+@router.get(
+    "/screenings/{screening_id}",
+    response_model=CaseView,
+    responses={404: {"description": "no such screening, or not one the caller may see"}},
+)
+async def get_screening(
+    screening_id: uuid.UUID, session: Session, principal: CurrentPrincipal
+) -> JSONResponse:
+    """The case view; `contact` and `notes` only for a caller that may see them."""
+    screening, alerts, plan = await get_case(
+        session, screening_id=screening_id, principal=principal
+    )
+    view = CaseView(
         id=screening.id,
         subject_id=screening.subject_id,
         source=screening.source,
@@ -98,4 +112,10 @@ async def get_screening(screening_id: uuid.UUID, session: Session) -> CaseView:
         )
         if plan
         else None,
+        contact=screening.contact,
+        notes=screening.notes,
+    )
+    hidden = None if principal.may(Permission.CASES_READ_CONTACT) else {"contact", "notes"}
+    return JSONResponse(
+        view.model_dump(mode="json", exclude=hidden), headers={"Cache-Control": "no-store"}
     )

@@ -7,9 +7,20 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.intake import api, consumer, fhir_api, overdue, resthooks, safety_plans_api
+from services.intake import (
+    api,
+    api_keys,
+    consumer,
+    fhir_api,
+    overdue,
+    resthooks,
+    safety_plans_api,
+)
 from services.intake.models import SCHEMA, Base
 from services.intake.settings import IntakeSettings
+from shared.auth import seal
+from shared.auth.credentials import parse_bootstrap
+from shared.db import SessionFactory
 from shared.http import base_app, health_router
 from shared.runtime import open_runtime
 
@@ -19,8 +30,15 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async def prepare(sessions: SessionFactory) -> None:
+            await api_keys.ensure_bootstrap(sessions, parse_bootstrap(cfg.api_keys_bootstrap))
+
         async with open_runtime(
-            cfg, schema=SCHEMA, metadata=Base.metadata, handlers=consumer.handlers(cfg)
+            cfg,
+            schema=SCHEMA,
+            metadata=Base.metadata,
+            handlers=consumer.handlers(cfg),
+            prepare=prepare,
         ) as runtime:
             app.state.runtime = runtime
             app.state.overdue_watcher = overdue.start_watcher(runtime)
@@ -32,4 +50,5 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     app.include_router(api.router)
     app.include_router(safety_plans_api.router)
     app.include_router(fhir_api.router)
-    return app
+    app.include_router(api_keys.router)
+    return seal(app)

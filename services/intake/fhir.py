@@ -37,6 +37,7 @@ from services.intake.fhir_models import FhirResponse
 from services.intake.models import Screening
 from services.intake.schemas import ScreeningIn
 from services.intake.service import submit_screening, validated_answers
+from shared.auth import Principal, Visibility
 from shared.errors import Conflict, Unprocessable
 from shared.instruments import (
     CSSRS_ITEM_LOINC,
@@ -560,13 +561,26 @@ async def submit_fhir_screening(
     answers: dict[str, Any],
     conditional: FhirIdentifier | None,
     correlation_id: str,
+    principal: Principal,
 ) -> tuple[Screening, bool]:
     """Store the screening and its FHIR source in the caller's transaction; (screening, created).
+
+    It is filed under its identifier's system; an ehr credential may post (and so match with
+    ``If-None-Exist``) only resources identified in one of its own systems: 403 otherwise.
 
     ``If-None-Exist`` is a conditional create: a match is returned whatever the body says. Without
     it the identifier is the screening's ``external_id``, whose replay rules are intake's own (the
     same content returns the first screening, different content under one identifier is 409).
     """
+    identifier = mapped.identifier or conditional
+    if principal.visibility == Visibility.SYSTEMS:
+        systems = {i.system for i in (mapped.identifier, conditional) if i is not None}
+        if not systems or not systems <= set(principal.identifier_systems):
+            raise FhirError.one(
+                403,
+                "forbidden",
+                "this credential posts only resources with an identifier in its own systems",
+            )
     if conditional is not None:
         existing = await session.scalar(
             select(Screening).where(
@@ -582,6 +596,8 @@ async def submit_fhir_screening(
             answers=answers,
             idempotency_key=None,
             correlation_id=correlation_id,
+            principal=principal,
+            filed_under=identifier.system if identifier else None,
         )
     except Conflict:
         raise FhirError.one(
@@ -590,7 +606,6 @@ async def submit_fhir_screening(
             "this identifier was already used for a different QuestionnaireResponse",
         ) from None
     if created:
-        identifier = mapped.identifier or conditional
         session.add(
             FhirResponse(
                 screening_id=screening.id,

@@ -19,7 +19,6 @@ from typing import Annotated, Any, Final
 from fastapi import APIRouter, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from fhir.resources.R4B.operationoutcome import OperationOutcome
@@ -46,10 +45,22 @@ from services.intake.fhir import (
 from services.intake.fhir_models import FhirResponse
 from services.intake.fhir_risk import NotAssessed, risk_assessment
 from services.intake.models import Screening
+from services.intake.permissions import ROUTES
 from services.intake.schemas import ScreeningIn
-from services.intake.service import ConcurrentDuplicate
+from services.intake.service import ConcurrentDuplicate, get_screening
+from shared.auth import CurrentPrincipal, Principal, guarded
 from shared.db import SessionFactory, transaction
-from shared.errors import Conflict, DomainError, NotFound, Unprocessable, validation_problems
+from shared.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    NotFound,
+    ServiceUnavailable,
+    TooManyRequests,
+    Unauthenticated,
+    Unprocessable,
+    validation_problems,
+)
 from shared.events import utcnow
 from shared.http import Session, Sessions
 
@@ -58,7 +69,15 @@ log = logging.getLogger(__name__)
 #: Media types a FHIR JSON body may come with (the last is DSTU2's, still sent by some clients).
 JSON_TYPES: Final = frozenset({FHIR_JSON, "application/json", "application/json+fhir"})
 MAX_BUNDLE_ENTRIES: Final = 100
-_DOMAIN_ISSUE_CODES: Final = {NotFound: "not-found", Conflict: "conflict", Unprocessable: "invalid"}
+_DOMAIN_ISSUE_CODES: Final = {
+    NotFound: "not-found",
+    Conflict: "conflict",
+    Unprocessable: "invalid",
+    Unauthenticated: "login",
+    Forbidden: "forbidden",
+    TooManyRequests: "throttled",
+    ServiceUnavailable: "transient",
+}
 
 
 def outcome_response(
@@ -75,8 +94,9 @@ def fhir_response(
     return Response(content, status, headers, media_type=FHIR_JSON)
 
 
-class FhirRoute(APIRoute):
-    """A route whose every error is an OperationOutcome, including FastAPI's own 422s."""
+class FhirRoute(guarded(ROUTES)):  # type: ignore[misc]
+    """A route whose every error is an OperationOutcome, including FastAPI's own 422s and the
+    gate's 401 / 403 / 429."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -91,7 +111,7 @@ class FhirRoute(APIRoute):
                 issues = [Issue(code, exc.detail)] + [
                     Issue(code, f"{p['field']}: {p['problem']}") for p in exc.problems
                 ]
-                return outcome_response(exc.status_code, issues)
+                return outcome_response(exc.status_code, issues, exc.headers)
             except RequestValidationError as exc:
                 errors = list(exc.errors())
                 if any(e.get("type") == "json_invalid" for e in errors):
@@ -151,7 +171,9 @@ def _prepare(resource: Any, if_none_exist: str | None, where: str) -> Prepared:
     return Prepared(mapped, payload, answers, conditional)
 
 
-async def _store(session: AsyncSession, prepared: Prepared, correlation_id: str) -> Stored:
+async def _store(
+    session: AsyncSession, prepared: Prepared, correlation_id: str, principal: Principal
+) -> Stored:
     screening, created = await submit_fhir_screening(
         session,
         mapped=prepared.mapped,
@@ -159,15 +181,18 @@ async def _store(session: AsyncSession, prepared: Prepared, correlation_id: str)
         answers=prepared.answers,
         conditional=prepared.conditional,
         correlation_id=correlation_id,
+        principal=principal,
     )
     return Stored(screening, created, await session.get(FhirResponse, screening.id))
 
 
-async def _store_one(sessions: SessionFactory, prepared: Prepared, correlation_id: str) -> Stored:
+async def _store_one(
+    sessions: SessionFactory, prepared: Prepared, correlation_id: str, principal: Principal
+) -> Stored:
     for attempt in (1, 2):
         try:
             async with transaction(sessions) as session:
-                return await _store(session, prepared, correlation_id)
+                return await _store(session, prepared, correlation_id, principal)
         except (IntegrityError, ConcurrentDuplicate):
             if attempt == 2:
                 raise
@@ -201,6 +226,7 @@ def _created_body(stored: Stored, prefer: str | None) -> dict[str, Any] | None:
 async def create_questionnaire_response(
     request: Request,
     sessions: Sessions,
+    principal: CurrentPrincipal,
     if_none_exist: IfNoneExist = None,
     prefer: Prefer = None,
     correlation_id: CorrelationHeader = None,
@@ -211,9 +237,9 @@ async def create_questionnaire_response(
     """
     body = await _resource_body(request)
     if isinstance(body, dict) and body.get("resourceType") == "Bundle":
-        return await _bundle(sessions, body, prefer, correlation_id or str(uuid.uuid4()))
+        return await _bundle(sessions, body, prefer, correlation_id or str(uuid.uuid4()), principal)
     prepared = _prepare(body, if_none_exist, "QuestionnaireResponse")
-    stored = await _store_one(sessions, prepared, correlation_id or str(uuid.uuid4()))
+    stored = await _store_one(sessions, prepared, correlation_id or str(uuid.uuid4()), principal)
     headers = {
         "Location": f"/v1/fhir/{_location(stored)}",
         "ETag": 'W/"1"',
@@ -223,11 +249,14 @@ async def create_questionnaire_response(
 
 
 @router.get("/fhir/QuestionnaireResponse/{screening_id}")
-async def read_questionnaire_response(screening_id: uuid.UUID, session: Session) -> Response:
+async def read_questionnaire_response(
+    screening_id: uuid.UUID, session: Session, principal: CurrentPrincipal
+) -> Response:
     """Our copy, subsetted: identifier, questionnaire, subject and status, not the answers' form."""
-    screening = await session.get(Screening, screening_id)
-    if screening is None:
-        raise FhirError.one(404, "not-found", f"no QuestionnaireResponse {screening_id}")
+    try:
+        screening = await get_screening(session, screening_id=screening_id, principal=principal)
+    except NotFound:
+        raise FhirError.one(404, "not-found", f"no QuestionnaireResponse {screening_id}") from None
     return fhir_response(response_summary(screening, await session.get(FhirResponse, screening_id)))
 
 
@@ -238,6 +267,7 @@ async def read_questionnaire_response(screening_id: uuid.UUID, session: Session)
 async def post_bundle(
     request: Request,
     sessions: Sessions,
+    principal: CurrentPrincipal,
     prefer: Prefer = None,
     correlation_id: CorrelationHeader = None,
 ) -> Response:
@@ -247,7 +277,7 @@ async def post_bundle(
         raise FhirError.one(
             400, "structure", "expected a Bundle of type transaction or batch", "Bundle"
         )
-    return await _bundle(sessions, body, prefer, correlation_id or str(uuid.uuid4()))
+    return await _bundle(sessions, body, prefer, correlation_id or str(uuid.uuid4()), principal)
 
 
 def _check_envelope(body: dict[str, Any]) -> tuple[str, list[Any]]:
@@ -328,7 +358,11 @@ def _at_entry(i: int, exc: FhirError) -> FhirError:
 
 
 async def _bundle(
-    sessions: SessionFactory, body: dict[str, Any], prefer: str | None, correlation_id: str
+    sessions: SessionFactory,
+    body: dict[str, Any],
+    prefer: str | None,
+    correlation_id: str,
+    principal: Principal,
 ) -> Response:
     kind, entries = _check_envelope(body)
     prepared: list[Prepared | FhirError] = []
@@ -338,7 +372,7 @@ async def _bundle(
         except FhirError as exc:
             prepared.append(_at_entry(i, exc))
     if kind == "transaction":
-        out = await _transaction(sessions, prepared, prefer, correlation_id)
+        out = await _transaction(sessions, prepared, prefer, correlation_id, principal)
     else:
         out = []
         for i, item in enumerate(prepared):
@@ -346,7 +380,8 @@ async def _bundle(
                 out.append(_entry_error(item))
                 continue
             try:
-                out.append(_entry_ok(await _store_one(sessions, item, correlation_id), prefer))
+                stored = await _store_one(sessions, item, correlation_id, principal)
+                out.append(_entry_ok(stored, prefer))
             except FhirError as exc:
                 out.append(_entry_error(_at_entry(i, exc)))
     response = {"resourceType": "Bundle", "type": f"{kind}-response", "entry": out or None}
@@ -359,6 +394,7 @@ async def _transaction(
     prepared: list[Prepared | FhirError],
     prefer: str | None,
     correlation_id: str,
+    principal: Principal,
 ) -> list[dict[str, Any]]:
     """All entries in one database transaction, or none: the first failure refuses the Bundle."""
     failed = [p for p in prepared if isinstance(p, FhirError)]
@@ -371,7 +407,7 @@ async def _transaction(
                 stored = []
                 for i, item in enumerate(ready):
                     try:
-                        stored.append(await _store(session, item, correlation_id))
+                        stored.append(await _store(session, item, correlation_id, principal))
                     except FhirError as exc:
                         raise _at_entry(i, exc) from None
             return [_entry_ok(s, prefer) for s in stored]
@@ -384,10 +420,13 @@ async def _transaction(
 # --- RiskAssessment ------------------------------------------------------------------------------
 
 
-async def _risk_assessment(session: AsyncSession, screening_id: uuid.UUID) -> Response:
-    screening = await session.get(Screening, screening_id)
-    if screening is None:
-        raise FhirError.one(404, "not-found", f"no screening {screening_id}")
+async def _risk_assessment(
+    session: AsyncSession, screening_id: uuid.UUID, principal: Principal
+) -> Response:
+    try:
+        screening = await get_screening(session, screening_id=screening_id, principal=principal)
+    except NotFound:
+        raise FhirError.one(404, "not-found", f"no screening {screening_id}") from None
     try:
         resource = risk_assessment(screening, await session.get(FhirResponse, screening_id))
     except NotAssessed:
@@ -400,15 +439,19 @@ async def _risk_assessment(session: AsyncSession, screening_id: uuid.UUID) -> Re
 
 
 @router.get("/screenings/{screening_id}/fhir/RiskAssessment")
-async def get_screening_risk_assessment(screening_id: uuid.UUID, session: Session) -> Response:
+async def get_screening_risk_assessment(
+    screening_id: uuid.UUID, session: Session, principal: CurrentPrincipal
+) -> Response:
     """The screening's assessment as a FHIR R4 RiskAssessment (404 until it is assessed)."""
-    return await _risk_assessment(session, screening_id)
+    return await _risk_assessment(session, screening_id, principal)
 
 
 @router.get("/fhir/RiskAssessment/{screening_id}")
-async def read_risk_assessment(screening_id: uuid.UUID, session: Session) -> Response:
+async def read_risk_assessment(
+    screening_id: uuid.UUID, session: Session, principal: CurrentPrincipal
+) -> Response:
     """The same RiskAssessment, read the FHIR way (its id is the screening's)."""
-    return await _risk_assessment(session, screening_id)
+    return await _risk_assessment(session, screening_id, principal)
 
 
 # --- rest-hooks --------------------------------------------------------------------------------
@@ -420,10 +463,14 @@ async def read_risk_assessment(screening_id: uuid.UUID, session: Session) -> Res
     response_model=resthooks.SubscriptionOut,
     response_model_exclude_none=True,
 )
-async def register_subscription(spec: resthooks.SubscriptionIn, sessions: Sessions) -> JSONResponse:
-    """Register (or reactivate) a rest-hook: 201 when new (with any generated secret), else 200."""
+async def register_subscription(
+    spec: resthooks.SubscriptionIn, sessions: Sessions, principal: CurrentPrincipal
+) -> JSONResponse:
+    """Register (or reactivate) a rest-hook: 201 when new (with any generated secret), else 200.
+
+    An ehr credential registers only for one of its own identifier systems."""
     async with transaction(sessions) as session:
-        sub, created, secret = await resthooks.register(session, spec=spec)
+        sub, created, secret = await resthooks.register(session, spec=spec, principal=principal)
     body = resthooks.subscription_out(sub, secret=secret).model_dump(mode="json", exclude_none=True)
     return JSONResponse(
         body, 201 if created else 200, headers={"Location": f"/v1/fhir/subscriptions/{sub.id}"}
@@ -431,9 +478,13 @@ async def register_subscription(spec: resthooks.SubscriptionIn, sessions: Sessio
 
 
 @router.get("/fhir/subscriptions/{subscription_id}")
-async def get_subscription(subscription_id: uuid.UUID, session: Session) -> dict[str, Any]:
+async def get_subscription(
+    subscription_id: uuid.UUID, session: Session, principal: CurrentPrincipal
+) -> dict[str, Any]:
     """The rest-hook and its latest pushes (never the secret)."""
-    sub = await resthooks.get_subscription(session, subscription_id=subscription_id)
+    sub = await resthooks.get_subscription(
+        session, subscription_id=subscription_id, principal=principal
+    )
     pushes = await resthooks.recent_pushes(session, subscription_id=subscription_id)
     return {
         **resthooks.subscription_out(sub).model_dump(mode="json", exclude_none=True),
@@ -442,10 +493,12 @@ async def get_subscription(subscription_id: uuid.UUID, session: Session) -> dict
 
 
 @router.delete("/fhir/subscriptions/{subscription_id}", status_code=204)
-async def delete_subscription(subscription_id: uuid.UUID, sessions: Sessions) -> Response:
+async def delete_subscription(
+    subscription_id: uuid.UUID, sessions: Sessions, principal: CurrentPrincipal
+) -> Response:
     """Stop the rest-hook; pushes not yet delivered are cancelled."""
     async with transaction(sessions) as session:
-        await resthooks.deactivate(session, subscription_id=subscription_id)
+        await resthooks.deactivate(session, subscription_id=subscription_id, principal=principal)
     return Response(status_code=204)
 
 

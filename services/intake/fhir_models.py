@@ -50,6 +50,8 @@ class FhirSubscription(Base):
     status: Mapped[str]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    #: The credential that registered it.
+    owner: Mapped[str | None]
 
 
 class FhirPush(Base):

@@ -6,7 +6,8 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, MetaData
+from sqlalchemy import ForeignKey, MetaData, Text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import TYPE_ANNOTATION_MAP
@@ -40,6 +41,24 @@ class Screening(Base):
     risk: Mapped[dict[str, Any] | None]
     received_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    #: The credential that submitted it, and the identifier system it is filed under.
+    submitted_by: Mapped[str | None]
+    filed_under: Mapped[str | None]
+
+
+class ApiKey(Base):
+    """An API key: its SHA-256 digest, never the key (shown once, when issued)."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    name: Mapped[str]
+    role: Mapped[str]
+    identifier_systems: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    key_hash: Mapped[str]
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
 
 
 class IdempotencyKey(Base):

@@ -25,7 +25,7 @@ from typing import Annotated, Any
 
 import httpx
 from pydantic import BaseModel, ConfigDict, StringConstraints, field_validator
-from sqlalchemy import func, select, text, update
+from sqlalchemy import ColumnElement, false, func, select, text, true, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -33,8 +33,9 @@ from services.intake.fhir_models import FhirPush, FhirPushAttempt, FhirResponse,
 from services.intake.fhir_risk import risk_assessment_json
 from services.intake.models import Screening
 from services.intake.settings import IntakeSettings
+from shared.auth import Principal, Visibility
 from shared.db import SessionFactory, asyncpg_dsn, driver, transaction
-from shared.errors import NotFound
+from shared.errors import Forbidden, NotFound
 from shared.events import utcnow
 from shared.runtime import Runtime
 from shared.wakeup import WakeLoop
@@ -94,14 +95,28 @@ def subscription_out(sub: FhirSubscription, *, secret: str | None = None) -> Sub
     )
 
 
+def _visible(principal: Principal) -> ColumnElement[bool]:
+    """The rest-hooks a caller may see and stop: an ehr credential, those of its systems."""
+    if principal.visibility == Visibility.ALL:
+        return true()
+    if principal.visibility == Visibility.SYSTEMS:
+        return FhirSubscription.identifier_system.in_(principal.identifier_systems)
+    return false()
+
+
 async def register(
-    session: AsyncSession, *, spec: SubscriptionIn
+    session: AsyncSession, *, spec: SubscriptionIn, principal: Principal
 ) -> tuple[FhirSubscription, bool, str | None]:
     """Create or reactivate the rest-hook for (system, endpoint).
 
     Returns (subscription, created, generated secret). Registering the same pair again keeps its
     id and secret unless a new secret is given.
     """
+    if (
+        principal.visibility != Visibility.ALL
+        and spec.identifier_system not in principal.identifier_systems
+    ):
+        raise Forbidden("this credential registers rest-hooks only for its own identifier systems")
     now = utcnow()
     generated = None if spec.secret else secrets.token_hex(32)
     inserted = await session.scalar(
@@ -114,6 +129,7 @@ async def register(
             status="active",
             created_at=now,
             updated_at=now,
+            owner=principal.credential_id,
         )
         .on_conflict_do_nothing(index_elements=["identifier_system", "endpoint"])
         .returning(FhirSubscription.id)
@@ -140,17 +156,25 @@ async def register(
 
 
 async def get_subscription(
-    session: AsyncSession, *, subscription_id: uuid.UUID
+    session: AsyncSession, *, subscription_id: uuid.UUID, principal: Principal
 ) -> FhirSubscription:
-    sub = await session.get(FhirSubscription, subscription_id)
+    sub = await session.scalar(
+        select(FhirSubscription).where(FhirSubscription.id == subscription_id, _visible(principal))
+    )
     if sub is None:
         raise NotFound(f"no subscription {subscription_id}")
     return sub
 
 
-async def deactivate(session: AsyncSession, *, subscription_id: uuid.UUID) -> None:
+async def deactivate(
+    session: AsyncSession, *, subscription_id: uuid.UUID, principal: Principal
+) -> None:
     """Stop the rest-hook: nothing more is queued, and what is pending is cancelled."""
-    sub = await session.get(FhirSubscription, subscription_id, with_for_update=True)
+    sub = await session.scalar(
+        select(FhirSubscription)
+        .where(FhirSubscription.id == subscription_id, _visible(principal))
+        .with_for_update()
+    )
     if sub is None:
         raise NotFound(f"no subscription {subscription_id}")
     now = utcnow()

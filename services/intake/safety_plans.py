@@ -17,15 +17,15 @@ import json
 import secrets
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, Select, func, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import flag_modified
 
-from services.intake.models import SafetyPlan, SafetyPlanRevision, outbox
+from services.intake.models import SafetyPlan, SafetyPlanRevision, Screening, outbox
 from shared.db import driver
 from shared.errors import Conflict, Forbidden, NotFound, Unprocessable
 from shared.events import SafetyPlanEvent, utcnow
@@ -52,7 +52,7 @@ EMERGENCY_TASK_DESCRIPTION = (
 #: A plan is a short, prioritised list the person can use in a crisis, not a journal.
 MAX_ENTRIES_PER_STEP = 20
 #: Who may review a plan and change its due time.
-CLINICAL_ROLES = frozenset({"clinician", "admin"})
+CLINICAL_ROLES = frozenset({"clinician", "supervisor", "admin"})
 #: The furthest a clinician may move a due time; a plan is built during or soon after the call.
 MAX_DUE_EXTENSION = timedelta(days=30)
 
@@ -75,6 +75,8 @@ class Write:
     plan_id: uuid.UUID
     version: int
     actor: Actor
+    #: The screenings the writer may see (`scope.visible`): a plan outside them is not found.
+    visible: ColumnElement[bool] = field(default_factory=true)
 
 
 class StaleVersion(Conflict):
@@ -265,15 +267,28 @@ async def open_safety_plan(
     return plan
 
 
-async def get_plan(session: AsyncSession, *, plan_id: uuid.UUID) -> SafetyPlan:
-    plan = await session.scalar(select(SafetyPlan).where(SafetyPlan.id == plan_id))
+def _scoped(plan_id: uuid.UUID, visible: ColumnElement[bool]) -> Select[SafetyPlan]:
+    return (
+        select(SafetyPlan)
+        .join(Screening, Screening.id == SafetyPlan.screening_id)
+        .where(SafetyPlan.id == plan_id, visible)
+    )
+
+
+async def get_plan(
+    session: AsyncSession, *, plan_id: uuid.UUID, visible: ColumnElement[bool]
+) -> SafetyPlan:
+    """The plan, if its screening is one the caller may see (`visible`); 404 otherwise."""
+    plan = await session.scalar(_scoped(plan_id, visible))
     if plan is None:
         raise NotFound(f"no safety plan {plan_id}")
     return plan
 
 
-async def list_revisions(session: AsyncSession, *, plan_id: uuid.UUID) -> list[SafetyPlanRevision]:
-    await get_plan(session, plan_id=plan_id)
+async def list_revisions(
+    session: AsyncSession, *, plan_id: uuid.UUID, visible: ColumnElement[bool]
+) -> list[SafetyPlanRevision]:
+    await get_plan(session, plan_id=plan_id, visible=visible)
     return list(
         await session.scalars(
             select(SafetyPlanRevision)
@@ -284,11 +299,11 @@ async def list_revisions(session: AsyncSession, *, plan_id: uuid.UUID) -> list[S
 
 
 async def get_revision(
-    session: AsyncSession, *, plan_id: uuid.UUID, version: int
+    session: AsyncSession, *, plan_id: uuid.UUID, version: int, visible: ColumnElement[bool]
 ) -> SafetyPlanRevision:
+    await get_plan(session, plan_id=plan_id, visible=visible)
     revision = await session.get(SafetyPlanRevision, (plan_id, version))
     if revision is None:
-        await get_plan(session, plan_id=plan_id)
         raise NotFound(f"safety plan {plan_id} has no revision {version}")
     return revision
 
@@ -298,8 +313,10 @@ async def get_revision(
 
 async def _lock(session: AsyncSession, write: Write) -> SafetyPlan:
     """The plan under its row lock, if the writer saw its current version and it is still open."""
-    plan = await session.get(
-        SafetyPlan, write.plan_id, with_for_update=True, populate_existing=True
+    plan = await session.scalar(
+        _scoped(write.plan_id, write.visible)
+        .with_for_update(of=SafetyPlan)
+        .execution_options(populate_existing=True)
     )
     if plan is None:
         raise NotFound(f"no safety plan {write.plan_id}")

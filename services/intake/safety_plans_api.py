@@ -1,45 +1,43 @@
 """Safety-plan routes for hotline staff and clinicians: read, edit, review, complete, print.
 
-Routes are thin: the rules are in safety_plans.py. Every write names who makes it (`Actor`) and
-the version it was made against (`If-Match: "<version>"` or a `version` field); a stale version
-is 409, none at all is 428, so two people editing one plan never silently lose a change.
-
-Until API keys exist, who is acting comes from `X-Actor` and `X-Actor-Role`; `current_actor` is
-the one place to swap for the real authentication dependency.
+Routes are thin: the rules are in safety_plans.py. Every write is made by the credential's
+holder (`Actor`: its name and role) against a version (`If-Match: "<version>"` or a `version`
+field); a stale version is 409, none at all is 428, so two people editing one plan never
+silently lose a change. A plan whose screening the caller may not see is not found (404).
 """
 
 from __future__ import annotations
 
 import re
 import uuid
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, Header, Request
+from fastapi import APIRouter, Body, Depends, Header, Path, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from sqlalchemy import ColumnElement
 from starlette.concurrency import run_in_threadpool
 
 from services.intake import safety_plans as plans
 from services.intake.models import SafetyPlan, SafetyPlanRevision
+from services.intake.permissions import ROUTES
 from services.intake.safety_plan_print import PdfUnavailable, find_font, render_html, render_pdf
 from services.intake.schemas import NO_CONTROL
+from services.intake.scope import visible
+from shared.auth import CurrentPrincipal, guarded
 from shared.db import transaction
 from shared.errors import DomainError, Unprocessable
 from shared.http import Session, Sessions
 
-router = APIRouter(prefix="/v1/safety-plans", tags=["safety plans"])
+router = APIRouter(prefix="/v1/safety-plans", tags=["safety plans"], route_class=guarded(ROUTES))
+#: A plan's versions are PostgreSQL integers.
+MAX_VERSION = 2**31 - 1
 
 _NO_STORE = {"Cache-Control": "no-store", "Vary": "Accept"}  # PHI: never cached by a proxy
-_ACTOR = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,99}$")
 _ETAG = re.compile(r'^(?:W/)?"?(\d{1,9})"?$')
-_ROLES = ("hotline", "clinician", "admin")
 _MEDIA = {"application/json": "json", "text/html": "html", "application/pdf": "pdf"}
 _MEDIA_RANGES = {"*/*": "json", "application/*": "json", "text/*": "html"}
-
-
-class Unauthenticated(DomainError):
-    status_code = 401
-    code = "unauthenticated"
 
 
 class PreconditionRequired(DomainError):
@@ -52,30 +50,18 @@ class NotAcceptable(DomainError):
     code = "not_acceptable"
 
 
-async def current_actor(
-    x_actor: Annotated[str | None, Header(alias="X-Actor", max_length=200)] = None,
-    x_actor_role: Annotated[str | None, Header(alias="X-Actor-Role", max_length=40)] = None,
-) -> plans.Actor:
-    """Who is writing. Stand-in for the API-key dependency of the security work."""
-    if not x_actor or not x_actor_role:
-        raise Unauthenticated(
-            "say who is making the change: X-Actor (e.g. hotline:jsmith) and X-Actor-Role",
-            problems=[{"field": "X-Actor", "problem": "required for changes"}],
-        )
-    if not _ACTOR.fullmatch(x_actor):
-        raise Unauthenticated(
-            "X-Actor must be a short identifier (letters, digits and . _ : @ -)",
-            problems=[{"field": "X-Actor", "problem": "not a short identifier"}],
-        )
-    if x_actor_role not in _ROLES:
-        raise Unauthenticated(
-            "X-Actor-Role must be one of " + ", ".join(_ROLES),
-            problems=[{"field": "X-Actor-Role", "problem": "unknown role"}],
-        )
-    return plans.Actor(x_actor, x_actor_role)
+async def _writer(principal: CurrentPrincipal) -> Writer:
+    """Who writes (from the credential: its name and role) and what they may reach."""
+    return Writer(plans.Actor(principal.name, principal.role.value), visible(principal))
 
 
-Actor = Annotated[plans.Actor, Depends(current_actor)]
+@dataclass(frozen=True)
+class Writer:
+    actor: plans.Actor
+    visible: ColumnElement[bool]
+
+
+Actor = Annotated[Writer, Depends(_writer)]
 IfMatch = Annotated[str | None, Header(alias="If-Match", max_length=40)]
 Accept = Annotated[str | None, Header(alias="Accept", max_length=1000)]
 
@@ -95,7 +81,7 @@ class Versioned(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     #: The version the change was made against; or send `If-Match: "<version>"`.
-    version: int | None = Field(None, ge=1)
+    version: int | None = Field(None, ge=1, le=MAX_VERSION)
 
 
 class EntryIn(Versioned):
@@ -125,7 +111,7 @@ class DueIn(Versioned):
 
 
 def _write(
-    plan_id: uuid.UUID, actor: plans.Actor, if_match: str | None, body: Versioned | None
+    plan_id: uuid.UUID, writer: Writer, if_match: str | None, body: Versioned | None
 ) -> plans.Write:
     """The change's target version, from If-Match or the body (they must agree when both come)."""
     header: int | None = None
@@ -150,7 +136,7 @@ def _write(
             "or a version field",
             problems=[{"field": "If-Match", "problem": "required for changes"}],
         )
-    return plans.Write(plan_id=plan_id, version=version, actor=actor)
+    return plans.Write(plan_id=plan_id, version=version, actor=writer.actor, visible=writer.visible)
 
 
 def _etag(plan: SafetyPlan) -> str:
@@ -212,7 +198,11 @@ def _revision(revision: SafetyPlanRevision, *, with_snapshot: bool) -> dict[str,
     },
 )
 async def get_safety_plan(
-    plan_id: uuid.UUID, request: Request, session: Session, accept: Accept = None
+    plan_id: uuid.UUID,
+    request: Request,
+    session: Session,
+    principal: CurrentPrincipal,
+    accept: Accept = None,
 ) -> Response:
     """The plan as JSON (default, with its version as ETag), or the person's printable copy."""
     kind = negotiate(accept)
@@ -220,7 +210,7 @@ async def get_safety_plan(
         raise NotAcceptable(
             "a safety plan is offered as application/json, text/html or application/pdf"
         )
-    plan = await plans.get_plan(session, plan_id=plan_id)
+    plan = await plans.get_plan(session, plan_id=plan_id, visible=visible(principal))
     if kind == "json":
         return _answer(plan)
     document = plans.plan_document(plan)
@@ -239,16 +229,25 @@ async def get_safety_plan(
 
 
 @router.get("/{plan_id}/revisions")
-async def get_revisions(plan_id: uuid.UUID, session: Session) -> JSONResponse:
+async def get_revisions(
+    plan_id: uuid.UUID, session: Session, principal: CurrentPrincipal
+) -> JSONResponse:
     """Every revision, oldest first: who changed what, when (each snapshot at its own URL)."""
-    revisions = await plans.list_revisions(session, plan_id=plan_id)
+    revisions = await plans.list_revisions(session, plan_id=plan_id, visible=visible(principal))
     return JSONResponse([_revision(r, with_snapshot=False) for r in revisions], headers=_NO_STORE)
 
 
 @router.get("/{plan_id}/revisions/{version}")
-async def get_revision(plan_id: uuid.UUID, version: int, session: Session) -> JSONResponse:
+async def get_revision(
+    plan_id: uuid.UUID,
+    version: Annotated[int, Path(ge=1, le=MAX_VERSION)],
+    session: Session,
+    principal: CurrentPrincipal,
+) -> JSONResponse:
     """One revision with the whole plan as it was after it."""
-    revision = await plans.get_revision(session, plan_id=plan_id, version=version)
+    revision = await plans.get_revision(
+        session, plan_id=plan_id, version=version, visible=visible(principal)
+    )
     return JSONResponse(_revision(revision, with_snapshot=True), headers=_NO_STORE)
 
 

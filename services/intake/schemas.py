@@ -1,4 +1,4 @@
-"""What intake accepts and answers (../shared/contract.md, "Intake")."""
+"""What intake accepts and answers."""
 
 from __future__ import annotations
 
@@ -85,3 +85,7 @@ class CaseView(BaseModel):
     risk: RiskOut | None
     alerts: list[AlertOut]
     safety_plan: SafetyPlanSummary | None
+    #: PHI, only for a caller that may see it (hotline staff on the screenings they submitted,
+    #: clinicians, supervisors, admins); both keys are left out for anyone else.
+    contact: Contact | None = None
+    notes: str | None = None

@@ -16,6 +16,8 @@ from services.intake.models import AlertView, SafetyPlan, Screening, outbox
 from services.intake.resthooks import enqueue_pushes
 from services.intake.safety_plans import open_safety_plan
 from services.intake.schemas import ScreeningIn
+from services.intake.scope import visible
+from shared.auth import Principal
 from shared.db import driver
 from shared.errors import Conflict, NotFound, Unprocessable, validation_problems
 from shared.events import AlertEvent, RiskAssessed, ScreeningSubmitted, utcnow
@@ -56,12 +58,12 @@ _INSERT_SCREENING = f"""
     WITH screening AS (
         INSERT INTO intake.screenings (id, subject_id, source, external_id, instrument, answers,
                                        imminent_danger, contact, notes, request_hash, status,
-                                       received_at, updated_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'received', $11, $11)
+                                       received_at, updated_at, submitted_by, filed_under)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'received', $11, $11, $12, $13)
         ON CONFLICT (source, external_id) WHERE external_id IS NOT NULL DO NOTHING
         RETURNING id
     )
-    {add_event_after(outbox, "screening", first_param=12)}
+    {add_event_after(outbox, "screening", first_param=14)}
 """
 _FIND_KEY = "SELECT request_hash, screening_id FROM intake.idempotency_keys WHERE key = $1"
 _INSERT_KEY = """
@@ -77,6 +79,8 @@ async def submit_screening(
     answers: dict[str, Any],
     idempotency_key: str | None,
     correlation_id: str,
+    principal: Principal,
+    filed_under: str | None,
     alone: bool = False,
 ) -> tuple[Screening, bool]:
     """Store a screening and queue its event in the caller's transaction.
@@ -88,11 +92,16 @@ async def submit_screening(
     `alone`: the caller's session holds nothing else to commit with the screening, so without
     an Idempotency-Key no transaction is opened and the one statement commits by itself.
 
+    The screening is recorded as `principal`'s and filed under `filed_under` (object scope);
+    an Idempotency-Key is the credential's own, as with Stripe's keys per account.
+
     Every screening passes here, so the statements go straight to asyncpg (`shared.db.driver`):
     a look-up only for an Idempotency-Key, then one statement that stores the screening and its
     event, or finds that the EHR message was sent before.
     """
     digest = request_hash(payload)
+    if idempotency_key is not None:
+        idempotency_key = f"{principal.credential_id}:{idempotency_key}"
     conn = await driver(session, begin=not alone or idempotency_key is not None)
     if idempotency_key is not None:
         key = await conn.fetchrow(_FIND_KEY, idempotency_key)
@@ -115,6 +124,8 @@ async def submit_screening(
         status="received",
         received_at=now,
         updated_at=now,
+        submitted_by=principal.credential_id,
+        filed_under=filed_under,
     )
     event = ScreeningSubmitted(
         screening_id=screening.id,
@@ -137,6 +148,8 @@ async def submit_screening(
         screening.notes,
         digest,
         now,
+        screening.submitted_by,
+        screening.filed_under,
         *event_row(topic=SCREENING_SUBMITTED, key=screening.id, event=event),
     )
     if inserted is None:
@@ -171,11 +184,9 @@ async def _resent(session: AsyncSession, payload: ScreeningIn, digest: str) -> S
 
 
 async def get_case(
-    session: AsyncSession, *, screening_id: uuid.UUID
+    session: AsyncSession, *, screening_id: uuid.UUID, principal: Principal
 ) -> tuple[Screening, list[AlertView], SafetyPlan | None]:
-    screening = await session.get(Screening, screening_id)
-    if screening is None:
-        raise NotFound(f"no screening {screening_id}")
+    screening = await get_screening(session, screening_id=screening_id, principal=principal)
     alerts = list(
         await session.scalars(
             select(AlertView)
@@ -185,6 +196,18 @@ async def get_case(
     )
     plan = await session.scalar(select(SafetyPlan).where(SafetyPlan.screening_id == screening_id))
     return screening, alerts, plan
+
+
+async def get_screening(
+    session: AsyncSession, *, screening_id: uuid.UUID, principal: Principal
+) -> Screening:
+    """The screening, if `principal` may see it; 404 otherwise, as if it did not exist."""
+    screening = await session.scalar(
+        select(Screening).where(Screening.id == screening_id, visible(principal))
+    )
+    if screening is None:
+        raise NotFound(f"no screening {screening_id}")
+    return screening
 
 
 _RECORD_RISK = """

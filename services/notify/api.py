@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from services.notify import oncall
 from services.notify.models import Alert, Delivery, DeliveryAttempt
+from services.notify.permissions import ROUTES
 from services.notify.schemas import (
     AlertOut,
     AttemptOut,
@@ -34,13 +35,16 @@ from services.notify.schemas import (
 )
 from services.notify.service import acknowledge, resolve
 from services.notify.signing import ack_link_valid
+from shared.auth import guarded
 from shared.db import transaction
 from shared.errors import Conflict, Forbidden, NotFound, Unprocessable
 from shared.events import utcnow
 from shared.http import Session, Sessions
 
-router = APIRouter(prefix="/v1")
-metrics_router = APIRouter()
+router = APIRouter(prefix="/v1", route_class=guarded(ROUTES))
+metrics_router = APIRouter(route_class=guarded(ROUTES))
+#: Latest `expires` of an ack link (year 10000): a larger one cannot be a link we made.
+MAX_EXPIRES = 253_402_300_799
 
 
 @router.get("/alerts/{alert_id}")
@@ -65,15 +69,19 @@ async def ack_alert(
     alert_id: uuid.UUID,
     request: Request,
     sessions: Sessions,
-    expires: Annotated[int | None, Query()] = None,
+    expires: Annotated[int | None, Query(ge=0, le=MAX_EXPIRES)] = None,
     sig: Annotated[str | None, Query(max_length=128)] = None,
 ) -> AlertOut:
-    """Acknowledge: stops escalation and every further page, including scheduled retries."""
-    by = "api"
-    if sig is not None or expires is not None:
-        if not ack_link_valid(request.app.state.secrets, alert_id, expires or 0, sig or ""):
+    """Acknowledge: stops escalation and every further page, including scheduled retries.
+
+    With the page's signed link (`expires` and `sig`) no credential is needed; otherwise the
+    acknowledgement is recorded under the credential's name."""
+    if sig is not None:
+        if not ack_link_valid(request.app.state.secrets, alert_id, expires or 0, sig):
             raise Forbidden("the acknowledgement link is invalid or has expired")
         by = "ack_link"
+    else:
+        by = request.state.principal.name
     async with transaction(sessions) as session:
         alert, acknowledged_now = await acknowledge(session, alert_id=alert_id, by=by)
     if acknowledged_now and alert.acknowledged_at is not None:
@@ -97,7 +105,7 @@ async def ack_page(
     alert_id: uuid.UUID,
     request: Request,
     session: Session,
-    expires: Annotated[int, Query()],
+    expires: Annotated[int, Query(ge=0, le=MAX_EXPIRES)],
     sig: Annotated[str, Query(max_length=128)],
 ) -> HTMLResponse:
     """What a clinician's phone opens from the page: one button, so a link preview cannot ack."""

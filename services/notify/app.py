@@ -16,6 +16,7 @@ from services.notify.metrics import Metrics
 from services.notify.models import SCHEMA, Base
 from services.notify.service import webhook_secret
 from services.notify.settings import NotifySettings
+from shared.auth import seal
 from shared.db import asyncpg_dsn, transaction
 from shared.http import base_app, health_router
 from shared.runtime import open_runtime
@@ -68,4 +69,4 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
     app.include_router(health_router(lambda: app.state.runtime.readiness()))
     app.include_router(api.router)
     app.include_router(api.metrics_router)
-    return app
+    return seal(app)

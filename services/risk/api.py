@@ -7,11 +7,13 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from services.risk.permissions import ROUTES
 from services.risk.service import get_assessments
+from shared.auth import guarded
 from shared.errors import NotFound
 from shared.http import Session
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", route_class=guarded(ROUTES))
 
 
 @router.get("/rulesets/current")

@@ -19,6 +19,7 @@ from bench.run import measure
 from bench.workload import build_workload
 from deploy.localstack import LocalStack
 from tests.conftest import WEBHOOK_SECRET
+from tests.support.keys import KEYS
 from tests.support.receiver import Receiver
 from tests.support.services import ServiceProcesses
 
@@ -63,6 +64,7 @@ async def test_a_short_bench_run_accounts_for_every_alert(
 
     sents, arrivals = await measure(
         intake_url=services.url("intake"),
+        api_key=KEYS["admin"],
         screenings=screenings,
         rate=20,
         source=SessionReceiver(receiver),

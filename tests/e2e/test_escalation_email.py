@@ -25,6 +25,7 @@ from tests.notify.pagers import Pagers
 from tests.notify.roster import Roster
 from tests.notify.solo import SoloNotify, session_notify_stopped
 from tests.support.cases import HIGH_CSSRS, screening
+from tests.support.keys import ADMIN
 from tests.support.receiver import Receiver
 from tests.support.services import ServiceProcesses
 
@@ -95,7 +96,7 @@ async def solo(
 
 @pytest.fixture
 async def client(solo: SoloNotify) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=solo.url, timeout=10) as notify:
+    async with httpx.AsyncClient(base_url=solo.url, timeout=10, headers=ADMIN) as notify:
         yield notify
 
 

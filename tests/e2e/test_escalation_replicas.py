@@ -20,6 +20,7 @@ from tests.notify.pagers import Pagers
 from tests.notify.roster import Roster, probe_pipeline
 from tests.notify.solo import SoloNotify
 from tests.support.cases import HIGH_CSSRS, screening
+from tests.support.keys import ADMIN
 from tests.support.receiver import Receiver
 from tests.support.services import ServiceProcesses
 
@@ -37,8 +38,8 @@ async def replica(
     finally:
         await second.stop()
         async with (
-            httpx.AsyncClient(base_url=services.url("intake"), timeout=10) as intake,
-            httpx.AsyncClient(base_url=services.url("notify"), timeout=10) as notify,
+            httpx.AsyncClient(base_url=services.url("intake", headers=ADMIN), timeout=10) as intake,
+            httpx.AsyncClient(base_url=services.url("notify", headers=ADMIN), timeout=10) as notify,
         ):
             await probe_pipeline(intake, notify, receiver)
 

@@ -20,6 +20,7 @@ from tests.notify.pagers import Pagers, Reply
 from tests.notify.roster import Roster, delivered_at, wait_until
 from tests.notify.solo import SoloNotify, session_notify_stopped
 from tests.support.cases import HIGH_CSSRS, screening
+from tests.support.keys import ADMIN
 from tests.support.receiver import Receiver
 from tests.support.services import ServiceProcesses
 
@@ -46,7 +47,7 @@ async def solo(
 
 @pytest.fixture
 async def roster(solo: SoloNotify, pagers: Pagers, db: asyncpg.Pool) -> AsyncIterator[Roster]:
-    async with httpx.AsyncClient(base_url=solo.url, timeout=10) as client:
+    async with httpx.AsyncClient(base_url=solo.url, timeout=10, headers=ADMIN) as client:
         on_call = Roster(client, pagers, db)
         yield on_call
         await on_call.cleanup()

@@ -18,6 +18,7 @@ from deploy.localstack import LocalStack
 from shared.events import LevelResponseData, RiskAssessed, utcnow
 from shared.topics import RISK_ASSESSED
 from tests.support.cases import HIGH_CSSRS, IMMINENT_ASQ, LOW_CSSRS, MODERATE_PHQ9, screening
+from tests.support.keys import ADMIN, EHR, HOTLINE2
 from tests.support.safety_plans import (
     CLINICIAN,
     HOTLINE,
@@ -139,7 +140,7 @@ async def test_imminent_plan_cannot_be_completed_while_emergency_coordination_is
     base = f"/v1/safety-plans/{plan['id']}"
 
     plan = await fill_and_review(intake, plan)
-    assert plan["reviewed_by"] == "clinician:dr-lee"
+    assert plan["reviewed_by"] == "dr-lee"
     assert [p["field"] for p in plan["outstanding"]] == ["emergency_task"]
     refused = await intake.post(f"{base}/complete", headers=if_match(plan["version"]))
     assert refused.status_code == 409
@@ -159,14 +160,14 @@ async def test_imminent_plan_cannot_be_completed_while_emergency_coordination_is
     assert declined.status_code == 200, declined.text
     plan = declined.json()
     assert plan["emergency_task"]["status"] == "declined"
-    assert plan["emergency_task"]["closed_by"] == "hotline:jsmith"
+    assert plan["emergency_task"]["closed_by"] == "jsmith"
     assert plan["reviewed_at"] is None, "a change after the review voids it"
     assert [p["field"] for p in plan["outstanding"]] == ["review"]
 
     reviewed = await intake.post(f"{base}/review", headers=if_match(plan["version"], CLINICIAN))
     done = await intake.post(f"{base}/complete", headers=if_match(reviewed.json()["version"]))
     assert done.status_code == 200, done.text
-    assert done.json()["status"] == "complete" and done.json()["completed_by"] == "hotline:jsmith"
+    assert done.json()["status"] == "complete" and done.json()["completed_by"] == "jsmith"
     case = (await intake.get(f"/v1/screenings/{sid}")).json()
     assert case["safety_plan"]["status"] == "complete"
     assert case["safety_plan"]["emergency_task_status"] == "declined"
@@ -251,8 +252,8 @@ async def test_entries_are_added_edited_reordered_removed_and_every_revision_kep
         "step_not_applicable_cleared",
     ]
     assert [r["version"] for r in revisions] == list(range(1, 10))
-    assert revisions[5]["actor"] == "clinician:dr-lee" and revisions[5]["role"] == "clinician"
-    assert revisions[1]["actor"] == "hotline:jsmith" and revisions[1]["role"] == "hotline"
+    assert revisions[5]["actor"] == "dr-lee" and revisions[5]["role"] == "clinician"
+    assert revisions[1]["actor"] == "jsmith" and revisions[1]["role"] == "hotline"
     assert revisions[4]["diff"] == {
         "step": "help_contacts",
         "entry_id": ids[0],
@@ -338,17 +339,16 @@ async def test_review_is_a_clinicians_and_a_later_change_voids_it(
         headers=if_match(1, CLINICIAN),
     )
     assert reviewed.status_code == 200
-    assert reviewed.json()["reviewed_by"] == "clinician:dr-lee"
-    admin = {"X-Actor": "admin:ops", "X-Actor-Role": "admin"}
+    assert reviewed.json()["reviewed_by"] == "dr-lee"
     changed = await intake.post(
         f"{base}/steps/warning_signs/entries",
         json={"text": "can't sleep"},
-        headers=if_match(2, admin),
+        headers=if_match(2, ADMIN),
     )
     assert changed.status_code == 201
     assert changed.json()["reviewed_by"] is None
     last = (await intake.get(f"{base}/revisions")).json()[-1]
-    assert last["diff"]["review_cleared"]["by"] == "clinician:dr-lee"
+    assert last["diff"]["review_cleared"]["by"] == "dr-lee"
     incomplete = await intake.post(f"{base}/complete", json={"version": 3}, headers=HOTLINE)
     assert incomplete.status_code == 409
     fields = {p["field"] for p in incomplete.json()["problems"]}
@@ -381,35 +381,36 @@ async def test_a_clinician_moves_the_due_time_within_bounds(intake: httpx.AsyncC
 INVALID_EDITS = [
     # (name, method, path under the plan, body, headers, status, error, field)
     (
-        "no actor",
+        "no credential",
         "POST",
         "/steps/warning_signs/entries",
         {"text": "x", "version": 1},
-        {},
+        {"Authorization": ""},
         401,
         "unauthenticated",
-        "X-Actor",
+        None,
     ),
     (
-        "unknown role",
+        "another hotline's plan",
         "POST",
         "/steps/warning_signs/entries",
         {"text": "x", "version": 1},
-        {"X-Actor": "someone", "X-Actor-Role": "patient"},
-        401,
-        "unauthenticated",
-        "X-Actor-Role",
+        HOTLINE2,
+        404,
+        "not_found",
+        None,
     ),
     (
-        "actor not an identifier",
+        "an ehr credential edits",
         "POST",
         "/steps/warning_signs/entries",
         {"text": "x", "version": 1},
-        {"X-Actor": "Jo Smith; drop", "X-Actor-Role": "hotline"},
-        401,
-        "unauthenticated",
-        "X-Actor",
+        EHR,
+        403,
+        "forbidden",
+        None,
     ),
+    ("hotline reviews", "POST", "/review", None, if_match(1), 403, "forbidden", None),
     (
         "unknown step",
         "POST",

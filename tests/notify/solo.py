@@ -25,6 +25,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from deploy.localstack import free_port
 from shared.db import asyncpg_dsn
 from tests.notify.roster import probe_pipeline
+from tests.support.keys import ADMIN
 from tests.support.receiver import Receiver
 from tests.support.services import ROOT, ServiceProcesses
 
@@ -66,7 +67,7 @@ class SoloNotify:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        async with httpx.AsyncClient(base_url=self.url, timeout=2) as client:
+        async with httpx.AsyncClient(base_url=self.url, timeout=2, headers=ADMIN) as client:
             while loop.time() - started < timeout:
                 if self.proc.poll() is not None:
                     raise RuntimeError(f"notify exited with {self.proc.returncode}")
@@ -108,8 +109,8 @@ async def session_notify_stopped(
         # holding partitions nobody consumes: wait until the group is the session's notify alone.
         await _group_settles(services.env["KAFKA_BOOTSTRAP_SERVERS"], "notify", members=1)
         async with (
-            httpx.AsyncClient(base_url=services.url("intake"), timeout=10) as intake,
-            httpx.AsyncClient(base_url=services.url("notify"), timeout=10) as notify,
+            httpx.AsyncClient(base_url=services.url("intake"), timeout=10, headers=ADMIN) as intake,
+            httpx.AsyncClient(base_url=services.url("notify"), timeout=10, headers=ADMIN) as notify,
         ):
             await probe_pipeline(intake, notify, receiver)
 

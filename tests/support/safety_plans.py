@@ -14,10 +14,9 @@ from aiokafka import AIOKafkaConsumer
 from shared.events import Envelope
 from shared.topics import SAFETY_PLAN_EVENTS
 from tests.support.cases import HIGH_CSSRS, screening
+from tests.support.keys import CLINICIAN, HOTLINE
 from tests.support.waits import wait_case
 
-HOTLINE = {"X-Actor": "hotline:jsmith", "X-Actor-Role": "hotline"}
-CLINICIAN = {"X-Actor": "clinician:dr-lee", "X-Actor-Role": "clinician"}
 REQUIRED_STEPS = (
     "warning_signs",
     "internal_coping",
@@ -36,7 +35,8 @@ async def open_plan(
     intake: httpx.AsyncClient, case: dict[str, Any] = HIGH_CSSRS, **extra: Any
 ) -> tuple[str, dict[str, Any]]:
     """Submit a flagged screening; (screening id, its plan document) once the plan is open."""
-    response = await intake.post("/v1/screenings", json=screening(case, **extra))
+    # Submitted by the hotline key, whose plans hotline staff may then build.
+    response = await intake.post("/v1/screenings", json=screening(case, **extra), headers=HOTLINE)
     assert response.status_code == 202, response.text
     sid = response.json()["id"]
     case_view = await wait_case(intake, sid, lambda c: c["safety_plan"] is not None)

@@ -1,0 +1,203 @@
+"""API keys, on intake: issue (shown once), list (never the key), revoke.
+
+Each change commits with its `credential.*` event on the access topic (the outbox), from which
+every replica of every service keeps its own copy of the valid keys (`shared.auth.directory`):
+a revoked key is refused everywhere within about a second. The replica that made the change
+applies it at once, so a new key works on it for the very next request.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from sqlalchemy import select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.intake.models import ApiKey, outbox
+from services.intake.permissions import ROUTES
+from shared.auth import Role, guarded
+from shared.auth.credentials import Credential, key_digest, new_key
+from shared.db import SessionFactory, transaction
+from shared.errors import NotFound, Unprocessable
+from shared.events import utcnow
+from shared.http import Session, Sessions
+from shared.outbox import add_event
+from shared.topics import ACCESS_EVENTS
+
+router = APIRouter(prefix="/v1/api-keys", tags=["access"], route_class=guarded(ROUTES))
+
+Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,99}$")]
+System = Annotated[str, StringConstraints(pattern=r"^[!-~]{1,200}$")]
+MAX_PAGE = 500
+
+
+class ApiKeyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name
+    role: Role
+    #: For an `ehr` key (required there, refused elsewhere): the identifier systems it files
+    #: and reads under; the first files its JSON screenings.
+    identifier_systems: list[System] = Field([], max_length=20)
+    expires_at: AwareDatetime | None = None
+
+    @field_validator("expires_at")
+    @classmethod
+    def _future(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value <= utcnow():
+            raise ValueError("must be in the future")
+        return value
+
+
+class ApiKeyOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    role: Role
+    identifier_systems: list[str]
+    expires_at: datetime | None
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+class ApiKeyIssued(ApiKeyOut):
+    #: The key itself: shown in this answer only, stored nowhere.
+    key: str
+
+
+class ApiKeyPage(BaseModel):
+    items: list[ApiKeyOut]
+    #: Pass as `cursor` for the next page; null on the last one.
+    next_cursor: str | None
+
+
+def _credential(row: ApiKey) -> Credential:
+    return Credential(
+        id=row.id,
+        name=row.name,
+        role=Role(row.role),
+        key_hash=row.key_hash,
+        identifier_systems=tuple(row.identifier_systems),
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        revoked_at=row.revoked_at,
+    )
+
+
+async def _announce(session: AsyncSession, credential: Credential, *, correlation_id: str) -> None:
+    kind = "credential.revoked" if credential.revoked_at else "credential.issued"
+    event = credential.event().envelope(correlation_id=correlation_id, event_type=kind)
+    await add_event(session, outbox, topic=ACCESS_EVENTS, key=credential.id, event=event)
+
+
+async def ensure_bootstrap(sessions: SessionFactory, credentials: Sequence[Credential]) -> None:
+    """API_KEYS_BOOTSTRAP: create the keys that do not exist yet (a revoked one stays revoked)."""
+    if not credentials:
+        return
+    async with transaction(sessions) as session:
+        now = utcnow()
+        for credential in credentials:
+            row = ApiKey(
+                id=credential.id,
+                name=credential.name,
+                role=credential.role.value,
+                identifier_systems=list(credential.identifier_systems),
+                key_hash=credential.key_hash,
+                created_at=now,
+            )
+            if await session.get(ApiKey, credential.id) is None:
+                session.add(row)
+                await session.flush()
+                await _announce(session, _credential(row), correlation_id="bootstrap")
+
+
+@router.post("", status_code=201, response_model=ApiKeyIssued)
+async def issue_key(data: ApiKeyIn, request: Request, sessions: Sessions) -> ApiKeyIssued:
+    """A new key, shown once. An `ehr` key is bound to its identifier systems."""
+    if (data.role == Role.EHR) != bool(data.identifier_systems):
+        raise Unprocessable(
+            "identifier_systems are required for an ehr key and refused for any other",
+            problems=[{"field": "identifier_systems", "problem": "only and always for ehr"}],
+        )
+    key = new_key()
+    row = ApiKey(
+        id=uuid.uuid4(),
+        name=data.name,
+        role=data.role.value,
+        identifier_systems=list(dict.fromkeys(data.identifier_systems)),
+        key_hash=key_digest(key),
+        created_at=utcnow(),
+        expires_at=data.expires_at,
+    )
+    async with transaction(sessions) as session:
+        session.add(row)
+        await session.flush()
+        await _announce(session, _credential(row), correlation_id=str(uuid.uuid4()))
+    request.app.state.runtime.gate.directory.apply(_credential(row))
+    return ApiKeyIssued(**_out(row).model_dump(), key=key)
+
+
+def _out(row: ApiKey) -> ApiKeyOut:
+    return ApiKeyOut(
+        id=row.id,
+        name=row.name,
+        role=Role(row.role),
+        identifier_systems=list(row.identifier_systems),
+        expires_at=row.expires_at,
+        created_at=row.created_at,
+        revoked_at=row.revoked_at,
+    )
+
+
+def _cursor(row: ApiKey) -> str:
+    return base64.urlsafe_b64encode(f"{row.created_at.isoformat()}|{row.id}".encode()).decode()
+
+
+def _after(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        at, _, key_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        return datetime.fromisoformat(at), uuid.UUID(key_id)
+    except ValueError as exc:
+        raise Unprocessable(
+            "cursor is not one this API gave out",
+            problems=[{"field": "cursor", "problem": "not a cursor"}],
+        ) from exc
+
+
+@router.get("", response_model=ApiKeyPage)
+async def list_keys(
+    session: Session,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> ApiKeyPage:
+    """Every key, oldest first (never the key itself), `limit` at a time."""
+    query = select(ApiKey).order_by(ApiKey.created_at, ApiKey.id).limit(limit + 1)
+    if cursor is not None:
+        query = query.where(tuple_(ApiKey.created_at, ApiKey.id) > tuple_(*_after(cursor)))
+    rows = list(await session.scalars(query))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return ApiKeyPage(
+        items=[_out(r) for r in rows], next_cursor=_cursor(rows[-1]) if more else None
+    )
+
+
+@router.delete("/{key_id}", status_code=204, responses={404: {"description": "no such key"}})
+async def revoke_key(key_id: uuid.UUID, request: Request, sessions: Sessions) -> Response:
+    """Revoke: every service refuses the key within about a second (2 s at most)."""
+    async with transaction(sessions) as session:
+        row = await session.get(ApiKey, key_id, with_for_update=True)
+        if row is None:
+            raise NotFound(f"no API key {key_id}")
+        if row.revoked_at is None:
+            row.revoked_at = utcnow()
+            await session.flush()
+            await _announce(session, _credential(row), correlation_id=str(uuid.uuid4()))
+        credential = _credential(row)
+    request.app.state.runtime.gate.directory.apply(credential)
+    return Response(status_code=204)

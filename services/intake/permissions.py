@@ -1,0 +1,48 @@
+"""Intake's permission table: every operation, and the permission it needs (deny by default).
+
+The roles holding each permission are the contract's table, in `shared.auth.roles`. Object scope
+(which screenings a hotline or ehr credential sees) is a WHERE clause: `scope.py`.
+"""
+
+from __future__ import annotations
+
+from shared.auth import PUBLIC, Access, Permission, RouteTable
+
+_P = Permission
+_READ = Access(_P.CASES_READ)
+_EDIT = Access(_P.SAFETY_PLANS_EDIT)
+_REVIEW = Access(_P.SAFETY_PLANS_REVIEW)
+_PLAN = "/v1/safety-plans/{plan_id}"
+
+ROUTES: RouteTable = {
+    ("POST", "/v1/screenings"): Access(_P.SCREENINGS_SUBMIT),
+    ("GET", "/v1/screenings/{screening_id}"): _READ,
+    # safety plans
+    ("GET", _PLAN): _READ,
+    ("GET", f"{_PLAN}/revisions"): _READ,
+    ("GET", f"{_PLAN}/revisions/{{version}}"): _READ,
+    ("POST", f"{_PLAN}/steps/{{step}}/entries"): _EDIT,
+    ("PUT", f"{_PLAN}/steps/{{step}}/entries/{{entry_id}}"): _EDIT,
+    ("DELETE", f"{_PLAN}/steps/{{step}}/entries/{{entry_id}}"): _EDIT,
+    ("PUT", f"{_PLAN}/steps/{{step}}/order"): _EDIT,
+    ("PUT", f"{_PLAN}/steps/{{step}}/not-applicable"): _EDIT,
+    ("DELETE", f"{_PLAN}/steps/{{step}}/not-applicable"): _EDIT,
+    ("PUT", f"{_PLAN}/emergency-task"): _EDIT,
+    ("POST", f"{_PLAN}/complete"): _EDIT,
+    ("POST", f"{_PLAN}/review"): _REVIEW,
+    ("PUT", f"{_PLAN}/due"): _REVIEW,
+    # FHIR
+    ("GET", "/v1/fhir/metadata"): PUBLIC,
+    ("POST", "/v1/fhir/QuestionnaireResponse"): Access(_P.FHIR_SUBMIT),
+    ("POST", "/v1/fhir"): Access(_P.FHIR_SUBMIT),
+    ("GET", "/v1/fhir/QuestionnaireResponse/{screening_id}"): _READ,
+    ("GET", "/v1/screenings/{screening_id}/fhir/RiskAssessment"): _READ,
+    ("GET", "/v1/fhir/RiskAssessment/{screening_id}"): _READ,
+    ("POST", "/v1/fhir/subscriptions"): Access(_P.SUBSCRIPTIONS),
+    ("GET", "/v1/fhir/subscriptions/{subscription_id}"): Access(_P.SUBSCRIPTIONS),
+    ("DELETE", "/v1/fhir/subscriptions/{subscription_id}"): Access(_P.SUBSCRIPTIONS),
+    # API keys
+    ("POST", "/v1/api-keys"): Access(_P.API_KEYS),
+    ("GET", "/v1/api-keys"): Access(_P.API_KEYS),
+    ("DELETE", "/v1/api-keys/{key_id}"): Access(_P.API_KEYS),
+}

@@ -1,0 +1,19 @@
+"""Access control shared by the three services: credentials, roles, the gate (README, "Access")."""
+
+from shared.auth.guard import PUBLIC, Access, CurrentPrincipal, Gate, RouteTable, guarded, seal
+from shared.auth.principal import Principal
+from shared.auth.roles import Permission, Role, Visibility
+
+__all__ = [
+    "PUBLIC",
+    "Access",
+    "CurrentPrincipal",
+    "Gate",
+    "Permission",
+    "Principal",
+    "Role",
+    "RouteTable",
+    "Visibility",
+    "guarded",
+    "seal",
+]

@@ -1,0 +1,164 @@
+"""Every service's own copy of the valid API keys, read from the compacted access topic.
+
+The pattern of Kafka's own registries (Schema Registry's `_schemas`, Connect's config topic):
+each replica assigns itself every partition of `triage.access.events.v1`, reads it from the
+beginning at start and keeps reading, so a key issued or revoked on intake is known to every
+replica of every service within the time of one fetch, with no schema shared between services.
+
+Fail closed: a replica that has not confirmed, within `max_staleness` seconds, that it has read
+up to the topic's end cannot know whether a key was revoked, so it refuses every key (503) and
+says why in its log, until it has caught up again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+
+from shared.auth.credentials import Credential, CredentialChanged, key_digest
+from shared.auth.principal import Principal
+from shared.events import Envelope
+from shared.topics import ACCESS_EVENTS
+
+log = logging.getLogger(__name__)
+
+
+class CredentialsUnavailable(Exception):
+    """This replica cannot tell whether a key is still valid right now."""
+
+
+class CredentialDirectory:
+    def __init__(
+        self,
+        *,
+        bootstrap: Iterable[Credential] = (),
+        max_staleness: float = 5.0,
+        clock: Any = time.monotonic,
+    ) -> None:
+        self._by_id: dict[Any, Credential] = {}
+        self._by_hash: dict[str, Credential] = {}
+        for credential in bootstrap:
+            self.apply(credential)
+        self.max_staleness = max_staleness
+        self._clock = clock
+        self._synced_at: float | None = None
+        self._warned_at = 0.0
+        self.caught_up = asyncio.Event()
+
+    # --- what requests ask ---------------------------------------------------------------
+
+    def principal(self, key: str) -> Principal | None:
+        """The principal of a valid key; None for an unknown, expired or revoked one.
+
+        Raises CredentialsUnavailable when this replica is not sure it knows every revocation.
+        """
+        if not self.fresh:
+            now = self._clock()
+            if now - self._warned_at > 10:
+                self._warned_at = now
+                log.warning(
+                    "refusing API keys: the access topic %s has not been read to its end for "
+                    "more than %.0f s, so a revocation could be missing",
+                    ACCESS_EVENTS,
+                    self.max_staleness,
+                )
+            raise CredentialsUnavailable("credentials cannot be checked right now")
+        credential = self._by_hash.get(key_digest(key))
+        if credential is None or not credential.valid_at(datetime.now(UTC)):
+            return None
+        return credential.principal
+
+    @property
+    def fresh(self) -> bool:
+        return self._synced_at is not None and self._clock() - self._synced_at <= self.max_staleness
+
+    def get(self, credential_id: Any) -> Credential | None:
+        return self._by_id.get(credential_id)
+
+    # --- what changes it -----------------------------------------------------------------
+
+    def apply(self, credential: Credential) -> None:
+        """Take a key's newest state (from the topic, or from intake right after its commit)."""
+        old = self._by_id.get(credential.id)
+        if old is not None:
+            self._by_hash.pop(old.key_hash, None)
+        self._by_id[credential.id] = credential
+        self._by_hash[credential.key_hash] = credential
+
+    def mark_synced(self, at: float) -> None:
+        self._synced_at = at
+        self.caught_up.set()
+
+    async def follow(self, consumer: AIOKafkaConsumer, *, check_every: float = 0.5) -> None:
+        """Read the topic from the beginning for ever; confirm the end every `check_every` s.
+
+        `consumer` has no group: subscribed, it is assigned every partition of the topic and
+        starts from the earliest offset."""
+        consumer.subscribe([ACCESS_EVENTS])
+        last_check = missing_since = 0.0
+        while True:
+            batches = await consumer.getmany(timeout_ms=200)
+            for records in batches.values():
+                for record in records:
+                    self._apply_record(record.value)
+            if self._clock() - last_check < check_every:
+                continue
+            last_check = started = self._clock()
+            partitions = sorted(consumer.assignment())
+            if not partitions:
+                if started - missing_since > 10:
+                    missing_since = started
+                    log.error("topic %s has no partitions yet: API keys are refused", ACCESS_EVENTS)
+                continue
+            try:
+                ends = await asyncio.wait_for(consumer.end_offsets(partitions), timeout=2)
+                positions = [await consumer.position(tp) for tp in partitions]
+            except Exception as exc:  # the broker is out of reach: stay stale, say so
+                log.warning("access topic end offsets unavailable: %s", type(exc).__name__)
+                continue
+            if all(pos >= ends[tp] for tp, pos in zip(partitions, positions, strict=True)):
+                self.mark_synced(started)
+
+    def _apply_record(self, raw: bytes | None) -> None:
+        try:
+            envelope = Envelope.decode(raw)
+            self.apply(CredentialChanged.model_validate(envelope.data).credential())
+        except ValueError:
+            # Not ours to dead-letter (every replica reads it): skip, loudly.
+            log.error("skipped a malformed record on %s", ACCESS_EVENTS)
+
+
+async def follow_access_topic(
+    directory: CredentialDirectory,
+    *,
+    bootstrap_servers: str,
+    client_id: str,
+    security: dict[str, Any],
+) -> None:
+    """`directory.follow` for the service's lifetime; a Kafka failure starts it over."""
+    while True:
+        consumer = AIOKafkaConsumer(
+            **security,
+            bootstrap_servers=bootstrap_servers,
+            client_id=client_id,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=100,
+        )
+        try:
+            await consumer.start()
+            await directory.follow(consumer)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("reading %s failed; starting over in 1 s", ACCESS_EVENTS)
+            await asyncio.sleep(1)
+        finally:
+            await consumer.stop()

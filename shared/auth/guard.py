@@ -1,0 +1,174 @@
+"""The one gate every route passes: who is calling (401), may their role do this (403), are
+they within their limits (429).
+
+Each service keeps a table, beside its routes, of `(method, path) -> Access`; its routers are
+built with `guarded(table)` as their route class. The check runs before FastAPI reads the body
+or resolves any dependency, so a caller without a credential learns nothing about a route's
+shape, and a route missing from the table is closed to every role (deny by default). `seal()`
+refuses to build an app with a route that bypasses the gate.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request, Response
+from fastapi.routing import APIRoute
+
+from shared.auth.directory import CredentialDirectory, CredentialsUnavailable
+from shared.auth.oidc import InvalidToken, OidcVerifier
+from shared.auth.principal import Principal
+from shared.auth.ratelimit import RateLimits
+from shared.auth.roles import Permission
+from shared.errors import ErrorBody, Forbidden, ServiceUnavailable, Unauthenticated
+
+log = logging.getLogger(__name__)
+
+_WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+SECURITY_SCHEME = "bearerAuth"
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """Who may call one operation. `permission=None`: anyone, without a credential."""
+
+    permission: Permission | None
+    #: A request carrying a `sig` query parameter skips the credential: the route itself
+    #: verifies the signed link (the acknowledgement link in a page) and answers 403 if bad.
+    signed_link: bool = False
+
+
+PUBLIC = Access(None)
+RouteTable = Mapping[tuple[str, str], Access]
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"model": ErrorBody, "description": description}
+
+
+_GUARDED_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: _error("no credential, or one that is unknown, expired or revoked"),
+    403: _error("the caller's role may not do this"),
+    429: _error("too many writes by this credential, or bad credentials from this address"),
+    503: _error("credentials cannot be checked, or the database is unavailable, right now"),
+}
+
+
+class Gate:
+    """Builds the principal from a request's credential: the only place that reads it."""
+
+    def __init__(
+        self,
+        *,
+        directory: CredentialDirectory,
+        limits: RateLimits,
+        oidc: OidcVerifier | None = None,
+    ) -> None:
+        self.directory = directory
+        self.limits = limits
+        self.oidc = oidc
+
+    async def authenticate(self, request: Request) -> Principal:
+        header = request.headers.get("authorization")
+        if not header:
+            raise Unauthenticated(
+                "this operation needs a credential: Authorization: Bearer <API key or token>"
+            )
+        scheme, _, credential = header.partition(" ")
+        credential = credential.strip()
+        principal = None
+        if scheme.lower() == "bearer" and credential:
+            try:
+                principal = await self._principal(credential)
+            except CredentialsUnavailable as exc:
+                raise ServiceUnavailable(
+                    "credentials cannot be checked right now; retry shortly", retry_after=2
+                ) from exc
+        if principal is None:
+            self.limits.failed_auth(request.client.host if request.client else "-")
+            raise Unauthenticated("the credential is unknown, expired or revoked", invalid=True)
+        return principal
+
+    async def _principal(self, credential: str) -> Principal | None:
+        if self.oidc is not None and credential.count(".") == 2:
+            try:
+                return await self.oidc.principal(credential)
+            except InvalidToken as exc:
+                log.info("refused an access token: %s", exc)
+                return None
+        return self.directory.principal(credential)
+
+
+def guarded(table: RouteTable) -> type[APIRoute]:
+    """A route class that checks `table` before anything else runs for the request."""
+
+    class GuardedRoute(APIRoute):
+        def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+            methods = {m.upper() for m in kwargs.get("methods") or ("GET",)}
+            self.access = {m: table.get((m, path)) for m in methods}
+            if any(a is None or a.permission is not None for a in self.access.values()):
+                kwargs["responses"] = {**_GUARDED_RESPONSES, **(kwargs.get("responses") or {})}
+                extra = kwargs.get("openapi_extra") or {}
+                kwargs["openapi_extra"] = {"security": [{SECURITY_SCHEME: []}], **extra}
+            super().__init__(path, endpoint, **kwargs)
+
+        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+            handler = super().get_route_handler()
+            access_by_method = self.access
+
+            async def guarded_handler(request: Request) -> Response:
+                access = access_by_method.get(request.method)
+                if access is not None and (
+                    access.permission is None
+                    or (access.signed_link and "sig" in request.query_params)
+                ):
+                    return await handler(request)
+                gate: Gate = request.app.state.runtime.gate
+                principal = await gate.authenticate(request)
+                if access is None or not principal.may(access.permission):  # type: ignore[arg-type]
+                    raise Forbidden(f"the {principal.role} role may not do this")
+                if request.method in _WRITES:
+                    gate.limits.write(principal)
+                request.state.principal = principal
+                return await handler(request)
+
+            return guarded_handler
+
+    return GuardedRoute
+
+
+def seal(app: FastAPI) -> FastAPI:
+    """Refuse an app with a route outside the gate, and name the scheme in its OpenAPI."""
+    for route in app.routes:
+        if isinstance(route, APIRoute) and not hasattr(route, "access"):
+            raise RuntimeError(
+                f"route {route.path} is not guarded: build its router with guarded()"
+            )
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            schema.setdefault("components", {}).setdefault("securitySchemes", {})[
+                SECURITY_SCHEME
+            ] = {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "An API key issued by intake, or the identity provider's "
+                "access token (JWT) when OIDC is configured",
+            }
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+async def _principal(request: Request) -> Principal:
+    return request.state.principal  # type: ignore[no-any-return]
+
+
+#: The caller of a guarded route, in a route's signature.
+CurrentPrincipal = Annotated[Principal, Depends(_principal)]

@@ -1,0 +1,80 @@
+"""Roles and what each may do: the contract's permission table, as data.
+
+Each service maps its routes to one `Permission` (its `permissions.py`); this module says which
+roles hold which permission. A route missing from its service's table is closed to everyone.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    HOTLINE = "hotline"
+    EHR = "ehr"
+    CLINICIAN = "clinician"
+    SUPERVISOR = "supervisor"
+    ADMIN = "admin"
+
+
+class Permission(StrEnum):
+    SCREENINGS_SUBMIT = "screenings:submit"
+    FHIR_SUBMIT = "fhir:submit"
+    CASES_READ = "cases:read"
+    #: A property, not a route: `contact` and `notes` in the case view.
+    CASES_READ_CONTACT = "cases:read-contact"
+    SAFETY_PLANS_EDIT = "safety-plans:edit"
+    SAFETY_PLANS_REVIEW = "safety-plans:review"
+    ALERTS_READ = "alerts:read"
+    ALERTS_ACT = "alerts:act"
+    ONCALL_READ = "oncall:read"
+    ONCALL_WRITE = "oncall:write"
+    SUBSCRIPTIONS = "subscriptions:manage"
+    AUDIT_READ = "audit:read"
+    API_KEYS = "api-keys:manage"
+    #: Not in the contract's table (risk's own reads): clinicians, supervisors and admins.
+    ASSESSMENTS_READ = "assessments:read"
+
+
+class Visibility(StrEnum):
+    """Which screenings (and so which plans, FHIR resources, pushes) a role sees."""
+
+    SUBMITTED = "submitted"  # those sent with the same credential
+    SYSTEMS = "systems"  # those filed under one of the credential's identifier systems
+    ALL = "all"
+
+
+_P = Permission
+_CLINICAL = frozenset(
+    {
+        _P.SCREENINGS_SUBMIT,
+        _P.FHIR_SUBMIT,
+        _P.CASES_READ,
+        _P.CASES_READ_CONTACT,
+        _P.SAFETY_PLANS_EDIT,
+        _P.SAFETY_PLANS_REVIEW,
+        _P.ALERTS_READ,
+        _P.ALERTS_ACT,
+        _P.ONCALL_READ,
+        _P.ASSESSMENTS_READ,
+    }
+)
+
+#: The contract's table ("Access"). Scope within a permission comes from `VISIBILITY`.
+ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
+    Role.HOTLINE: frozenset(
+        {_P.SCREENINGS_SUBMIT, _P.CASES_READ, _P.CASES_READ_CONTACT, _P.SAFETY_PLANS_EDIT}
+    ),
+    Role.EHR: frozenset({_P.SCREENINGS_SUBMIT, _P.FHIR_SUBMIT, _P.CASES_READ, _P.SUBSCRIPTIONS}),
+    Role.CLINICIAN: _CLINICAL,
+    Role.SUPERVISOR: _CLINICAL | {_P.ONCALL_WRITE, _P.AUDIT_READ},
+    Role.ADMIN: frozenset(Permission),
+}
+
+VISIBILITY: dict[Role, Visibility] = {
+    Role.HOTLINE: Visibility.SUBMITTED,
+    Role.EHR: Visibility.SYSTEMS,
+    Role.CLINICIAN: Visibility.ALL,
+    Role.SUPERVISOR: Visibility.ALL,
+    Role.ADMIN: Visibility.ALL,
+}
