@@ -11,11 +11,14 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.auth.guard import PUBLIC, guarded
+from shared.auth.guard import PUBLIC, RouteTable, guarded
 from shared.db import SessionFactory
 from shared.errors import error_body, install_error_handlers
 
 ReadinessCheck = Callable[[], Awaitable[dict[str, bool]]]
+
+#: The health routes every service has: open to all (each service's table includes them).
+HEALTH_ROUTES: RouteTable = {("GET", "/healthz"): PUBLIC, ("GET", "/readyz"): PUBLIC}
 
 
 async def _sessions(request: Request) -> SessionFactory:
@@ -96,7 +99,7 @@ def health_router(readiness: ReadinessCheck) -> APIRouter:
     """`/healthz`: the process is up. `/readyz`: its database and Kafka are reachable."""
     router = APIRouter(
         tags=["health"],
-        route_class=guarded({("GET", "/healthz"): PUBLIC, ("GET", "/readyz"): PUBLIC}),
+        route_class=guarded(HEALTH_ROUTES),
     )
 
     @router.get("/healthz")

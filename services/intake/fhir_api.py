@@ -63,6 +63,7 @@ from shared.errors import (
 )
 from shared.events import utcnow
 from shared.http import Session, Sessions
+from shared.outbound import require_safe_url
 
 log = logging.getLogger(__name__)
 
@@ -464,11 +465,16 @@ async def read_risk_assessment(
     response_model_exclude_none=True,
 )
 async def register_subscription(
-    spec: resthooks.SubscriptionIn, sessions: Sessions, principal: CurrentPrincipal
+    spec: resthooks.SubscriptionIn,
+    request: Request,
+    sessions: Sessions,
+    principal: CurrentPrincipal,
 ) -> JSONResponse:
     """Register (or reactivate) a rest-hook: 201 when new (with any generated secret), else 200.
 
-    An ehr credential registers only for one of its own identifier systems."""
+    An ehr credential registers only for one of its own identifier systems; the endpoint must
+    pass the SSRF policy (https, a public address: 422 otherwise)."""
+    await require_safe_url(request.app.state.runtime.settings, spec.endpoint, field="endpoint")
     async with transaction(sessions) as session:
         sub, created, secret = await resthooks.register(session, spec=spec, principal=principal)
     body = resthooks.subscription_out(sub, secret=secret).model_dump(mode="json", exclude_none=True)

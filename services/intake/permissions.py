@@ -7,6 +7,7 @@ The roles holding each permission are the contract's table, in `shared.auth.role
 from __future__ import annotations
 
 from shared.auth import PUBLIC, Access, Permission, RouteTable
+from shared.http import HEALTH_ROUTES
 
 _P = Permission
 _READ = Access(_P.CASES_READ)
@@ -15,6 +16,7 @@ _REVIEW = Access(_P.SAFETY_PLANS_REVIEW)
 _PLAN = "/v1/safety-plans/{plan_id}"
 
 ROUTES: RouteTable = {
+    **HEALTH_ROUTES,
     ("POST", "/v1/screenings"): Access(_P.SCREENINGS_SUBMIT),
     ("GET", "/v1/screenings/{screening_id}"): _READ,
     # safety plans

@@ -37,6 +37,7 @@ from shared.auth import Principal, Visibility
 from shared.db import SessionFactory, asyncpg_dsn, driver, transaction
 from shared.errors import Forbidden, NotFound
 from shared.events import utcnow
+from shared.outbound import GuardedTransport, OutboundPolicy
 from shared.runtime import Runtime
 from shared.wakeup import WakeLoop
 from shared.webhooks import backoff_seconds, classify, redact, signed_headers
@@ -286,7 +287,9 @@ class Pusher:
 
     async def run(self) -> None:
         timeout = httpx.Timeout(self._settings.fhir_push_timeout_seconds)
-        async with httpx.AsyncClient(timeout=timeout) as http:
+        # Every endpoint came through the API: connections go only where the policy allows.
+        transport = GuardedTransport(OutboundPolicy.from_settings(self._settings))
+        async with httpx.AsyncClient(timeout=timeout, transport=transport) as http:
             try:
                 await self._loop.run(lambda: self.run_due(http), self._next_due_in)
             except asyncio.CancelledError:

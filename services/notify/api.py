@@ -40,6 +40,7 @@ from shared.db import transaction
 from shared.errors import Conflict, Forbidden, NotFound, Unprocessable
 from shared.events import utcnow
 from shared.http import Session, Sessions
+from shared.outbound import require_safe_url
 
 router = APIRouter(prefix="/v1", route_class=guarded(ROUTES))
 metrics_router = APIRouter(route_class=guarded(ROUTES))
@@ -138,8 +139,16 @@ async def metrics(request: Request) -> Response:
 # Clinicians and their contact methods.
 
 
+async def _safe_address(request: Request, method: ContactMethodIn, *, field: str) -> None:
+    """A webhook address given through the API must pass the SSRF policy (422 otherwise)."""
+    if method.kind == "webhook":
+        await require_safe_url(request.app.state.runtime.settings, method.address, field=field)
+
+
 @router.post("/clinicians", status_code=201)
-async def create_clinician(data: ClinicianIn, sessions: Sessions) -> ClinicianOut:
+async def create_clinician(data: ClinicianIn, request: Request, sessions: Sessions) -> ClinicianOut:
+    for i, method in enumerate(data.contact_methods):
+        await _safe_address(request, method, field=f"contact_methods.{i}.address")
     async with transaction(sessions) as session:
         return await oncall.create_clinician(session, data=data)
 
@@ -156,8 +165,9 @@ async def get_clinician(clinician_id: uuid.UUID, session: Session) -> ClinicianO
 
 @router.post("/clinicians/{clinician_id}/contact-methods", status_code=201)
 async def add_contact_method(
-    clinician_id: uuid.UUID, data: ContactMethodIn, sessions: Sessions
+    clinician_id: uuid.UUID, data: ContactMethodIn, request: Request, sessions: Sessions
 ) -> ContactMethodOut:
+    await _safe_address(request, data, field="address")
     async with transaction(sessions) as session:
         return await oncall.add_contact_method(session, clinician_id=clinician_id, data=data)
 

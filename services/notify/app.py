@@ -19,6 +19,7 @@ from services.notify.settings import NotifySettings
 from shared.auth import seal
 from shared.db import asyncpg_dsn, transaction
 from shared.http import base_app, health_router
+from shared.outbound import GuardedTransport, OutboundPolicy
 from shared.runtime import open_runtime
 
 
@@ -39,12 +40,20 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
             app.state.metrics = metrics = Metrics()
             timeout = httpx.Timeout(cfg.delivery_timeout_seconds)
             limits = httpx.Limits(max_connections=cfg.delivery_concurrency)
-            async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
+            guarded_transport = GuardedTransport(
+                OutboundPolicy.from_settings(cfg), httpx.AsyncHTTPTransport(limits=limits)
+            )
+            async with (
+                httpx.AsyncClient(timeout=timeout, limits=limits) as client,
+                httpx.AsyncClient(timeout=timeout, transport=guarded_transport) as guarded,
+            ):
                 deliverer = Deliverer(
                     sessions=runtime.sessions,
                     channels={
                         "webhook": WebhookChannel(
                             http=client,
+                            guarded=guarded,
+                            trusted=[cfg.oncall_webhook_url] if cfg.oncall_webhook_url else [],
                             secrets=app.state.secrets,
                             timeout=cfg.delivery_timeout_seconds,
                         ),

@@ -12,6 +12,7 @@ import asyncio
 import json
 import time
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -92,8 +93,20 @@ def retry_after(value: str | None, *, now: float | None = None) -> float | None:
 class WebhookChannel:
     """POSTs the page signed as the contract says, with every current secret (rotation)."""
 
-    def __init__(self, *, http: httpx.AsyncClient, secrets: list[str], timeout: float) -> None:
+    def __init__(
+        self,
+        *,
+        http: httpx.AsyncClient,
+        secrets: list[str],
+        timeout: float,
+        guarded: httpx.AsyncClient | None = None,
+        trusted: Collection[str] = (),
+    ) -> None:
+        #: `http` for the operator's own addresses (`trusted`: ONCALL_WEBHOOK_URL); `guarded`
+        #: (shared/outbound.py) for every address that came through the API.
         self._http = http
+        self._guarded = guarded or http
+        self._trusted = frozenset(trusted)
         self._secrets = secrets
         #: The whole exchange, not each phase: a 2xx after the deadline is no delivery.
         self._timeout = timeout
@@ -103,7 +116,8 @@ class WebhookChannel:
         headers = signed_headers(self._secrets, body, event_id=page.delivery_id)
         try:
             async with asyncio.timeout(self._timeout):
-                response = await self._http.post(address, content=body, headers=headers)
+                client = self._http if address in self._trusted else self._guarded
+                response = await client.post(address, content=body, headers=headers)
         except TimeoutError:
             return Outcome("temporary_failure", error=f"no answer within {self._timeout:g} s")
         except httpx.HTTPError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from shared.auth import PUBLIC, Access, Permission, RouteTable
+from shared.http import HEALTH_ROUTES
 
 _P = Permission
 _READ = Access(_P.ONCALL_READ)
@@ -11,6 +12,7 @@ _WRITE = Access(_P.ONCALL_WRITE)
 _ACK = Access(_P.ALERTS_ACT, signed_link=True)
 
 ROUTES: RouteTable = {
+    **HEALTH_ROUTES,
     ("GET", "/metrics"): PUBLIC,
     ("GET", "/v1/alerts/{alert_id}"): Access(_P.ALERTS_READ),
     ("POST", "/v1/alerts/{alert_id}/ack"): _ACK,

@@ -11,12 +11,13 @@ refuses to build an app with a route that bypasses the gate.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute
 
 from shared.auth.directory import CredentialDirectory, CredentialsUnavailable
 from shared.auth.oidc import InvalidToken, OidcVerifier
@@ -140,10 +141,20 @@ def guarded(table: RouteTable) -> type[APIRoute]:
     return GuardedRoute
 
 
+def api_routes(routes: Iterable[BaseRoute]) -> Iterator[APIRoute]:
+    """Every API route, including those of included routers (FastAPI keeps them nested)."""
+    for route in routes:
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            yield from api_routes(included.routes)
+        elif isinstance(route, APIRoute):
+            yield route
+
+
 def seal(app: FastAPI) -> FastAPI:
     """Refuse an app with a route outside the gate, and name the scheme in its OpenAPI."""
-    for route in app.routes:
-        if isinstance(route, APIRoute) and not hasattr(route, "access"):
+    for route in api_routes(app.routes):
+        if not hasattr(route, "access"):
             raise RuntimeError(
                 f"route {route.path} is not guarded: build its router with guarded()"
             )

@@ -51,7 +51,7 @@ async def test_poison_message_is_dead_lettered_and_the_partition_moves_on(
 
     sid = valid.data["screening_id"]
     deadline = time.monotonic() + 10
-    async with httpx.AsyncClient(base_url=services.url("risk", headers=ADMIN)) as risk:
+    async with httpx.AsyncClient(base_url=services.url("risk"), headers=ADMIN) as risk:
         while time.monotonic() < deadline:
             response = await risk.get("/v1/assessments", params={"screening_id": sid})
             if response.status_code == 200:

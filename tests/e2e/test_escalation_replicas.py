@@ -38,8 +38,8 @@ async def replica(
     finally:
         await second.stop()
         async with (
-            httpx.AsyncClient(base_url=services.url("intake", headers=ADMIN), timeout=10) as intake,
-            httpx.AsyncClient(base_url=services.url("notify", headers=ADMIN), timeout=10) as notify,
+            httpx.AsyncClient(base_url=services.url("intake"), timeout=10, headers=ADMIN) as intake,
+            httpx.AsyncClient(base_url=services.url("notify"), timeout=10, headers=ADMIN) as notify,
         ):
             await probe_pipeline(intake, notify, receiver)
 

@@ -66,16 +66,24 @@ class Receiver:
 
     async def start(self) -> None:
         app = Starlette(routes=[Route("/hook", self._hook, methods=["POST"])])
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
-        )
-        self._server = uvicorn.Server(config)
-        self._task = asyncio.create_task(self._server.serve())
-        while not self._server.started:  # noqa: ASYNC110 - uvicorn offers no event to await
-            await asyncio.sleep(0.01)
+        self._server, self._task = await serve(app, self.port)
 
     async def stop(self) -> None:
-        if self._server is not None and self._task is not None:
-            self._server.should_exit = True
-            with contextlib.suppress(Exception):
-                await self._task
+        await shut(self._server, self._task)
+
+
+async def serve(app: Starlette, port: int) -> tuple[uvicorn.Server, asyncio.Task]:
+    """Serve `app` on 127.0.0.1:`port` in this event loop; returns once it listens."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to await
+        await asyncio.sleep(0.01)
+    return server, task
+
+
+async def shut(server: uvicorn.Server | None, task: asyncio.Task | None) -> None:
+    if server is not None and task is not None:
+        server.should_exit = True
+        with contextlib.suppress(Exception):
+            await task

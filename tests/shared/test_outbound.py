@@ -1,0 +1,102 @@
+"""The SSRF guard on URLs given through the API: each refused class, and DNS rebinding.
+
+No request leaves the loopback address: resolvers are stubs, and the one real connection goes
+to a receiver on 127.0.0.1."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from shared.outbound import GuardedTransport, OutboundPolicy, UnsafeUrl
+from tests.support.receiver import Receiver
+
+
+def _resolving(*answers: list[str]):
+    """A stub resolver answering each call with the next list (the last one repeats)."""
+    calls: list[str] = []
+
+    async def resolve(host: str, port: int) -> list[str]:
+        calls.append(host)
+        return answers[min(len(calls), len(answers)) - 1]
+
+    resolve.calls = calls  # type: ignore[attr-defined]
+    return resolve
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("https://127.0.0.1/hook", "loopback"),
+        ("https://[::1]/hook", "loopback"),
+        ("https://10.1.2.3/hook", "private"),
+        ("https://172.16.0.9/hook", "private"),
+        ("https://192.168.1.1/hook", "private"),
+        ("https://169.254.169.254/latest/meta-data", "link-local"),
+        ("https://[fe80::1]/hook", "link-local"),
+        ("https://224.0.0.1/hook", "multicast"),
+        ("https://240.0.0.1/hook", "reserved"),
+        ("https://0.0.0.0/hook", "unspecified"),
+        ("https://[::ffff:127.0.0.1]/hook", "loopback"),
+        ("https://100.64.0.1/hook", "globally routable"),
+    ],
+)
+async def test_each_refused_address_class(url: str, why: str) -> None:
+    with pytest.raises(UnsafeUrl, match=why):
+        await OutboundPolicy().check(url)
+
+
+async def test_a_name_resolving_to_a_refused_address_is_refused_at_registration() -> None:
+    policy = OutboundPolicy(resolver=_resolving(["93.184.215.14", "10.0.0.5"]))
+    with pytest.raises(UnsafeUrl, match="private"):
+        await policy.check("https://pager.example.org/hook")
+
+
+@pytest.mark.parametrize(
+    "url", ["http://93.184.215.14/hook", "ftp://pager.example.org/x", "https://u:p@example.org/"]
+)
+async def test_only_https_without_credentials(url: str) -> None:
+    with pytest.raises(UnsafeUrl):
+        await OutboundPolicy(resolver=_resolving(["93.184.215.14"])).check(url)
+
+
+async def test_settings_loosen_it_for_local_setups() -> None:
+    policy = OutboundPolicy(allow_http=True, allowed_networks=["127.0.0.0/8"])
+    await policy.check("http://127.0.0.1:9/hook")
+    with pytest.raises(UnsafeUrl, match="private"):
+        await policy.check("http://10.0.0.1/hook")
+
+
+async def test_public_names_pass_and_unresolvable_ones_wait_for_the_connection() -> None:
+    await OutboundPolicy(resolver=_resolving(["93.184.215.14"])).check("https://ehr.example.org/")
+
+    async def nxdomain(host: str, port: int) -> list[str]:
+        raise OSError("does not resolve")
+
+    await OutboundPolicy(resolver=nxdomain).check("https://not-yet.example.org/")
+
+
+async def test_dns_rebinding_is_refused_at_connect_time() -> None:
+    """Public when registered, loopback when connecting: the connection is never made."""
+    resolver = _resolving(["93.184.215.14"], ["127.0.0.1"])
+    policy = OutboundPolicy(resolver=resolver)
+    await policy.check("https://rebind.example.org/hook")  # registration: public, accepted
+    async with httpx.AsyncClient(transport=GuardedTransport(policy)) as client:
+        with pytest.raises(httpx.ConnectError, match="loopback"):
+            await client.post("https://rebind.example.org/hook", content=b"{}")
+    assert resolver.calls == ["rebind.example.org", "rebind.example.org"]  # type: ignore[attr-defined]
+
+
+async def test_the_connection_goes_to_the_checked_address(receiver: Receiver) -> None:
+    """The name resolves (stub) to the receiver's loopback address, allowed by the settings;
+    the request reaches it with the URL's own host name in Host."""
+    port = receiver.port
+    policy = OutboundPolicy(
+        allow_http=True, allowed_networks=["127.0.0.0/8"], resolver=_resolving(["127.0.0.1"])
+    )
+    before = len(receiver.got)
+    async with httpx.AsyncClient(transport=GuardedTransport(policy)) as client:
+        response = await client.post(f"http://hooks.test:{port}/hook", content=b"{}")
+    assert response.status_code < 300
+    got = receiver.got[before:]
+    assert got and got[-1].headers.get("host") == f"hooks.test:{port}"
