@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -22,9 +23,16 @@ class ServiceProcesses:
     ports: dict[str, int]
     log_dir: Path
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    #: A CA file when the services serve HTTPS (TLS_CERT_FILE in `env`).
+    ca_file: str | None = None
+
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        return ssl.create_default_context(cafile=self.ca_file) if self.ca_file else True
 
     def url(self, service: str) -> str:
-        return f"http://127.0.0.1:{self.ports[service]}"
+        scheme = "https" if self.ca_file else "http"
+        return f"{scheme}://127.0.0.1:{self.ports[service]}"
 
     def start(self, *services: str, timeout: float = 60.0) -> None:
         for name in services or SERVICES:
@@ -53,7 +61,8 @@ class ServiceProcesses:
                         f"{name} exited with {proc.returncode}:\n{self.log_tail(name)}"
                     )
                 try:
-                    if httpx.get(f"{self.url(name)}/readyz", timeout=2).status_code == 200:
+                    ready = httpx.get(f"{self.url(name)}/readyz", timeout=2, verify=self.verify)
+                    if ready.status_code == 200:
                         break
                 except httpx.HTTPError:
                     pass

@@ -1,0 +1,167 @@
+"""Access settings that need services of their own: HTTPS, the clinic's identity provider, and
+rate limits (a risk and an intake process beside the session's, on the same stack)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from deploy.localstack import free_port
+from tests.support.cases import HIGH_CSSRS, screening
+from tests.support.idp import AUDIENCE, IdentityProvider
+from tests.support.keys import ADMIN, HOTLINE, bearer
+from tests.support.services import ServiceProcesses
+
+
+def _self_signed(folder: Path) -> tuple[str, str]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "triage test")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return str(cert_file), str(key_file)
+
+
+@pytest.fixture(scope="module")
+async def idp() -> AsyncIterator[IdentityProvider]:
+    provider = IdentityProvider(port=free_port())
+    provider.add_key("RS256")
+    await provider.start()
+    yield provider
+    await provider.stop()
+
+
+@pytest.fixture(scope="module")
+def secure_risk(
+    services: ServiceProcesses, idp: IdentityProvider, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServiceProcesses]:
+    """risk over HTTPS, taking the identity provider's tokens beside API keys."""
+    cert, key = _self_signed(tmp_path_factory.mktemp("tls"))
+    procs = ServiceProcesses(
+        env={
+            **services.env,
+            "TLS_CERT_FILE": cert,
+            "TLS_KEY_FILE": key,
+            "OIDC_ISSUER": idp.issuer,
+            "OIDC_AUDIENCE": AUDIENCE,
+            "OIDC_ROLES_CLAIM": "realm_access.roles",
+        },
+        ports={"risk": free_port()},
+        log_dir=tmp_path_factory.mktemp("secure-risk"),
+        ca_file=cert,
+    )
+    procs.start("risk")
+    yield procs
+    procs.stop()
+
+
+async def test_a_service_serves_https_when_given_a_certificate(
+    secure_risk: ServiceProcesses,
+) -> None:
+    url = secure_risk.url("risk")
+    assert url.startswith("https://")
+    async with httpx.AsyncClient(base_url=url, verify=secure_risk.verify) as client:
+        assert (await client.get("/healthz")).status_code == 200
+        assert (await client.get("/v1/rulesets/current", headers=ADMIN)).status_code == 200
+    plain = url.replace("https://", "http://")
+    async with httpx.AsyncClient() as client:
+        with pytest.raises(httpx.HTTPError):
+            await client.get(f"{plain}/healthz")
+
+
+async def test_identity_provider_tokens_are_credentials(
+    secure_risk: ServiceProcesses, idp: IdentityProvider
+) -> None:
+    kid = idp.published[0]
+    cases = [
+        (idp.token(kid, sub="dr-ruiz"), 200),
+        (idp.token(kid, exp=int(time.time()) - 120), 401),
+        (idp.token(kid, aud="another-api"), 401),
+        (idp.token(kid, iss="http://127.0.0.1:1/realms/evil"), 401),
+        (idp.token(kid, realm_access={"roles": ["hotline"]}), 403),
+        (idp.token(idp.add_key("RS256", publish=False)), 401),
+    ]
+    async with httpx.AsyncClient(
+        base_url=secure_risk.url("risk"), verify=secure_risk.verify
+    ) as client:
+        for token, status in cases:
+            response = await client.get("/v1/rulesets/current", headers=bearer(token))
+            assert response.status_code == status, response.text
+            assert token not in response.text
+
+
+@pytest.fixture(scope="module")
+def limited_intake(
+    services: ServiceProcesses, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServiceProcesses]:
+    procs = ServiceProcesses(
+        env={
+            **services.env,
+            "RATE_LIMITS": '{"hotline": "3/minute"}',
+            "AUTH_FAILURE_LIMIT": "4/minute",
+        },
+        ports={"intake": free_port()},
+        log_dir=tmp_path_factory.mktemp("limited-intake"),
+    )
+    procs.start("intake")
+    yield procs
+    procs.stop()
+
+
+async def test_writes_are_limited_per_credential_and_admin_is_not(
+    limited_intake: ServiceProcesses,
+) -> None:
+    async with httpx.AsyncClient(base_url=limited_intake.url("intake")) as client:
+        statuses = [
+            (await client.post("/v1/screenings", json=screening(HIGH_CSSRS), headers=HOTLINE))
+            for _ in range(4)
+        ]
+        assert [r.status_code for r in statuses] == [202, 202, 202, 429]
+        assert int(statuses[-1].headers["retry-after"]) >= 1
+        for _ in range(5):
+            admin = await client.post("/v1/screenings", json=screening(HIGH_CSSRS), headers=ADMIN)
+            assert admin.status_code == 202
+
+
+async def test_bad_credentials_from_one_address_are_slowed_without_locking_out_good_keys(
+    limited_intake: ServiceProcesses,
+) -> None:
+    async with httpx.AsyncClient(base_url=limited_intake.url("intake")) as client:
+        guesses = [
+            (await client.get("/v1/api-keys", headers=bearer(f"ctk_guess-{i:030d}"))).status_code
+            for i in range(6)
+        ]
+        assert guesses[:4] == [401] * 4 and guesses[4:] == [429, 429]
+        assert (await client.get("/v1/api-keys", headers=ADMIN)).status_code == 200
