@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install stack-up stack-down bench lint typecheck compose-check clean
+.PHONY: run test install stack-up stack-down bench fuzz lint typecheck compose-check clean
 
 ## run: install what is needed, start PostgreSQL, Kafka and the three services; Ctrl-C stops all
 run: install
@@ -27,6 +27,10 @@ $(STAMP): pyproject.toml
 # (the bench's packages are installed with the rest: its smoke test is part of `make test`)
 bench: install
 	$(PY) -m bench $(BENCH_ARGS)
+
+## fuzz: schemathesis over the three services (as admin, own stack in .local/fuzz): 0 failures
+fuzz: install
+	$(PY) -m tests.fuzz $(FUZZ_ARGS)
 
 stack-up: install
 	$(PY) -m deploy.localstack up

@@ -32,6 +32,7 @@ from types import FrameType
 from typing import IO, TextIO
 
 from deploy.localstack import PROJECT_ROOT, LocalStack, LocalStackError, port_in_use
+from shared.auth.credentials import new_key
 
 DEFAULT_DATA_DIR = PROJECT_ROOT / ".local" / "run"
 READY_TIMEOUT = 60.0  # seconds for a service to answer /readyz after its start
@@ -253,6 +254,18 @@ def _single_run_lock(data_dir: Path) -> IO[str] | None:
     return handle
 
 
+def local_admin_key(data_dir: Path) -> Path:
+    """The local stack's admin API key, made once and kept in a file only its owner can read
+    (it is never printed: the console is a log)."""
+    path = data_dir / "secrets" / "admin-api-key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(new_key() + "\n")
+    return path
+
+
 def run(
     data_dir: Path = DEFAULT_DATA_DIR,
     services: Sequence[Service] = SERVICES,
@@ -277,6 +290,12 @@ def run(
                 f"(set {service.name.upper()}_PORT to use another)"
             )
             return 1
+
+    admin_key_file = None
+    if not env.get("API_KEYS_BOOTSTRAP"):
+        admin_key_file = local_admin_key(data_dir)
+        key = admin_key_file.read_text().strip()
+        env["API_KEYS_BOOTSTRAP"] = f"local-admin:admin:{key}"
 
     stack_log = logging.getLogger("deploy.localstack")
     stack_log.addHandler(_ConsoleLogHandler(console))
@@ -343,6 +362,11 @@ def run(
             )
             for service in services:
                 console.say(f"  {service.name:<7} {service.url(env)}")
+            if admin_key_file is not None:
+                console.say(
+                    f"admin API key in {admin_key_file}: "
+                    f'-H "Authorization: Bearer $(cat {admin_key_file})"'
+                )
 
             exited.wait()  # a signal interrupts this wait with _Shutdown
             dead = next(c for c in children if c.returncode is not None)

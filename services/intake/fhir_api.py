@@ -95,7 +95,7 @@ def fhir_response(
     return Response(content, status, headers, media_type=FHIR_JSON)
 
 
-class FhirRoute(guarded(ROUTES)):  # type: ignore[misc]
+class FhirRoute(guarded(ROUTES, error_model=None)):  # type: ignore[misc]
     """A route whose every error is an OperationOutcome, including FastAPI's own 422s and the
     gate's 401 / 403 / 429."""
 
@@ -538,6 +538,28 @@ async def capability_statement(request: Request) -> Response:
         "rest": [
             {
                 "mode": "server",
+                "security": {
+                    "cors": False,
+                    "service": [
+                        {
+                            "coding": [
+                                {
+                                    "system": "http://terminology.hl7.org/CodeSystem/"
+                                    "restful-security-service",
+                                    "code": "OAuth",
+                                }
+                            ],
+                            "text": "Bearer credential",
+                        }
+                    ],
+                    "description": (
+                        "Every interaction but this CapabilityStatement needs Authorization: "
+                        "Bearer <credential>: an API key issued by this system, or an access "
+                        "token (JWT, RS256/ES256) from the clinic's identity provider when one "
+                        "is configured. An ehr credential posts and reads only resources "
+                        "identified in its own identifier systems."
+                    ),
+                },
                 "documentation": (
                     "Screenings in as QuestionnaireResponses (PHQ-9, LOINC 44249-1; C-SSRS "
                     "screener, LOINC 93373-9), assessments out as RiskAssessments. Rest-hooks: "

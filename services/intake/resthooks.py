@@ -39,6 +39,7 @@ from shared.errors import Forbidden, NotFound
 from shared.events import utcnow
 from shared.outbound import GuardedTransport, OutboundPolicy
 from shared.runtime import Runtime
+from shared.text import printable
 from shared.wakeup import WakeLoop
 from shared.webhooks import backoff_seconds, classify, redact, signed_headers
 
@@ -58,8 +59,8 @@ class SubscriptionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     endpoint: Annotated[str, StringConstraints(min_length=8, max_length=2000)]
-    identifier_system: Annotated[str, StringConstraints(min_length=1, max_length=500)]
-    secret: Annotated[str, StringConstraints(min_length=32, max_length=200)] | None = None
+    identifier_system: Annotated[str, printable(500)]
+    secret: Annotated[str, printable(200, min_length=32)] | None = None
 
     @field_validator("endpoint")
     @classmethod

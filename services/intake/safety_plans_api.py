@@ -34,6 +34,11 @@ router = APIRouter(prefix="/v1/safety-plans", tags=["safety plans"], route_class
 #: A plan's versions are PostgreSQL integers.
 MAX_VERSION = 2**31 - 1
 
+#: What every change can answer besides success (declared in its OpenAPI).
+_WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    409: {"description": "stale_version, or the plan is complete (or incomplete, to complete)"},
+    428: {"description": "no version given: send If-Match or a version field"},
+}
 _NO_STORE = {"Cache-Control": "no-store", "Vary": "Accept"}  # PHI: never cached by a proxy
 _ETAG = re.compile(r'^(?:W/)?"?(\d{1,9})"?$')
 _MEDIA = {"application/json": "json", "text/html": "html", "application/pdf": "pdf"}
@@ -254,7 +259,7 @@ async def get_revision(
 # --- changing: each is one transaction and one revision --------------------------------------
 
 
-@router.post("/{plan_id}/steps/{step}/entries", status_code=201)
+@router.post("/{plan_id}/steps/{step}/entries", status_code=201, responses=_WRITE_RESPONSES)
 async def add_entry(
     plan_id: uuid.UUID,
     step: str,
@@ -271,7 +276,7 @@ async def add_entry(
     return _answer(plan, status_code=201, location=location)
 
 
-@router.put("/{plan_id}/steps/{step}/entries/{entry_id}")
+@router.put("/{plan_id}/steps/{step}/entries/{entry_id}", responses=_WRITE_RESPONSES)
 async def edit_entry(
     plan_id: uuid.UUID,
     step: str,
@@ -289,7 +294,7 @@ async def edit_entry(
     return _answer(plan)
 
 
-@router.delete("/{plan_id}/steps/{step}/entries/{entry_id}")
+@router.delete("/{plan_id}/steps/{step}/entries/{entry_id}", responses=_WRITE_RESPONSES)
 async def remove_entry(
     plan_id: uuid.UUID,
     step: str,
@@ -304,7 +309,7 @@ async def remove_entry(
     return _answer(plan)
 
 
-@router.put("/{plan_id}/steps/{step}/order")
+@router.put("/{plan_id}/steps/{step}/order", responses=_WRITE_RESPONSES)
 async def reorder_entries(
     plan_id: uuid.UUID,
     step: str,
@@ -320,7 +325,7 @@ async def reorder_entries(
     return _answer(plan)
 
 
-@router.put("/{plan_id}/steps/{step}/not-applicable")
+@router.put("/{plan_id}/steps/{step}/not-applicable", responses=_WRITE_RESPONSES)
 async def mark_not_applicable(
     plan_id: uuid.UUID,
     step: str,
@@ -336,7 +341,7 @@ async def mark_not_applicable(
     return _answer(plan)
 
 
-@router.delete("/{plan_id}/steps/{step}/not-applicable")
+@router.delete("/{plan_id}/steps/{step}/not-applicable", responses=_WRITE_RESPONSES)
 async def clear_not_applicable(
     plan_id: uuid.UUID, step: str, sessions: Sessions, actor: Actor, if_match: IfMatch = None
 ) -> JSONResponse:
@@ -346,7 +351,7 @@ async def clear_not_applicable(
     return _answer(plan)
 
 
-@router.put("/{plan_id}/emergency-task")
+@router.put("/{plan_id}/emergency-task", responses=_WRITE_RESPONSES)
 async def close_emergency_task(
     plan_id: uuid.UUID,
     payload: EmergencyTaskIn,
@@ -363,7 +368,7 @@ async def close_emergency_task(
     return _answer(plan)
 
 
-@router.put("/{plan_id}/due")
+@router.put("/{plan_id}/due", responses=_WRITE_RESPONSES)
 async def change_due(
     plan_id: uuid.UUID, payload: DueIn, sessions: Sessions, actor: Actor, if_match: IfMatch = None
 ) -> JSONResponse:
@@ -374,7 +379,7 @@ async def change_due(
     return _answer(plan)
 
 
-@router.post("/{plan_id}/review")
+@router.post("/{plan_id}/review", responses=_WRITE_RESPONSES)
 async def review(
     plan_id: uuid.UUID,
     sessions: Sessions,
@@ -389,7 +394,7 @@ async def review(
     return _answer(plan)
 
 
-@router.post("/{plan_id}/complete")
+@router.post("/{plan_id}/complete", responses=_WRITE_RESPONSES)
 async def complete(
     plan_id: uuid.UUID,
     sessions: Sessions,

@@ -9,10 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from shared.instruments import Instrument
-
-#: Printable text: a NUL or other control character in PHI would otherwise fail deep in the
-#: database; refusing it up front keeps it a 422 that names the field.
-NO_CONTROL = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+from shared.text import NO_CONTROL
 
 Identifier = Annotated[
     str, StringConstraints(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")

@@ -71,7 +71,7 @@ async def ack_alert(
     request: Request,
     sessions: Sessions,
     expires: Annotated[int | None, Query(ge=0, le=MAX_EXPIRES)] = None,
-    sig: Annotated[str | None, Query(max_length=128)] = None,
+    sig: Annotated[str | None, Query(max_length=128, pattern="^[0-9a-f]+$")] = None,
 ) -> AlertOut:
     """Acknowledge: stops escalation and every further page, including scheduled retries.
 
@@ -107,7 +107,7 @@ async def ack_page(
     request: Request,
     session: Session,
     expires: Annotated[int, Query(ge=0, le=MAX_EXPIRES)],
-    sig: Annotated[str, Query(max_length=128)],
+    sig: Annotated[str, Query(max_length=128, pattern="^[0-9a-f]+$")],
 ) -> HTMLResponse:
     """What a clinician's phone opens from the page: one button, so a link preview cannot ack."""
     if not ack_link_valid(request.app.state.secrets, alert_id, expires, sig):
@@ -223,7 +223,7 @@ async def remove_override(
     return Response(status_code=204)
 
 
-@router.get("/oncall")
+@router.get("/oncall", responses={404: {"description": "no schedule schedule_id"}})
 async def who_is_on_call(
     session: Session,
     at: Annotated[datetime | None, Query()] = None,
@@ -241,7 +241,12 @@ async def who_is_on_call(
 # Escalation policies.
 
 
-@router.post("/policies", status_code=201)
+_TAKEN: dict[int | str, dict[str, Any]] = {
+    409: {"description": "a risk level is already covered by another policy"}
+}
+
+
+@router.post("/policies", status_code=201, responses=_TAKEN)
 async def create_policy(data: PolicyIn, sessions: Sessions) -> PolicyOut:
     try:
         async with transaction(sessions) as session:
@@ -260,7 +265,7 @@ async def get_policy(policy_id: uuid.UUID, session: Session) -> PolicyOut:
     return await oncall.get_policy(session, policy_id=policy_id)
 
 
-@router.put("/policies/{policy_id}")
+@router.put("/policies/{policy_id}", responses=_TAKEN)
 async def replace_policy(policy_id: uuid.UUID, data: PolicyIn, sessions: Sessions) -> PolicyOut:
     try:
         async with transaction(sessions) as session:

@@ -3,11 +3,13 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from shared.text import printable
 
 
 class AlertOut(BaseModel):
@@ -53,7 +55,7 @@ class ContactMethodIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["webhook", "email"]
-    address: str = Field(min_length=3, max_length=2000)
+    address: Annotated[str, printable(2000, min_length=3)]
     #: Seconds after its escalation level pages before this method is tried.
     delay_seconds: int = Field(0, ge=0, le=86400)
     #: Order among the clinician's methods; defaults to the order given.
@@ -86,7 +88,7 @@ class ContactMethodOut(BaseModel):
 class ClinicianIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200)
+    name: Annotated[str, printable(200)]
     contact_methods: list[ContactMethodIn] = Field(default_factory=list, max_length=20)
 
 
@@ -104,7 +106,7 @@ class RotationIn(BaseModel):
     shift_hours: int = Field(ge=1, le=24 * 28)
     #: Wall-clock time in time_zone when the first shift starts (an offset, if given, is converted).
     start: datetime
-    time_zone: str = Field(min_length=1, max_length=64)
+    time_zone: Annotated[str, printable(64)]
     end: datetime | None = None
     #: Higher layers win where they cover; defaults to the order given.
     layer: int | None = Field(None, ge=0, le=1000)
@@ -153,7 +155,7 @@ class OverrideOut(BaseModel):
 class ScheduleIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200)
+    name: Annotated[str, printable(200)]
     rotations: list[RotationIn] = Field(default_factory=list, max_length=20)
 
 
@@ -182,7 +184,7 @@ class PolicyLevelIn(BaseModel):
 class PolicyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200)
+    name: Annotated[str, printable(200)]
     #: The risk levels whose alerts follow this policy (each level has at most one policy).
     risk_levels: list[RiskLevelIn] = Field(default_factory=list, max_length=3)
     levels: list[PolicyLevelIn] = Field(min_length=1, max_length=20)

@@ -24,4 +24,5 @@ def ack_link(base_url: str, secret: str, alert_id: uuid.UUID, ttl_seconds: int) 
 def ack_link_valid(secrets: Sequence[str], alert_id: uuid.UUID, expires: int, sig: str) -> bool:
     if expires < time.time():
         return False
-    return any(hmac.compare_digest(_ack_mac(s, alert_id, expires), sig) for s in secrets)
+    given = sig.encode()  # bytes: compare_digest refuses str with non-ASCII characters
+    return any(hmac.compare_digest(_ack_mac(s, alert_id, expires).encode(), given) for s in secrets)

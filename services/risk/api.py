@@ -22,7 +22,7 @@ async def current_ruleset(request: Request) -> dict[str, Any]:
     return {"version": ruleset.version, "content": ruleset.content}
 
 
-@router.get("/assessments")
+@router.get("/assessments", responses={404: {"description": "no assessment of that screening"}})
 async def assessments_of(screening_id: uuid.UUID, session: Session) -> list[dict[str, Any]]:
     rows = await get_assessments(session, screening_id=screening_id)
     if not rows:

@@ -46,16 +46,27 @@ PUBLIC = Access(None)
 RouteTable = Mapping[tuple[str, str], Access]
 
 
-def _error(description: str) -> dict[str, Any]:
-    return {"model": ErrorBody, "description": description}
+def _declared(path: str, methods: set[str], *, guarded: bool, model: Any) -> dict[int | str, Any]:
+    """The error answers a route can give whatever it does, for its OpenAPI: the gate's, a
+    missing object's, and a body's that is not JSON or too large."""
 
+    def error(description: str) -> dict[str, Any]:
+        return (
+            {"model": model, "description": description} if model else {"description": description}
+        )
 
-_GUARDED_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: _error("no credential, or one that is unknown, expired or revoked"),
-    403: _error("the caller's role may not do this"),
-    429: _error("too many writes by this credential, or bad credentials from this address"),
-    503: _error("credentials cannot be checked, or the database is unavailable, right now"),
-}
+    out: dict[int | str, Any] = {}
+    if guarded:
+        out[401] = error("no credential, or one that is unknown, expired or revoked")
+        out[403] = error("the caller's role may not do this")
+        out[429] = error("too many writes by this credential, or bad credentials from here")
+        out[503] = error("credentials cannot be checked, or the database is down, right now")
+    if "{" in path:
+        out[404] = error("no such object, or one outside the caller's scope")
+    if methods & {"POST", "PUT", "PATCH"}:
+        out[400] = error("the body is not valid JSON")
+        out[413] = error("the body is larger than MAX_BODY_BYTES")
+    return out
 
 
 class Gate:
@@ -103,15 +114,19 @@ class Gate:
         return self.directory.principal(credential)
 
 
-def guarded(table: RouteTable) -> type[APIRoute]:
-    """A route class that checks `table` before anything else runs for the request."""
+def guarded(table: RouteTable, *, error_model: Any = ErrorBody) -> type[APIRoute]:
+    """A route class that checks `table` before anything else runs for the request.
+
+    `error_model`: the shape of its error bodies in the OpenAPI (None: described only)."""
 
     class GuardedRoute(APIRoute):
         def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
             methods = {m.upper() for m in kwargs.get("methods") or ("GET",)}
             self.access = {m: table.get((m, path)) for m in methods}
-            if any(a is None or a.permission is not None for a in self.access.values()):
-                kwargs["responses"] = {**_GUARDED_RESPONSES, **(kwargs.get("responses") or {})}
+            closed = any(a is None or a.permission is not None for a in self.access.values())
+            declared = _declared(path, methods, guarded=closed, model=error_model)
+            kwargs["responses"] = {**declared, **(kwargs.get("responses") or {})}
+            if closed:
                 extra = kwargs.get("openapi_extra") or {}
                 kwargs["openapi_extra"] = {"security": [{SECURITY_SCHEME: []}], **extra}
             super().__init__(path, endpoint, **kwargs)
