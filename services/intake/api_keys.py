@@ -8,15 +8,14 @@ applies it at once, so a new key works on it for the very next request.
 
 from __future__ import annotations
 
-import base64
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake.models import ApiKey, outbox
@@ -28,13 +27,13 @@ from shared.errors import NotFound, Unprocessable
 from shared.events import utcnow
 from shared.http import Session, Sessions
 from shared.outbox import add_event
+from shared.pagination import Cursor, Limit, keyset_page, link_next
 from shared.topics import ACCESS_EVENTS
 
 router = APIRouter(prefix="/v1/api-keys", tags=["access"], route_class=guarded(ROUTES))
 
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,99}$")]
 System = Annotated[str, StringConstraints(pattern=r"^[!-~]{1,200}$")]
-MAX_PAGE = 500
 
 
 class ApiKeyIn(BaseModel):
@@ -68,12 +67,6 @@ class ApiKeyOut(BaseModel):
 class ApiKeyIssued(ApiKeyOut):
     #: The key itself: shown in this answer only, stored nowhere.
     key: str
-
-
-class ApiKeyPage(BaseModel):
-    items: list[ApiKeyOut]
-    #: Pass as `cursor` for the next page; null on the last one.
-    next_cursor: str | None
 
 
 def _credential(row: ApiKey) -> Credential:
@@ -154,37 +147,18 @@ def _out(row: ApiKey) -> ApiKeyOut:
     )
 
 
-def _cursor(row: ApiKey) -> str:
-    return base64.urlsafe_b64encode(f"{row.created_at.isoformat()}|{row.id}".encode()).decode()
-
-
-def _after(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        at, _, key_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        return datetime.fromisoformat(at), uuid.UUID(key_id)
-    except ValueError as exc:
-        raise Unprocessable(
-            "cursor is not one this API gave out",
-            problems=[{"field": "cursor", "problem": "not a cursor"}],
-        ) from exc
-
-
-@router.get("", response_model=ApiKeyPage)
+@router.get("", response_model=list[ApiKeyOut])
 async def list_keys(
+    request: Request,
+    response: Response,
     session: Session,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
-) -> ApiKeyPage:
-    """Every key, oldest first (never the key itself), `limit` at a time."""
-    query = select(ApiKey).order_by(ApiKey.created_at, ApiKey.id).limit(limit + 1)
-    if cursor is not None:
-        query = query.where(tuple_(ApiKey.created_at, ApiKey.id) > tuple_(*_after(cursor)))
-    rows = list(await session.scalars(query))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return ApiKeyPage(
-        items=[_out(r) for r in rows], next_cursor=_cursor(rows[-1]) if more else None
-    )
+    limit: Limit = 100,
+    cursor: Cursor = None,
+) -> list[ApiKeyOut]:
+    """Every key, oldest first (never the key itself), `limit` at a time; `Link: rel="next"`."""
+    rows, following = await keyset_page(session, select(ApiKey), ApiKey, limit=limit, cursor=cursor)
+    link_next(request, response, following, limit)
+    return [_out(r) for r in rows]
 
 
 @router.delete("/{key_id}", status_code=204, responses={404: {"description": "no such key"}})

@@ -41,6 +41,7 @@ from shared.errors import Conflict, Forbidden, NotFound, Unprocessable
 from shared.events import utcnow
 from shared.http import Session, Sessions
 from shared.outbound import require_safe_url
+from shared.pagination import Cursor, Limit, link_next
 
 router = APIRouter(prefix="/v1", route_class=guarded(ROUTES))
 metrics_router = APIRouter(route_class=guarded(ROUTES))
@@ -154,8 +155,17 @@ async def create_clinician(data: ClinicianIn, request: Request, sessions: Sessio
 
 
 @router.get("/clinicians")
-async def list_clinicians(session: Session) -> list[ClinicianOut]:
-    return await oncall.list_clinicians(session)
+async def list_clinicians(
+    request: Request,
+    response: Response,
+    session: Session,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+) -> list[ClinicianOut]:
+    """Oldest first, `limit` at a time; `Link: rel="next"` names the next page."""
+    items, following = await oncall.list_clinicians(session, limit=limit, cursor=cursor)
+    link_next(request, response, following, limit)
+    return items
 
 
 @router.get("/clinicians/{clinician_id}")
@@ -191,8 +201,17 @@ async def create_schedule(data: ScheduleIn, sessions: Sessions) -> ScheduleOut:
 
 
 @router.get("/schedules")
-async def list_schedules(session: Session) -> list[ScheduleOut]:
-    return await oncall.list_schedules(session)
+async def list_schedules(
+    request: Request,
+    response: Response,
+    session: Session,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+) -> list[ScheduleOut]:
+    """Oldest first, `limit` at a time; `Link: rel="next"` names the next page."""
+    items, following = await oncall.list_schedules(session, limit=limit, cursor=cursor)
+    link_next(request, response, following, limit)
+    return items
 
 
 @router.get("/schedules/{schedule_id}")
@@ -256,8 +275,17 @@ async def create_policy(data: PolicyIn, sessions: Sessions) -> PolicyOut:
 
 
 @router.get("/policies")
-async def list_policies(session: Session) -> list[PolicyOut]:
-    return await oncall.list_policies(session)
+async def list_policies(
+    request: Request,
+    response: Response,
+    session: Session,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+) -> list[PolicyOut]:
+    """Oldest first, `limit` at a time; `Link: rel="next"` names the next page."""
+    items, following = await oncall.list_policies(session, limit=limit, cursor=cursor)
+    link_next(request, response, following, limit)
+    return items
 
 
 @router.get("/policies/{policy_id}")

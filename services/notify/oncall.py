@@ -44,6 +44,7 @@ from services.notify.schemas import (
 from shared.db import driver
 from shared.errors import Conflict, NotFound, Unprocessable
 from shared.events import utcnow
+from shared.pagination import keyset_page
 
 
 @dataclass(frozen=True)
@@ -113,10 +114,14 @@ async def get_clinician(session: AsyncSession, *, clinician_id: uuid.UUID) -> Cl
     return _clinician_out(clinician, await _methods(session, [clinician.id]))
 
 
-async def list_clinicians(session: AsyncSession) -> list[ClinicianOut]:
-    clinicians = list(await session.scalars(select(Clinician).order_by(Clinician.created_at)))
+async def list_clinicians(
+    session: AsyncSession, *, limit: int, cursor: str | None
+) -> tuple[list[ClinicianOut], str | None]:
+    clinicians, following = await keyset_page(
+        session, select(Clinician), Clinician, limit=limit, cursor=cursor
+    )
     methods = await _methods(session, [c.id for c in clinicians])
-    return [_clinician_out(c, methods) for c in clinicians]
+    return [_clinician_out(c, methods) for c in clinicians], following
 
 
 async def add_contact_method(
@@ -248,9 +253,13 @@ async def get_schedule(session: AsyncSession, *, schedule_id: uuid.UUID) -> Sche
     return await _schedule_out(session, schedule)
 
 
-async def list_schedules(session: AsyncSession) -> list[ScheduleOut]:
-    found = await session.scalars(select(Schedule).order_by(Schedule.created_at))
-    return [await _schedule_out(session, s) for s in found]
+async def list_schedules(
+    session: AsyncSession, *, limit: int, cursor: str | None
+) -> tuple[list[ScheduleOut], str | None]:
+    found, following = await keyset_page(
+        session, select(Schedule), Schedule, limit=limit, cursor=cursor
+    )
+    return [await _schedule_out(session, s) for s in found], following
 
 
 async def add_override(
@@ -435,11 +444,12 @@ async def get_policy(session: AsyncSession, *, policy_id: uuid.UUID) -> PolicyOu
     return await _policy_out(session, policy)
 
 
-async def list_policies(session: AsyncSession) -> list[PolicyOut]:
-    found = await session.scalars(
-        select(Policy).where(Policy.deleted_at.is_(None)).order_by(Policy.created_at)
-    )
-    return [await _policy_out(session, p) for p in found]
+async def list_policies(
+    session: AsyncSession, *, limit: int, cursor: str | None
+) -> tuple[list[PolicyOut], str | None]:
+    live = select(Policy).where(Policy.deleted_at.is_(None))
+    found, following = await keyset_page(session, live, Policy, limit=limit, cursor=cursor)
+    return [await _policy_out(session, p) for p in found], following
 
 
 _POLICY_FOR_RISK_LEVEL = """

@@ -9,6 +9,7 @@ import re
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -63,6 +64,15 @@ def test_every_route_is_in_its_services_table(service: str) -> None:
     table = TABLES[service]
     assert routes - set(table) == set(), "routes missing from the permission table"
     assert set(table) - routes == set(), "table entries for routes that do not exist"
+
+
+@pytest.mark.parametrize("service", ["intake", "risk", "notify"])
+def test_the_readme_shows_every_operation_with_its_permission(service: str) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    rows = {line for line in readme.splitlines() if line.startswith(f"| {service} | `")}
+    for (method, path), access in TABLES[service].items():
+        permission = access.permission.value if access.permission else "public"
+        assert f"| {service} | `{method} {path}` | `{permission}` |" in "\n".join(rows), path
 
 
 @pytest.mark.parametrize("service", ["intake", "risk", "notify"])
@@ -130,7 +140,7 @@ async def test_a_key_is_issued_once_used_everywhere_and_revoked_everywhere_withi
     assert key.startswith("ctk_") and len(key) >= 4 + 43
     assert {"id", "name", "role", "identifier_systems", "expires_at", "created_at"} <= set(issued)
     listed = (await intake.get("/v1/api-keys", params={"limit": 500})).json()
-    mine = [k for k in listed["items"] if k["id"] == issued["id"]]
+    mine = [k for k in listed if k["id"] == issued["id"]]
     assert mine and "key" not in mine[0] and key not in str(listed)
 
     deadline = time.monotonic() + 2
@@ -186,17 +196,29 @@ async def test_bad_key_requests_are_422_naming_the_field(
     assert any(field in p["field"] for p in response.json()["problems"])
 
 
-async def test_keys_are_listed_a_page_at_a_time(intake: httpx.AsyncClient) -> None:
+async def test_keys_are_listed_a_page_at_a_time(
+    intake: httpx.AsyncClient, notify: httpx.AsyncClient
+) -> None:
     for i in range(3):
         await intake.post("/v1/api-keys", json={"name": f"page-{i}", "role": "hotline"})
-    first = (await intake.get("/v1/api-keys", params={"limit": 2})).json()
-    assert len(first["items"]) == 2 and first["next_cursor"]
-    second = (
-        await intake.get("/v1/api-keys", params={"limit": 2, "cursor": first["next_cursor"]})
-    ).json()
-    assert {k["id"] for k in first["items"]}.isdisjoint({k["id"] for k in second["items"]})
+    first = await intake.get("/v1/api-keys", params={"limit": 2})
+    assert len(first.json()) == 2 and first.links["next"]["url"]
+    second = await intake.get(first.links["next"]["url"])
+    assert second.status_code == 200 and second.json()
+    assert {k["id"] for k in first.json()}.isdisjoint({k["id"] for k in second.json()})
     assert (await intake.get("/v1/api-keys", params={"limit": 501})).status_code == 422
     assert (await intake.get("/v1/api-keys", params={"cursor": "nope"})).status_code == 422
+    for i in range(3):
+        await notify.post("/v1/clinicians", json={"name": f"Dr Page {i}"})
+    seen: list[str] = []
+    url: str | None = "/v1/clinicians?limit=2"
+    while url:
+        page = await notify.get(url)
+        assert len(page.json()) <= 2
+        seen += [c["id"] for c in page.json()]
+        url = page.links.get("next", {}).get("url")
+    assert len(seen) == len(set(seen)) >= 3
+    assert (await notify.get("/v1/policies", params={"limit": 0})).status_code == 422
 
 
 async def test_hotline_staff_see_only_what_they_submitted_with_contact_and_notes(
