@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -166,6 +167,11 @@ async def open_runtime(
             security=security,
         )
         rt.spawn(rt.consumer.run(), name=f"{schema}-consumer")
+    # Everything loaded at start (FastAPI's and pydantic's models, FHIR's, the rule set: some
+    # 190,000 objects) moves to the permanent generation, so a full collection scans only what
+    # requests allocate: ~0.01 ms instead of a ~105 ms pause of every request in flight.
+    gc.collect()
+    gc.freeze()
     try:
         yield rt
     finally:
