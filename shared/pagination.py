@@ -8,9 +8,10 @@ array as before keep working.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Query, Request, Response
+from fastapi import Depends, Query, Request, Response
 from sqlalchemy import Select, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -46,8 +47,28 @@ async def keyset_page(
     return rows, str(rows[-1].id) if more else None
 
 
-def link_next(request: Request, response: Response, cursor: str | None, limit: int) -> None:
-    """Set the `Link: rel="next"` header when there is a next page."""
-    if cursor is not None:
-        url = request.url.include_query_params(cursor=cursor, limit=limit)
-        response.headers["Link"] = f'<{url.path}?{url.query}>; rel="next"'
+@dataclass(frozen=True)
+class Page:
+    """A list route's paging: what was asked, and where the answer's `Link` header goes."""
+
+    limit: int
+    cursor: str | None
+    request: Request
+    response: Response
+
+    def answer(self, items: list[T], following: str | None) -> list[T]:
+        """`items`, with `Link: rel="next"` set when a next page follows."""
+        if following is not None:
+            url = self.request.url.include_query_params(cursor=following, limit=self.limit)
+            self.response.headers["Link"] = f'<{url.path}?{url.query}>; rel="next"'
+        return items
+
+
+async def _page(
+    request: Request, response: Response, limit: Limit = 100, cursor: Cursor = None
+) -> Page:
+    return Page(limit, cursor, request, response)
+
+
+#: A list route's `limit` and `cursor` parameters, and its answer with the `Link` header.
+Paging = Annotated[Page, Depends(_page)]

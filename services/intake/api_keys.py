@@ -27,7 +27,7 @@ from shared.errors import NotFound, Unprocessable
 from shared.events import utcnow
 from shared.http import Session, Sessions
 from shared.outbox import add_event
-from shared.pagination import Cursor, Limit, keyset_page, link_next
+from shared.pagination import Paging, keyset_page
 from shared.topics import ACCESS_EVENTS
 
 router = APIRouter(prefix="/v1/api-keys", tags=["access"], route_class=guarded(ROUTES))
@@ -148,17 +148,12 @@ def _out(row: ApiKey) -> ApiKeyOut:
 
 
 @router.get("", response_model=list[ApiKeyOut])
-async def list_keys(
-    request: Request,
-    response: Response,
-    session: Session,
-    limit: Limit = 100,
-    cursor: Cursor = None,
-) -> list[ApiKeyOut]:
+async def list_keys(session: Session, page: Paging) -> list[ApiKeyOut]:
     """Every key, oldest first (never the key itself), `limit` at a time; `Link: rel="next"`."""
-    rows, following = await keyset_page(session, select(ApiKey), ApiKey, limit=limit, cursor=cursor)
-    link_next(request, response, following, limit)
-    return [_out(r) for r in rows]
+    rows, following = await keyset_page(
+        session, select(ApiKey), ApiKey, limit=page.limit, cursor=page.cursor
+    )
+    return page.answer([_out(r) for r in rows], following)
 
 
 @router.delete("/{key_id}", status_code=204, responses={404: {"description": "no such key"}})

@@ -41,7 +41,7 @@ from shared.errors import Conflict, Forbidden, NotFound, Unprocessable
 from shared.events import utcnow
 from shared.http import Session, Sessions
 from shared.outbound import require_safe_url
-from shared.pagination import Cursor, Limit, link_next
+from shared.pagination import Paging
 
 router = APIRouter(prefix="/v1", route_class=guarded(ROUTES))
 metrics_router = APIRouter(route_class=guarded(ROUTES))
@@ -155,17 +155,9 @@ async def create_clinician(data: ClinicianIn, request: Request, sessions: Sessio
 
 
 @router.get("/clinicians")
-async def list_clinicians(
-    request: Request,
-    response: Response,
-    session: Session,
-    limit: Limit = 100,
-    cursor: Cursor = None,
-) -> list[ClinicianOut]:
+async def list_clinicians(session: Session, page: Paging) -> list[ClinicianOut]:
     """Oldest first, `limit` at a time; `Link: rel="next"` names the next page."""
-    items, following = await oncall.list_clinicians(session, limit=limit, cursor=cursor)
-    link_next(request, response, following, limit)
-    return items
+    return page.answer(*await oncall.list_clinicians(session, limit=page.limit, cursor=page.cursor))
 
 
 @router.get("/clinicians/{clinician_id}")
@@ -201,17 +193,9 @@ async def create_schedule(data: ScheduleIn, sessions: Sessions) -> ScheduleOut:
 
 
 @router.get("/schedules")
-async def list_schedules(
-    request: Request,
-    response: Response,
-    session: Session,
-    limit: Limit = 100,
-    cursor: Cursor = None,
-) -> list[ScheduleOut]:
+async def list_schedules(session: Session, page: Paging) -> list[ScheduleOut]:
     """Oldest first, `limit` at a time; `Link: rel="next"` names the next page."""
-    items, following = await oncall.list_schedules(session, limit=limit, cursor=cursor)
-    link_next(request, response, following, limit)
-    return items
+    return page.answer(*await oncall.list_schedules(session, limit=page.limit, cursor=page.cursor))
 
 
 @router.get("/schedules/{schedule_id}")
@@ -275,17 +259,9 @@ async def create_policy(data: PolicyIn, sessions: Sessions) -> PolicyOut:
 
 
 @router.get("/policies")
-async def list_policies(
-    request: Request,
-    response: Response,
-    session: Session,
-    limit: Limit = 100,
-    cursor: Cursor = None,
-) -> list[PolicyOut]:
+async def list_policies(session: Session, page: Paging) -> list[PolicyOut]:
     """Oldest first, `limit` at a time; `Link: rel="next"` names the next page."""
-    items, following = await oncall.list_policies(session, limit=limit, cursor=cursor)
-    link_next(request, response, following, limit)
-    return items
+    return page.answer(*await oncall.list_policies(session, limit=page.limit, cursor=page.cursor))
 
 
 @router.get("/policies/{policy_id}")

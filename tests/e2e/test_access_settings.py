@@ -18,7 +18,7 @@ from cryptography.x509.oid import NameOID
 
 from deploy.localstack import free_port
 from tests.support.cases import HIGH_CSSRS, screening
-from tests.support.idp import AUDIENCE, IdentityProvider
+from tests.support.idp import AUDIENCE, IdentityProvider, running_idp
 from tests.support.keys import ADMIN, HOTLINE, bearer
 from tests.support.services import ServiceProcesses
 
@@ -56,11 +56,8 @@ def _self_signed(folder: Path) -> tuple[str, str]:
 
 @pytest.fixture(scope="module")
 async def idp() -> AsyncIterator[IdentityProvider]:
-    provider = IdentityProvider(port=free_port())
-    provider.add_key("RS256")
-    await provider.start()
-    yield provider
-    await provider.stop()
+    async with running_idp() as provider:
+        yield provider
 
 
 @pytest.fixture(scope="module")

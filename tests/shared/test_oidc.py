@@ -12,19 +12,15 @@ import httpx
 import jwt
 import pytest
 
-from deploy.localstack import free_port
 from shared.auth.oidc import InvalidToken, OidcVerifier
 from shared.auth.roles import Role
-from tests.support.idp import AUDIENCE, IdentityProvider
+from tests.support.idp import AUDIENCE, IdentityProvider, running_idp
 
 
 @pytest.fixture
 async def idp() -> AsyncIterator[IdentityProvider]:
-    provider = IdentityProvider(port=free_port())
-    provider.add_key("RS256")
-    await provider.start()
-    yield provider
-    await provider.stop()
+    async with running_idp() as provider:
+        yield provider
 
 
 @pytest.fixture

@@ -7,6 +7,8 @@ import asyncio
 import json
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from deploy.localstack import free_port
 from tests.support.receiver import serve, shut
 
 AUDIENCE = "crisis-triage"
@@ -102,3 +105,15 @@ class IdentityProvider:
 
     async def stop(self) -> None:
         await shut(self._server, self._task)
+
+
+@asynccontextmanager
+async def running_idp() -> AsyncIterator[IdentityProvider]:
+    """An identity provider on a free port with one RS256 key, for a test's fixture."""
+    provider = IdentityProvider(port=free_port())
+    provider.add_key("RS256")
+    await provider.start()
+    try:
+        yield provider
+    finally:
+        await provider.stop()
