@@ -2,7 +2,7 @@
 
 Intake validates HTTP bodies with these models and risk parses events with the same ones, so a
 screening that intake accepted is one that risk can assess. Field names and skip logic follow
-/work/shared/clinical-rules.md and the contract; they are a public surface, change them only
+docs/clinical-rules.md and the README; they are a public surface, change them only
 through an issue.
 
 Errors from :func:`parse_answers` never echo what was submitted (answers sit next to PHI): they

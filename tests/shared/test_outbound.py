@@ -68,12 +68,14 @@ async def test_settings_loosen_it_for_local_setups() -> None:
 
 
 async def test_public_names_pass_and_unresolvable_ones_wait_for_the_connection() -> None:
-    await OutboundPolicy(resolver=_resolving(["93.184.215.14"])).check("https://ehr.example.org/")
+    resolver = _resolving(["93.184.215.14"])
+    assert await OutboundPolicy(resolver=resolver).check("https://ehr.example.org/") is None
+    assert resolver.calls == ["ehr.example.org"]  # type: ignore[attr-defined]
 
     async def nxdomain(host: str, port: int) -> list[str]:
         raise OSError("does not resolve")
 
-    await OutboundPolicy(resolver=nxdomain).check("https://not-yet.example.org/")
+    assert await OutboundPolicy(resolver=nxdomain).check("https://not-yet.example.org/") is None
 
 
 async def test_dns_rebinding_is_refused_at_connect_time() -> None:
