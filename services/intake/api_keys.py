@@ -28,11 +28,13 @@ from shared.events import utcnow
 from shared.http import Session, Sessions
 from shared.outbox import add_event
 from shared.pagination import Paging, keyset_page
+from shared.text import printable
 from shared.topics import ACCESS_EVENTS
 
 router = APIRouter(prefix="/v1/api-keys", tags=["access"], route_class=guarded(ROUTES))
 
-Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,99}$")]
+#: Who acted, as revisions and acknowledgements name the key's holder: printable, 100 at most.
+Name = Annotated[str, StringConstraints(strip_whitespace=True), printable(100)]
 System = Annotated[str, StringConstraints(pattern=r"^[!-~]{1,200}$")]
 
 

@@ -133,7 +133,7 @@ async def _status_on_every_service(services: ServiceProcesses, key: str) -> dict
 async def test_a_key_is_issued_once_used_everywhere_and_revoked_everywhere_within_2s(
     intake: httpx.AsyncClient, services: ServiceProcesses
 ) -> None:
-    made = await intake.post("/v1/api-keys", json={"name": "dr-new", "role": "clinician"})
+    made = await intake.post("/v1/api-keys", json={"name": "Dr New Person", "role": "clinician"})
     assert made.status_code == 201, made.text
     issued = made.json()
     key = issued["key"]
@@ -184,7 +184,8 @@ async def test_an_expired_key_is_refused(intake: httpx.AsyncClient) -> None:
         ({"name": "x", "role": "ehr"}, "identifier_systems"),
         ({"name": "x", "role": "hotline", "identifier_systems": ["urn:a"]}, "identifier_systems"),
         ({"name": "x", "role": "patient"}, "role"),
-        ({"name": "has space", "role": "hotline"}, "name"),
+        ({"name": "bell\u0007", "role": "hotline"}, "name"),
+        ({"name": "", "role": "hotline"}, "name"),
         ({"name": "x", "role": "hotline", "expires_at": "2020-01-01T00:00:00Z"}, "expires_at"),
     ],
 )
