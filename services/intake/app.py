@@ -7,16 +7,14 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.intake import (
-    api,
-    api_keys,
-    consumer,
-    fhir_api,
-    overdue,
-    resthooks,
-    safety_plans_api,
-)
+from services.intake import consumer
+from services.intake.access import api as access_api
+from services.intake.fhir import api as fhir_api
+from services.intake.fhir import resthooks
 from services.intake.models import SCHEMA, Base
+from services.intake.safety_plans import api as safety_plans_api
+from services.intake.safety_plans import overdue
+from services.intake.screenings import api as screenings_api
 from services.intake.settings import IntakeSettings
 from shared.auth import seal
 from shared.auth.credentials import parse_bootstrap
@@ -31,7 +29,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async def prepare(sessions: SessionFactory) -> None:
-            await api_keys.ensure_bootstrap(sessions, parse_bootstrap(cfg.api_keys_bootstrap))
+            await access_api.ensure_bootstrap(sessions, parse_bootstrap(cfg.api_keys_bootstrap))
 
         async with open_runtime(
             cfg,
@@ -47,8 +45,8 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
 
     app = base_app(title="triage intake", lifespan=lifespan, max_body_bytes=cfg.max_body_bytes)
     app.include_router(health_router(lambda: app.state.runtime.readiness()))
-    app.include_router(api.router)
+    app.include_router(screenings_api.router)
     app.include_router(safety_plans_api.router)
     app.include_router(fhir_api.router)
-    app.include_router(api_keys.router)
+    app.include_router(access_api.router)
     return seal(app)

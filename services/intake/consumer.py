@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.intake.service import apply_alert_event, apply_assessment
+from services.intake.screenings.service import apply_alert_event, apply_assessment
 from services.intake.settings import IntakeSettings
 from shared.events import AlertEvent, Envelope, RiskAssessed
 from shared.kafka import Handler

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from fhir.resources.R4B.riskassessment import RiskAssessment
 
-from services.intake.fhir import (
+from services.intake.fhir.mapping import (
     FhirError,
     FhirIdentifier,
     if_none_exist_identifier,
@@ -18,8 +18,8 @@ from services.intake.fhir import (
     parse_questionnaire_response,
     screening_payload,
 )
-from services.intake.fhir_models import FhirResponse
-from services.intake.fhir_risk import NotAssessed, risk_assessment
+from services.intake.fhir.models import FhirResponse
+from services.intake.fhir.risk import NotAssessed, risk_assessment
 from services.intake.models import Screening
 from tests.support.fhir import fixture
 

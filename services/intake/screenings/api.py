@@ -10,8 +10,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 
 from services.intake.permissions import ROUTES
-from services.intake.safety_plans import is_overdue
-from services.intake.schemas import (
+from services.intake.safety_plans.service import is_overdue
+from services.intake.screenings.schemas import (
     AlertOut,
     CaseView,
     RiskOut,
@@ -19,7 +19,7 @@ from services.intake.schemas import (
     ScreeningAccepted,
     ScreeningIn,
 )
-from services.intake.service import (
+from services.intake.screenings.service import (
     ConcurrentDuplicate,
     get_case,
     submit_screening,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from services.intake.safety_plans import claim_overdue, next_overdue_at
+from services.intake.safety_plans.service import claim_overdue, next_overdue_at
 from shared.db import SessionFactory, asyncpg_dsn, transaction
 from shared.events import utcnow
 from shared.runtime import Runtime

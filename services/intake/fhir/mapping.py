@@ -33,10 +33,10 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.intake.fhir_models import FhirResponse
+from services.intake.fhir.models import FhirResponse
 from services.intake.models import Screening
-from services.intake.schemas import ScreeningIn
-from services.intake.service import submit_screening, validated_answers
+from services.intake.screenings.schemas import ScreeningIn
+from services.intake.screenings.service import submit_screening, validated_answers
 from shared.auth import Principal, Visibility
 from shared.errors import Conflict, Unprocessable
 from shared.instruments import (

@@ -12,7 +12,7 @@ from typing import Any, Final
 
 from fhir.resources.R4B.riskassessment import RiskAssessment
 
-from services.intake.fhir_models import FhirResponse
+from services.intake.fhir.models import FhirResponse
 from services.intake.models import Screening
 from shared.instruments import LOINC_SYSTEM, RISK_LEVEL_ANSWER_LOINC, RISK_LEVEL_LOINC, RiskLevel
 

@@ -26,8 +26,8 @@ from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.intake import resthooks
-from services.intake.fhir import (
+from services.intake.fhir import resthooks
+from services.intake.fhir.mapping import (
     FHIR_JSON,
     FhirError,
     FhirIdentifier,
@@ -42,12 +42,12 @@ from services.intake.fhir import (
     structure_issues,
     submit_fhir_screening,
 )
-from services.intake.fhir_models import FhirResponse
-from services.intake.fhir_risk import NotAssessed, risk_assessment
+from services.intake.fhir.models import FhirResponse
+from services.intake.fhir.risk import NotAssessed, risk_assessment
 from services.intake.models import Screening
 from services.intake.permissions import ROUTES
-from services.intake.schemas import ScreeningIn
-from services.intake.service import ConcurrentDuplicate, get_screening
+from services.intake.screenings.schemas import ScreeningIn
+from services.intake.screenings.service import ConcurrentDuplicate, get_screening
 from shared.auth import CurrentPrincipal, Principal, guarded
 from shared.db import SessionFactory, transaction
 from shared.errors import (

@@ -12,11 +12,11 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.intake.fhir.resthooks import enqueue_pushes
 from services.intake.models import AlertView, SafetyPlan, Screening, outbox
-from services.intake.resthooks import enqueue_pushes
-from services.intake.safety_plans import open_safety_plan
-from services.intake.schemas import ScreeningIn
+from services.intake.safety_plans.service import open_safety_plan
 from services.intake.scope import visible
+from services.intake.screenings.schemas import ScreeningIn
 from shared.auth import Principal
 from shared.db import driver
 from shared.errors import Conflict, NotFound, Unprocessable, validation_problems

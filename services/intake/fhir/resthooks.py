@@ -29,8 +29,8 @@ from sqlalchemy import ColumnElement, false, func, select, text, true, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.intake.fhir_models import FhirPush, FhirPushAttempt, FhirResponse, FhirSubscription
-from services.intake.fhir_risk import risk_assessment_json
+from services.intake.fhir.models import FhirPush, FhirPushAttempt, FhirResponse, FhirSubscription
+from services.intake.fhir.risk import risk_assessment_json
 from services.intake.models import Screening
 from services.intake.settings import IntakeSettings
 from shared.auth import Principal, Visibility
