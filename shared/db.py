@@ -11,8 +11,9 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import asyncpg
 from sqlalchemy import DateTime, Table, Text, event, text
@@ -85,21 +86,48 @@ def qualified(table: Table) -> str:
     return f"{table.schema}.{table.name}" if table.schema else table.name
 
 
+class CommitHook(Protocol):
+    """Something a request adds to its transaction just before it commits (its audit entry)."""
+
+    async def stage(self, session: AsyncSession) -> None: ...
+
+    def unstage(self) -> None: ...
+
+    def committed(self) -> None: ...
+
+
+#: Set by the gate for the duration of a request (shared/auth/guard.py); None elsewhere.
+commit_hook: ContextVar[CommitHook | None] = ContextVar("commit_hook", default=None)
+
+
 @asynccontextmanager
 async def transaction(sessions: SessionFactory) -> AsyncIterator[AsyncSession]:
-    """One session, one transaction: committed when the block ends, rolled back if it raises."""
-    async with sessions() as session, session.begin():
-        try:
-            yield session
-        except Exception as exc:
-            if is_transient(exc):
-                # Broken under a statement sent through `driver` (SQLAlchemy did not see it):
-                # this connection must not go back to the pool. (When SQLAlchemy saw it, the
-                # session has already dealt with its connection and refuses: the original
-                # error is what propagates.)
-                with contextlib.suppress(Exception):
-                    await (await session.connection()).invalidate(exc)
-            raise
+    """One session, one transaction: committed when the block ends, rolled back if it raises.
+
+    Within a request, the request's audit entry is written into the transaction before it
+    commits (`commit_hook`), so a change and its entry commit together or not at all."""
+    hook = commit_hook.get()
+    try:
+        async with sessions() as session, session.begin():
+            try:
+                yield session
+                if hook is not None:
+                    await hook.stage(session)
+            except Exception as exc:
+                if is_transient(exc):
+                    # Broken under a statement sent through `driver` (SQLAlchemy did not see
+                    # it): this connection must not go back to the pool. (When SQLAlchemy saw
+                    # it, the session has already dealt with its connection and refuses: the
+                    # original error is what propagates.)
+                    with contextlib.suppress(Exception):
+                        await (await session.connection()).invalidate(exc)
+                raise
+    except BaseException:
+        if hook is not None:
+            hook.unstage()
+        raise
+    if hook is not None:
+        hook.committed()
 
 
 async def driver(session: AsyncSession, *, begin: bool = True) -> asyncpg.Connection:

@@ -70,19 +70,20 @@ async def add_event(
     )
 
 
-def add_event_after(outbox: Table, cte: str, *, first_param: int) -> str:
-    """`add_event` fused into the statement that makes the change: the outbox row is inserted
-    only for a row the common table expression `cte` returns, with `event_row(...)` as
-    parameters `$first_param` to `$first_param + 3`.
+def add_event_after(outbox: Table, cte: str, *, first_param: int, events: int = 1) -> str:
+    """`add_event` fused into the statement that makes the change: the outbox rows are inserted
+    only for a row the common table expression `cte` returns, with `events` times
+    `event_row(...)` as parameters from `$first_param` on (four each).
 
     One statement instead of two on the paths every screening takes, and it needs no explicit
-    transaction of its own: the change and its event commit together or not at all.
+    transaction of its own: the change and its events commit together or not at all.
     """
-    n = first_param
-    return (
-        f"INSERT INTO {qualified(outbox)} (event_id, topic, key, value) "
-        f"SELECT ${n}, ${n + 1}, ${n + 2}, ${n + 3} FROM {cte} RETURNING event_id"
+    selects = " UNION ALL ".join(
+        f"SELECT ${n}::uuid, ${n + 1}::text, ${n + 2}::text, ${n + 3}::bytea FROM {cte}"
+        for n in range(first_param, first_param + 4 * events, 4)
     )
+    columns = "(event_id, topic, key, value)"
+    return f"INSERT INTO {qualified(outbox)} {columns} {selects} RETURNING event_id"
 
 
 class OutboxRelay:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import httpx
 from aiokafka import AIOKafkaProducer
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.auth.credentials import parse_bootstrap
@@ -54,6 +54,8 @@ class Runtime:
     producer: AIOKafkaProducer
     relay: OutboxRelay
     gate: Gate
+    #: The service's outbox (its events and its audit entries go out through it).
+    outbox: Table
     consumer: EventConsumer | None = None
     tasks: list[asyncio.Task] = field(default_factory=list)
 
@@ -145,7 +147,7 @@ async def open_runtime(
         if settings.oidc_issuer
         else None,
     )
-    rt = Runtime(settings, schema, engine, sessions, producer, relay, gate)
+    rt = Runtime(settings, schema, engine, sessions, producer, relay, gate, outbox)
     rt.spawn(
         follow_access_topic(
             directory,

@@ -8,11 +8,13 @@ ALERT_EVENTS = "triage.alert.events.v1"
 SAFETY_PLAN_EVENTS = "triage.safety-plan.events.v1"
 #: API keys issued and revoked: compacted, keyed by the key's id, read whole by every replica.
 ACCESS_EVENTS = "triage.access.events.v1"
+#: The audit trail's entries from every service, appended to the one chained trail by intake.
+AUDIT_EVENTS = "triage.audit.v1"
 #: Topic settings other than the defaults, for whoever creates the topics.
 TOPIC_CONFIGS: dict[str, dict[str, str]] = {ACCESS_EVENTS: {"cleanup.policy": "compact"}}
 
 #: Topics that some service consumes; each gets a dead-letter twin.
-CONSUMED = (SCREENING_SUBMITTED, RISK_ASSESSED, ALERT_EVENTS, SAFETY_PLAN_EVENTS)
+CONSUMED = (SCREENING_SUBMITTED, RISK_ASSESSED, ALERT_EVENTS, SAFETY_PLAN_EVENTS, AUDIT_EVENTS)
 
 
 def dlq(topic: str) -> str:

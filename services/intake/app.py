@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from services.intake import consumer
 from services.intake.access import api as access_api
+from services.intake.audit import api as audit_api
 from services.intake.fhir import api as fhir_api
 from services.intake.fhir import resthooks
 from services.intake.models import SCHEMA, Base
@@ -49,4 +50,5 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     app.include_router(safety_plans_api.router)
     app.include_router(fhir_api.router)
     app.include_router(access_api.router)
+    app.include_router(audit_api.router)
     return seal(app)

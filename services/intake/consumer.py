@@ -1,14 +1,17 @@
-"""Kafka handlers of intake: assessments and alert events keep the case view current."""
+"""Kafka handlers of intake: assessments and alert events keep the case view current; every
+service's audit entries are appended to the one trail."""
 
 from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.intake.audit import service as audit_trail
 from services.intake.screenings.service import apply_alert_event, apply_assessment
 from services.intake.settings import IntakeSettings
+from shared.audit import AuditRecorded
 from shared.events import AlertEvent, Envelope, RiskAssessed
 from shared.kafka import Handler
-from shared.topics import ALERT_EVENTS, RISK_ASSESSED
+from shared.topics import ALERT_EVENTS, AUDIT_EVENTS, RISK_ASSESSED
 
 
 def handlers(settings: IntakeSettings) -> dict[str, Handler]:
@@ -23,4 +26,11 @@ def handlers(settings: IntakeSettings) -> dict[str, Handler]:
     async def on_alert_event(session: AsyncSession, envelope: Envelope) -> None:
         await apply_alert_event(session, event=AlertEvent.model_validate(envelope.data))
 
-    return {RISK_ASSESSED: on_risk_assessed, ALERT_EVENTS: on_alert_event}
+    async def on_audit_entry(session: AsyncSession, envelope: Envelope) -> None:
+        await audit_trail.append(session, AuditRecorded.model_validate(envelope.data))
+
+    return {
+        RISK_ASSESSED: on_risk_assessed,
+        ALERT_EVENTS: on_alert_event,
+        AUDIT_EVENTS: on_audit_entry,
+    }

@@ -11,6 +11,7 @@ refuses to build an app with a route that bypasses the gate.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -19,6 +20,7 @@ from fastapi import Depends, FastAPI, Request, Response
 from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute
 
+from shared import audit
 from shared.auth.directory import CredentialDirectory, CredentialsUnavailable
 from shared.auth.oidc import InvalidToken, OidcVerifier
 from shared.auth.principal import Principal
@@ -29,6 +31,37 @@ from shared.errors import ErrorBody, Forbidden, ServiceUnavailable, Unauthentica
 log = logging.getLogger(__name__)
 
 _WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+#: Reads that leave a trace: a person's record (and the trail itself). Every write does.
+_AUDITED_READS = frozenset(
+    {Permission.CASES_READ, Permission.AUDIT_READ, Permission.ACCESS_LOG_READ}
+)
+#: Answers that are refusals, and the outcome their entry records.
+_REFUSED = {401: "denied", 403: "denied", 404: "not_found"}
+#: The resource an entry names, from the route's first path parameter.
+_RESOURCE_TYPES = {
+    "screening_id": "screening",
+    "plan_id": "safety-plan",
+    "alert_id": "alert",
+    "clinician_id": "clinician",
+    "schedule_id": "schedule",
+    "policy_id": "policy",
+    "subscription_id": "subscription",
+    "key_id": "api-key",
+}
+
+
+def _resource_of(path: str) -> Callable[[Mapping[str, Any]], str]:
+    """How a route names its resource: `<type>/<id>` from its first path parameter, else the
+    collection (`screenings`, `api-keys`; a handler that creates one names it: `audit.about`)."""
+    found = next(((n, k) for n, k in _RESOURCE_TYPES.items() if "{" + n + "}" in path), None)
+    collection = path.removeprefix("/v1/").split("/", 1)[0] or "-"
+
+    def resource(params: Mapping[str, Any]) -> str:
+        return f"{found[1]}/{params.get(found[0])}" if found else collection
+
+    return resource
+
+
 SECURITY_SCHEME = "bearerAuth"
 
 
@@ -134,22 +167,67 @@ def guarded(table: RouteTable, *, error_model: Any = ErrorBody) -> type[APIRoute
         def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
             handler = super().get_route_handler()
             access_by_method = self.access
+            action = getattr(self.endpoint, "__name__", "call")
+            resource = _resource_of(self.path)
 
             async def guarded_handler(request: Request) -> Response:
                 access = access_by_method.get(request.method)
-                if access is not None and (
-                    access.permission is None
-                    or (access.signed_link and "sig" in request.query_params)
-                ):
+                if access is not None and access.permission is None:
                     return await handler(request)
-                gate: Gate = request.app.state.runtime.gate
-                principal = await gate.authenticate(request)
-                if access is None or not principal.may(access.permission):  # type: ignore[arg-type]
-                    raise Forbidden(f"the {principal.role} role may not do this")
-                if request.method in _WRITES:
-                    gate.limits.write(principal)
-                request.state.principal = principal
-                return await handler(request)
+                runtime = request.app.state.runtime
+                gate: Gate = runtime.gate
+                entry = audit.new_entry(
+                    service=runtime.schema,
+                    actor="anonymous",
+                    role="-",
+                    credential_id="-",
+                    action=action,
+                    resource=resource(request.path_params),
+                    outcome="success",
+                    client=request.client.host if request.client else "-",
+                    correlation_id=request.headers.get("x-correlation-id") or str(uuid.uuid4()),
+                )
+                if access is not None and access.signed_link and "sig" in request.query_params:
+                    entry["actor"] = "signed-link"  # the route itself checks the signature
+                else:
+                    try:
+                        principal = await gate.authenticate(request)
+                        entry.update(
+                            actor=principal.name,
+                            role=principal.role.value,
+                            credential_id=principal.credential_id,
+                        )
+                        if access is None or not principal.may(access.permission):  # type: ignore[arg-type]
+                            raise Forbidden(f"the {principal.role} role may not do this")
+                    except (Unauthenticated, Forbidden) as refused:
+                        entry["outcome"] = "denied"
+                        await audit.record_alone(runtime.sessions, runtime.outbox, entry)
+                        raise refused
+                    if request.method in _WRITES:
+                        gate.limits.write(principal)
+                    request.state.principal = principal
+                if request.method not in _WRITES and access.permission not in _AUDITED_READS:  # type: ignore[union-attr]
+                    return await handler(request)
+                with audit.scope(audit.AuditScope(runtime.outbox, entry)) as scope:
+                    try:
+                        response = await handler(request)
+                    except Exception as exc:
+                        # Not there or outside the caller's scope (404), or a bad signed link
+                        # (403): refusals worth a trace. (FHIR's errors carry `status`.)
+                        status = getattr(exc, "status_code", None) or getattr(exc, "status", 0)
+                        if status in _REFUSED:
+                            entry["outcome"] = _REFUSED[status]
+                            await audit.record_alone(runtime.sessions, runtime.outbox, entry)
+                        raise
+                # Durable before the answer: a read (or a change that committed no transaction
+                # of its own) is written now, and a failure to write is a 503, not an answer.
+                if response.status_code in _REFUSED:
+                    entry["outcome"] = _REFUSED[response.status_code]
+                if (response.status_code < 400 or response.status_code in _REFUSED) and not (
+                    scope.written
+                ):
+                    await audit.record_alone(runtime.sessions, runtime.outbox, entry)
+                return response
 
             return guarded_handler
 

@@ -31,6 +31,8 @@ class Permission(StrEnum):
     ONCALL_WRITE = "oncall:write"
     SUBSCRIPTIONS = "subscriptions:manage"
     AUDIT_READ = "audit:read"
+    #: Who read or changed one screening's record (its access log).
+    ACCESS_LOG_READ = "access-log:read"
     API_KEYS = "api-keys:manage"
     #: Not in the contract's table (risk's own reads): clinicians, supervisors and admins.
     ASSESSMENTS_READ = "assessments:read"
@@ -57,6 +59,7 @@ _CLINICAL = frozenset(
         _P.ALERTS_ACT,
         _P.ONCALL_READ,
         _P.ASSESSMENTS_READ,
+        _P.ACCESS_LOG_READ,
     }
 )
 

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake.models import ApiKey, outbox
 from services.intake.permissions import ROUTES
+from shared import audit
 from shared.auth import Role, guarded
 from shared.auth.credentials import Credential, key_digest, new_key
 from shared.db import SessionFactory, transaction
@@ -129,6 +130,7 @@ async def issue_key(data: ApiKeyIn, request: Request, sessions: Sessions) -> Api
         created_at=utcnow(),
         expires_at=data.expires_at,
     )
+    audit.about(f"api-key/{row.id}")
     async with transaction(sessions) as session:
         session.add(row)
         await session.flush()

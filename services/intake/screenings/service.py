@@ -17,6 +17,7 @@ from services.intake.models import AlertView, SafetyPlan, Screening, outbox
 from services.intake.safety_plans.service import open_safety_plan
 from services.intake.scope import visible
 from services.intake.screenings.schemas import ScreeningIn
+from shared import audit
 from shared.auth import Principal
 from shared.db import driver
 from shared.errors import Conflict, NotFound, Unprocessable, validation_problems
@@ -54,7 +55,7 @@ class ConcurrentDuplicate(Exception):
 #: costs one round trip, atomic without a BEGIN and a COMMIT around it. A repeat of an EHR
 #: message (same source and external_id) inserts neither and returns no row: DO NOTHING waits
 #: for a concurrent insert of the same message to commit, so the look-up after it finds that row.
-_INSERT_SCREENING = f"""
+_SCREENING_CTE = """
     WITH screening AS (
         INSERT INTO intake.screenings (id, subject_id, source, external_id, instrument, answers,
                                        imminent_danger, contact, notes, request_hash, status,
@@ -63,8 +64,12 @@ _INSERT_SCREENING = f"""
         ON CONFLICT (source, external_id) WHERE external_id IS NOT NULL DO NOTHING
         RETURNING id
     )
-    {add_event_after(outbox, "screening", first_param=14)}
 """
+_INSERT_SCREENING = _SCREENING_CTE + add_event_after(outbox, "screening", first_param=14)
+#: The same with the request's audit entry queued in the same statement.
+_INSERT_SCREENING_AUDITED = _SCREENING_CTE + add_event_after(
+    outbox, "screening", first_param=14, events=2
+)
 _FIND_KEY = "SELECT request_hash, screening_id FROM intake.idempotency_keys WHERE key = $1"
 _INSERT_KEY = """
     INSERT INTO intake.idempotency_keys (key, request_hash, screening_id, created_at)
@@ -108,7 +113,9 @@ async def submit_screening(
         if key is not None:
             if key["request_hash"] != digest:
                 raise Conflict("Idempotency-Key was already used with a different request body")
-            return await _stored(session, key["screening_id"]), False
+            stored = await _stored(session, key["screening_id"])
+            audit.about(f"screening/{stored.id}")
+            return stored, False
     now = utcnow()
     screening = Screening(
         id=uuid.uuid4(),
@@ -135,8 +142,11 @@ async def submit_screening(
         imminent_danger=payload.imminent_danger,
         submitted_at=now,
     ).envelope(correlation_id=correlation_id)
+    audit.about(f"screening/{screening.id}")
+    scope = audit.current()
+    fused = scope.fused_row() if scope is not None else None
     inserted = await conn.fetchval(
-        _INSERT_SCREENING,
+        _INSERT_SCREENING if fused is None else _INSERT_SCREENING_AUDITED,
         screening.id,
         screening.subject_id,
         screening.source,
@@ -151,9 +161,14 @@ async def submit_screening(
         screening.submitted_by,
         screening.filed_under,
         *event_row(topic=SCREENING_SUBMITTED, key=screening.id, event=event),
+        *(fused or ()),
     )
     if inserted is None:
-        return await _resent(session, payload, digest), False
+        if scope is not None and fused is not None:
+            scope.unstage()  # nothing was inserted: the entry goes in at commit instead
+        resent = await _resent(session, payload, digest)
+        audit.about(f"screening/{resent.id}")
+        return resent, False
     if idempotency_key is not None and not await conn.fetchval(
         _INSERT_KEY, idempotency_key, digest, screening.id, now
     ):

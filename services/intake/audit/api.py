@@ -1,0 +1,115 @@
+"""The audit trail, read: `GET /v1/audit` (supervisors, admins) and one screening's access log.
+
+Both are reads of the trail itself, so they leave a trace too. Entries name ids and actions,
+never a name, phone number, note or plan entry.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel
+from sqlalchemy import select
+
+from services.intake.models import SafetyPlan
+from services.intake.permissions import ROUTES
+from services.intake.screenings.service import get_screening
+from shared.auth import CurrentPrincipal, guarded
+from shared.db import driver
+from shared.errors import Unprocessable
+from shared.http import Session
+from shared.pagination import Paging
+
+router = APIRouter(prefix="/v1", tags=["audit"], route_class=guarded(ROUTES))
+
+
+class AuditEntryOut(BaseModel):
+    seq: int
+    at: datetime
+    service: str
+    actor: str
+    role: str
+    action: str
+    resource: str
+    outcome: str
+    correlation_id: str
+    hash: str
+    prev_hash: str
+    client: str
+    reason: str | None = None
+
+
+_SELECT = """
+    SELECT seq, at, service, actor, role, action, resource, outcome, correlation_id, hash,
+           prev_hash, client, reason
+      FROM intake.audit_log
+"""
+
+
+def _before(cursor: str | None) -> int | None:
+    if cursor is None:
+        return None
+    if not cursor.isdigit():
+        raise Unprocessable(
+            "cursor is not one this API gave out",
+            problems=[{"field": "cursor", "problem": "not a cursor"}],
+        )
+    return int(cursor)
+
+
+async def _page(
+    session: Any, page: Paging, where: list[str], params: list[Any]
+) -> list[AuditEntryOut]:
+    """Newest first; the cursor is the last seq of the previous page."""
+    before = _before(page.cursor)
+    if before is not None:
+        params.append(before)
+        where.append(f"seq < ${len(params)}")
+    params.append(page.limit + 1)
+    sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "")
+    sql += f" ORDER BY seq DESC LIMIT ${len(params)}"
+    rows = await (await driver(session, begin=False)).fetch(sql, *params)
+    more = len(rows) > page.limit
+    items = [AuditEntryOut(**dict(r)) for r in rows[: page.limit]]
+    return page.answer(items, str(items[-1].seq) if more and items else None)
+
+
+@router.get("/audit", response_model=list[AuditEntryOut])
+async def read_audit_trail(
+    session: Session,
+    page: Paging,
+    actor: Annotated[str | None, Query(max_length=200)] = None,
+    resource: Annotated[str | None, Query(max_length=200)] = None,
+    action: Annotated[str | None, Query(max_length=100)] = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[AuditEntryOut]:
+    """Entries newest first, filtered; `limit` at most 500, `Link: rel="next"` pages on."""
+    where: list[str] = []
+    params: list[Any] = []
+    for column, value in (("actor", actor), ("resource", resource), ("action", action)):
+        if value is not None:
+            params.append(value)
+            where.append(f"{column} = ${len(params)}")
+    for op, moment in ((">=", since), ("<", until)):
+        if moment is not None:
+            params.append(moment)
+            where.append(f"at {op} ${len(params)}")
+    return await _page(session, page, where, params)
+
+
+@router.get("/screenings/{screening_id}/access-log", response_model=list[AuditEntryOut])
+async def screening_access_log(
+    screening_id: uuid.UUID, session: Session, principal: CurrentPrincipal, page: Paging
+) -> list[AuditEntryOut]:
+    """Who read or changed this person's record, and when: the screening, its safety plan and
+    its FHIR resources, newest first."""
+    screening = await get_screening(session, screening_id=screening_id, principal=principal)
+    plan = await session.scalar(
+        select(SafetyPlan.id).where(SafetyPlan.screening_id == screening.id)
+    )
+    resources = [f"screening/{screening.id}"] + ([f"safety-plan/{plan}"] if plan else [])
+    return await _page(session, page, ["resource = ANY($1::text[])"], [resources])

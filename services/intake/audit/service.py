@@ -1,0 +1,82 @@
+"""The one audit trail: entries appended in a hash chain, read back, and verified.
+
+Intake's consumer appends every `audit.recorded` event (its own and risk's and notify's) with
+`APPEND`, one statement: it locks the chain's head row (so appends are serialised across
+replicas), inserts the entry with the next seq and the hash over the previous hash, the seq and
+the entry's canonical form (`shared.audit.chain_hash`, computed here by PostgreSQL's sha256 over
+the same text), and moves the head. `verify` recomputes the chain from the rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.audit import FIELDS, GENESIS, AuditRecorded, canonical, chain_hash
+from shared.db import driver
+
+_COLUMNS = ", ".join(FIELDS)
+APPEND = f"""
+    WITH head AS (SELECT seq, hash FROM intake.audit_head FOR UPDATE),
+    entry AS (
+        INSERT INTO intake.audit_log (seq, {_COLUMNS}, prev_hash, hash)
+        SELECT head.seq + 1, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, head.hash,
+               encode(sha256(convert_to(
+                   head.hash || '|' || (head.seq + 1)::text || '|' || $13, 'UTF8')), 'hex')
+          FROM head
+        ON CONFLICT (entry_id) DO NOTHING
+        RETURNING seq, hash
+    )
+    UPDATE intake.audit_head SET seq = entry.seq, hash = entry.hash FROM entry
+"""
+
+
+async def append(session: AsyncSession, entry: AuditRecorded) -> None:
+    """Append one entry (in the consumer's transaction); a redelivered one is ignored."""
+    values = entry.model_dump()
+    await (await driver(session)).execute(
+        APPEND, *(values[name] for name in FIELDS), canonical(values)
+    )
+
+
+@dataclass(frozen=True)
+class Verdict:
+    entries: int
+    #: The first entry that fails, and why; None when the whole chain holds.
+    failure: str | None = None
+
+
+def check_chain(rows: Sequence[dict[str, Any]], head: dict[str, Any] | None) -> Verdict:
+    """Walk the entries in seq order: consecutive seqs from 1, each linked to the one before,
+    each hash right for its content; the head names the last one."""
+    prev = GENESIS
+    for expected_seq, row in enumerate(rows, start=1):
+        seq = row["seq"]
+        if seq != expected_seq:
+            return Verdict(len(rows), f"entry {expected_seq} is missing (next found: {seq})")
+        if row["prev_hash"] != prev:
+            return Verdict(len(rows), f"entry {seq} does not follow entry {seq - 1}")
+        if row["hash"] != chain_hash(prev, seq, row):
+            return Verdict(len(rows), f"entry {seq} was altered (its hash does not match)")
+        prev = row["hash"]
+    last = rows[-1]["seq"] if rows else 0
+    if head is not None and (head["seq"], head["hash"]) != (last, prev):
+        return Verdict(
+            len(rows), f"the chain's head names entry {head['seq']}, the trail ends at {last}"
+        )
+    return Verdict(len(rows))
+
+
+async def verify(conn: asyncpg.Connection) -> Verdict:
+    rows = [
+        dict(r)
+        for r in await conn.fetch(
+            f"SELECT seq, {_COLUMNS}, prev_hash, hash FROM intake.audit_log ORDER BY seq"
+        )
+    ]
+    head = await conn.fetchrow("SELECT seq, hash FROM intake.audit_head")
+    return check_chain(rows, dict(head) if head else None)

@@ -1,0 +1,170 @@
+"""The audit trail, end to end: reads of a person's record, changes and refusals leave entries
+(from every service, in one trail), the trail names no PHI, refuses edits, and `triage audit
+verify` catches an edited, a deleted and a reordered entry."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from services.intake.audit.service import APPEND
+from shared.audit import FIELDS, AuditRecorded, canonical, new_entry
+from shared.db import asyncpg_dsn
+from shared.migrate import migrate
+from tests.support.cases import HIGH_CSSRS, screening
+from tests.support.keys import CLINICIAN, HOTLINE, HOTLINE2, SUPERVISOR
+
+CANARY = {"name": "Audit Canary Person", "phone": "+1 555 0142 9931"}
+CANARY_NOTES = "audit canary note: keeps pills in the kitchen drawer"
+TRIAGE = Path(sys.executable).with_name("triage")
+
+
+async def _entries(intake: httpx.AsyncClient, count: int, **filters: str) -> list[dict]:
+    deadline = time.monotonic() + 10
+    while True:
+        response = await intake.get("/v1/audit", params=filters, headers=SUPERVISOR)
+        assert response.status_code == 200, response.text
+        if len(response.json()) >= count or time.monotonic() > deadline:
+            return response.json()
+        await asyncio.sleep(0.1)
+
+
+async def test_reads_changes_and_refusals_of_a_record_leave_entries(
+    intake: httpx.AsyncClient,
+) -> None:
+    body = screening(HIGH_CSSRS, contact=CANARY, notes=CANARY_NOTES)
+    sid = (await intake.post("/v1/screenings", json=body, headers=HOTLINE)).json()["id"]
+    path = f"/v1/screenings/{sid}"
+    assert (await intake.get(path, headers=CLINICIAN)).status_code == 200
+    assert (await intake.get(path, headers=HOTLINE2)).status_code == 404
+    assert (await intake.get(path, headers={"Authorization": ""})).status_code == 401
+
+    got = await _entries(intake, 4, resource=f"screening/{sid}")
+    seen = {(e["actor"], e["action"], e["outcome"]) for e in got}
+    assert {
+        ("jsmith", "post_screening", "success"),
+        ("dr-lee", "get_screening", "success"),
+        ("amoreno", "get_screening", "not_found"),
+        ("anonymous", "get_screening", "denied"),
+    } <= seen
+    for e in got:
+        assert {"seq", "at", "service", "actor", "role", "action", "resource", "outcome"} <= set(e)
+        assert {"correlation_id", "hash", "prev_hash"} <= set(e)
+    text = json.dumps(got)
+    for secret in (*CANARY.values(), CANARY_NOTES):
+        assert secret not in text
+
+    log = await intake.get(f"{path}/access-log", headers=CLINICIAN)
+    assert log.status_code == 200
+    assert {e["actor"] for e in log.json()} >= {"jsmith", "dr-lee"}
+    assert (await intake.get(f"{path}/access-log", headers=HOTLINE)).status_code == 403
+    assert (await intake.get("/v1/audit", headers=CLINICIAN)).status_code == 403
+
+
+async def test_entries_of_notify_reach_the_one_trail(
+    intake: httpx.AsyncClient, notify: httpx.AsyncClient
+) -> None:
+    made = await notify.post("/v1/clinicians", json={"name": "Dr Audit"}, headers=SUPERVISOR)
+    assert made.status_code == 201
+    got = await _entries(intake, 1, action="create_clinician", actor="sup-kim")
+    assert got and got[0]["service"] == "notify" and got[0]["outcome"] == "success"
+
+
+async def test_the_trail_refuses_update_delete_and_truncate(db: asyncpg.Pool) -> None:
+    for statement in (
+        "UPDATE intake.audit_log SET actor = 'x'",
+        "DELETE FROM intake.audit_log",
+        "TRUNCATE intake.audit_log",
+    ):
+        with pytest.raises(asyncpg.RaiseError, match="append-only"):
+            await db.execute(statement)
+
+
+def _verify(database_url: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(TRIAGE), "audit", "verify"],
+        env={**os.environ, "DATABASE_URL": database_url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+async def test_verify_passes_on_the_live_trail(
+    intake: httpx.AsyncClient, database_url: str
+) -> None:
+    await _entries(intake, 1)
+    done = _verify(database_url)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith("audit: ") and "entries verified" in done.stdout
+
+
+@pytest.fixture
+async def lone_trail(database_url: str, db: asyncpg.Pool) -> AsyncIterator[str]:
+    """A database of its own with five chained entries, to tamper with."""
+    name = f"tamper_{uuid.uuid4().hex[:8]}"
+    await db.execute(f"CREATE DATABASE {name}")
+    url = database_url.rsplit("/", 1)[0] + f"/{name}"
+    await migrate(url)
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        for i in range(5):
+            entry = AuditRecorded(
+                **new_entry(
+                    service="intake",
+                    actor=f"user-{i}",
+                    role="clinician",
+                    credential_id="k",
+                    action="get_screening",
+                    resource=f"screening/{uuid.uuid4()}",
+                    outcome="success",
+                    client="127.0.0.1",
+                    correlation_id=str(uuid.uuid4()),
+                )
+            ).model_dump()
+            await conn.execute(APPEND, *(entry[f] for f in FIELDS), canonical(entry))
+    finally:
+        await conn.close()
+    yield url
+    await db.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+@pytest.mark.parametrize(
+    ("tamper", "named"),
+    [
+        ("UPDATE intake.audit_log SET actor = 'someone else' WHERE seq = 3", "entry 3"),
+        ("DELETE FROM intake.audit_log WHERE seq = 2", "entry 2"),
+        (
+            "UPDATE intake.audit_log SET seq = -2 WHERE seq = 2;"
+            "UPDATE intake.audit_log SET seq = 2 WHERE seq = 3;"
+            "UPDATE intake.audit_log SET seq = 3 WHERE seq = -2",
+            "entry 2",
+        ),
+        ("DELETE FROM intake.audit_log WHERE seq = 5", "entry 5"),
+    ],
+    ids=["edit", "delete", "reorder", "truncated-tail"],
+)
+async def test_verify_names_the_first_entry_that_fails(
+    lone_trail: str, tamper: str, named: str
+) -> None:
+    assert _verify(lone_trail).returncode == 0
+    conn = await asyncpg.connect(asyncpg_dsn(lone_trail))
+    try:  # as the superuser, with the append-only triggers out of the way
+        await conn.execute("SET session_replication_role = replica")
+        await conn.execute(tamper)
+    finally:
+        await conn.close()
+    done = _verify(lone_trail)
+    assert done.returncode == 1
+    assert named in done.stdout, done.stdout
