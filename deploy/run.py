@@ -25,13 +25,14 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import IO, TextIO
 
 from deploy.localstack import PROJECT_ROOT, LocalStack, LocalStackError, port_in_use
+from services.intake.audit.checkpoints import new_signing_key
 from shared.auth.credentials import new_key
 
 DEFAULT_DATA_DIR = PROJECT_ROOT / ".local" / "run"
@@ -254,15 +255,16 @@ def _single_run_lock(data_dir: Path) -> IO[str] | None:
     return handle
 
 
-def local_admin_key(data_dir: Path) -> Path:
-    """The local stack's admin API key, made once and kept in a file only its owner can read
-    (it is never printed: the console is a log)."""
-    path = data_dir / "secrets" / "admin-api-key"
+def local_secret(data_dir: Path, name: str, make: Callable[[], str]) -> Path:
+    """A secret of the local stack (the admin API key, the audit signing key), made once and
+    kept outside the database in a file only its owner can read; never printed (the console is
+    a log)."""
+    path = data_dir / "secrets" / name
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as out:
-            out.write(new_key() + "\n")
+            out.write(make() + "\n")
     return path
 
 
@@ -293,9 +295,12 @@ def run(
 
     admin_key_file = None
     if not env.get("API_KEYS_BOOTSTRAP"):
-        admin_key_file = local_admin_key(data_dir)
+        admin_key_file = local_secret(data_dir, "admin-api-key", new_key)
         key = admin_key_file.read_text().strip()
         env["API_KEYS_BOOTSTRAP"] = f"local-admin:admin:{key}"
+    if not env.get("AUDIT_SIGNING_KEY"):
+        signing = local_secret(data_dir, "audit-signing-key", new_signing_key)
+        env["AUDIT_SIGNING_KEY"] = signing.read_text().strip()
 
     stack_log = logging.getLogger("deploy.localstack")
     stack_log.addHandler(_ConsoleLogHandler(console))

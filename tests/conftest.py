@@ -15,7 +15,7 @@ import pytest
 from deploy.localstack import LocalStack, free_port
 from shared.db import asyncpg_dsn
 from shared.migrate import migrate
-from tests.support.keys import ADMIN, BOOTSTRAP
+from tests.support.keys import ADMIN, AUDIT_SIGNING_KEY, BOOTSTRAP
 from tests.support.receiver import Receiver
 from tests.support.services import ServiceProcesses
 
@@ -75,6 +75,8 @@ def services(
             "RETRY_BASE_SECONDS": "0.1",
             "FINAL_REPAGE_SECONDS": "1",
             "API_KEYS_BOOTSTRAP": BOOTSTRAP,
+            "AUDIT_SIGNING_KEY": AUDIT_SIGNING_KEY,
+            "AUDIT_CHECKPOINT_SECONDS": "1",
             # Clinicians' webhooks and EHR rest-hooks of the tests are plain HTTP on loopback.
             "OUTBOUND_ALLOW_HTTP": "true",
             "OUTBOUND_ALLOWED_NETWORKS": "127.0.0.0/8",

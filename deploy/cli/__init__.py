@@ -2,7 +2,8 @@
 
     triage audit verify     recompute the audit trail's hash chain; exit 1 at the first failure
 
-The database is `DATABASE_URL`, else the local stack's (`make run`, which must be running).
+The database is `DATABASE_URL`, else the local stack's (`make run`, which must be running); the
+checkpoints' key is `AUDIT_SIGNING_KEY`, else the local stack's (.local/run/secrets).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import asyncpg
 
@@ -26,12 +28,26 @@ def database_url() -> str:
     return LocalStack(DEFAULT_DATA_DIR).database_url
 
 
+def audit_public_key() -> Any:
+    """The checkpoints' public key, from AUDIT_SIGNING_KEY or the local stack's secret file."""
+    from services.intake.audit.checkpoints import signing_key
+
+    encoded = os.environ.get("AUDIT_SIGNING_KEY")
+    local = DEFAULT_DATA_DIR / "secrets" / "audit-signing-key"
+    if encoded is None and local.exists():  # set but empty: no key, on purpose
+        encoded = local.read_text().strip()
+    return signing_key(encoded).public_key() if encoded else None
+
+
 async def audit_verify(url: str) -> int:
     from services.intake.audit.service import verify
 
+    public = audit_public_key()
+    if public is None:
+        print("audit: no AUDIT_SIGNING_KEY: checking the chain without its checkpoints")
     conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
-        verdict = await verify(conn)
+        verdict = await verify(conn, public)
     finally:
         await conn.close()
     if verdict.failure is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,6 +11,7 @@ from fastapi import FastAPI
 from services.intake import consumer
 from services.intake.access import api as access_api
 from services.intake.audit import api as audit_api
+from services.intake.audit.checkpoints import run_checkpoints, signing_key
 from services.intake.fhir import api as fhir_api
 from services.intake.fhir import resthooks
 from services.intake.models import SCHEMA, Base
@@ -19,9 +21,11 @@ from services.intake.screenings import api as screenings_api
 from services.intake.settings import IntakeSettings
 from shared.auth import seal
 from shared.auth.credentials import parse_bootstrap
-from shared.db import SessionFactory
+from shared.db import SessionFactory, asyncpg_dsn
 from shared.http import base_app, health_router
 from shared.runtime import open_runtime
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: IntakeSettings | None = None) -> FastAPI:
@@ -40,6 +44,17 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
             prepare=prepare,
         ) as runtime:
             app.state.runtime = runtime
+            if cfg.audit_signing_key:
+                runtime.spawn(
+                    run_checkpoints(
+                        asyncpg_dsn(cfg.database_url),
+                        signing_key(cfg.audit_signing_key),
+                        every=cfg.audit_checkpoint_seconds,
+                    ),
+                    name="audit-checkpoints",
+                )
+            else:
+                log.warning("AUDIT_SIGNING_KEY is not set: the audit trail gets no checkpoints")
             app.state.overdue_watcher = overdue.start_watcher(runtime)
             resthooks.start_pusher(runtime, cfg)
             yield

@@ -27,3 +27,8 @@ class IntakeSettings(ServiceSettings):
     )
     fhir_push_timeout_seconds: float = Field(10.0, validation_alias="FHIR_PUSH_TIMEOUT_SECONDS")
     fhir_push_concurrency: int = Field(8, validation_alias="FHIR_PUSH_CONCURRENCY")
+    #: Ed25519 private key (32 bytes, base64) that signs the audit trail's checkpoints; kept
+    #: outside the database (`make run` generates one in .local/run/secrets). Unset: no
+    #: checkpoints, and a warning at start.
+    audit_signing_key: str | None = Field(None, validation_alias="AUDIT_SIGNING_KEY", repr=False)
+    audit_checkpoint_seconds: float = Field(60.0, validation_alias="AUDIT_CHECKPOINT_SECONDS")

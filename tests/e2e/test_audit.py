@@ -18,12 +18,13 @@ import asyncpg
 import httpx
 import pytest
 
+from services.intake.audit.checkpoints import new_signing_key, signing_key, write_checkpoint
 from services.intake.audit.service import APPEND
 from shared.audit import FIELDS, AuditRecorded, canonical, new_entry
 from shared.db import asyncpg_dsn
 from shared.migrate import migrate
 from tests.support.cases import HIGH_CSSRS, screening
-from tests.support.keys import CLINICIAN, HOTLINE, HOTLINE2, SUPERVISOR
+from tests.support.keys import AUDIT_SIGNING_KEY, CLINICIAN, HOTLINE, HOTLINE2, SUPERVISOR
 
 CANARY = {"name": "Audit Canary Person", "phone": "+1 555 0142 9931"}
 CANARY_NOTES = "audit canary note: keeps pills in the kitchen drawer"
@@ -91,20 +92,26 @@ async def test_the_trail_refuses_update_delete_and_truncate(db: asyncpg.Pool) ->
             await db.execute(statement)
 
 
-def _verify(database_url: str) -> subprocess.CompletedProcess[str]:
+def _verify(
+    database_url: str, signing_key: str = AUDIT_SIGNING_KEY
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(TRIAGE), "audit", "verify"],
-        env={**os.environ, "DATABASE_URL": database_url},
+        env={**os.environ, "DATABASE_URL": database_url, "AUDIT_SIGNING_KEY": signing_key},
         capture_output=True,
         text=True,
         timeout=60,
     )
 
 
-async def test_verify_passes_on_the_live_trail(
-    intake: httpx.AsyncClient, database_url: str
+async def test_verify_passes_on_the_live_trail_and_its_checkpoints(
+    intake: httpx.AsyncClient, database_url: str, db: asyncpg.Pool
 ) -> None:
     await _entries(intake, 1)
+    deadline = time.monotonic() + 10
+    while not await db.fetchval("SELECT count(*) FROM intake.audit_checkpoints"):
+        assert time.monotonic() < deadline, "no checkpoint written within 10 s (every 1 s here)"
+        await asyncio.sleep(0.2)
     done = _verify(database_url)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.startswith("audit: ") and "entries verified" in done.stdout
@@ -134,6 +141,7 @@ async def lone_trail(database_url: str, db: asyncpg.Pool) -> AsyncIterator[str]:
                 )
             ).model_dump()
             await conn.execute(APPEND, *(entry[f] for f in FIELDS), canonical(entry))
+        assert await write_checkpoint(conn, signing_key(AUDIT_SIGNING_KEY)) == 5
     finally:
         await conn.close()
     yield url
@@ -152,8 +160,15 @@ async def lone_trail(database_url: str, db: asyncpg.Pool) -> AsyncIterator[str]:
             "entry 2",
         ),
         ("DELETE FROM intake.audit_log WHERE seq = 5", "entry 5"),
+        (
+            "DELETE FROM intake.audit_log WHERE seq > 3;"
+            "UPDATE intake.audit_head SET (seq, hash) ="
+            " (SELECT seq, hash FROM intake.audit_log WHERE seq = 3)",
+            "entry 5",
+        ),
+        ("UPDATE intake.audit_checkpoints SET hash = repeat('a', 64)", "entry 5"),
     ],
-    ids=["edit", "delete", "reorder", "truncated-tail"],
+    ids=["edit", "delete", "reorder", "truncated-tail", "cut-tail-and-head", "checkpoint"],
 )
 async def test_verify_names_the_first_entry_that_fails(
     lone_trail: str, tamper: str, named: str
@@ -168,3 +183,20 @@ async def test_verify_names_the_first_entry_that_fails(
     done = _verify(lone_trail)
     assert done.returncode == 1
     assert named in done.stdout, done.stdout
+
+
+async def test_a_cut_tail_with_a_rewritten_head_needs_the_checkpoints(lone_trail: str) -> None:
+    """Without the signing key the chain alone looks whole; with it, verify names the entry."""
+    conn = await asyncpg.connect(asyncpg_dsn(lone_trail))
+    try:
+        await conn.execute("SET session_replication_role = replica")
+        await conn.execute(
+            "DELETE FROM intake.audit_log WHERE seq > 3;"
+            "UPDATE intake.audit_head SET (seq, hash) ="
+            " (SELECT seq, hash FROM intake.audit_log WHERE seq = 3)"
+        )
+    finally:
+        await conn.close()
+    assert _verify(lone_trail, signing_key="").returncode == 0
+    other = _verify(lone_trail, signing_key=new_signing_key())
+    assert other.returncode == 1 and "bad signature" in other.stdout

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from services.intake.audit.checkpoints import new_signing_key
+
 EHR_SYSTEMS = ("urn:example:ehr", "urn:test:ehr")
 
 #: name, role, key (and an ehr key's systems): each key at least 24 characters.
@@ -37,3 +39,6 @@ HOTLINE2 = bearer(KEYS["hotline2"])
 EHR = bearer(KEYS["ehr"])
 CLINICIAN = bearer(KEYS["clinician"])
 SUPERVISOR = bearer(KEYS["supervisor"])
+
+#: Signs the test stack's audit checkpoints (AUDIT_SIGNING_KEY), made fresh for each session.
+AUDIT_SIGNING_KEY = new_signing_key()

@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.intake.audit.checkpoints import check_checkpoints
 from shared.audit import FIELDS, GENESIS, AuditRecorded, canonical, chain_hash
 from shared.db import driver
 
@@ -71,7 +73,8 @@ def check_chain(rows: Sequence[dict[str, Any]], head: dict[str, Any] | None) -> 
     return Verdict(len(rows))
 
 
-async def verify(conn: asyncpg.Connection) -> Verdict:
+async def verify(conn: asyncpg.Connection, public: Ed25519PublicKey | None = None) -> Verdict:
+    """The chain, then (with the signing key's public half) every signed checkpoint."""
     rows = [
         dict(r)
         for r in await conn.fetch(
@@ -79,4 +82,14 @@ async def verify(conn: asyncpg.Connection) -> Verdict:
         )
     ]
     head = await conn.fetchrow("SELECT seq, hash FROM intake.audit_head")
+    checkpoints = [
+        dict(r)
+        for r in await conn.fetch(
+            "SELECT seq, hash, at, signature FROM intake.audit_checkpoints ORDER BY seq"
+        )
+    ]
+    # A cut tail is caught by the checkpoints first: the head row may have been rewritten too.
+    failure = check_checkpoints(checkpoints, {r["seq"]: r["hash"] for r in rows}, public)
+    if failure is not None:
+        return Verdict(len(rows), failure)
     return check_chain(rows, dict(head) if head else None)
