@@ -149,6 +149,13 @@ def current() -> AuditScope | None:
     return _scope.get()
 
 
+def annotate(**fields: Any) -> None:
+    """Change the request's entry before it is written (a break-glass read's outcome, reason)."""
+    audit = _scope.get()
+    if audit is not None and not (audit.staged or audit.written):
+        audit.entry.update(fields)
+
+
 def about(resource: str) -> None:
     """Name the resource the request acts on once it is known (a new screening's id)."""
     audit = _scope.get()

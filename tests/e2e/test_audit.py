@@ -24,7 +24,14 @@ from shared.audit import FIELDS, AuditRecorded, canonical, new_entry
 from shared.db import asyncpg_dsn
 from shared.migrate import migrate
 from tests.support.cases import HIGH_CSSRS, screening
-from tests.support.keys import AUDIT_SIGNING_KEY, CLINICIAN, HOTLINE, HOTLINE2, SUPERVISOR
+from tests.support.keys import (
+    AUDIT_SIGNING_KEY,
+    CLINICIAN,
+    EHR,
+    HOTLINE,
+    HOTLINE2,
+    SUPERVISOR,
+)
 
 CANARY = {"name": "Audit Canary Person", "phone": "+1 555 0142 9931"}
 CANARY_NOTES = "audit canary note: keeps pills in the kitchen drawer"
@@ -71,6 +78,23 @@ async def test_reads_changes_and_refusals_of_a_record_leave_entries(
     assert {e["actor"] for e in log.json()} >= {"jsmith", "dr-lee"}
     assert (await intake.get(f"{path}/access-log", headers=HOTLINE)).status_code == 403
     assert (await intake.get("/v1/audit", headers=CLINICIAN)).status_code == 403
+
+
+async def test_break_glass_reads_a_case_out_of_scope_and_says_why(
+    intake: httpx.AsyncClient,
+) -> None:
+    body = screening(HIGH_CSSRS, contact=CANARY)
+    sid = (await intake.post("/v1/screenings", json=body, headers=HOTLINE)).json()["id"]
+    path = f"/v1/screenings/{sid}"
+    reason = {"X-Break-Glass-Reason": "caller rang back, first counsellor off shift"}
+    assert (await intake.get(path, headers=HOTLINE2)).status_code == 404
+    read = await intake.get(path, headers={**HOTLINE2, **reason})
+    assert read.status_code == 200 and read.json()["contact"] == CANARY
+    short = await intake.get(path, headers={**HOTLINE2, "X-Break-Glass-Reason": "why"})
+    assert short.status_code == 422
+    assert (await intake.get(path, headers={**EHR, **reason})).status_code == 404
+    got = await _entries(intake, 1, resource=f"screening/{sid}", outcome="break-glass")
+    assert [(e["actor"], e["reason"]) for e in got] == [("amoreno", reason["X-Break-Glass-Reason"])]
 
 
 async def test_entries_of_notify_reach_the_one_trail(

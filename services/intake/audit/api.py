@@ -84,13 +84,15 @@ async def read_audit_trail(
     actor: Annotated[str | None, Query(max_length=200)] = None,
     resource: Annotated[str | None, Query(max_length=200)] = None,
     action: Annotated[str | None, Query(max_length=100)] = None,
+    outcome: Annotated[str | None, Query(max_length=40)] = None,
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> list[AuditEntryOut]:
     """Entries newest first, filtered; `limit` at most 500, `Link: rel="next"` pages on."""
     where: list[str] = []
     params: list[Any] = []
-    for column, value in (("actor", actor), ("resource", resource), ("action", action)):
+    filters = (("actor", actor), ("resource", resource), ("action", action), ("outcome", outcome))
+    for column, value in filters:
         if value is not None:
             params.append(value)
             where.append(f"{column} = ${len(params)}")

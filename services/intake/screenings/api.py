@@ -25,14 +25,22 @@ from services.intake.screenings.service import (
     submit_screening,
     validated_answers,
 )
-from shared.auth import CurrentPrincipal, Permission, guarded
+from shared import audit
+from shared.auth import CurrentPrincipal, Permission, Visibility, guarded
 from shared.db import transaction
-from shared.errors import Unprocessable
+from shared.errors import NotFound, Unprocessable
 from shared.http import Session, Sessions
+from shared.text import NO_CONTROL
 
 router = APIRouter(prefix="/v1", route_class=guarded(ROUTES))
 
 IdempotencyKeyHeader = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
+#: Why a hotline counsellor reads a case they did not submit: recorded in the audit trail, so it
+#: must say why, not who (no name, number or note).
+BreakGlassReason = Annotated[
+    str | None,
+    Header(alias="X-Break-Glass-Reason", min_length=10, max_length=500, pattern=NO_CONTROL),
+]
 CorrelationHeader = Annotated[str | None, Header(alias="X-Correlation-Id", max_length=200)]
 
 
@@ -86,12 +94,28 @@ async def post_screening(
     responses={404: {"description": "no such screening, or not one the caller may see"}},
 )
 async def get_screening(
-    screening_id: uuid.UUID, session: Session, principal: CurrentPrincipal
+    screening_id: uuid.UUID,
+    session: Session,
+    principal: CurrentPrincipal,
+    break_glass_reason: BreakGlassReason = None,
 ) -> JSONResponse:
-    """The case view; `contact` and `notes` only for a caller that may see them."""
-    screening, alerts, plan = await get_case(
-        session, screening_id=screening_id, principal=principal
-    )
+    """The case view; `contact` and `notes` only for a caller that may see them.
+
+    Break-glass: hotline staff may read a case they did not submit (a caller rings back and
+    reaches another counsellor) by giving `X-Break-Glass-Reason`; the read is allowed and its
+    audit entry records `break-glass` and the reason, for supervisors to review
+    (`GET /v1/audit?outcome=break-glass`)."""
+    try:
+        screening, alerts, plan = await get_case(
+            session, screening_id=screening_id, principal=principal
+        )
+    except NotFound:
+        if break_glass_reason is None or principal.visibility != Visibility.SUBMITTED:
+            raise
+        screening, alerts, plan = await get_case(
+            session, screening_id=screening_id, principal=principal, break_glass=True
+        )
+        audit.annotate(outcome="break-glass", reason=break_glass_reason)
     view = CaseView(
         id=screening.id,
         subject_id=screening.subject_id,

@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake.fhir.resthooks import enqueue_pushes
@@ -199,9 +199,17 @@ async def _resent(session: AsyncSession, payload: ScreeningIn, digest: str) -> S
 
 
 async def get_case(
-    session: AsyncSession, *, screening_id: uuid.UUID, principal: Principal
+    session: AsyncSession,
+    *,
+    screening_id: uuid.UUID,
+    principal: Principal,
+    break_glass: bool = False,
 ) -> tuple[Screening, list[AlertView], SafetyPlan | None]:
-    screening = await get_screening(session, screening_id=screening_id, principal=principal)
+    """The case, if `principal` may see it; `break_glass`: whatever its scope (the caller has
+    given a reason, which the audit entry records)."""
+    screening = await get_screening(
+        session, screening_id=screening_id, principal=principal, break_glass=break_glass
+    )
     alerts = list(
         await session.scalars(
             select(AlertView)
@@ -214,12 +222,15 @@ async def get_case(
 
 
 async def get_screening(
-    session: AsyncSession, *, screening_id: uuid.UUID, principal: Principal
+    session: AsyncSession,
+    *,
+    screening_id: uuid.UUID,
+    principal: Principal,
+    break_glass: bool = False,
 ) -> Screening:
     """The screening, if `principal` may see it; 404 otherwise, as if it did not exist."""
-    screening = await session.scalar(
-        select(Screening).where(Screening.id == screening_id, visible(principal))
-    )
+    scope = true() if break_glass else visible(principal)
+    screening = await session.scalar(select(Screening).where(Screening.id == screening_id, scope))
     if screening is None:
         raise NotFound(f"no screening {screening_id}")
     return screening
