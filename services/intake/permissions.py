@@ -45,6 +45,7 @@ ROUTES: RouteTable = {
     ("DELETE", "/v1/fhir/subscriptions/{subscription_id}"): Access(_P.SUBSCRIPTIONS),
     # the audit trail
     ("GET", "/v1/audit"): Access(_P.AUDIT_READ),
+    ("GET", "/v1/fhir/AuditEvent"): Access(_P.AUDIT_READ),
     ("GET", "/v1/screenings/{screening_id}/access-log"): Access(_P.ACCESS_LOG_READ),
     # API keys
     ("POST", "/v1/api-keys"): Access(_P.API_KEYS),

@@ -17,6 +17,8 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+from fhir.resources.R4B.auditevent import AuditEvent
+from fhir.resources.R4B.bundle import Bundle
 
 from services.intake.audit.checkpoints import new_signing_key, signing_key, write_checkpoint
 from services.intake.audit.service import APPEND
@@ -95,6 +97,36 @@ async def test_break_glass_reads_a_case_out_of_scope_and_says_why(
     assert (await intake.get(path, headers={**EHR, **reason})).status_code == 404
     got = await _entries(intake, 1, resource=f"screening/{sid}", outcome="break-glass")
     assert [(e["actor"], e["reason"]) for e in got] == [("amoreno", reason["X-Break-Glass-Reason"])]
+
+
+async def test_the_trail_as_fhir_audit_events(intake: httpx.AsyncClient) -> None:
+    sid = (await intake.post("/v1/screenings", json=screening(HIGH_CSSRS), headers=HOTLINE)).json()[
+        "id"
+    ]
+    assert (await intake.get(f"/v1/screenings/{sid}", headers=CLINICIAN)).status_code == 200
+    await _entries(intake, 2, resource=f"screening/{sid}")
+    search = await intake.get(
+        "/v1/fhir/AuditEvent",
+        params={"entity": f"screening/{sid}", "date": "ge2026-01-01"},
+        headers=SUPERVISOR,
+    )
+    assert search.status_code == 200, search.text
+    assert search.headers["content-type"].startswith("application/fhir+json")
+    bundle = Bundle.model_validate(search.json())
+    assert bundle.type == "searchset" and len(bundle.entry) == 2
+    events = [AuditEvent.model_validate(e.resource.model_dump()) for e in bundle.entry]
+    assert {e.agent[0].who.display for e in events} == {"jsmith", "dr-lee"}
+    assert {e.action for e in events} == {"C", "R"}
+    assert all(e.entity[0].what.identifier.value == sid for e in events)
+    mine = await intake.get(
+        "/v1/fhir/AuditEvent", params={"agent": "dr-lee", "_count": 1}, headers=SUPERVISOR
+    )
+    assert len(mine.json()["entry"]) == 1
+    assert any(link["relation"] == "next" for link in mine.json()["link"])
+    refused = await intake.get("/v1/fhir/AuditEvent", headers=CLINICIAN)
+    assert refused.status_code == 403 and refused.json()["resourceType"] == "OperationOutcome"
+    bad = await intake.get("/v1/fhir/AuditEvent", params={"date": "soon"}, headers=SUPERVISOR)
+    assert bad.status_code == 422
 
 
 async def test_entries_of_notify_reach_the_one_trail(

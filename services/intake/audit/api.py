@@ -6,14 +6,19 @@ never a name, phone number, note or plan entry.
 
 from __future__ import annotations
 
+import json
+import re
 import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response
+from fhir.resources.R4B.bundle import Bundle
 from pydantic import BaseModel
 from sqlalchemy import select
 
+from services.intake.audit.fhir import audit_event
+from services.intake.fhir.api import FHIR_JSON, FhirRoute
 from services.intake.models import SafetyPlan
 from services.intake.permissions import ROUTES
 from services.intake.screenings.service import get_screening
@@ -21,7 +26,7 @@ from shared.auth import CurrentPrincipal, guarded
 from shared.db import driver
 from shared.errors import Unprocessable
 from shared.http import Session
-from shared.pagination import Paging
+from shared.pagination import Page, Paging
 
 router = APIRouter(prefix="/v1", tags=["audit"], route_class=guarded(ROUTES))
 
@@ -32,6 +37,7 @@ class AuditEntryOut(BaseModel):
     service: str
     actor: str
     role: str
+    credential_id: str
     action: str
     resource: str
     outcome: str
@@ -43,8 +49,8 @@ class AuditEntryOut(BaseModel):
 
 
 _SELECT = """
-    SELECT seq, at, service, actor, role, action, resource, outcome, correlation_id, hash,
-           prev_hash, client, reason
+    SELECT seq, at, service, actor, role, credential_id, action, resource, outcome,
+           correlation_id, hash, prev_hash, client, reason
       FROM intake.audit_log
 """
 
@@ -115,3 +121,60 @@ async def screening_access_log(
     )
     resources = [f"screening/{screening.id}"] + ([f"safety-plan/{plan}"] if plan else [])
     return await _page(session, page, ["resource = ANY($1::text[])"], [resources])
+
+
+fhir_router = APIRouter(prefix="/v1/fhir", tags=["audit", "fhir"], route_class=FhirRoute)
+
+_DATE = re.compile(r"^(ge|gt|le|lt)?(\d{4}-\d{2}-\d{2}(T[\d:.]+(Z|[+-]\d{2}:\d{2}))?)$")
+_DATE_OPS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<", None: ">="}
+
+
+@fhir_router.get("/AuditEvent")
+async def search_audit_events(
+    request: Request,
+    session: Session,
+    entity: Annotated[str | None, Query(max_length=200)] = None,
+    agent: Annotated[str | None, Query(max_length=200)] = None,
+    date: Annotated[list[str] | None, Query(max_length=4)] = None,
+    count: Annotated[int, Query(alias="_count", ge=1, le=500)] = 100,
+    cursor: Annotated[str | None, Query(alias="_cursor", max_length=30)] = None,
+) -> Response:
+    """The trail as a searchset Bundle of AuditEvents, newest first: `entity`
+    (`<type>/<id>`), `agent` (who acted), `date` (`ge2026-11-01`, `lt2026-12-01T00:00:00Z`)."""
+    where: list[str] = []
+    params: list[Any] = []
+    for column, value in (("resource", entity), ("actor", agent)):
+        if value is not None:
+            params.append(value)
+            where.append(f"{column} = ${len(params)}")
+    for value in date or ():
+        match = _DATE.fullmatch(value)
+        if match is None:
+            raise Unprocessable(
+                "date is a FHIR date with an optional prefix: ge, gt, le or lt",
+                problems=[{"field": "date", "problem": "not a prefixed date"}],
+            )
+        params.append(datetime.fromisoformat(match.group(2).replace("Z", "+00:00")))
+        where.append(f"at {_DATE_OPS[match.group(1)]} ${len(params)}")
+    page = Page(count, cursor, request, Response())
+    entries = await _page(session, page, where, params)
+    base = str(request.base_url).rstrip("/") + "/v1/fhir"
+    bundle: dict[str, Any] = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "link": [{"relation": "self", "url": str(request.url)}],
+        "entry": [
+            {
+                "fullUrl": f"{base}/AuditEvent/{e.seq}",
+                "resource": audit_event(e.model_dump(), base),
+                "search": {"mode": "match"},
+            }
+            for e in entries
+        ]
+        or None,
+    }
+    if "Link" in page.response.headers:
+        following = request.url.include_query_params(_cursor=str(entries[-1].seq))
+        bundle["link"].append({"relation": "next", "url": str(following)})
+    validated = Bundle.model_validate(bundle).model_dump(mode="json", exclude_none=True)
+    return Response(json.dumps(validated), media_type=FHIR_JSON)
