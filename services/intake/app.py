@@ -50,6 +50,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
                         asyncpg_dsn(cfg.database_url),
                         signing_key(cfg.audit_signing_key),
                         every=cfg.audit_checkpoint_seconds,
+                        retention_days=cfg.audit_retention_days,
                     ),
                     name="audit-checkpoints",
                 )

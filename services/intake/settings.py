@@ -32,3 +32,5 @@ class IntakeSettings(ServiceSettings):
     #: checkpoints, and a warning at start.
     audit_signing_key: str | None = Field(None, validation_alias="AUDIT_SIGNING_KEY", repr=False)
     audit_checkpoint_seconds: float = Field(60.0, validation_alias="AUDIT_CHECKPOINT_SECONDS")
+    #: Audit entries older than this are retired (a prefix of the chain, up to a checkpoint).
+    audit_retention_days: float = Field(6 * 365, validation_alias="AUDIT_RETENTION_DAYS")

@@ -12,6 +12,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -21,6 +22,7 @@ from fhir.resources.R4B.auditevent import AuditEvent
 from fhir.resources.R4B.bundle import Bundle
 
 from services.intake.audit.checkpoints import new_signing_key, signing_key, write_checkpoint
+from services.intake.audit.retention import retire
 from services.intake.audit.service import APPEND
 from shared.audit import FIELDS, AuditRecorded, canonical, new_entry
 from shared.db import asyncpg_dsn
@@ -173,30 +175,34 @@ async def test_verify_passes_on_the_live_trail_and_its_checkpoints(
     assert done.stdout.startswith("audit: ") and "entries verified" in done.stdout
 
 
+async def _append(conn: asyncpg.Connection, count: int) -> None:
+    for i in range(count):
+        entry = AuditRecorded(
+            **new_entry(
+                service="intake",
+                actor=f"user-{i}",
+                role="clinician",
+                credential_id="k",
+                action="get_screening",
+                resource=f"screening/{uuid.uuid4()}",
+                outcome="success",
+                client="127.0.0.1",
+                correlation_id=str(uuid.uuid4()),
+            )
+        ).model_dump()
+        await conn.execute(APPEND, *(entry[f] for f in FIELDS), canonical(entry))
+
+
 @pytest.fixture
 async def lone_trail(database_url: str, db: asyncpg.Pool) -> AsyncIterator[str]:
-    """A database of its own with five chained entries, to tamper with."""
+    """A database of its own with five chained entries and a checkpoint, to tamper with."""
     name = f"tamper_{uuid.uuid4().hex[:8]}"
     await db.execute(f"CREATE DATABASE {name}")
     url = database_url.rsplit("/", 1)[0] + f"/{name}"
     await migrate(url)
     conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
-        for i in range(5):
-            entry = AuditRecorded(
-                **new_entry(
-                    service="intake",
-                    actor=f"user-{i}",
-                    role="clinician",
-                    credential_id="k",
-                    action="get_screening",
-                    resource=f"screening/{uuid.uuid4()}",
-                    outcome="success",
-                    client="127.0.0.1",
-                    correlation_id=str(uuid.uuid4()),
-                )
-            ).model_dump()
-            await conn.execute(APPEND, *(entry[f] for f in FIELDS), canonical(entry))
+        await _append(conn, 5)
         assert await write_checkpoint(conn, signing_key(AUDIT_SIGNING_KEY)) == 5
     finally:
         await conn.close()
@@ -256,3 +262,24 @@ async def test_a_cut_tail_with_a_rewritten_head_needs_the_checkpoints(lone_trail
     assert _verify(lone_trail, signing_key="").returncode == 0
     other = _verify(lone_trail, signing_key=new_signing_key())
     assert other.returncode == 1 and "bad signature" in other.stdout
+
+
+async def test_retention_retires_a_prefix_anchored_by_a_checkpoint(lone_trail: str) -> None:
+    conn = await asyncpg.connect(asyncpg_dsn(lone_trail))
+    try:
+        await _append(conn, 2)  # entries 6 and 7, after the checkpoint at 5
+        assert await retire(conn, before=datetime.now(UTC) - timedelta(days=1)) == 0
+        assert await retire(conn, before=datetime.now(UTC) + timedelta(days=1)) == 5
+        assert await conn.fetchval("SELECT min(seq) FROM intake.audit_log") == 6
+    finally:
+        await conn.close()
+    kept = _verify(lone_trail)
+    assert kept.returncode == 0 and "2 entries verified" in kept.stdout, kept.stdout
+    conn = await asyncpg.connect(asyncpg_dsn(lone_trail))
+    try:  # a prefix cut anywhere but at a checkpoint
+        await conn.execute("SET triage.audit_retention = 'on'")
+        await conn.execute("DELETE FROM intake.audit_log WHERE seq = 6")
+    finally:
+        await conn.close()
+    cut = _verify(lone_trail)
+    assert cut.returncode == 1 and "entry 7" in cut.stdout, cut.stdout

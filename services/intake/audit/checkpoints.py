@@ -12,7 +12,7 @@ import asyncio
 import base64
 import hashlib
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import asyncpg
 from cryptography.exceptions import InvalidSignature
@@ -78,16 +78,22 @@ async def write_checkpoint(conn: asyncpg.Connection, key: Ed25519PrivateKey) -> 
 def check_checkpoints(
     checkpoints: list[dict], hashes: dict[int, str], public: Ed25519PublicKey | None
 ) -> str | None:
-    """The first checkpoint that fails, and why; None when all hold."""
+    """The first checkpoint that fails, and why; None when all hold. Checkpoints of entries
+    removed by retention are skipped, except the one that anchors the first kept entry."""
     if public is None:
         return None
+    first = min(hashes, default=None)
     for cp in checkpoints:
+        if first is not None and cp["seq"] < first - 1:
+            continue
         try:
             public.verify(
                 base64.b64decode(cp["signature"]), _payload(cp["seq"], cp["hash"], cp["at"])
             )
         except (InvalidSignature, ValueError):
             return f"checkpoint at entry {cp['seq']} has a bad signature"
+        if first is not None and cp["seq"] == first - 1:
+            continue  # the anchor: checked by `anchored` against the first kept entry
         if cp["seq"] not in hashes:
             return f"entry {cp['seq']} is missing (a signed checkpoint names it)"
         if hashes[cp["seq"]] != cp["hash"]:
@@ -95,14 +101,31 @@ def check_checkpoints(
     return None
 
 
-async def run_checkpoints(dsn: str, key: Ed25519PrivateKey, *, every: float) -> None:
-    """Write a checkpoint every `every` seconds for the service's lifetime."""
+def anchored(checkpoints: list[dict], first: dict) -> bool:
+    """Whether a signed checkpoint names the hash the first kept entry follows (after
+    retention removed the entries before it)."""
+    return any(
+        cp["seq"] == first["seq"] - 1 and cp["hash"] == first["prev_hash"] for cp in checkpoints
+    )
+
+
+async def run_checkpoints(
+    dsn: str, key: Ed25519PrivateKey, *, every: float, retention_days: float | None = None
+) -> None:
+    """Write a checkpoint every `every` seconds for the service's lifetime, and retire what
+    retention allows."""
+    from services.intake.audit.retention import retire
+
     while True:
         await asyncio.sleep(every)
         try:
             conn = await asyncpg.connect(dsn)
             try:
                 await write_checkpoint(conn, key)
+                if retention_days is not None:
+                    retired = await retire(conn, before=utcnow() - timedelta(days=retention_days))
+                    if retired:
+                        log.info("retention: %d audit entries retired", retired)
             finally:
                 await conn.close()
         except asyncio.CancelledError:

@@ -17,7 +17,7 @@ import asyncpg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.intake.audit.checkpoints import check_checkpoints
+from services.intake.audit.checkpoints import anchored, check_checkpoints
 from shared.audit import FIELDS, GENESIS, AuditRecorded, canonical, chain_hash
 from shared.db import driver
 
@@ -52,11 +52,21 @@ class Verdict:
     failure: str | None = None
 
 
-def check_chain(rows: Sequence[dict[str, Any]], head: dict[str, Any] | None) -> Verdict:
-    """Walk the entries in seq order: consecutive seqs from 1, each linked to the one before,
-    each hash right for its content; the head names the last one."""
-    prev = GENESIS
-    for expected_seq, row in enumerate(rows, start=1):
+def check_chain(
+    rows: Sequence[dict[str, Any]], head: dict[str, Any] | None, *, anchored: bool = False
+) -> Verdict:
+    """Walk the entries in seq order: consecutive seqs from 1 (or, after retention, from the
+    entry a signed checkpoint anchors), each linked to the one before, each hash right for its
+    content; the head names the last one."""
+    prev, start = GENESIS, 1
+    if rows and rows[0]["seq"] != 1:
+        if not anchored:
+            first = rows[0]["seq"]
+            return Verdict(
+                len(rows), f"entry {first} follows no signed checkpoint (entries before it gone)"
+            )
+        prev, start = rows[0]["prev_hash"], rows[0]["seq"]
+    for expected_seq, row in enumerate(rows, start=start):
         seq = row["seq"]
         if seq != expected_seq:
             return Verdict(len(rows), f"entry {expected_seq} is missing (next found: {seq})")
@@ -92,4 +102,5 @@ async def verify(conn: asyncpg.Connection, public: Ed25519PublicKey | None = Non
     failure = check_checkpoints(checkpoints, {r["seq"]: r["hash"] for r in rows}, public)
     if failure is not None:
         return Verdict(len(rows), failure)
-    return check_chain(rows, dict(head) if head else None)
+    ok = bool(rows) and public is not None and anchored(checkpoints, rows[0])
+    return check_chain(rows, dict(head) if head else None, anchored=ok)
