@@ -29,6 +29,7 @@ import psutil
 
 from deploy.localstack import PROJECT_ROOT, LocalStack, free_port
 from deploy.run import SERVICES
+from shared.phi import new_phi_key
 
 DEFAULT_DIR = PROJECT_ROOT / ".local" / "bench"
 READY_TIMEOUT = 90.0
@@ -199,6 +200,7 @@ class BenchStack:
             ALERT_WEBHOOK_SECRET=self.secret,
             ACK_DEADLINE_SECONDS=NO_ESCALATION,
             API_KEYS_BOOTSTRAP=f"bench:admin:{self.api_key}",
+            PHI_KEYS=new_phi_key(),
         )
         for service in SERVICES:
             name = service.name
@@ -254,6 +256,8 @@ _SERVICE_SETTINGS = frozenset(
         "NOTIFY_PUBLIC_URL",
         "ACK_DEADLINE_SECONDS",
         "API_KEYS_BOOTSTRAP",
+        "PHI_KEYS",
+        "AUDIT_SIGNING_KEY",
         *(f"{s.name.upper()}_{what}" for s in SERVICES for what in ("PORT", "HOST")),
     }
 )

@@ -34,6 +34,7 @@ from typing import IO, TextIO
 from deploy.localstack import PROJECT_ROOT, LocalStack, LocalStackError, port_in_use
 from services.intake.audit.checkpoints import new_signing_key
 from shared.auth.credentials import new_key
+from shared.phi import new_phi_key
 
 DEFAULT_DATA_DIR = PROJECT_ROOT / ".local" / "run"
 READY_TIMEOUT = 60.0  # seconds for a service to answer /readyz after its start
@@ -301,6 +302,8 @@ def run(
     if not env.get("AUDIT_SIGNING_KEY"):
         signing = local_secret(data_dir, "audit-signing-key", new_signing_key)
         env["AUDIT_SIGNING_KEY"] = signing.read_text().strip()
+    if not env.get("PHI_KEYS"):
+        env["PHI_KEYS"] = local_secret(data_dir, "phi-keys", new_phi_key).read_text().strip()
 
     stack_log = logging.getLogger("deploy.localstack")
     stack_log.addHandler(_ConsoleLogHandler(console))

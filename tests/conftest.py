@@ -15,7 +15,7 @@ import pytest
 from deploy.localstack import LocalStack, free_port
 from shared.db import asyncpg_dsn
 from shared.migrate import migrate
-from tests.support.keys import ADMIN, AUDIT_SIGNING_KEY, BOOTSTRAP
+from tests.support.keys import ADMIN, AUDIT_SIGNING_KEY, BOOTSTRAP, PHI_KEYS
 from tests.support.receiver import Receiver
 from tests.support.services import ServiceProcesses
 
@@ -76,6 +76,7 @@ def services(
             "FINAL_REPAGE_SECONDS": "1",
             "API_KEYS_BOOTSTRAP": BOOTSTRAP,
             "AUDIT_SIGNING_KEY": AUDIT_SIGNING_KEY,
+            "PHI_KEYS": PHI_KEYS,
             "AUDIT_CHECKPOINT_SECONDS": "1",
             # Clinicians' webhooks and EHR rest-hooks of the tests are plain HTTP on loopback.
             "OUTBOUND_ALLOW_HTTP": "true",

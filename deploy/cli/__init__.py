@@ -1,6 +1,7 @@
 """`triage`: the operator's command line (installed by `make run` / `make test` into .venv/bin).
 
     triage audit verify     recompute the audit trail's hash chain; exit 1 at the first failure
+    triage phi rotate       re-encrypt PHI under the current key of PHI_KEYS (resumable)
 
 The database is `DATABASE_URL`, else the local stack's (`make run`, which must be running); the
 checkpoints' key is `AUDIT_SIGNING_KEY`, else the local stack's (.local/run/secrets).
@@ -57,18 +58,54 @@ async def audit_verify(url: str) -> int:
     return 0
 
 
+def phi_keys() -> str:
+    """PHI_KEYS, else the local stack's key ring file."""
+    local = DEFAULT_DATA_DIR / "secrets" / "phi-keys"
+    spec = os.environ.get("PHI_KEYS")
+    if spec is None and local.exists():
+        spec = local.read_text().strip()
+    return spec or ""
+
+
+async def phi_rotate(url: str, batch: int) -> int:
+    from tqdm import tqdm
+
+    from services.intake.screenings.rotation import remaining, rotate
+    from shared.phi import KeyRing
+
+    ring = KeyRing.parse(phi_keys())
+    if ring is None:
+        print("phi: PHI_KEYS is not set: nothing to rotate to")
+        return 2
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        total = await remaining(conn, ring)
+        with tqdm(total=total, unit="row", desc=f"re-encrypting under {ring.current}") as bar:
+            done = await rotate(conn, ring, batch=batch, progress=bar.update)
+    finally:
+        await conn.close()
+    print(f"phi: {done} rows re-encrypted under {ring.current}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="triage", description="crisis triage operations")
     groups = parser.add_subparsers(dest="group", required=True)
     audit = groups.add_parser("audit", help="the audit trail")
     commands = audit.add_subparsers(dest="command", required=True)
     commands.add_parser("verify", help="recompute the hash chain; name the first entry that fails")
-    parser.parse_args(argv)
+    phi = groups.add_parser("phi", help="protected health information at rest")
+    phi_commands = phi.add_subparsers(dest="command", required=True)
+    rotate = phi_commands.add_parser("rotate", help="re-encrypt under the current key")
+    rotate.add_argument("--batch", type=int, default=500, help="rows per transaction")
+    args = parser.parse_args(argv)
     try:
         url = database_url()
     except LocalStackError as exc:
         print(f"triage: no database: {exc} (start `make run`, or set DATABASE_URL)")
         return 2
+    if args.group == "phi":
+        return asyncio.run(phi_rotate(url, args.batch))
     return asyncio.run(audit_verify(url))
 
 

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from sqlalchemy import text
 
 from services.intake import consumer
 from services.intake.access import api as access_api
@@ -23,9 +24,29 @@ from shared.auth import seal
 from shared.auth.credentials import parse_bootstrap
 from shared.db import SessionFactory, asyncpg_dsn
 from shared.http import base_app, health_router
+from shared.phi import KeyRing
 from shared.runtime import open_runtime
 
 log = logging.getLogger(__name__)
+
+_ENCRYPTED_ROWS = """
+    SELECT EXISTS (SELECT 1 FROM intake.screenings
+                    WHERE contact LIKE 'phi1:%' OR notes LIKE 'phi1:%')
+"""
+
+
+async def require_phi_keys(sessions: SessionFactory, phi: KeyRing | None) -> None:
+    """Refuse to start without PHI_KEYS when encrypted rows exist; warn when there are none."""
+    if phi is not None:
+        return
+    async with sessions() as session:
+        encrypted = await session.scalar(text(_ENCRYPTED_ROWS))
+    if encrypted:
+        raise RuntimeError(
+            "intake.screenings holds encrypted PHI and PHI_KEYS is not set: give intake its "
+            "key ring (PHI_KEYS=kid:base64key,...; make run keeps it in .local/run/secrets)"
+        )
+    log.warning("PHI_KEYS is not set: contact and notes are stored unencrypted")
 
 
 def create_app(settings: IntakeSettings | None = None) -> FastAPI:
@@ -33,7 +54,11 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        phi = KeyRing.parse(cfg.phi_keys)
+        app.state.phi = phi
+
         async def prepare(sessions: SessionFactory) -> None:
+            await require_phi_keys(sessions, phi)
             await access_api.ensure_bootstrap(sessions, parse_bootstrap(cfg.api_keys_bootstrap))
 
         async with open_runtime(

@@ -34,8 +34,8 @@ class Screening(Base):
     instrument: Mapped[str]
     answers: Mapped[dict[str, Any]]
     imminent_danger: Mapped[bool]
-    contact: Mapped[dict[str, Any] | None]  # PHI
-    notes: Mapped[str | None]  # PHI
+    contact: Mapped[str | None]  # PHI: JSON, encrypted (shared/phi.py)
+    notes: Mapped[str | None]  # PHI: encrypted (shared/phi.py)
     request_hash: Mapped[str]
     status: Mapped[str] = mapped_column(default="received")
     risk: Mapped[dict[str, Any] | None]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from services.intake.audit.checkpoints import new_signing_key
+from shared.phi import new_phi_key
 
 EHR_SYSTEMS = ("urn:example:ehr", "urn:test:ehr")
 
@@ -42,3 +43,5 @@ SUPERVISOR = bearer(KEYS["supervisor"])
 
 #: Signs the test stack's audit checkpoints (AUDIT_SIGNING_KEY), made fresh for each session.
 AUDIT_SIGNING_KEY = new_signing_key()
+#: The test stack's PHI key ring (PHI_KEYS).
+PHI_KEYS = new_phi_key()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 
@@ -14,6 +14,7 @@ from services.intake.safety_plans.service import is_overdue
 from services.intake.screenings.schemas import (
     AlertOut,
     CaseView,
+    Contact,
     RiskOut,
     SafetyPlanSummary,
     ScreeningAccepted,
@@ -22,6 +23,7 @@ from services.intake.screenings.schemas import (
 from services.intake.screenings.service import (
     ConcurrentDuplicate,
     get_case,
+    opened,
     submit_screening,
     validated_answers,
 )
@@ -52,6 +54,7 @@ CorrelationHeader = Annotated[str | None, Header(alias="X-Correlation-Id", max_l
 )
 async def post_screening(
     payload: ScreeningIn,
+    request: Request,
     sessions: Sessions,
     principal: CurrentPrincipal,
     idempotency_key: IdempotencyKeyHeader = None,
@@ -72,6 +75,7 @@ async def post_screening(
                     correlation_id=correlation_id or str(uuid.uuid4()),
                     principal=principal,
                     filed_under=principal.files_under,
+                    phi=request.app.state.phi,
                     alone=True,
                 )
             break
@@ -95,6 +99,7 @@ async def post_screening(
 )
 async def get_screening(
     screening_id: uuid.UUID,
+    request: Request,
     session: Session,
     principal: CurrentPrincipal,
     break_glass_reason: BreakGlassReason = None,
@@ -136,10 +141,11 @@ async def get_screening(
         )
         if plan
         else None,
-        contact=screening.contact,
-        notes=screening.notes,
     )
     hidden = None if principal.may(Permission.CASES_READ_CONTACT) else {"contact", "notes"}
+    if hidden is None:  # decrypted only for a caller who sees them
+        contact, view.notes = opened(screening, request.app.state.phi)
+        view.contact = Contact.model_validate(contact) if contact else None
     return JSONResponse(
         view.model_dump(mode="json", exclude=hidden), headers={"Cache-Control": "no-store"}
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -20,12 +21,15 @@ from services.intake.screenings.schemas import ScreeningIn
 from shared import audit
 from shared.auth import Principal
 from shared.db import driver
-from shared.errors import Conflict, NotFound, Unprocessable, validation_problems
+from shared.errors import Conflict, DomainError, NotFound, Unprocessable, validation_problems
 from shared.events import AlertEvent, RiskAssessed, ScreeningSubmitted, utcnow
 from shared.instruments import parse_answers
 from shared.kafka import PoisonMessage
 from shared.outbox import add_event_after, event_row
+from shared.phi import KeyRing, PhiKeyError, Undecryptable, aad, is_token
 from shared.topics import SCREENING_SUBMITTED
+
+log = logging.getLogger(__name__)
 
 
 def request_hash(payload: ScreeningIn) -> str:
@@ -86,6 +90,7 @@ async def submit_screening(
     correlation_id: str,
     principal: Principal,
     filed_under: str | None,
+    phi: KeyRing | None = None,
     alone: bool = False,
 ) -> tuple[Screening, bool]:
     """Store a screening and queue its event in the caller's transaction.
@@ -97,6 +102,7 @@ async def submit_screening(
     `alone`: the caller's session holds nothing else to commit with the screening, so without
     an Idempotency-Key no transaction is opened and the one statement commits by itself.
 
+    `contact` and `notes` are stored encrypted under `phi` (bound to the screening's row).
     The screening is recorded as `principal`'s and filed under `filed_under` (object scope);
     an Idempotency-Key is the credential's own, as with Stripe's keys per account.
 
@@ -117,16 +123,17 @@ async def submit_screening(
             audit.about(f"screening/{stored.id}")
             return stored, False
     now = utcnow()
+    screening_id = uuid.uuid4()
     screening = Screening(
-        id=uuid.uuid4(),
+        id=screening_id,
         subject_id=payload.subject_id,
         source=payload.source,
         external_id=payload.external_id,
         instrument=payload.instrument,
         answers=answers,
         imminent_danger=payload.imminent_danger,
-        contact=payload.contact.model_dump(exclude_none=True) if payload.contact else None,
-        notes=payload.notes,
+        contact=_sealed(phi, "contact", screening_id, _contact_json(payload)),
+        notes=_sealed(phi, "notes", screening_id, payload.notes),
         request_hash=digest,
         status="received",
         received_at=now,
@@ -154,7 +161,7 @@ async def submit_screening(
         screening.instrument,
         json.dumps(answers),
         screening.imminent_danger,
-        None if screening.contact is None else json.dumps(screening.contact),
+        screening.contact,
         screening.notes,
         digest,
         now,
@@ -174,6 +181,43 @@ async def submit_screening(
     ):
         raise ConcurrentDuplicate(idempotency_key)
     return screening, True
+
+
+def _contact_json(payload: ScreeningIn) -> str | None:
+    return json.dumps(payload.contact.model_dump(exclude_none=True)) if payload.contact else None
+
+
+def _sealed(
+    phi: KeyRing | None, column: str, screening_id: uuid.UUID, value: str | None
+) -> str | None:
+    if phi is None:  # no PHI_KEYS: stored as it is (the service warned at start)
+        return value
+    return phi.seal(value, aad=aad("intake.screenings", column, screening_id))
+
+
+def opened(screening: Screening, phi: KeyRing | None) -> tuple[dict[str, Any] | None, str | None]:
+    """The screening's contact and notes in clear; PhiUnreadable when they do not decrypt."""
+    try:
+        if phi is None:
+            if is_token(screening.contact) or is_token(screening.notes):
+                raise PhiKeyError("PHI_KEYS is not set")
+            contact, notes = screening.contact, screening.notes
+        else:
+            contact = phi.open(
+                screening.contact, aad=aad("intake.screenings", "contact", screening.id)
+            )
+            notes = phi.open(screening.notes, aad=aad("intake.screenings", "notes", screening.id))
+    except (Undecryptable, PhiKeyError) as exc:
+        log.error("screening %s: its protected fields do not decrypt (%s)", screening.id, exc)
+        raise PhiUnreadable(
+            "this record's protected fields cannot be read; an operator has been told"
+        ) from exc
+    return (json.loads(contact) if contact else None), notes
+
+
+class PhiUnreadable(DomainError):
+    status_code = 500
+    code = "phi_unreadable"
 
 
 async def _stored(session: AsyncSession, screening_id: uuid.UUID) -> Screening:
