@@ -12,14 +12,14 @@ import asyncpg
 
 from shared.phi import PREFIX, KeyRing, aad
 
-_TODO = f"""
+_NOT_CURRENT = f"""
     (contact IS NOT NULL AND contact NOT LIKE '{PREFIX}' || $1 || ':%')
     OR (notes IS NOT NULL AND notes NOT LIKE '{PREFIX}' || $1 || ':%')
 """
-_COUNT = f"SELECT count(*) FROM intake.screenings WHERE {_TODO}"
+_COUNT = f"SELECT count(*) FROM intake.screenings WHERE {_NOT_CURRENT}"
 _BATCH = f"""
     SELECT id, contact, notes FROM intake.screenings
-     WHERE id > $2 AND ({_TODO}) ORDER BY id LIMIT $3 FOR UPDATE
+     WHERE id > $2 AND ({_NOT_CURRENT}) ORDER BY id LIMIT $3 FOR UPDATE
 """
 _UPDATE = "UPDATE intake.screenings SET contact = $2, notes = $3 WHERE id = $1"
 
