@@ -50,6 +50,8 @@ class CredentialDirectory:
         self._synced_at: float | None = None
         self._warned_at = 0.0
         self.caught_up = asyncio.Event()
+        #: Set (and replaced) at every confirmed read to the end: what a waiting look awaits.
+        self._sync_signal = asyncio.Event()
 
     # --- what requests ask ---------------------------------------------------------------
 
@@ -74,6 +76,22 @@ class CredentialDirectory:
             return None
         return credential.principal
 
+    async def principal_or_wait(self, key: str, *, timeout: float = 1.5) -> Principal | None:
+        """`principal`, and for a key this replica has never seen, one more look after the
+        next confirmed read to the topic's end (at most `timeout` s): a key issued on intake a
+        moment ago is accepted here too instead of a 401 while its event is on its way."""
+        principal = self.principal(key)
+        if principal is not None or key_digest(key) in self._by_hash:
+            return principal
+        asked = self._clock()
+        deadline = asked + timeout
+        while (self._synced_at or 0) < asked and self._clock() < deadline:
+            try:
+                await asyncio.wait_for(self._sync_signal.wait(), deadline - self._clock())
+            except TimeoutError:
+                break
+        return self.principal(key)
+
     @property
     def fresh(self) -> bool:
         return self._synced_at is not None and self._clock() - self._synced_at <= self.max_staleness
@@ -94,8 +112,10 @@ class CredentialDirectory:
     def mark_synced(self, at: float) -> None:
         self._synced_at = at
         self.caught_up.set()
+        signal, self._sync_signal = self._sync_signal, asyncio.Event()
+        signal.set()
 
-    async def follow(self, consumer: AIOKafkaConsumer, *, check_every: float = 0.5) -> None:
+    async def follow(self, consumer: AIOKafkaConsumer, *, check_every: float = 0.2) -> None:
         """Read the topic from the beginning for ever; confirm the end every `check_every` s.
 
         `consumer` has no group: subscribed, it is assigned every partition of the topic and
@@ -103,7 +123,7 @@ class CredentialDirectory:
         consumer.subscribe([ACCESS_EVENTS])
         last_check = missing_since = 0.0
         while True:
-            batches = await consumer.getmany(timeout_ms=200)
+            batches = await consumer.getmany(timeout_ms=100)
             for records in batches.values():
                 for record in records:
                     self._apply_record(record.value)

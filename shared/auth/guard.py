@@ -144,7 +144,7 @@ class Gate:
             except InvalidToken as exc:
                 log.info("refused an access token: %s", exc)
                 return None
-        return self.directory.principal(credential)
+        return await self.directory.principal_or_wait(credential)
 
 
 def guarded(table: RouteTable, *, error_model: Any = ErrorBody) -> type[APIRoute]:

@@ -143,14 +143,13 @@ async def test_a_key_is_issued_once_used_everywhere_and_revoked_everywhere_withi
     mine = [k for k in listed if k["id"] == issued["id"]]
     assert mine and "key" not in mine[0] and key not in str(listed)
 
-    deadline = time.monotonic() + 2
-    while (got := await _status_on_every_service(services, key)) != {
+    # Accepted everywhere at once: the issue answers once the key's event is on the topic, and
+    # a service that does not know a key yet looks again after reading the topic to its end.
+    assert await _status_on_every_service(services, key) == {
         "intake": 404,
         "risk": 200,
         "notify": 200,
-    }:
-        assert time.monotonic() < deadline, f"a new key not accepted everywhere in 2 s: {got}"
-        await asyncio.sleep(0.05)
+    }
 
     assert (await intake.delete(f"/v1/api-keys/{issued['id']}")).status_code == 204
     revoked_at = time.monotonic()

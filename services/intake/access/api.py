@@ -135,7 +135,10 @@ async def issue_key(data: ApiKeyIn, request: Request, sessions: Sessions) -> Api
         session.add(row)
         await session.flush()
         await _announce(session, _credential(row), correlation_id=str(uuid.uuid4()))
-    request.app.state.runtime.gate.directory.apply(_credential(row))
+    runtime = request.app.state.runtime
+    runtime.gate.directory.apply(_credential(row))
+    # On the topic before the answer, so risk and notify know the key when its holder calls.
+    await runtime.relay.publish_all()
     return ApiKeyIssued(**_out(row).model_dump(), key=key)
 
 
