@@ -21,7 +21,7 @@ import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import Table
@@ -79,7 +79,7 @@ def canonical(entry: dict[str, Any]) -> str:
     for name in FIELDS:
         value = entry.get(name)
         if isinstance(value, datetime):
-            value = value.isoformat(timespec="microseconds")
+            value = value.astimezone(UTC).isoformat(timespec="microseconds")
         elif value is not None:
             value = str(value)
         values[name] = value

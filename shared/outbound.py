@@ -20,6 +20,7 @@ import httpx
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[list[str]]]
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 
 
 class UnsafeUrl(ValueError):
@@ -32,8 +33,14 @@ async def system_resolver(host: str, port: int) -> list[str]:
 
 
 def _forbidden(address: IPAddress) -> str | None:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return _forbidden(address.ipv4_mapped)
+    if isinstance(address, ipaddress.IPv6Address):
+        # An IPv4 address inside an IPv6 one reaches that IPv4 host: judge it by that.
+        if address.ipv4_mapped is not None:
+            return _forbidden(address.ipv4_mapped)
+        if address.sixtofour is not None:
+            return _forbidden(address.sixtofour)
+        if address in _NAT64:
+            return _forbidden(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
     for what, hit in (
         ("unspecified", address.is_unspecified),
         ("loopback", address.is_loopback),

@@ -74,10 +74,10 @@ class KeyRing:
         key = self.keys.get(kid)
         if key is None:
             raise PhiKeyError(f"a value is under key {kid!r}, which is not in PHI_KEYS")
-        raw = base64.b64decode(body)
         try:
+            raw = base64.b64decode(body, validate=True)
             return key.decrypt(raw[:12], raw[12:], aad.encode()).decode()
-        except InvalidTag as exc:
+        except (InvalidTag, ValueError) as exc:
             raise Undecryptable(f"a value of {aad.split(':')[0]} does not decrypt") from exc
 
     def seal(self, value: str | None, *, aad: str) -> str | None:

@@ -56,6 +56,9 @@ class Runtime:
     gate: Gate
     #: The service's outbox (its events and its audit entries go out through it).
     outbox: Table
+    #: A small pool of its own for the audit entries a request writes beside its work (a read,
+    #: a refusal): a request holding the main pool's connection never waits on the same pool.
+    audit_sessions: SessionFactory
     consumer: EventConsumer | None = None
     tasks: list[asyncio.Task] = field(default_factory=list)
 
@@ -147,7 +150,20 @@ async def open_runtime(
         if settings.oidc_issuer
         else None,
     )
-    rt = Runtime(settings, schema, engine, sessions, producer, relay, gate, outbox)
+    audit_engine = create_engine(
+        settings.database_url, pool_size=max(2, settings.db_pool_size // 4)
+    )
+    rt = Runtime(
+        settings,
+        schema,
+        engine,
+        sessions,
+        producer,
+        relay,
+        gate,
+        outbox,
+        create_session_factory(audit_engine),
+    )
     rt.spawn(
         follow_access_topic(
             directory,
@@ -185,4 +201,5 @@ async def open_runtime(
             await relay.publish_batch()
         await producer.stop()
         await oidc_http.aclose()
+        await audit_engine.dispose()
         await engine.dispose()

@@ -57,7 +57,13 @@ def _resource_of(path: str) -> Callable[[Mapping[str, Any]], str]:
     collection = path.removeprefix("/v1/").split("/", 1)[0] or "-"
 
     def resource(params: Mapping[str, Any]) -> str:
-        return f"{found[1]}/{params.get(found[0])}" if found else collection
+        if not found:
+            return collection
+        try:  # the gate runs before FastAPI validates the parameter: never store raw input
+            ident = str(uuid.UUID(str(params.get(found[0]))))
+        except ValueError:
+            ident = "invalid-id"
+        return f"{found[1]}/{ident}"
 
     return resource
 
@@ -201,7 +207,8 @@ def guarded(table: RouteTable, *, error_model: Any = ErrorBody) -> type[APIRoute
                             raise Forbidden(f"the {principal.role} role may not do this")
                     except (Unauthenticated, Forbidden) as refused:
                         entry["outcome"] = "denied"
-                        await audit.record_alone(runtime.sessions, runtime.outbox, entry)
+                        if gate.limits.refusal_recorded(entry["client"]):
+                            await audit.record_alone(runtime.audit_sessions, runtime.outbox, entry)
                         raise refused
                     if request.method in _WRITES:
                         gate.limits.write(principal)
@@ -215,9 +222,9 @@ def guarded(table: RouteTable, *, error_model: Any = ErrorBody) -> type[APIRoute
                         # Not there or outside the caller's scope (404), or a bad signed link
                         # (403): refusals worth a trace. (FHIR's errors carry `status`.)
                         status = getattr(exc, "status_code", None) or getattr(exc, "status", 0)
-                        if status in _REFUSED:
+                        if status in _REFUSED and not scope.written:
                             entry["outcome"] = _REFUSED[status]
-                            await audit.record_alone(runtime.sessions, runtime.outbox, entry)
+                            await audit.record_alone(runtime.audit_sessions, runtime.outbox, entry)
                         raise
                 # Durable before the answer: a read (or a change that committed no transaction
                 # of its own) is written now, and a failure to write is a 503, not an answer.
@@ -226,7 +233,7 @@ def guarded(table: RouteTable, *, error_model: Any = ErrorBody) -> type[APIRoute
                 if (response.status_code < 400 or response.status_code in _REFUSED) and not (
                     scope.written
                 ):
-                    await audit.record_alone(runtime.sessions, runtime.outbox, entry)
+                    await audit.record_alone(runtime.audit_sessions, runtime.outbox, entry)
                 return response
 
             return guarded_handler

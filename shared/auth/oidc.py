@@ -86,7 +86,8 @@ class OidcVerifier:
                 leeway=self.leeway,
                 options={"require": ["exp", "iss", "aud", "sub"]},
             )
-        except jwt.PyJWTError as exc:
+        except (jwt.PyJWTError, TypeError, ValueError) as exc:
+            # TypeError / ValueError: a key of another type than the header's alg names
             raise InvalidToken(type(exc).__name__) from exc
         return self._principal(claims)
 

@@ -25,6 +25,7 @@ class RateLimits:
         writes: Mapping[str, str | None],
         failed_auth: str,
         storage_uri: str = "memory://",
+        recorded_refusals: str = "300/minute",
     ) -> None:
         self._limiter = SlidingWindowCounterRateLimiter(storage.storage_from_string(storage_uri))
         #: A role without an entry (admin, by default) is not limited.
@@ -32,6 +33,9 @@ class RateLimits:
             Role(role): parse(limit) for role, limit in writes.items() if limit
         }
         self._failed_auth = parse(failed_auth)
+        #: Refusals of requests without a credential leave an entry each, up to this many per
+        #: address: past it they are still refused (401), but a flood cannot flood the trail.
+        self._recorded_refusals = parse(recorded_refusals)
 
     def write(self, principal: Principal) -> None:
         """Count one write by this credential; 429 past its role's limit."""
@@ -50,6 +54,10 @@ class RateLimits:
                 "too many requests with an invalid credential from this address",
                 retry_after=self._retry_after(self._failed_auth, "auth", client),
             )
+
+    def refusal_recorded(self, client: str) -> bool:
+        """Whether a refusal from `client` still gets its own audit entry."""
+        return self._limiter.hit(self._recorded_refusals, "refusal", client)
 
     def _retry_after(self, item: RateLimitItem, *keys: str) -> int:
         reset = self._limiter.get_window_stats(item, *keys).reset_time

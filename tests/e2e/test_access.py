@@ -292,6 +292,20 @@ async def test_fhir_posts_and_reads_follow_the_ehrs_identifier_systems(
     assert anonymous.status_code == 401 and anonymous.json()["resourceType"] == "OperationOutcome"
 
 
+async def test_hotline_keys_submit_hotline_screenings_only(intake: httpx.AsyncClient) -> None:
+    """An EHR's (source, external_id) deduplicates its messages: nobody else may claim one."""
+    body = screening(HIGH_CSSRS, source="ehr", external_id=f"urn:x|{uuid.uuid4().hex}")
+    assert (await intake.post("/v1/screenings", json=body, headers=HOTLINE)).status_code == 403
+
+
+async def test_raw_path_input_never_reaches_the_trail(intake: httpx.AsyncClient) -> None:
+    anonymous = {"Authorization": ""}
+    assert (await intake.get("/v1/screenings/%00", headers=anonymous)).status_code == 401
+    assert (await intake.get("/v1/screenings/%00", headers=HOTLINE)).status_code == 422
+    bad = await intake.get("/v1/audit", params={"cursor": "\u00b2"}, headers=SUPERVISOR)
+    assert bad.status_code == 422
+
+
 async def test_idempotency_keys_belong_to_their_credential(intake: httpx.AsyncClient) -> None:
     body, key = screening(HIGH_CSSRS), {"Idempotency-Key": uuid.uuid4().hex}
     first = await intake.post("/v1/screenings", json=body, headers={**HOTLINE, **key})

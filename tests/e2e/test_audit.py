@@ -269,17 +269,17 @@ async def test_retention_retires_a_prefix_anchored_by_a_checkpoint(lone_trail: s
     try:
         await _append(conn, 2)  # entries 6 and 7, after the checkpoint at 5
         assert await retire(conn, before=datetime.now(UTC) - timedelta(days=1)) == 0
-        assert await retire(conn, before=datetime.now(UTC) + timedelta(days=1)) == 5
-        assert await conn.fetchval("SELECT min(seq) FROM intake.audit_log") == 6
+        assert await retire(conn, before=datetime.now(UTC) + timedelta(days=1)) == 4
+        assert await conn.fetchval("SELECT min(seq) FROM intake.audit_log") == 5
     finally:
         await conn.close()
     kept = _verify(lone_trail)
-    assert kept.returncode == 0 and "2 entries verified" in kept.stdout, kept.stdout
+    assert kept.returncode == 0 and "3 entries verified" in kept.stdout, kept.stdout
     conn = await asyncpg.connect(asyncpg_dsn(lone_trail))
     try:  # a prefix cut anywhere but at a checkpoint
         await conn.execute("SET triage.audit_retention = 'on'")
-        await conn.execute("DELETE FROM intake.audit_log WHERE seq = 6")
+        await conn.execute("DELETE FROM intake.audit_log WHERE seq = 5")
     finally:
         await conn.close()
     cut = _verify(lone_trail)
-    assert cut.returncode == 1 and "entry 7" in cut.stdout, cut.stdout
+    assert cut.returncode == 1 and "entry 6" in cut.stdout, cut.stdout

@@ -39,6 +39,8 @@ def _resolving(*answers: list[str]):
         ("https://0.0.0.0/hook", "unspecified"),
         ("https://[::ffff:127.0.0.1]/hook", "loopback"),
         ("https://100.64.0.1/hook", "globally routable"),
+        ("https://[64:ff9b::a9fe:a9fe]/hook", "link-local"),
+        ("https://[2002:0a00:0001::1]/hook", "private"),
     ],
 )
 async def test_each_refused_address_class(url: str, why: str) -> None:

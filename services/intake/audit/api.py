@@ -58,7 +58,7 @@ _SELECT = """
 def _before(cursor: str | None) -> int | None:
     if cursor is None:
         return None
-    if not cursor.isdigit():
+    if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 18):
         raise Unprocessable(
             "cursor is not one this API gave out",
             problems=[{"field": "cursor", "problem": "not a cursor"}],
@@ -154,7 +154,16 @@ async def search_audit_events(
                 "date is a FHIR date with an optional prefix: ge, gt, le or lt",
                 problems=[{"field": "date", "problem": "not a prefixed date"}],
             )
-        params.append(datetime.fromisoformat(match.group(2).replace("Z", "+00:00")))
+        try:
+            moment = datetime.fromisoformat(match.group(2).replace("Z", "+00:00"))
+        except ValueError:
+            moment = None
+        if moment is None:
+            raise Unprocessable(
+                "date is not a valid date or time",
+                problems=[{"field": "date", "problem": "not a valid date"}],
+            )
+        params.append(moment)
         where.append(f"at {_DATE_OPS[match.group(1)]} ${len(params)}")
     page = Page(count, cursor, request, Response())
     entries = await _page(session, page, where, params)

@@ -84,16 +84,14 @@ def check_checkpoints(
         return None
     first = min(hashes, default=None)
     for cp in checkpoints:
-        if first is not None and cp["seq"] < first - 1:
-            continue
+        if first is not None and cp["seq"] < first:
+            continue  # its entry was retired
         try:
             public.verify(
                 base64.b64decode(cp["signature"]), _payload(cp["seq"], cp["hash"], cp["at"])
             )
         except (InvalidSignature, ValueError):
             return f"checkpoint at entry {cp['seq']} has a bad signature"
-        if first is not None and cp["seq"] == first - 1:
-            continue  # the anchor: checked by `anchored` against the first kept entry
         if cp["seq"] not in hashes:
             return f"entry {cp['seq']} is missing (a signed checkpoint names it)"
         if hashes[cp["seq"]] != cp["hash"]:
@@ -102,11 +100,9 @@ def check_checkpoints(
 
 
 def anchored(checkpoints: list[dict], first: dict) -> bool:
-    """Whether a signed checkpoint names the hash the first kept entry follows (after
-    retention removed the entries before it)."""
-    return any(
-        cp["seq"] == first["seq"] - 1 and cp["hash"] == first["prev_hash"] for cp in checkpoints
-    )
+    """Whether a signed checkpoint vouches for the first kept entry (after retention removed
+    the entries before it)."""
+    return any(cp["seq"] == first["seq"] and cp["hash"] == first["hash"] for cp in checkpoints)
 
 
 async def run_checkpoints(

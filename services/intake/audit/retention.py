@@ -2,8 +2,8 @@
 
 Entries older than `AUDIT_RETENTION_DAYS` (six years by default: HIPAA's retention for such
 records) are removed as a prefix, up to the newest entry older than the cut-off that a signed
-checkpoint names. The first kept entry then follows exactly the hash that checkpoint signed, so
-`triage audit verify` anchors the kept chain there; a prefix cut anywhere else fails.
+checkpoint names, which is kept: the checkpoint vouches for its hash, so `triage audit verify`
+anchors the kept chain there; a prefix cut anywhere else fails.
 """
 
 from __future__ import annotations
@@ -20,11 +20,12 @@ _ANCHOR = """
 
 
 async def retire(conn: asyncpg.Connection, *, before: datetime) -> int:
-    """Remove the entries up to the newest checkpointed one older than `before`; how many."""
+    """Remove the entries before the newest checkpointed one older than `before` (which is
+    kept: the checkpoint vouches for its hash); how many."""
     anchor = await conn.fetchval(_ANCHOR, before)
     if anchor is None:
         return 0
     async with conn.transaction():
         await conn.execute("SET LOCAL triage.audit_retention = 'on'")
-        status = await conn.execute("DELETE FROM intake.audit_log WHERE seq <= $1", anchor)
+        status = await conn.execute("DELETE FROM intake.audit_log WHERE seq < $1", anchor)
     return int(status.split()[-1])

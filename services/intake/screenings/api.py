@@ -30,7 +30,7 @@ from services.intake.screenings.service import (
 from shared import audit
 from shared.auth import CurrentPrincipal, Permission, Visibility, guarded
 from shared.db import transaction
-from shared.errors import NotFound, Unprocessable
+from shared.errors import Forbidden, NotFound, Unprocessable
 from shared.http import Session, Sessions
 from shared.text import NO_CONTROL
 
@@ -61,6 +61,10 @@ async def post_screening(
     correlation_id: CorrelationHeader = None,
 ) -> JSONResponse:
     """Accept a screening; 202 the first time, 200 with the same id for a replay."""
+    if principal.visibility == Visibility.SUBMITTED and payload.source != "hotline":
+        # An EHR's (source, external_id) is how its messages are deduplicated: a hotline key
+        # must not be able to claim one first.
+        raise Forbidden("a hotline credential submits screenings with source hotline")
     answers = validated_answers(payload)
     if idempotency_key is not None and not idempotency_key.strip():
         raise Unprocessable("Idempotency-Key must not be blank")
