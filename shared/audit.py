@@ -158,9 +158,7 @@ def annotate(**fields: Any) -> None:
 
 def about(resource: str) -> None:
     """Name the resource the request acts on once it is known (a new screening's id)."""
-    audit = _scope.get()
-    if audit is not None and not (audit.staged or audit.written):
-        audit.entry["resource"] = resource
+    annotate(resource=resource)
 
 
 async def record_alone(sessions: SessionFactory, outbox: Table, entry: dict[str, Any]) -> None:

@@ -29,14 +29,21 @@ def database_url() -> str:
     return LocalStack(DEFAULT_DATA_DIR).database_url
 
 
+def local_secret(variable: str, file: str) -> str:
+    """`variable` from the environment, else the local stack's secret file (`make run` keeps
+    them in .local/run/secrets); set but empty means none, on purpose."""
+    value = os.environ.get(variable)
+    local = DEFAULT_DATA_DIR / "secrets" / file
+    if value is None and local.exists():
+        value = local.read_text().strip()
+    return value or ""
+
+
 def audit_public_key() -> Any:
-    """The checkpoints' public key, from AUDIT_SIGNING_KEY or the local stack's secret file."""
+    """The checkpoints' public key (AUDIT_SIGNING_KEY), or None."""
     from services.intake.audit.checkpoints import signing_key
 
-    encoded = os.environ.get("AUDIT_SIGNING_KEY")
-    local = DEFAULT_DATA_DIR / "secrets" / "audit-signing-key"
-    if encoded is None and local.exists():  # set but empty: no key, on purpose
-        encoded = local.read_text().strip()
+    encoded = local_secret("AUDIT_SIGNING_KEY", "audit-signing-key")
     return signing_key(encoded).public_key() if encoded else None
 
 
@@ -58,22 +65,13 @@ async def audit_verify(url: str) -> int:
     return 0
 
 
-def phi_keys() -> str:
-    """PHI_KEYS, else the local stack's key ring file."""
-    local = DEFAULT_DATA_DIR / "secrets" / "phi-keys"
-    spec = os.environ.get("PHI_KEYS")
-    if spec is None and local.exists():
-        spec = local.read_text().strip()
-    return spec or ""
-
-
 async def phi_rotate(url: str, batch: int) -> int:
     from tqdm import tqdm
 
     from services.intake.screenings.rotation import remaining, rotate
     from shared.phi import KeyRing
 
-    ring = KeyRing.parse(phi_keys())
+    ring = KeyRing.parse(local_secret("PHI_KEYS", "phi-keys"))
     if ring is None:
         print("phi: PHI_KEYS is not set: nothing to rotate to")
         return 2

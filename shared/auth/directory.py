@@ -49,7 +49,6 @@ class CredentialDirectory:
         self._clock = clock
         self._synced_at: float | None = None
         self._warned_at = 0.0
-        self.caught_up = asyncio.Event()
         #: Set (and replaced) at every confirmed read to the end: what a waiting look awaits.
         self._sync_signal = asyncio.Event()
 
@@ -96,9 +95,6 @@ class CredentialDirectory:
     def fresh(self) -> bool:
         return self._synced_at is not None and self._clock() - self._synced_at <= self.max_staleness
 
-    def get(self, credential_id: Any) -> Credential | None:
-        return self._by_id.get(credential_id)
-
     # --- what changes it -----------------------------------------------------------------
 
     def apply(self, credential: Credential) -> None:
@@ -111,7 +107,6 @@ class CredentialDirectory:
 
     def mark_synced(self, at: float) -> None:
         self._synced_at = at
-        self.caught_up.set()
         signal, self._sync_signal = self._sync_signal, asyncio.Event()
         signal.set()
 

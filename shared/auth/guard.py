@@ -220,8 +220,8 @@ def guarded(table: RouteTable, *, error_model: Any = ErrorBody) -> type[APIRoute
                         response = await handler(request)
                     except Exception as exc:
                         # Not there or outside the caller's scope (404), or a bad signed link
-                        # (403): refusals worth a trace. (FHIR's errors carry `status`.)
-                        status = getattr(exc, "status_code", None) or getattr(exc, "status", 0)
+                        # (403): refusals worth a trace.
+                        status = getattr(exc, "status_code", 0)
                         if status in _REFUSED and not scope.written:
                             entry["outcome"] = _REFUSED[status]
                             await audit.record_alone(runtime.audit_sessions, runtime.outbox, entry)

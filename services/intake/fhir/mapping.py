@@ -111,6 +111,11 @@ class FhirError(Exception):
         self.status = status
         self.issues = issues
 
+    @property
+    def status_code(self) -> int:
+        """As every other error of the API names its status (the gate reads it)."""
+        return self.status
+
     @classmethod
     def one(cls, status: int, code: str, diagnostics: str, *expression: str) -> FhirError:
         return cls(status, [Issue(code, diagnostics, tuple(expression))])

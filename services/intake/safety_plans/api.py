@@ -24,11 +24,11 @@ from services.intake.permissions import ROUTES
 from services.intake.safety_plans import service as plans
 from services.intake.safety_plans.printing import PdfUnavailable, find_font, render_html, render_pdf
 from services.intake.scope import visible
-from services.intake.screenings.schemas import NO_CONTROL
 from shared.auth import CurrentPrincipal, guarded
 from shared.db import transaction
 from shared.errors import DomainError, Unprocessable
 from shared.http import Session, Sessions
+from shared.text import NO_CONTROL
 
 router = APIRouter(prefix="/v1/safety-plans", tags=["safety plans"], route_class=guarded(ROUTES))
 #: A plan's versions are PostgreSQL integers.
