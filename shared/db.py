@@ -76,9 +76,10 @@ def _not_closed(dbapi_connection: Any, record: Any, proxy: Any) -> None:
         raise DisconnectionError("the connection was closed")
 
 
-def create_session_factory(engine: AsyncEngine) -> SessionFactory:
+def create_session_factory(engine: AsyncEngine, *, info: dict | None = None) -> SessionFactory:
+    """Sessions of `engine`; `info` is every session's `info` (the PHI key ring, shared/phi.py)."""
     # expire_on_commit=False: objects stay readable after the commit at the edge of a request.
-    return async_sessionmaker(engine, expire_on_commit=False)
+    return async_sessionmaker(engine, expire_on_commit=False, info=info or {})
 
 
 def qualified(table: Table) -> str:

@@ -9,12 +9,23 @@ stolen database dump holds is these tokens: no name, number or note.
 from __future__ import annotations
 
 import base64
+import json
+import logging
 import os
 import secrets
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
+import asyncpg
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import event, inspect, text
+from sqlalchemy.orm.attributes import set_committed_value
+
+from shared.errors import DomainError
+
+log = logging.getLogger(__name__)
 
 PREFIX = "phi1:"
 
@@ -93,3 +104,149 @@ class KeyRing:
 def aad(table: str, column: str, row: object) -> str:
     """Associated data binding a value to its row and column."""
     return f"{table}.{column}:{row}"
+
+
+# --- sealed columns: which values are stored encrypted, and how the ORM stores and reads them ---
+
+#: Where a session's key ring is kept (`Session.info`); None there means PHI_KEYS is unset.
+RING = "phi"
+
+
+class PhiUnreadable(DomainError):
+    """A stored protected value cannot be read: its key is missing or it does not decrypt here."""
+
+    status_code = 500
+    code = "phi_unreadable"
+
+
+@dataclass(frozen=True)
+class Sealed:
+    """A column stored encrypted: `schema.table`, the column, and the row key its AAD names.
+
+    `json`: the attribute is a JSON value (a dict), stored as the token of its JSON text.
+    Without a ring (PHI_KEYS unset) values are stored in clear, JSON as text; a value stored
+    in clear is read as it is, so rows written before encryption stay readable until
+    `triage phi rotate` seals them.
+    """
+
+    table: str
+    column: str
+    key: tuple[str, ...] = ("id",)
+    json: bool = False
+
+    def aad(self, row: object) -> str:
+        """The associated data of this column in `row` (a mapping, a record or an ORM row)."""
+        keyed = isinstance(row, Mapping | asyncpg.Record)
+        get = row.__getitem__ if keyed else lambda k: getattr(row, k)  # type: ignore[index]
+        return aad(self.table, self.column, "/".join(str(get(k)) for k in self.key))
+
+    def seal(self, ring: KeyRing | None, row: object, value: Any) -> str | None:
+        if value is None:
+            return None
+        text = json.dumps(value, separators=(",", ":")) if self.json else value
+        return text if ring is None else ring.encrypt(text, aad=self.aad(row))
+
+    def open(self, ring: KeyRing | None, row: object, stored: str | None) -> Any:
+        """The value in clear; PhiUnreadable (logged, naming no value) when it cannot be."""
+        text = self.open_text(ring, row, stored)
+        return json.loads(text) if self.json and text is not None else text
+
+    def open_text(self, ring: KeyRing | None, row: object, stored: str | None) -> str | None:
+        """The stored text in clear (a JSON column's JSON text, not parsed)."""
+        if not is_token(stored):
+            return stored
+        assert stored is not None
+        try:
+            if ring is None:
+                raise PhiKeyError("PHI_KEYS is not set")
+            return ring.decrypt(stored, aad=self.aad(row))
+        except (Undecryptable, PhiKeyError) as exc:
+            row_key = self.aad(row).rsplit(":", 1)[1]
+            log.error("%s.%s of %s does not decrypt: %s", self.table, self.column, row_key, exc)
+            raise PhiUnreadable(
+                "this record's protected fields cannot be read; an operator has been told"
+            ) from exc
+
+
+def ring_of(session: Any) -> KeyRing | None:
+    """The key ring of a (sync or async) session: `Session.info[RING]`."""
+    ring: KeyRing | None = session.info.get(RING)
+    return ring
+
+
+def protect(model: type, *columns: Sealed) -> None:
+    """Store `columns` of an ORM model encrypted, and read them back in clear.
+
+    The attributes hold clear values in Python. Just before a row is written its changed sealed
+    attributes are swapped for their tokens, and swapped back once it is (mapper events), so the
+    INSERT or UPDATE only ever carries ciphertext; a loaded row is opened as it loads. The ring
+    comes from the session's `info` (`open_runtime` puts it there).
+    """
+    by_name = {c.column: c for c in columns}
+
+    def opened(target: Any, ring: KeyRing | None, names: Iterable[str]) -> None:
+        state = inspect(target)
+        for name in names:
+            column = by_name[name]
+            if name in state.dict:
+                set_committed_value(target, name, column.open(ring, target, state.dict[name]))
+
+    @event.listens_for(model, "load")
+    def _load(target: Any, context: Any) -> None:
+        opened(target, ring_of(context.session), by_name)
+
+    @event.listens_for(model, "refresh")
+    def _refresh(target: Any, context: Any, attrs: Iterable[str] | None) -> None:
+        opened(
+            target,
+            ring_of(context.session),
+            by_name if attrs is None else [a for a in attrs if a in by_name],
+        )
+
+    def sealing(only_changed: bool) -> Callable[[Any, Any, Any], None]:
+        def before(mapper: Any, connection: Any, target: Any) -> None:
+            state = inspect(target)
+            ring = ring_of(state.session)
+            clear = state.info.setdefault("phi.clear", {})
+            for name, column in by_name.items():
+                if only_changed and not state.attrs[name].history.has_changes():
+                    continue
+                value = getattr(target, name)
+                clear[name] = value
+                setattr(target, name, column.seal(ring, target, value))
+
+        return before
+
+    def restored(mapper: Any, connection: Any, target: Any) -> None:
+        state = inspect(target)
+        for name, value in state.info.pop("phi.clear", {}).items():
+            set_committed_value(target, name, value)
+
+    event.listen(model, "before_insert", sealing(only_changed=False))
+    event.listen(model, "before_update", sealing(only_changed=True))
+    event.listen(model, "after_insert", restored)
+    event.listen(model, "after_update", restored)
+
+
+async def require_ring(sessions: Any, ring: KeyRing | None, columns: Iterable[Sealed]) -> None:
+    """Refuse to start without a ring when any of `columns` holds a token; warn when none does."""
+    columns = list(columns)
+    if ring is not None or not columns:
+        return
+    tables: dict[str, list[str]] = {}
+    for c in columns:
+        tables.setdefault(c.table, []).append(c.column)
+    probes = " OR ".join(
+        f"EXISTS (SELECT 1 FROM {table} WHERE "
+        + " OR ".join(f"{col} LIKE '{PREFIX}%'" for col in cols)
+        + ")"
+        for table, cols in tables.items()
+    )
+    async with sessions() as session:
+        encrypted = await session.scalar(text(f"SELECT {probes}"))
+    if encrypted:
+        raise RuntimeError(
+            "the database holds encrypted PHI and PHI_KEYS is not set: give the service its key "
+            "ring (PHI_KEYS=kid:base64key,...; make run keeps it in .local/run/secrets/phi-keys)"
+        )
+    log.warning("PHI_KEYS is not set: protected fields are stored unencrypted")

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import httpx
@@ -35,6 +35,7 @@ from shared.db import (
 )
 from shared.kafka import EventConsumer, Handler, create_producer, processed_events_table
 from shared.outbox import OutboxRelay, notify_channel, outbox_table
+from shared.phi import RING, KeyRing, Sealed, require_ring
 from shared.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,8 @@ class Runtime:
     #: A small pool of its own for the audit entries a request writes beside its work (a read,
     #: a refusal): a request holding the main pool's connection never waits on the same pool.
     audit_sessions: SessionFactory
+    #: The PHI key ring (PHI_KEYS); None when unset. Sessions carry it in `info` too.
+    phi: KeyRing | None = None
     consumer: EventConsumer | None = None
     tasks: list[asyncio.Task] = field(default_factory=list)
 
@@ -102,10 +105,12 @@ async def open_runtime(
     consumer_group: str | None = None,
     handlers: Mapping[str, Handler] | None = None,
     prepare: Callable[[SessionFactory], Awaitable[None]] | None = None,
+    sealed: Sequence[Sealed] = (),
 ) -> AsyncIterator[Runtime]:
     """Open everything a service needs; on exit stop intake of work first, then the rest.
 
-    `prepare` runs against the database before any consumer or relay starts.
+    `prepare` runs against the database before any consumer or relay starts. `sealed` are the
+    service's encrypted columns: with encrypted rows there and no PHI_KEYS it refuses to start.
     """
     outbox, processed = (
         metadata.tables[f"{schema}.outbox"],
@@ -116,9 +121,11 @@ async def open_runtime(
         bootstrap=parse_bootstrap(settings.api_keys_bootstrap),
         max_staleness=settings.credentials_max_staleness_seconds,
     )
+    ring = KeyRing.parse(settings.phi_keys)
     engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
-    sessions = create_session_factory(engine)
+    sessions = create_session_factory(engine, info={RING: ring})
     await warm_pool(engine, min(4, settings.db_pool_size))
+    await require_ring(sessions, ring, sealed)
     if prepare is not None:
         await prepare(sessions)
     producer = create_producer(settings.kafka_bootstrap_servers, client_id=schema, **security)
@@ -163,6 +170,7 @@ async def open_runtime(
         gate,
         outbox,
         create_session_factory(audit_engine),
+        ring,
     )
     rt.spawn(
         follow_access_topic(

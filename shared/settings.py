@@ -18,6 +18,9 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
     database_url: str = Field(DEFAULT_DATABASE_URL, validation_alias="DATABASE_URL")
+    #: The key ring that encrypts PHI and stored secrets at rest (shared/phi.py):
+    #: `kid:base64key,...`, the first current. `make run` keeps one in .local/run/secrets/phi-keys.
+    phi_keys: str = Field("", validation_alias="PHI_KEYS", repr=False)
     kafka_bootstrap_servers: str = Field(
         "127.0.0.1:9092", validation_alias="KAFKA_BOOTSTRAP_SERVERS"
     )

@@ -68,8 +68,12 @@ async def audit_verify(url: str) -> int:
 async def phi_rotate(url: str, batch: int) -> int:
     from tqdm import tqdm
 
-    from services.intake.screenings.rotation import remaining, rotate
+    from services.intake.models import SEALED as INTAKE
+    from services.notify.models import SEALED as NOTIFY
     from shared.phi import KeyRing
+    from shared.phi_rotation import remaining, rotate
+
+    columns = (*INTAKE, *NOTIFY)
 
     ring = KeyRing.parse(local_secret("PHI_KEYS", "phi-keys"))
     if ring is None:
@@ -77,9 +81,9 @@ async def phi_rotate(url: str, batch: int) -> int:
         return 2
     conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
-        total = await remaining(conn, ring)
+        total = await remaining(conn, ring, columns)
         with tqdm(total=total, unit="row", desc=f"re-encrypting under {ring.current}") as bar:
-            done = await rotate(conn, ring, batch=batch, progress=bar.update)
+            done = await rotate(conn, ring, columns, batch=batch, progress=bar.update)
     finally:
         await conn.close()
     print(f"phi: {done} rows re-encrypted under {ring.current}")

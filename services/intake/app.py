@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from sqlalchemy import text
 
 from services.intake import consumer
 from services.intake.access import api as access_api
@@ -15,7 +14,7 @@ from services.intake.audit import api as audit_api
 from services.intake.audit.checkpoints import run_checkpoints, signing_key
 from services.intake.fhir import api as fhir_api
 from services.intake.fhir import resthooks
-from services.intake.models import SCHEMA, Base
+from services.intake.models import SCHEMA, SEALED, Base
 from services.intake.safety_plans import api as safety_plans_api
 from services.intake.safety_plans import overdue
 from services.intake.screenings import api as screenings_api
@@ -24,29 +23,9 @@ from shared.auth import seal
 from shared.auth.credentials import parse_bootstrap
 from shared.db import SessionFactory, asyncpg_dsn
 from shared.http import base_app, health_router
-from shared.phi import KeyRing
 from shared.runtime import open_runtime
 
 log = logging.getLogger(__name__)
-
-_ENCRYPTED_ROWS = """
-    SELECT EXISTS (SELECT 1 FROM intake.screenings
-                    WHERE contact LIKE 'phi1:%' OR notes LIKE 'phi1:%')
-"""
-
-
-async def require_phi_keys(sessions: SessionFactory, phi: KeyRing | None) -> None:
-    """Refuse to start without PHI_KEYS when encrypted rows exist; warn when there are none."""
-    if phi is not None:
-        return
-    async with sessions() as session:
-        encrypted = await session.scalar(text(_ENCRYPTED_ROWS))
-    if encrypted:
-        raise RuntimeError(
-            "intake.screenings holds encrypted PHI and PHI_KEYS is not set: give intake its "
-            "key ring (PHI_KEYS=kid:base64key,...; make run keeps it in .local/run/secrets)"
-        )
-    log.warning("PHI_KEYS is not set: contact and notes are stored unencrypted")
 
 
 def create_app(settings: IntakeSettings | None = None) -> FastAPI:
@@ -54,11 +33,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        phi = KeyRing.parse(cfg.phi_keys)
-        app.state.phi = phi
-
         async def prepare(sessions: SessionFactory) -> None:
-            await require_phi_keys(sessions, phi)
             await access_api.ensure_bootstrap(sessions, parse_bootstrap(cfg.api_keys_bootstrap))
 
         async with open_runtime(
@@ -67,8 +42,10 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
             metadata=Base.metadata,
             handlers=consumer.handlers(cfg),
             prepare=prepare,
+            sealed=SEALED,
         ) as runtime:
             app.state.runtime = runtime
+            app.state.phi = runtime.phi
             if cfg.audit_signing_key:
                 runtime.spawn(
                     run_checkpoints(

@@ -11,6 +11,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import TYPE_ANNOTATION_MAP
+from shared.phi import Sealed, protect
 from shared.runtime import plumbing_tables
 
 SCHEMA = "intake"
@@ -91,14 +92,16 @@ class SafetyPlan(Base):
     status: Mapped[str] = mapped_column(default="open")
     risk_level: Mapped[str]
     version: Mapped[int] = mapped_column(default=1)
-    steps: Mapped[dict[str, Any]]
-    emergency_task: Mapped[dict[str, Any] | None]
+    #: PHI: the person's entries and reasons, and the emergency task's outcome. Stored encrypted
+    #: (text holding a token of the JSON, see SEALED); the attributes hold the JSON in clear.
+    steps: Mapped[dict[str, Any]] = mapped_column(Text)
+    emergency_task: Mapped[dict[str, Any] | None] = mapped_column(Text)
     due_at: Mapped[datetime]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     reviewed_by: Mapped[str | None]
     reviewed_at: Mapped[datetime | None]
-    review_note: Mapped[str | None]  # PHI: a clinician's free text
+    review_note: Mapped[str | None]  # PHI: a clinician's free text, encrypted
     completed_by: Mapped[str | None]
     completed_at: Mapped[datetime | None]
     overdue_notified_at: Mapped[datetime | None]
@@ -115,6 +118,34 @@ class SafetyPlanRevision(Base):
     actor: Mapped[str]
     role: Mapped[str]
     action: Mapped[str]
-    diff: Mapped[dict[str, Any]]  # PHI: the entries changed, in the person's own words
-    snapshot: Mapped[dict[str, Any]]  # PHI: the whole plan after this change
+    #: PHI, encrypted: the entries changed, in the person's own words, and the whole plan after.
+    diff: Mapped[dict[str, Any]] = mapped_column(Text)
+    snapshot: Mapped[dict[str, Any]] = mapped_column(Text)
     at: Mapped[datetime]
+
+
+_REVISION = ("plan_id", "version")
+
+#: Every column of intake stored encrypted (shared/phi.py): the case's contact and notes, the
+#: plan's entries, reasons, emergency outcome and review note, its revisions, and the secrets
+#: that sign FHIR rest-hook pushes. `triage phi rotate` and the start-up check read this list.
+SEALED = (
+    Sealed("intake.screenings", "contact"),
+    Sealed("intake.screenings", "notes"),
+    Sealed("intake.safety_plans", "steps", json=True),
+    Sealed("intake.safety_plans", "emergency_task", json=True),
+    Sealed("intake.safety_plans", "review_note"),
+    Sealed("intake.safety_plan_revisions", "diff", key=_REVISION, json=True),
+    Sealed("intake.safety_plan_revisions", "snapshot", key=_REVISION, json=True),
+    Sealed("intake.fhir_subscriptions", "secret"),
+)
+
+
+def sealed(table: str) -> tuple[Sealed, ...]:
+    return tuple(c for c in SEALED if c.table == f"{SCHEMA}.{table}")
+
+
+# The screening's contact and notes are sealed and opened explicitly (screenings/service.py):
+# they are written straight through asyncpg and opened only for a caller who may see them.
+protect(SafetyPlan, *sealed("safety_plans"))
+protect(SafetyPlanRevision, *sealed("safety_plan_revisions"))

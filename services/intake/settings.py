@@ -34,6 +34,3 @@ class IntakeSettings(ServiceSettings):
     audit_checkpoint_seconds: float = Field(60.0, validation_alias="AUDIT_CHECKPOINT_SECONDS")
     #: Audit entries older than this are retired (a prefix of the chain, up to a checkpoint).
     audit_retention_days: float = Field(6 * 365, validation_alias="AUDIT_RETENTION_DAYS")
-    #: The key ring that encrypts PHI at rest (shared/phi.py): `kid:base64key,...`, the first
-    #: current. `make run` keeps one in .local/run/secrets/phi-keys.
-    phi_keys: str = Field("", validation_alias="PHI_KEYS", repr=False)

@@ -13,7 +13,7 @@ from services.notify import api, consumer, reminders
 from services.notify.channels import EmailChannel, WebhookChannel
 from services.notify.delivery import Deliverer
 from services.notify.metrics import Metrics
-from services.notify.models import SCHEMA, Base
+from services.notify.models import SCHEMA, SEALED, Base
 from services.notify.service import webhook_secret
 from services.notify.settings import NotifySettings
 from shared.auth import seal
@@ -28,7 +28,11 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         cfg = settings or NotifySettings()
         async with open_runtime(
-            cfg, schema=SCHEMA, metadata=Base.metadata, handlers=consumer.handlers(cfg)
+            cfg,
+            schema=SCHEMA,
+            metadata=Base.metadata,
+            handlers=consumer.handlers(cfg),
+            sealed=SEALED,
         ) as runtime:
             async with transaction(runtime.sessions) as session:
                 secret = await webhook_secret(session, configured=cfg.alert_webhook_secret)
@@ -63,6 +67,7 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
                     secrets=app.state.secrets,
                     listen_dsn=asyncpg_dsn(cfg.database_url),
                     metrics=metrics,
+                    phi=runtime.phi,
                 )
                 app.state.deliverer = deliverer
                 task = runtime.spawn(deliverer.run(), name="notify-deliverer")

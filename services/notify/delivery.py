@@ -21,7 +21,7 @@ import asyncpg
 
 from services.notify.channels import Channel, Outcome, Page, page_payload
 from services.notify.metrics import Metrics
-from services.notify.models import DELIVERIES_CHANNEL, DeliveryAttempt
+from services.notify.models import DELIVERIES_CHANNEL, DeliveryAttempt, sealed
 from services.notify.service import (
     Recorded,
     escalate_overdue,
@@ -32,10 +32,13 @@ from services.notify.settings import NotifySettings
 from services.notify.signing import ack_link
 from shared.db import SessionFactory, driver, transaction
 from shared.events import utcnow
+from shared.phi import KeyRing, PhiUnreadable
 from shared.wakeup import WakeLoop
 from shared.webhooks import redact
 
 log = logging.getLogger(__name__)
+
+_TARGET = sealed("deliveries")
 
 _CLAIM = """
     UPDATE notify.deliveries AS d
@@ -73,8 +76,10 @@ class Deliverer:
         secrets: list[str],
         listen_dsn: str,
         metrics: Metrics,
+        phi: KeyRing | None = None,
     ) -> None:
         self._sessions = sessions
+        self._phi = phi
         self._channels = channels
         self._settings = settings
         self._secrets = secrets
@@ -160,10 +165,20 @@ class Deliverer:
                 reasons=list(r["reasons"]),
                 created_at=r["created_at"],
                 channel=r["channel"],
-                target=r["target"],
+                target=self._target(r),
             )
             for r in rows
         ]
+
+    def _target(self, row: asyncpg.Record) -> str | None:
+        """The page's planned address in clear. One that does not decrypt (its key left the
+        ring) must not stop paging: the page goes to the fallback, ONCALL_WEBHOOK_URL."""
+        try:
+            target: str | None = _TARGET.open(self._phi, row, row["target"])
+        except PhiUnreadable:
+            log.error("page %s: its address does not decrypt; paging the fallback", row["id"])
+            return None
+        return target
 
     async def _next_due_in(self) -> float | None:
         """Seconds until the next page or deadline, as read by the last pass."""

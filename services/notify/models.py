@@ -11,6 +11,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TIMESTAMP, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import TYPE_ANNOTATION_MAP
+from shared.phi import Sealed, protect
 from shared.runtime import plumbing_tables
 
 SCHEMA = "notify"
@@ -163,3 +164,25 @@ class PolicyRiskLevel(Base):
 
     risk_level: Mapped[str] = mapped_column(primary_key=True)
     policy_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("policies.id"))
+
+
+#: Every column of notify stored encrypted (shared/phi.py): clinicians' contact addresses, where
+#: each page went, and the webhook signing secret this service generated (settings).
+SEALED = (
+    Sealed("notify.settings", "value", key=("key",)),
+    Sealed("notify.contact_methods", "address"),
+    Sealed("notify.deliveries", "target"),
+    Sealed("notify.delivery_attempts", "target", key=("delivery_id", "attempt")),
+)
+
+
+def sealed(table: str) -> Sealed:
+    """The one sealed column of `notify.<table>`."""
+    (column,) = (c for c in SEALED if c.table == f"{SCHEMA}.{table}")
+    return column
+
+
+protect(Setting, sealed("settings"))
+protect(ContactMethod, sealed("contact_methods"))
+protect(Delivery, sealed("deliveries"))
+protect(DeliveryAttempt, sealed("delivery_attempts"))

@@ -21,7 +21,15 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notify.channels import Outcome
-from services.notify.models import Alert, Delivery, DeliveryAttempt, Policy, Setting, outbox
+from services.notify.models import (
+    Alert,
+    Delivery,
+    DeliveryAttempt,
+    Policy,
+    Setting,
+    outbox,
+    sealed,
+)
 from services.notify.oncall import level_targets, plan_for_risk_level
 from services.notify.policies import (
     Plan,
@@ -36,6 +44,7 @@ from shared.db import driver
 from shared.errors import Conflict, NotFound
 from shared.events import AlertEvent, Envelope, RiskAssessed, utcnow
 from shared.outbox import add_event, add_event_after, event_row
+from shared.phi import ring_of
 from shared.topics import ALERT_EVENTS
 from shared.webhooks import backoff_seconds
 
@@ -48,8 +57,9 @@ async def webhook_secret(session: AsyncSession, *, configured: str | None) -> st
     """The configured secret, or the one generated at first start (kept across restarts)."""
     if configured:
         return configured
+    value = sealed("settings").seal(ring_of(session), {"key": SECRET_KEY}, secrets.token_hex(32))
     await session.execute(
-        insert(Setting).values(key=SECRET_KEY, value=secrets.token_hex(32)).on_conflict_do_nothing()
+        insert(Setting).values(key=SECRET_KEY, value=value).on_conflict_do_nothing()
     )
     return (await session.get(Setting, SECRET_KEY)).value  # type: ignore[union-attr]
 
@@ -107,15 +117,16 @@ async def _add_deliveries(session: AsyncSession, alert: Alert, rows: list[dict])
     """Plan pages of the alert's current step; the unique (alert, round, level, contact method)
     key makes a second start of a step a no-op. One statement straight to asyncpg: every alert
     passes here."""
+    ids, ring, target = [uuid.uuid4() for _ in rows], ring_of(session), sealed("deliveries")
     await (await driver(session)).execute(
         _ADD_DELIVERIES,
-        [uuid.uuid4() for _ in rows],
+        ids,
         alert.id,
         alert.escalation_level,
         alert.repeat_round,
         [row.get("contact_method_id") for row in rows],
         [row["channel"] for row in rows],
-        [row["target"] for row in rows],
+        [target.seal(ring, {"id": id_}, row["target"]) for id_, row in zip(ids, rows, strict=True)],
         [row["due_at"] for row in rows],
         [row["created_at"] for row in rows],
     )
@@ -406,7 +417,11 @@ async def record_outcome(
         _ADD_ATTEMPT,
         delivery_id,
         attempt.attempt,
-        attempt.target,
+        sealed("delivery_attempts").seal(
+            ring_of(session),
+            {"delivery_id": delivery_id, "attempt": attempt.attempt},
+            attempt.target,
+        ),
         attempt.started_at,
         attempt.finished_at,
         attempt.http_status,

@@ -10,6 +10,7 @@ import asyncio
 import email
 import email.policy
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -114,6 +115,7 @@ async def test_an_email_page_has_the_case_and_ack_links_and_no_phi(
     client: httpx.AsyncClient,
     roster: Roster,
     inbox: tuple[Inbox, int],
+    db: asyncpg.Pool,
 ) -> None:
     doc = await roster.clinician("dr-email", email="oncall@clinic.example.org", webhook=False)
     await roster.policy(["high"], [{"clinician_ids": [doc.id], "delay_seconds": 60}])
@@ -140,6 +142,17 @@ async def test_an_email_page_has_the_case_and_ack_links_and_no_phi(
     alert = (await client.get(f"/v1/alerts/{acked.json()['id']}")).json()
     assert [a["target"] for a in alert["attempts"]] == ["mailto:oncall@clinic.example.org"]
     assert message["X-Triage-Event-Id"], "a stable id across retries, for deduplication"
+    # The clinician's address is stored encrypted wherever it is kept: their contact method,
+    # the planned page and the recorded attempt.
+    stored = await db.fetch(
+        "SELECT m.address AS value FROM notify.contact_methods m WHERE m.clinician_id = $1"
+        " UNION ALL SELECT d.target FROM notify.deliveries d WHERE d.alert_id = $2"
+        " UNION ALL SELECT t.target FROM notify.delivery_attempts t"
+        "  JOIN notify.deliveries d ON d.id = t.delivery_id WHERE d.alert_id = $2",
+        uuid.UUID(doc.id),
+        uuid.UUID(acked.json()["id"]),
+    )
+    assert len(stored) == 3 and all(r["value"].startswith("phi1:") for r in stored)
 
 
 async def test_contact_methods_go_in_order_with_their_delays_until_acknowledged(

@@ -1,5 +1,6 @@
-"""PHI at rest: contact and notes are encrypted by the application, bound to their row; a dump
-holds none of them; keys rotate; intake refuses to start without its keys."""
+"""PHI at rest: contact, notes, safety-plan entries and their revisions, stored secrets and
+clinicians' addresses are encrypted by the application, bound to their row; a dump holds none of
+them; keys rotate; a service refuses to start without its keys."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -19,10 +21,13 @@ import pytest
 from deploy.localstack import free_port
 from shared.db import asyncpg_dsn
 from shared.migrate import migrate
-from shared.phi import KeyRing, aad, new_phi_key, token_kid
-from tests.support.cases import HIGH_CSSRS, screening
-from tests.support.keys import HOTLINE
+from shared.phi import KeyRing, Sealed, aad, new_phi_key, token_kid
+from tests.support.cases import HIGH_CSSRS, IMMINENT_ASQ, screening
+from tests.support.kafka import read_every_topic
+from tests.support.keys import CLINICIAN, HOTLINE
+from tests.support.safety_plans import if_match
 from tests.support.services import ServiceProcesses
+from tests.support.waits import wait_case
 
 CANARY = {"name": "Phi Canary Person", "phone": "+1 555 0177 3141"}
 CANARY_NOTES = "phi canary note: the bridge on Elm Street"
@@ -43,9 +48,34 @@ async def _post(intake: httpx.AsyncClient, **extra: object) -> str:
     return str(response.json()["id"])
 
 
-async def test_a_dump_of_the_database_holds_no_contact_or_note(
-    intake: httpx.AsyncClient, db: asyncpg.Pool, database_url: str
+#: Planted in every kind of protected value; none may appear in a dump of the database.
+PLANTED = {
+    "entry": "phi canary entry: my sister Maya on 555 0199",
+    "edited": "phi canary edit: the river path",
+    "reason": "phi canary reason: lives with nobody",
+    "outcome": "phi canary outcome: mobile crisis team sent to Oak Lane",
+    "review": "phi canary review: discussed the pills",
+    "secret": "phi-canary-rest-hook-secret-0123456789abcdef",
+    "address": "phi.canary.clinician@clinic.example.org",
+}
+
+
+async def _plan_of(intake: httpx.AsyncClient, sid: str) -> dict[str, Any]:
+    case = await wait_case(intake, sid, lambda c: c["safety_plan"] is not None)
+    plan = await intake.get(f"/v1/safety-plans/{case['safety_plan']['id']}")
+    assert plan.status_code == 200
+    return dict(plan.json())
+
+
+async def test_a_planted_value_is_only_in_its_encrypted_row(
+    intake: httpx.AsyncClient,
+    notify: httpx.AsyncClient,
+    db: asyncpg.Pool,
+    database_url: str,
+    services: ServiceProcesses,
 ) -> None:
+    """Planted in every kind of protected value, then looked for in a `pg_dump` of the whole
+    database, every topic, every log line, the metrics and the audit trail."""
     sid = await _post(intake)
     seen = (await intake.get(f"/v1/screenings/{sid}", headers=HOTLINE)).json()
     assert seen["contact"] == CANARY and seen["notes"] == CANARY_NOTES
@@ -53,12 +83,101 @@ async def test_a_dump_of_the_database_holds_no_contact_or_note(
         "SELECT contact, notes FROM intake.screenings WHERE id = $1", uuid.UUID(sid)
     )
     assert row["contact"].startswith("phi1:") and row["notes"].startswith("phi1:")
+
+    # A plan with every kind of entry: the person's words (added, then edited), a step's
+    # reason, the emergency task's outcome and a clinician's review note.
+    plan = await _plan_of(intake, await _post(intake, **IMMINENT_ASQ))
+    base, version = f"/v1/safety-plans/{plan['id']}", plan["version"]
+
+    async def write(
+        method: str, path: str, body: dict[str, str], who: dict[str, str] = HOTLINE
+    ) -> dict[str, Any]:
+        response = await intake.request(
+            method, base + path, json=body, headers=if_match(version, who)
+        )
+        assert response.status_code in (200, 201), response.text
+        return dict(response.json())
+
+    entry = await write("POST", "/steps/warning_signs/entries", {"text": PLANTED["entry"]})
+    version = entry["version"]
+    entry_id = entry["steps"][0]["entries"][0]["id"]
+    version = (
+        await write("PUT", f"/steps/warning_signs/entries/{entry_id}", {"text": PLANTED["edited"]})
+    )["version"]
+    version = (
+        await write("PUT", "/steps/internal_coping/not-applicable", {"reason": PLANTED["reason"]})
+    )["version"]
+    version = (
+        await write(
+            "PUT", "/emergency-task", {"status": "completed", "outcome": PLANTED["outcome"]}
+        )
+    )["version"]
+    reviewed = await write("POST", "/review", {"note": PLANTED["review"]}, CLINICIAN)
+    assert reviewed["review_note"] == PLANTED["review"], "read back in clear"
+    revisions = await intake.get(f"{base}/revisions/{reviewed['version']}")
+    assert revisions.json()["snapshot"]["review_note"] == PLANTED["review"]
+    stored = await db.fetchrow(
+        "SELECT steps, emergency_task, review_note FROM intake.safety_plans WHERE id = $1",
+        uuid.UUID(str(plan["id"])),
+    )
+    assert all(value.startswith("phi1:") for value in stored.values())
+
+    subscription = await intake.post(
+        "/v1/fhir/subscriptions",
+        json={
+            "endpoint": "https://ehr.example.org/hooks/risk",
+            "identifier_system": "urn:oid:2.16.840.1.113883.4.999",
+            "secret": PLANTED["secret"],
+        },
+    )
+    assert subscription.status_code == 201, subscription.text
+    clinician = await notify.post(
+        "/v1/clinicians",
+        json={
+            "name": "dr-canary",
+            "contact_methods": [{"kind": "email", "address": PLANTED["address"]}],
+        },
+    )
+    assert clinician.status_code == 201, clinician.text
+    assert clinician.json()["contact_methods"][0]["address"] == PLANTED["address"]
+
+    # A bad request carrying a planted value is refused without echoing it.
+    refused = await intake.post(
+        "/v1/screenings",
+        json=screening(HIGH_CSSRS, contact={"name": PLANTED["entry"], "phone": ["x"]}),
+        headers=HOTLINE,
+    )
+    assert refused.status_code == 422 and PLANTED["entry"] not in refused.text
+    planted = (*CANARY.values(), CANARY_NOTES, *PLANTED.values())
+
     assert PG_DUMP is not None and PG_DUMP.exists()
-    dump = _run([str(PG_DUMP), "--dbname", asyncpg_dsn(database_url), "--schema", "intake"])
+    dump = _run([str(PG_DUMP), "--dbname", asyncpg_dsn(database_url)])
     assert dump.returncode == 0, dump.stderr[-500:]
     assert sid in dump.stdout, "the dump holds the screening"
-    for secret in (*CANARY.values(), CANARY_NOTES):
-        assert secret not in dump.stdout
+    _absent(planted, dump.stdout, "the database dump")
+
+    # Nor in any message on any topic, any service's log, metrics, or the audit trail.
+    records = await read_every_topic(services.env["KAFKA_BOOTSTRAP_SERVERS"])
+    assert any(sid.encode() in (r.value or b"") for r in records), "the topics were read"
+    wire = b"\n".join((r.value or b"") + b"".join(v for _, v in r.headers) for r in records).decode(
+        errors="replace"
+    )
+    _absent(planted, wire, "Kafka")
+    logs = "\n".join(p.read_text(errors="replace") for p in services.log_dir.glob("*.log"))
+    assert "Started server process" in logs, "the logs were read"
+    _absent(planted, logs, "the services' logs")
+    metrics = await notify.get("/metrics")
+    assert metrics.status_code == 200
+    _absent(planted, metrics.text, "notify's metrics")
+    trail = await intake.get("/v1/audit", params={"limit": 500})
+    assert trail.status_code == 200 and trail.json()
+    _absent(planted, trail.text, "the audit trail")
+    await intake.delete(f"/v1/fhir/subscriptions/{subscription.json()['id']}")
+
+
+def _absent(planted: tuple[str, ...], text: str, where: str) -> None:
+    for value in planted:
+        assert value not in text, f"a planted value is in {where}"
 
 
 async def test_a_ciphertext_moved_to_another_row_does_not_decrypt(
@@ -86,53 +205,116 @@ async def lone_db(database_url: str, db: asyncpg.Pool) -> AsyncIterator[str]:
     await db.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
+_PLAN = Sealed("intake.safety_plans", "steps", json=True)
+_REVISION = Sealed(
+    "intake.safety_plan_revisions", "snapshot", key=("plan_id", "version"), json=True
+)
+_ADDRESS = Sealed("notify.contact_methods", "address")
+
+
+async def _seed(conn: asyncpg.Connection, before: KeyRing) -> list[uuid.UUID]:
+    """Five screenings (the last stored before encryption), a plan with two revisions (the
+    first stored before encryption) and a clinician's address, under the key `before`."""
+    ids = [uuid.uuid4() for _ in range(5)]
+    for i, sid in enumerate(ids):
+        contact = json.dumps({"name": f"person {i}"})
+        notes = f"note {i}"
+        if i < 4:
+            contact = before.encrypt(contact, aad=aad("intake.screenings", "contact", sid))
+            notes = before.encrypt(notes, aad=aad("intake.screenings", "notes", sid))
+        await conn.execute(
+            "INSERT INTO intake.screenings (id, subject_id, source, instrument, answers,"
+            " imminent_danger, contact, notes, request_hash, status, received_at, updated_at)"
+            " VALUES ($1, 's', 'hotline', 'phq9', '{}', false, $2, $3, 'h', 'received',"
+            " now(), now())",
+            sid,
+            contact,
+            notes,
+        )
+    plan = {"id": uuid.uuid4()}
+    await conn.execute(
+        "INSERT INTO intake.safety_plans (id, screening_id, status, risk_level, version, steps,"
+        " due_at, created_at, updated_at) VALUES ($1, $2, 'open', 'high', 2, $3, now(), now(),"
+        " now())",
+        plan["id"],
+        ids[0],
+        _PLAN.seal(before, plan, {"warning_signs": {"entries": [{"text": "words 0"}]}}),
+    )
+    for version in (1, 2):
+        revision = {"plan_id": plan["id"], "version": version}
+        snapshot = {"version": version, "words": f"words {version}"}
+        await conn.execute(
+            "INSERT INTO intake.safety_plan_revisions (plan_id, version, actor, role, action,"
+            " diff, snapshot, at) VALUES ($1, $2, 'system', 'system', 'opened', '{}', $3, now())",
+            plan["id"],
+            version,
+            json.dumps(snapshot) if version == 1 else _REVISION.seal(before, revision, snapshot),
+        )
+    clinician, method = uuid.uuid4(), {"id": uuid.uuid4()}
+    await conn.execute(
+        "INSERT INTO notify.clinicians (id, name, created_at) VALUES ($1, 'dr', now())", clinician
+    )
+    await conn.execute(
+        "INSERT INTO notify.contact_methods (id, clinician_id, kind, address, position,"
+        " created_at) VALUES ($1, $2, 'email', $3, 0, now())",
+        method["id"],
+        clinician,
+        _ADDRESS.seal(before, method, "dr@clinic.example.org"),
+    )
+    return ids
+
+
 async def test_rotation_re_encrypts_every_row_under_the_current_key(lone_db: str) -> None:
     old, new = new_phi_key(), new_phi_key()
     before = KeyRing.parse(old)
     assert before is not None
     conn = await asyncpg.connect(asyncpg_dsn(lone_db))
     try:
-        ids = [uuid.uuid4() for _ in range(5)]
-        for i, sid in enumerate(ids):
-            contact = json.dumps({"name": f"person {i}"})
-            notes = f"note {i}"
-            if i < 4:  # the last one was stored before encryption
-                contact = before.encrypt(contact, aad=aad("intake.screenings", "contact", sid))
-                notes = before.encrypt(notes, aad=aad("intake.screenings", "notes", sid))
-            await conn.execute(
-                "INSERT INTO intake.screenings (id, subject_id, source, instrument, answers,"
-                " imminent_danger, contact, notes, request_hash, status, received_at, updated_at)"
-                " VALUES ($1, 's', 'hotline', 'phq9', '{}', false, $2, $3, 'h', 'received',"
-                " now(), now())",
-                sid,
-                contact,
-                notes,
-            )
+        await _seed(conn, before)
     finally:
         await conn.close()
     env = {**os.environ, "DATABASE_URL": lone_db, "PHI_KEYS": f"{new},{old}"}
     done = _run([str(TRIAGE), "phi", "rotate", "--batch", "2"], env)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "5 rows re-encrypted" in done.stdout
+    # 5 screenings, 1 plan, 2 revisions (the append-only trigger let rotation alone through),
+    # 1 contact method.
+    assert "9 rows re-encrypted" in done.stdout
     after = KeyRing.parse(f"{new},{old}")
     assert after is not None
     conn = await asyncpg.connect(asyncpg_dsn(lone_db))
     try:
         rows = await conn.fetch("SELECT id, contact, notes FROM intake.screenings ORDER BY id")
+        for row in rows:
+            assert token_kid(row["contact"]) == after.current == token_kid(row["notes"])
+            name = after.decrypt(row["contact"], aad=aad("intake.screenings", "contact", row["id"]))
+            assert json.loads(name)["name"].startswith("person ")
+        plan = await conn.fetchrow("SELECT id, steps FROM intake.safety_plans")
+        assert token_kid(plan["steps"]) == after.current
+        assert _PLAN.open(after, plan, plan["steps"])["warning_signs"]["entries"][0]["text"] == (
+            "words 0"
+        )
+        for revision in await conn.fetch("SELECT * FROM intake.safety_plan_revisions"):
+            assert token_kid(revision["snapshot"]) == after.current
+            snapshot = _REVISION.open(after, revision, revision["snapshot"])
+            assert snapshot["words"] == f"words {revision['version']}"
+        method = await conn.fetchrow("SELECT id, address FROM notify.contact_methods")
+        assert _ADDRESS.open(after, method, method["address"]) == "dr@clinic.example.org"
+        assert token_kid(method["address"]) == after.current
+        with pytest.raises(asyncpg.RaiseError, match="append-only"):
+            await conn.execute("UPDATE intake.safety_plan_revisions SET snapshot = '{}'")
     finally:
         await conn.close()
-    for row in rows:
-        assert token_kid(row["contact"]) == after.current == token_kid(row["notes"])
-        name = after.decrypt(row["contact"], aad=aad("intake.screenings", "contact", row["id"]))
-        assert json.loads(name)["name"].startswith("person ")
     again = _run([str(TRIAGE), "phi", "rotate"], env)
     assert again.returncode == 0 and "0 rows re-encrypted" in again.stdout
 
 
-def test_intake_refuses_to_start_without_its_keys_when_rows_are_encrypted(
-    services: ServiceProcesses, tmp_path: Path
+@pytest.mark.parametrize("service", ["intake", "notify"])
+def test_a_service_refuses_to_start_without_its_keys_when_rows_are_encrypted(
+    services: ServiceProcesses, tmp_path: Path, service: str
 ) -> None:
+    # The session's intake holds encrypted contacts; its notify, clinicians' addresses (the
+    # on-call tests registered some before this module, and this module's dump test too).
     keyless = {k: v for k, v in services.env.items() if k != "PHI_KEYS"}
-    procs = ServiceProcesses(env=keyless, ports={"intake": free_port()}, log_dir=tmp_path)
+    procs = ServiceProcesses(env=keyless, ports={service: free_port()}, log_dir=tmp_path)
     with pytest.raises(RuntimeError, match="PHI_KEYS is not set"):
-        procs.start("intake", timeout=60)
+        procs.start(service, timeout=60)

@@ -43,3 +43,28 @@ async def read_all(bootstrap: str, topic: str, *, timeout: float = 5.0) -> list[
         return records
     finally:
         await consumer.stop()
+
+
+async def read_every_topic(bootstrap: str) -> list[ConsumerRecord]:
+    """Every record of every topic, from the start to the end offsets read first."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        cluster = await consumer._client.fetch_all_metadata()
+        tps = [
+            TopicPartition(topic, p)
+            for topic in sorted(cluster.topics(exclude_internal_topics=True))
+            for p in sorted(cluster.partitions_for_topic(topic) or ())
+        ]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = {tp: end for tp, end in (await consumer.end_offsets(tps)).items() if end > 0}
+        records: list[ConsumerRecord] = []
+        while ends:
+            for tp in [tp for tp, end in ends.items() if await consumer.position(tp) >= end]:
+                del ends[tp]
+            for batch in (await consumer.getmany(timeout_ms=500)).values():
+                records.extend(batch)
+        return records
+    finally:
+        await consumer.stop()

@@ -14,7 +14,8 @@ from typing import Any
 from sqlalchemy import ForeignKey
 from sqlalchemy.orm import Mapped, mapped_column
 
-from services.intake.models import Base
+from services.intake.models import Base, sealed
+from shared.phi import protect
 
 
 class FhirResponse(Base):
@@ -46,12 +47,15 @@ class FhirSubscription(Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     identifier_system: Mapped[str]
     endpoint: Mapped[str]
-    secret: Mapped[str]
+    secret: Mapped[str]  # signs the pushes, so kept, but encrypted (intake.models.SEALED)
     status: Mapped[str]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     #: The credential that registered it.
     owner: Mapped[str | None]
+
+
+protect(FhirSubscription, *sealed("fhir_subscriptions"))
 
 
 class FhirPush(Base):

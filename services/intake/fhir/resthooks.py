@@ -31,13 +31,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake.fhir.models import FhirPush, FhirPushAttempt, FhirResponse, FhirSubscription
 from services.intake.fhir.risk import risk_assessment_json
-from services.intake.models import Screening
+from services.intake.models import Screening, sealed
 from services.intake.settings import IntakeSettings
 from shared.auth import Principal, Visibility
 from shared.db import SessionFactory, asyncpg_dsn, driver, transaction
 from shared.errors import Forbidden, NotFound
 from shared.events import utcnow
 from shared.outbound import GuardedTransport, OutboundPolicy
+from shared.phi import ring_of
 from shared.runtime import Runtime
 from shared.text import printable
 from shared.wakeup import WakeLoop
@@ -47,6 +48,7 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "intake_fhir_pushes"
 LEASE = timedelta(seconds=30)
+(_SECRET,) = sealed("fhir_subscriptions")
 FHIR_JSON = "application/fhir+json"
 
 # --- registration ------------------------------------------------------------------------------
@@ -121,13 +123,14 @@ async def register(
         raise Forbidden("this credential registers rest-hooks only for its own identifier systems")
     now = utcnow()
     generated = None if spec.secret else secrets.token_hex(32)
+    sub_id = uuid.uuid4()
     inserted = await session.scalar(
         insert(FhirSubscription)
         .values(
-            id=uuid.uuid4(),
+            id=sub_id,
             identifier_system=spec.identifier_system,
             endpoint=spec.endpoint,
-            secret=spec.secret or generated,
+            secret=_SECRET.seal(ring_of(session), {"id": sub_id}, spec.secret or generated),
             status="active",
             created_at=now,
             updated_at=now,
@@ -255,7 +258,7 @@ _CLAIM = text(
                      ORDER BY due_at
                      LIMIT :limit
                      FOR UPDATE SKIP LOCKED)
-    RETURNING p.id, p.attempts, p.body, s.endpoint, s.secret
+    RETURNING p.id, p.attempts, p.body, s.endpoint, s.id AS subscription_id, s.secret
     """
 )
 
@@ -313,8 +316,15 @@ class Pusher:
                 rows = (
                     await session.execute(_CLAIM, {"lease": LEASE.total_seconds(), "limit": free})
                 ).mappings()
+                ring = ring_of(session)
                 claimed = [
-                    Claimed(r["id"], r["attempts"], r["body"], r["endpoint"], r["secret"])
+                    Claimed(
+                        r["id"],
+                        r["attempts"],
+                        r["body"],
+                        r["endpoint"],
+                        _SECRET.open(ring, {"id": r["subscription_id"]}, r["secret"]),
+                    )
                     for r in rows
                 ]
             for push in claimed:

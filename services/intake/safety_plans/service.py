@@ -13,7 +13,6 @@ time, never an entry: entries are the person's own words (PHI). Functions here o
 from __future__ import annotations
 
 import copy
-import json
 import secrets
 import uuid
 from collections.abc import Callable
@@ -25,11 +24,12 @@ from sqlalchemy import ColumnElement, Select, func, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import flag_modified
 
-from services.intake.models import SafetyPlan, SafetyPlanRevision, Screening, outbox
+from services.intake.models import SafetyPlan, SafetyPlanRevision, Screening, outbox, sealed
 from shared.db import driver
 from shared.errors import Conflict, Forbidden, NotFound, Unprocessable
 from shared.events import SafetyPlanEvent, utcnow
 from shared.outbox import add_event
+from shared.phi import ring_of
 from shared.topics import SAFETY_PLAN_EVENTS
 
 #: (key, title, required) in the order the plan is used, step by step.
@@ -43,6 +43,9 @@ STEPS: tuple[tuple[str, str, bool], ...] = (
     ("reason_for_living", "The one thing most important to me and worth living for", False),
 )
 STEP_KEYS: tuple[str, ...] = tuple(key for key, _, _ in STEPS)
+
+_STEPS, _TASK, _ = sealed("safety_plans")
+_DIFF, _SNAPSHOT = sealed("safety_plan_revisions")
 
 EMERGENCY_TASK_TITLE = "Emergency coordination"
 EMERGENCY_TASK_DESCRIPTION = (
@@ -201,7 +204,7 @@ _OPEN_PLAN = """
     )
     INSERT INTO intake.safety_plan_revisions (plan_id, version, actor, role, action, diff,
                                               snapshot, at)
-    SELECT id, 1, $9, $10, 'opened', '{}', $11, $7 FROM plan
+    SELECT id, 1, $9, $10, 'opened', $12, $11, $7 FROM plan
     RETURNING plan_id
 """
 
@@ -247,19 +250,21 @@ async def open_safety_plan(
         updated_at=now,
         correlation_id=correlation_id,
     )
+    ring, revision = ring_of(session), {"plan_id": plan.id, "version": 1}
     opened = await (await driver(session)).fetchval(
         _OPEN_PLAN,
         plan.id,
         screening_id,
         risk_level,
-        json.dumps(plan.steps),
-        None if task is None else json.dumps(task),
+        _STEPS.seal(ring, plan, plan.steps),
+        _TASK.seal(ring, plan, task),
         due_at,
         now,
         correlation_id,
         SYSTEM.name,
         SYSTEM.role,
-        json.dumps(plan_snapshot(plan)),
+        _SNAPSHOT.seal(ring, revision, plan_snapshot(plan)),
+        _DIFF.seal(ring, revision, {}),
     )
     if opened is None:
         return None

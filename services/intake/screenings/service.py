@@ -14,19 +14,19 @@ from sqlalchemy import select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake.fhir.resthooks import enqueue_pushes
-from services.intake.models import AlertView, SafetyPlan, Screening, outbox
+from services.intake.models import AlertView, SafetyPlan, Screening, outbox, sealed
 from services.intake.safety_plans.service import open_safety_plan
 from services.intake.scope import visible
 from services.intake.screenings.schemas import ScreeningIn
 from shared import audit
 from shared.auth import Principal
 from shared.db import driver
-from shared.errors import Conflict, DomainError, NotFound, Unprocessable, validation_problems
+from shared.errors import Conflict, NotFound, Unprocessable, validation_problems
 from shared.events import AlertEvent, RiskAssessed, ScreeningSubmitted, utcnow
 from shared.instruments import parse_answers
 from shared.kafka import PoisonMessage
 from shared.outbox import add_event_after, event_row
-from shared.phi import KeyRing, PhiKeyError, Undecryptable, aad, is_token
+from shared.phi import KeyRing
 from shared.topics import SCREENING_SUBMITTED
 
 log = logging.getLogger(__name__)
@@ -132,8 +132,8 @@ async def submit_screening(
         instrument=payload.instrument,
         answers=answers,
         imminent_danger=payload.imminent_danger,
-        contact=_sealed(phi, "contact", screening_id, _contact_json(payload)),
-        notes=_sealed(phi, "notes", screening_id, payload.notes),
+        contact=_CONTACT.seal(phi, {"id": screening_id}, _contact_json(payload)),
+        notes=_NOTES.seal(phi, {"id": screening_id}, payload.notes),
         request_hash=digest,
         status="received",
         received_at=now,
@@ -187,37 +187,13 @@ def _contact_json(payload: ScreeningIn) -> str | None:
     return json.dumps(payload.contact.model_dump(exclude_none=True)) if payload.contact else None
 
 
-def _sealed(
-    phi: KeyRing | None, column: str, screening_id: uuid.UUID, value: str | None
-) -> str | None:
-    if phi is None:  # no PHI_KEYS: stored as it is (the service warned at start)
-        return value
-    return phi.seal(value, aad=aad("intake.screenings", column, screening_id))
+_CONTACT, _NOTES = sealed("screenings")[:2]
 
 
 def opened(screening: Screening, phi: KeyRing | None) -> tuple[dict[str, Any] | None, str | None]:
     """The screening's contact and notes in clear; PhiUnreadable when they do not decrypt."""
-    try:
-        if phi is None:
-            if is_token(screening.contact) or is_token(screening.notes):
-                raise PhiKeyError("PHI_KEYS is not set")
-            contact, notes = screening.contact, screening.notes
-        else:
-            contact = phi.open(
-                screening.contact, aad=aad("intake.screenings", "contact", screening.id)
-            )
-            notes = phi.open(screening.notes, aad=aad("intake.screenings", "notes", screening.id))
-    except (Undecryptable, PhiKeyError) as exc:
-        log.error("screening %s: its protected fields do not decrypt (%s)", screening.id, exc)
-        raise PhiUnreadable(
-            "this record's protected fields cannot be read; an operator has been told"
-        ) from exc
-    return (json.loads(contact) if contact else None), notes
-
-
-class PhiUnreadable(DomainError):
-    status_code = 500
-    code = "phi_unreadable"
+    contact = _CONTACT.open(phi, screening, screening.contact)
+    return (json.loads(contact) if contact else None), _NOTES.open(phi, screening, screening.notes)
 
 
 async def _stored(session: AsyncSession, screening_id: uuid.UUID) -> Screening:
