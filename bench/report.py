@@ -115,6 +115,10 @@ class RunReport:
     cpu_ms_per_screening: dict[str, float] = field(default_factory=dict)
     #: POST-to-alert split into its hops (bench/hops.py), for the flagged screenings
     hops: dict[str, Distribution] = field(default_factory=dict)
+    #: The case view with contact, read one at a time after the load (bench/reads.py).
+    case_view: Distribution | None = None
+    #: The audit trail the run left: entries, bytes, per 10,000 screenings, verify's verdict.
+    audit: dict[str, Any] = field(default_factory=dict)
     #: (seconds since start, POST ms, POST-to-alert ms or None) per screening, for the plot.
     series: list[tuple[float, float | None, float | None]] = field(default_factory=list)
     floor_series: list[float] = field(default_factory=list)
@@ -214,6 +218,8 @@ def format_table(report: RunReport) -> str:
     ]
     if report.floor is not None:
         rows.append(("floor: 2 hops + commit (ms)", report.floor))
+    if report.case_view is not None:
+        rows.append(("case view, with contact (ms)", report.case_view))
     for name, dist in rows:
         lines.append(f"{name:<28}{dist.n:>7}" + "".join(f"{_ms(v):>9}" for v in dist.figures()))
     if report.ratio:
@@ -247,6 +253,13 @@ def format_table(report: RunReport) -> str:
         lines.append(
             f"other load on the machine during the run: {report.cpu.get('other', 0):.0f} % of "
             "one core (the latencies above are only as good as this is small)"
+        )
+    if report.audit:
+        t = report.audit
+        lines.append(
+            f"audit trail: {t['entries']} entries, {t['bytes'] / 2**20:.1f} MiB for "
+            f"{t['screenings']} screenings ({t['entries_per_10k_screenings']} entries, "
+            f"{t['mib_per_10k_screenings']} MiB per 10,000); verify: " + " ".join(t["verify"])
         )
     return "\n".join(lines)
 

@@ -25,6 +25,7 @@ from bench.floor import measure_floor
 from bench.hops import hop_breakdown
 from bench.loadgen import Progress, Sent, run_open_loop
 from bench.plot import plot_report
+from bench.reads import audit_trail, case_view_reads
 from bench.receiver import Arrival, parse_results
 from bench.report import RunReport, build_report, format_ramp, format_table
 from bench.stack import DEFAULT_DIR, BenchStack
@@ -250,6 +251,7 @@ async def run_once(stack: BenchStack, source: AlertSource, opts: Options) -> Run
     if profiler is not None:
         for path in profiler.stop():
             print(f"profile: {path}")
+    case_view = await case_view_reads(stack.url("intake"), stack.api_key, sents)
     floor = None
     if opts.floor:
         print(f"floor: {count} messages at {opts.rate:.0f}/s through 2 Kafka hops + 1 commit …")
@@ -264,6 +266,7 @@ async def run_once(stack: BenchStack, source: AlertSource, opts: Options) -> Run
         rate=opts.rate, sents=sents, arrivals=arrivals, floor=floor, cpu=cpu, cpu_wall=meter.wall
     )
     report.hops = hops
+    report.case_view = case_view
     return report
 
 
@@ -355,6 +358,7 @@ async def main_async(args: argparse.Namespace, say: Callable[[str], None] = prin
             say(f"figures: {path}")
             return 0
         report = await run_once(stack, source, opts)
+        report.audit = await audit_trail(stack.database_url, stack.audit_signing_key)
         say(format_table(report))
         path = _write(report.to_json(), opts.out, f"bench-{stamp}")
         png = plot_report(report, opts.out / f"bench-{stamp}.png", target_ms=opts.target_p99)

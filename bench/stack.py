@@ -11,6 +11,7 @@ the same machine keeps running undisturbed (it only shares the two cores).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -109,6 +110,10 @@ class BenchStack:
     secret: str = field(default_factory=lambda: secrets.token_hex(16))
     #: The bench posts as admin (admin credentials are not rate-limited).
     api_key: str = field(default_factory=lambda: "bench-admin-" + secrets.token_urlsafe(24))
+    #: Signs the audit trail's checkpoints, so verifying the run's trail checks them too.
+    audit_signing_key: str = field(
+        default_factory=lambda: base64.b64encode(secrets.token_bytes(32)).decode()
+    )
     ports: dict[str, int] = field(default_factory=dict)
     processes: dict[str, Process] = field(default_factory=dict)
     local: LocalStack | None = None
@@ -201,6 +206,7 @@ class BenchStack:
             ACK_DEADLINE_SECONDS=NO_ESCALATION,
             API_KEYS_BOOTSTRAP=f"bench:admin:{self.api_key}",
             PHI_KEYS=new_phi_key(),
+            AUDIT_SIGNING_KEY=self.audit_signing_key,
         )
         for service in SERVICES:
             name = service.name
