@@ -27,9 +27,9 @@ from typing import Any, ClassVar
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.db import SessionFactory, commit_hook
+from shared.db import SessionFactory, commit_hook, driver
 from shared.events import Envelope, EventData, utcnow
-from shared.outbox import add_event, event_row
+from shared.outbox import add_event, event_row, insert_sql
 from shared.topics import AUDIT_EVENTS
 
 GENESIS = "0" * 64
@@ -162,10 +162,14 @@ def about(resource: str) -> None:
 
 
 async def record_alone(sessions: SessionFactory, outbox: Table, entry: dict[str, Any]) -> None:
-    """Write `entry` in a transaction of its own (a read, a refusal), committed on return."""
-    audit = AuditScope(outbox, entry)
-    async with sessions() as session, session.begin():
-        await audit.stage(session)
+    """Write `entry` on its own (a read, a refusal), committed on return: one statement that
+    commits by itself, one round trip (not BEGIN, INSERT, COMMIT) before the answer."""
+    event = AuditScope(outbox, entry).record().event()
+    async with sessions() as session:
+        conn = await driver(session, begin=False)
+        await conn.execute(
+            insert_sql(outbox), *event_row(topic=AUDIT_EVENTS, key=entry["resource"], event=event)
+        )
 
 
 def new_entry(**fields: Any) -> dict[str, Any]:

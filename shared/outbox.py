@@ -42,13 +42,18 @@ def outbox_table(metadata: MetaData) -> Table:
     )
 
 
+#: How long an audit entry alone may wait in the outbox for others to go out with it.
+AUDIT_COALESCE_SECONDS = 0.2
+
+
 def notify_channel(schema: str) -> str:
     """The NOTIFY channel the outbox trigger of `schema` signals on."""
     return f"{schema}_outbox"
 
 
 @functools.cache
-def _insert_sql(outbox: Table) -> str:
+def insert_sql(outbox: Table) -> str:
+    """The statement that queues one event in `outbox` (the parameters of `event_row`)."""
     return f"INSERT INTO {qualified(outbox)} (event_id, topic, key, value) VALUES ($1, $2, $3, $4)"
 
 
@@ -66,7 +71,7 @@ async def add_event(
     Sent straight to asyncpg (`shared.db.driver`): every event on the alert path passes here.
     """
     await (await driver(session)).execute(
-        _insert_sql(outbox), *event_row(topic=topic, key=key, event=event)
+        insert_sql(outbox), *event_row(topic=topic, key=key, event=event)
     )
 
 
@@ -105,8 +110,15 @@ class OutboxRelay:
         self._producer = producer
         self._batch_size = batch_size
         # The sweep is a safety net for a NOTIFY lost while the LISTEN connection was down.
+        # An audit entry alone (a read's) waits up to AUDIT_COALESCE_SECONDS, so the entries of
+        # many reads go out in one pass; anything else wakes the relay at once (and takes the
+        # waiting entries along).
         self._loop = WakeLoop(
-            name="outbox relay", listen_dsn=listen_dsn, channels=[channel], max_sleep=sweep_seconds
+            name="outbox relay",
+            listen_dsn=listen_dsn,
+            channels=[channel],
+            max_sleep=sweep_seconds,
+            deferred={"audit": AUDIT_COALESCE_SECONDS},
         )
         self.published = 0
         # Claim and delete in one statement: the rows stay locked and deleted only in this

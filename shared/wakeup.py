@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import asyncpg
 
@@ -28,13 +28,34 @@ NextDue = Callable[[], Awaitable[float | None]]
 
 class WakeLoop:
     def __init__(
-        self, *, name: str, listen_dsn: str, channels: Sequence[str], max_sleep: float
+        self,
+        *,
+        name: str,
+        listen_dsn: str,
+        channels: Sequence[str],
+        max_sleep: float,
+        deferred: Mapping[str, float] | None = None,
     ) -> None:
+        """`deferred`: notification payloads that wake the loop only after so many seconds,
+        so what they announce is handled together (any other payload wakes it at once)."""
         self.name = name
         self._listen_dsn = listen_dsn
         self._channels = tuple(channels)
         self._max_sleep = max_sleep
+        self._deferred = dict(deferred or {})
+        self._pending: asyncio.TimerHandle | None = None
         self._wake = asyncio.Event()
+
+    def _notified(self, conn: object, pid: int, channel: str, payload: str) -> None:
+        delay = self._deferred.get(payload)
+        if delay is None:
+            self._wake.set()
+        elif (
+            self._pending is None
+            or self._pending.cancelled()
+            or self._pending.when() < (asyncio.get_running_loop().time())
+        ):
+            self._pending = asyncio.get_running_loop().call_later(delay, self._wake.set)
 
     def wake(self) -> None:
         """Run the work again now (e.g. a send finished and freed a slot)."""
@@ -47,7 +68,7 @@ class WakeLoop:
             try:
                 conn = await asyncpg.connect(self._listen_dsn)
                 for channel in self._channels:
-                    await conn.add_listener(channel, lambda *_: self._wake.set())
+                    await conn.add_listener(channel, self._notified)
                 # A LISTEN connection that drops (a database restart) must not leave the loop
                 # asleep for max_sleep: wake it, so it reconnects and makes a full pass at once.
                 conn.add_termination_listener(lambda _: self._wake.set())
