@@ -1,11 +1,12 @@
 """`make run`: the local stack, the migrations and the three services, in the foreground.
 
 Why a Python supervisor rather than a shell script: shutdown order matters (services first, so
-nothing is mid-write when Kafka and PostgreSQL go away), a service that dies must take the whole
-run down loudly instead of leaving a half-working system, and the services' JSON logs are easier
-to follow as one prefixed, readable stream. Every child runs in a session of its own, so a
-Ctrl-C reaches this process only and the teardown happens in order: services (SIGTERM, then
-SIGKILL), Kafka, PostgreSQL.
+nothing is mid-write when Kafka and PostgreSQL go away), whatever dies (a service, the broker,
+PostgreSQL) must be started again and say so, not leave a half-working system until someone
+restarts it by hand (deploy/supervise.py), and the services' JSON logs are easier to follow as
+one prefixed, readable stream. Every child runs in a session of its own, so a Ctrl-C reaches
+this process only and the teardown happens in order: services (SIGTERM, then SIGKILL), Kafka,
+PostgreSQL. Only Ctrl-C or SIGTERM (or SIGHUP) stops the run.
 
 Service output is shown on the console and kept in `.local/run/logs/<service>.log`.
 """
@@ -13,25 +14,22 @@ Service output is shown on the console and kept in `.local/run/logs/<service>.lo
 from __future__ import annotations
 
 import argparse
-import collections
 import contextlib
 import fcntl
-import json
 import logging
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import IO, TextIO
+from typing import IO
 
 from deploy.localstack import PROJECT_ROOT, LocalStack, LocalStackError, port_in_use
+from deploy.supervise import Child, Console, Supervisor, print_tail, wait_ready
 from services.intake.audit.checkpoints import new_signing_key
 from shared.auth.credentials import new_key
 from shared.phi import new_phi_key
@@ -39,7 +37,6 @@ from shared.phi import new_phi_key
 DEFAULT_DATA_DIR = PROJECT_ROOT / ".local" / "run"
 READY_TIMEOUT = 60.0  # seconds for a service to answer /readyz after its start
 STOP_TIMEOUT = 15.0  # seconds a service gets to drain after SIGTERM before SIGKILL
-_PROBE_INTERVAL = 0.1
 
 
 @dataclass(frozen=True)
@@ -76,41 +73,6 @@ class _Shutdown(BaseException):
     """Raised in the main thread by SIGINT/SIGTERM/SIGHUP: unwinds into the teardown."""
 
 
-class Console:
-    """Serialises prefixed lines from several pump threads onto one terminal."""
-
-    def __init__(self, stream: TextIO = sys.stdout) -> None:
-        self._stream = stream
-        self._lock = threading.Lock()
-        self._color = stream.isatty() and "NO_COLOR" not in os.environ
-
-    def line(self, source: str, text: str, color: str = "1") -> None:
-        prefix = f"{source:>8} │ "
-        if self._color:
-            prefix = f"\x1b[{color}m{prefix}\x1b[0m"
-        with self._lock:
-            self._stream.write(f"{prefix}{text}\n")
-            self._stream.flush()
-
-    def say(self, text: str) -> None:
-        self.line("run", text)
-
-
-def _readable(raw: str) -> str:
-    """A service's one-line JSON log entry as `12:00:01.234 INFO  logger: message`; anything
-    else unchanged."""
-    if not raw.startswith("{"):
-        return raw
-    try:
-        entry = json.loads(raw)
-        text = f"{entry['ts'][11:23]} {entry['level']:<5} {entry['logger']}: {entry['msg']}"
-    except (ValueError, KeyError, TypeError):
-        return raw
-    if entry.get("exc"):
-        text += "\n" + str(entry["exc"])
-    return text
-
-
 class _ConsoleLogHandler(logging.Handler):
     """The local stack's progress (jar fetch, initdb, topic creation) on the same console."""
 
@@ -120,98 +82,6 @@ class _ConsoleLogHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self._console.line("stack", record.getMessage())
-
-
-class Child:
-    """A supervised subprocess: its output is pumped to the console and a log file by a thread,
-    and `exited` is set the moment it ends, so the main thread waits without polling."""
-
-    def __init__(
-        self,
-        name: str,
-        cmd: Sequence[str],
-        env: Mapping[str, str],
-        log_file: Path,
-        console: Console,
-        exited: threading.Event,
-        color: str = "1",
-    ) -> None:
-        self.name = name
-        self.log_file = log_file
-        self.tail: collections.deque[str] = collections.deque(maxlen=40)
-        self._console = console
-        self.color = color
-        self._exited = exited
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(
-            list(cmd),
-            cwd=PROJECT_ROOT,
-            env=dict(env),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self._pump = threading.Thread(target=self._forward, name=f"pump-{name}", daemon=True)
-        self._pump.start()
-
-    def _forward(self) -> None:
-        assert self.proc.stdout is not None
-        stdout: IO[bytes] = self.proc.stdout
-        with self.log_file.open("a", encoding="utf-8") as log:
-            log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} pid {self.proc.pid}\n")
-            for raw in iter(stdout.readline, b""):
-                line = raw.decode(errors="replace").rstrip("\n")
-                log.write(line + "\n")
-                log.flush()
-                self.tail.append(line)
-                for part in _readable(line).splitlines() or [""]:
-                    self._console.line(self.name, part, self.color)
-        stdout.close()
-        self.proc.wait()
-        self._exited.set()
-
-    @property
-    def returncode(self) -> int | None:
-        return self.proc.poll()
-
-    def terminate(self) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.send_signal(signal.SIGTERM)
-
-    def wait(self, timeout: float) -> None:
-        """Wait for the exit (after `terminate`, or of a one-shot job); SIGKILL when the time
-        is up."""
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self._console.say(f"{self.name} did not exit within {timeout:.0f} s; killing it")
-            self.proc.kill()
-            self.proc.wait()
-        self.drain()
-
-    def drain(self) -> None:
-        """Let the pump forward the last lines a dead process wrote."""
-        if self.proc.poll() is not None:
-            self._pump.join(5)
-
-
-def _wait_ready(child: Child, url: str, deadline: float) -> None:
-    """Poll /readyz every 100 ms until it answers 200; fail fast if the process ends."""
-    while True:
-        if child.returncode is not None:
-            raise RuntimeError(f"{child.name} exited with code {child.returncode} while starting")
-        # URLError (not listening yet) and HTTPError (503: not ready yet) are OSErrors
-        with (
-            contextlib.suppress(OSError),
-            urllib.request.urlopen(f"{url}/readyz", timeout=1) as response,
-        ):
-            if response.status == 200:
-                return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{child.name} did not answer {url}/readyz with 200 in time")
-        time.sleep(_PROBE_INTERVAL)
 
 
 @contextlib.contextmanager
@@ -230,17 +100,6 @@ def _signals_raise() -> Iterator[None]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
-
-
-def _print_tail(console: Console, child: Child) -> None:
-    child.drain()
-    console.say(
-        f"{child.name} exited with code {child.returncode}; its last lines "
-        f"(full log: {child.log_file}):"
-    )
-    for line in child.tail:
-        for part in _readable(line).splitlines() or [""]:
-            console.line(child.name, part, child.color)
 
 
 def _single_run_lock(data_dir: Path) -> IO[str] | None:
@@ -278,8 +137,8 @@ def run(
     controller_port: int = 9093,
     partitions: int = 6,
 ) -> int:
-    """Start everything, stay up until a signal or a service death, stop everything; the exit
-    code is 0 after a requested stop and 1 after a failure."""
+    """Start everything, keep it up (restarting what dies) until a signal, stop everything; the
+    exit code is 0 after a requested stop and 1 when the start failed."""
     console = console or Console()
     env = dict(os.environ)
     lock = _single_run_lock(data_dir)
@@ -363,7 +222,7 @@ def run(
                 )
             deadline = time.monotonic() + READY_TIMEOUT
             for service, child in zip(services, children, strict=True):
-                _wait_ready(child, service.url(env), deadline)
+                wait_ready(child, service.url(env), deadline)
             console.say(
                 f"ready in {time.monotonic() - t0:.1f} s (stack, migrations and "
                 "services); Ctrl-C stops everything"
@@ -376,17 +235,15 @@ def run(
                     f'-H "Authorization: Bearer $(cat {admin_key_file})"'
                 )
 
-            exited.wait()  # a signal interrupts this wait with _Shutdown
-            dead = next(c for c in children if c.returncode is not None)
-            _print_tail(console, dead)
-            console.say(f"{dead.name} died; stopping everything")
-            code = 1
+            urls = {service.name: service.url(env) for service in services}
+            # Until a signal (it raises _Shutdown here): whatever dies is started again.
+            Supervisor(console, stack, children, urls, exited).run()
     except _Shutdown as stop:
         console.say(f"{signal.Signals(stop.args[0]).name} received; stopping …")
     except (LocalStackError, RuntimeError) as exc:
         for child in children:
             if child.returncode is not None:
-                _print_tail(console, child)
+                print_tail(console, child)
         console.say(f"failed: {exc}")
         code = 1
     finally:

@@ -1,4 +1,4 @@
-"""The embedded local stack (deploy/localstack.py) that `make run` and every integration test
+"""The embedded local stack (deploy/localstack/) that `make run` and every integration test
 stand on: it must serve Kafka and PostgreSQL, create the topics, leave no process behind when
 stopped, and keep its data across a restart (a second `make run` keeps the data).
 
