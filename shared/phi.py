@@ -91,15 +91,6 @@ class KeyRing:
         except (InvalidTag, ValueError) as exc:
             raise Undecryptable(f"a value of {aad.split(':')[0]} does not decrypt") from exc
 
-    def seal(self, value: str | None, *, aad: str) -> str | None:
-        return None if value is None else self.encrypt(value, aad=aad)
-
-    def open(self, value: str | None, *, aad: str) -> str | None:
-        """The plaintext of a stored value (one stored before encryption is returned as is)."""
-        if value is None or not is_token(value):
-            return value
-        return self.decrypt(value, aad=aad)
-
 
 def aad(table: str, column: str, row: object) -> str:
     """Associated data binding a value to its row and column."""
@@ -166,6 +157,11 @@ class Sealed:
             raise PhiUnreadable(
                 "this record's protected fields cannot be read; an operator has been told"
             ) from exc
+
+
+def columns_of(sealed: Iterable[Sealed], table: str) -> tuple[Sealed, ...]:
+    """The sealed columns of `table` (`schema.table`), in the order they are listed."""
+    return tuple(c for c in sealed if c.table == table)
 
 
 def ring_of(session: Any) -> KeyRing | None:

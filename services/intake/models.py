@@ -11,7 +11,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import TYPE_ANNOTATION_MAP
-from shared.phi import Sealed, protect
+from shared.phi import Sealed, columns_of, protect
 from shared.runtime import plumbing_tables
 
 SCHEMA = "intake"
@@ -142,7 +142,7 @@ SEALED = (
 
 
 def sealed(table: str) -> tuple[Sealed, ...]:
-    return tuple(c for c in SEALED if c.table == f"{SCHEMA}.{table}")
+    return columns_of(SEALED, f"{SCHEMA}.{table}")
 
 
 # The screening's contact and notes are sealed and opened explicitly (screenings/service.py):

@@ -11,7 +11,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TIMESTAMP, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import TYPE_ANNOTATION_MAP
-from shared.phi import Sealed, protect
+from shared.phi import Sealed, columns_of, protect
 from shared.runtime import plumbing_tables
 
 SCHEMA = "notify"
@@ -178,7 +178,7 @@ SEALED = (
 
 def sealed(table: str) -> Sealed:
     """The one sealed column of `notify.<table>`."""
-    (column,) = (c for c in SEALED if c.table == f"{SCHEMA}.{table}")
+    (column,) = columns_of(SEALED, f"{SCHEMA}.{table}")
     return column
 
 
