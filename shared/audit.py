@@ -161,15 +161,28 @@ def about(resource: str) -> None:
     annotate(resource=resource)
 
 
-async def record_alone(sessions: SessionFactory, outbox: Table, entry: dict[str, Any]) -> None:
+async def record_alone(
+    sessions: SessionFactory,
+    outbox: Table,
+    entry: dict[str, Any],
+    *,
+    on: AsyncSession | None = None,
+) -> None:
     """Write `entry` on its own (a read, a refusal), committed on return: one statement that
-    commits by itself, one round trip (not BEGIN, INSERT, COMMIT) before the answer."""
+    commits by itself, one round trip (not BEGIN, INSERT, COMMIT) before the answer.
+
+    `on` is the request's read session when it has one (no transaction open: shared/db.py
+    `read_session_factory`): the entry goes over the connection the read already holds. Without
+    it (a refusal before any route ran) a connection of `sessions` is taken for it."""
     event = AuditScope(outbox, entry).record().event()
+    row = event_row(topic=AUDIT_EVENTS, key=entry["resource"], event=event)
+    if on is not None:
+        conn = await driver(on, begin=False)
+        if not conn.is_in_transaction():
+            await conn.execute(insert_sql(outbox), *row)
+            return
     async with sessions() as session:
-        conn = await driver(session, begin=False)
-        await conn.execute(
-            insert_sql(outbox), *event_row(topic=AUDIT_EVENTS, key=entry["resource"], event=event)
-        )
+        await (await driver(session, begin=False)).execute(insert_sql(outbox), *row)
 
 
 def new_entry(**fields: Any) -> dict[str, Any]:

@@ -28,12 +28,16 @@ async def _sessions(request: Request) -> SessionFactory:
 
 
 async def _session(request: Request) -> AsyncIterator[AsyncSession]:
-    async with (await _sessions(request))() as session:
+    runtime = request.app.state.runtime
+    async with (runtime.reads or runtime.sessions)() as session:
+        # The gate writes a PHI read's audit entry on this connection (shared/auth/guard.py).
+        request.state.read_session = session
         yield session
 
 
 #: Route dependencies of every service (its lifespan puts the runtime on `app.state`): the
-#: session factory, for routes that open their own transaction, or one read session.
+#: session factory, for routes that open their own transaction, or one read session (no
+#: transaction: every statement commits on its own, so a route given one only reads).
 Sessions = Annotated[SessionFactory, Depends(_sessions)]
 Session = Annotated[AsyncSession, Depends(_session)]
 

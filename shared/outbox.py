@@ -42,8 +42,9 @@ def outbox_table(metadata: MetaData) -> Table:
     )
 
 
-#: How long an audit entry alone may wait in the outbox for others to go out with it.
-AUDIT_COALESCE_SECONDS = 0.2
+#: How long an audit entry alone (a read's) may wait in the outbox: its statement wakes no relay
+#: (shared/migrations/0003), a timed pass sends it with every other read's entry.
+AUDIT_FLUSH_SECONDS = 1.0
 
 
 def notify_channel(schema: str) -> str:
@@ -109,16 +110,14 @@ class OutboxRelay:
         self._outbox = outbox
         self._producer = producer
         self._batch_size = batch_size
-        # The sweep is a safety net for a NOTIFY lost while the LISTEN connection was down.
-        # An audit entry alone (a read's) waits up to AUDIT_COALESCE_SECONDS, so the entries of
-        # many reads go out in one pass; anything else wakes the relay at once (and takes the
-        # waiting entries along).
+        # A commit that queued events wakes the relay at once (NOTIFY); a pass every
+        # AUDIT_FLUSH_SECONDS sends the audit entries of reads, which wake nobody, and the sweep
+        # is the safety net for a NOTIFY lost while the LISTEN connection was down.
         self._loop = WakeLoop(
             name="outbox relay",
             listen_dsn=listen_dsn,
             channels=[channel],
-            max_sleep=sweep_seconds,
-            deferred={"audit": AUDIT_COALESCE_SECONDS},
+            max_sleep=min(sweep_seconds, AUDIT_FLUSH_SECONDS),
         )
         self.published = 0
         # Claim and delete in one statement: the rows stay locked and deleted only in this

@@ -31,6 +31,7 @@ from shared.db import (
     create_engine,
     create_session_factory,
     database_ready,
+    read_session_factory,
     warm_pool,
 )
 from shared.kafka import EventConsumer, Handler, create_producer, processed_events_table
@@ -60,6 +61,9 @@ class Runtime:
     #: A small pool of its own for the audit entries a request writes beside its work (a read,
     #: a refusal): a request holding the main pool's connection never waits on the same pool.
     audit_sessions: SessionFactory
+    #: Sessions of the same pool that open no transaction: each statement commits on its own
+    #: (shared/http.py `Session`, the read routes' session; see `read_session_factory`).
+    reads: SessionFactory | None = None
     #: The PHI key ring (PHI_KEYS); None when unset. Sessions carry it in `info` too.
     phi: KeyRing | None = None
     consumer: EventConsumer | None = None
@@ -170,6 +174,7 @@ async def open_runtime(
         gate,
         outbox,
         create_session_factory(audit_engine),
+        read_session_factory(engine, info={RING: ring}),
         ring,
     )
     rt.spawn(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
 
@@ -34,28 +34,15 @@ class WakeLoop:
         listen_dsn: str,
         channels: Sequence[str],
         max_sleep: float,
-        deferred: Mapping[str, float] | None = None,
     ) -> None:
-        """`deferred`: notification payloads that wake the loop only after so many seconds,
-        so what they announce is handled together (any other payload wakes it at once)."""
         self.name = name
         self._listen_dsn = listen_dsn
         self._channels = tuple(channels)
         self._max_sleep = max_sleep
-        self._deferred = dict(deferred or {})
-        self._pending: asyncio.TimerHandle | None = None
         self._wake = asyncio.Event()
 
     def _notified(self, conn: object, pid: int, channel: str, payload: str) -> None:
-        delay = self._deferred.get(payload)
-        if delay is None:
-            self._wake.set()
-        elif (
-            self._pending is None
-            or self._pending.cancelled()
-            or self._pending.when() < (asyncio.get_running_loop().time())
-        ):
-            self._pending = asyncio.get_running_loop().call_later(delay, self._wake.set)
+        self._wake.set()
 
     def wake(self) -> None:
         """Run the work again now (e.g. a send finished and freed a slot)."""

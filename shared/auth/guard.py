@@ -224,7 +224,12 @@ def guarded(table: RouteTable, *, error_model: Any = ErrorBody) -> type[APIRoute
                         status = getattr(exc, "status_code", 0)
                         if status in _REFUSED and not scope.written:
                             entry["outcome"] = _REFUSED[status]
-                            await audit.record_alone(runtime.audit_sessions, runtime.outbox, entry)
+                            await audit.record_alone(
+                                runtime.audit_sessions,
+                                runtime.outbox,
+                                entry,
+                                on=getattr(request.state, "read_session", None),
+                            )
                         raise
                 # Durable before the answer: a read (or a change that committed no transaction
                 # of its own) is written now, and a failure to write is a 503, not an answer.
@@ -233,7 +238,12 @@ def guarded(table: RouteTable, *, error_model: Any = ErrorBody) -> type[APIRoute
                 if (response.status_code < 400 or response.status_code in _REFUSED) and not (
                     scope.written
                 ):
-                    await audit.record_alone(runtime.audit_sessions, runtime.outbox, entry)
+                    await audit.record_alone(
+                        runtime.audit_sessions,
+                        runtime.outbox,
+                        entry,
+                        on=getattr(request.state, "read_session", None),
+                    )
                 return response
 
             return guarded_handler

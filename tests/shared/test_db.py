@@ -9,7 +9,14 @@ import asyncpg
 import pytest
 from sqlalchemy import text
 
-from shared.db import SessionFactory, create_engine, create_session_factory, driver, transaction
+from shared.db import (
+    SessionFactory,
+    create_engine,
+    create_session_factory,
+    driver,
+    read_session_factory,
+    transaction,
+)
 
 
 @pytest.fixture
@@ -54,3 +61,24 @@ async def test_driver_and_sqlalchemy_statements_commit_together(
             "SELECT v FROM public.driver_test WHERE id = $1 AND v <> '{}'", row_id
         ) == {"a": [1]}, "jsonb comes back decoded"
     assert await _count(db, row_id) == 2
+
+
+async def test_a_read_session_opens_no_transaction_and_its_statements_commit_alone(
+    sessions: SessionFactory, database_url: str, db: asyncpg.Pool
+) -> None:
+    """The read routes' session (shared/http.py `Session`): no BEGIN before its reads, and a
+    statement sent on it afterwards (a PHI read's audit entry) is committed when it returns,
+    while the pool's transactional sessions still begin as before."""
+    engine = create_engine(database_url, pool_size=1)
+    row_id = uuid.uuid4()
+    try:
+        async with read_session_factory(engine)() as session:
+            assert (await session.execute(text("SELECT 1"))).scalar() == 1
+            conn = await driver(session, begin=False)
+            assert not conn.is_in_transaction()
+            await conn.execute("INSERT INTO public.driver_test VALUES ($1, '{}')", row_id)
+            assert await _count(db, row_id) == 1, "committed before the session closes"
+        async with transaction(create_session_factory(engine)) as session:
+            assert (await driver(session)).is_in_transaction(), "same pool, still transactional"
+    finally:
+        await engine.dispose()
