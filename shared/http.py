@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shared.auth.guard import PUBLIC, RouteTable, guarded
 from shared.db import SessionFactory
 from shared.errors import error_body, install_error_handlers
+from shared.serve import STOPPING
 
 ReadinessCheck = Callable[[], Awaitable[dict[str, bool]]]
 
@@ -100,7 +101,8 @@ class BodySizeLimit:
 
 
 def health_router(readiness: ReadinessCheck) -> APIRouter:
-    """`/healthz`: the process is up. `/readyz`: its database and Kafka are reachable."""
+    """`/healthz`: the process is up. `/readyz`: its database and Kafka are reachable, and it
+    has not been asked to stop."""
     router = APIRouter(
         tags=["health"],
         route_class=guarded(HEALTH_ROUTES),
@@ -112,7 +114,8 @@ def health_router(readiness: ReadinessCheck) -> APIRouter:
 
     @router.get("/readyz")
     async def readyz() -> JSONResponse:
-        checks = await readiness()
+        # Asked to stop (SIGTERM): not ready at once, whatever else holds (shared/serve.py).
+        checks = {"running": not STOPPING.is_set(), **await readiness()}
         ok = all(checks.values())
         return JSONResponse(
             {"status": "ready" if ok else "not ready", "checks": checks}, 200 if ok else 503

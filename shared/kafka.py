@@ -168,12 +168,19 @@ class EventConsumer:
         #: Set once the consumer has joined its group (with or without partitions): until then a
         #: message waits for the rebalance, so readiness waits for it too.
         self.joined = asyncio.Event()
+        self._closing = asyncio.Event()
+
+    def close(self) -> None:
+        """Stop after the batch being applied: its offsets are committed and the consumer
+        leaves its group, so its partitions move to another replica at once instead of after
+        the session timeout (a stop, not a crash). `run` then returns."""
+        self._closing.set()
 
     async def run(self) -> None:
         """Consume until cancelled. A Kafka failure restarts the consumer, which rejoins its
         group and resumes from the last committed offsets (effects are deduplicated by event id),
         so the service never silently stops consuming."""
-        while True:
+        while not self._closing.is_set():
             try:
                 await self._consume()
             except asyncio.CancelledError:
@@ -197,8 +204,8 @@ class EventConsumer:
         await consumer.start()
         offsets = listener.offsets = _Offsets(consumer, self._group_id)
         try:
-            while True:
-                wait = COMMIT_INTERVAL if offsets.pending else 1.0
+            while not self._closing.is_set():
+                wait = COMMIT_INTERVAL if offsets.pending else 0.5
                 batches = await consumer.getmany(timeout_ms=int(wait * 1000), max_records=500)
                 if batches:
                     await self._process_batch([r for rs in batches.values() for r in rs])

@@ -95,6 +95,35 @@ class Runtime:
         return task
 
 
+#: How long the consumer may take to finish its batch, commit and leave its group at a stop.
+CONSUMER_STOP_SECONDS = 5.0
+#: How long the last relay pass may take at a stop (what is left goes out at the next start).
+RELAY_STOP_SECONDS = 5.0
+
+
+async def _stop(rt: Runtime) -> None:
+    """The end of a graceful stop (shared/serve.py), after the last request: the consumer
+    leaves its group with its offsets committed, the other loops end (a page on the wire is let
+    finish), and events committed until now are published."""
+    consumer_task = next((t for t in rt.tasks if t.get_name().endswith("-consumer")), None)
+    if rt.consumer is not None and consumer_task is not None:
+        rt.consumer.close()
+        done, _ = await asyncio.wait([consumer_task], timeout=CONSUMER_STOP_SECONDS)
+        if not done:
+            log.warning("consumer did not stop in %.0f s; cancelling it", CONSUMER_STOP_SECONDS)
+    for task in reversed(rt.tasks):
+        task.cancel()
+    await asyncio.gather(*rt.tasks, return_exceptions=True)
+    try:
+        await asyncio.wait_for(rt.relay.publish_all(), RELAY_STOP_SECONDS)
+    except Exception as exc:  # the broker is away: the outbox keeps them for the next start
+        log.warning(
+            "outbox not emptied at stop (%s); the next start sends the rest", type(exc).__name__
+        )
+    finally:
+        await rt.relay.close()
+
+
 def _log_crash(task: asyncio.Task) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("background task %s died", task.get_name(), exc_info=task.exception())
@@ -206,13 +235,8 @@ async def open_runtime(
     try:
         yield rt
     finally:
-        for task in reversed(rt.tasks):
-            task.cancel()
-        await asyncio.gather(*rt.tasks, return_exceptions=True)
-        # One last relay pass so events committed just before shutdown leave now, not at next start.
-        with contextlib.suppress(Exception):
-            await relay.publish_batch()
-        await producer.stop()
+        await _stop(rt)
+        await producer.stop()  # flushes what is still buffered
         await oidc_http.aclose()
         await audit_engine.dispose()
         await engine.dispose()

@@ -1,24 +1,73 @@
-"""Run one service's app under uvicorn (the `__main__` of each service)."""
+"""Run one service's app under uvicorn (the `__main__` of each service), and stop it gently.
+
+SIGTERM (a rolling restart, `make run` stopping) or Ctrl-C:
+1. readiness answers 503 at once (`STOPPING`), while requests are still served for
+   SHUTDOWN_DELAY_SECONDS, the time a load balancer needs to notice;
+2. the listener closes and requests in flight get SHUTDOWN_GRACE_SECONDS to finish;
+3. the app's lifespan ends (shared/runtime.py): the consumer finishes its batch, commits its
+   offsets and leaves its group; the relay publishes what was committed; the producer flushes.
+A second signal stops at once. A request that got a 2xx was committed first, so no stop loses it.
+"""
 
 from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from types import FrameType
 
 import uvicorn
 
 from shared.logging import configure_logging
 from shared.settings import ServiceSettings
 
+log = logging.getLogger(__name__)
+
+#: Set when the process was asked to stop: readiness answers 503 from then on (shared/http.py).
+STOPPING = threading.Event()
+
+
+class GentleServer(uvicorn.Server):
+    """uvicorn's server, with a delay between the stop signal and closing the listener."""
+
+    def __init__(self, config: uvicorn.Config, *, delay_seconds: float) -> None:
+        super().__init__(config)
+        self._delay = delay_seconds
+        self._stop_at: float | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if STOPPING.is_set():  # asked twice: stop now, as uvicorn does
+            self._stop_at = None
+            super().handle_exit(sig, frame)
+            return
+        STOPPING.set()
+        self._captured_signals.append(sig)
+        self._stop_at = time.monotonic() + self._delay
+        log.info(
+            "%s: not ready from now; closing in %.1f s",
+            signal.Signals(sig).name,
+            self._delay,
+        )
+
+    async def on_tick(self, counter: int) -> bool:
+        if self._stop_at is not None and time.monotonic() >= self._stop_at:
+            self.should_exit = True
+        return await super().on_tick(counter)
+
 
 def serve(app_factory: str, settings: ServiceSettings, *, service: str) -> None:
     configure_logging(settings.log_level, service=service)
-    uvicorn.run(
+    config = uvicorn.Config(
         app_factory,
         factory=True,
         host=getattr(settings, "host", "127.0.0.1"),
         port=getattr(settings, "port", 8000),
         log_config=None,
         access_log=False,
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
         # HTTPS when both are set (README, "Access"); plain HTTP on 127.0.0.1 otherwise.
         ssl_certfile=settings.tls_cert_file,
         ssl_keyfile=settings.tls_key_file,
     )
+    GentleServer(config, delay_seconds=settings.shutdown_delay_seconds).run()

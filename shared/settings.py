@@ -29,6 +29,12 @@ class ServiceSettings(BaseSettings):
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
     #: Seconds between safety sweeps of the outbox, in case a NOTIFY wake-up was missed.
     outbox_sweep_seconds: float = Field(5.0, validation_alias="OUTBOX_SWEEP_SECONDS")
+    # --- stopping (README, "Failure") ---
+    #: On SIGTERM readiness answers 503 at once; requests are still served this long, so a load
+    #: balancer that polls readiness stops sending before the listener closes.
+    shutdown_delay_seconds: float = Field(0.0, ge=0, validation_alias="SHUTDOWN_DELAY_SECONDS")
+    #: Then requests in flight get this long to finish before their connections are closed.
+    shutdown_grace_seconds: float = Field(10.0, ge=0, validation_alias="SHUTDOWN_GRACE_SECONDS")
     #: Largest request body accepted, in bytes.
     max_body_bytes: int = Field(64 * 1024, validation_alias="MAX_BODY_BYTES")
 
