@@ -2,26 +2,38 @@
 
 Writers call `add_event` inside their transaction. A trigger on the outbox table sends a
 PostgreSQL NOTIFY when that transaction commits, which wakes the relay at once: no polling on the
-path. The relay claims rows with `FOR UPDATE SKIP LOCKED` (so replicas never publish a row twice
-at the same time), produces them in id order, waits for the broker's acks and deletes them in the
-same transaction. A crash between produce and delete republishes the rows: at least once, and
-consumers drop the duplicates by event id. A slow sweep catches a wake-up lost while the LISTEN
-connection was down.
+path (a read's audit entry alone wakes nobody: it goes out with the next timed pass).
+
+One relay per service publishes at a time: the replica whose relay connection holds the
+service's advisory lock. It reads rows in id order, produces them, waits for the broker's acks
+and only then deletes them, and no transaction is open meanwhile: a broker that is away holds
+no pooled connection and stops no vacuum. A crash between produce and delete republishes the
+rows (at least once; consumers drop duplicates by event id). One publisher, in id order, one
+batch at a time, with the idempotent producer: the events of one key (one screening) reach the
+topic in the order their transactions committed, whichever replica committed them. A leader
+that dies or freezes loses the lock with its connection (a heartbeat keeps it; PostgreSQL ends
+the session after LEADER_SILENCE_SECONDS without one) and another replica's relay takes over at
+its next pass. A row the broker will never take (its topic does not exist, it is too large) is
+set aside in `outbox_set_aside` with the reason instead of blocking every row behind it;
+`triage dlq` lists and replays those.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 from typing import Any
 
+import asyncpg
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
 from sqlalchemy import BigInteger, Column, DateTime, LargeBinary, MetaData, Table, Text, func
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.db import SessionFactory, driver, qualified, transaction
+from shared.db import SessionFactory, driver, qualified
 from shared.events import Envelope
 from shared.wakeup import WakeLoop
 
@@ -92,8 +104,15 @@ def add_event_after(outbox: Table, cte: str, *, first_param: int, events: int = 
     return f"INSERT INTO {qualified(outbox)} {columns} {selects} RETURNING event_id"
 
 
+#: Seconds without a heartbeat after which PostgreSQL ends the leader's session (a frozen or
+#: partitioned process), so another replica's relay takes the lock over.
+LEADER_SILENCE_SECONDS = 3.0
+HEARTBEAT_SECONDS = 1.0
+
+
 class OutboxRelay:
-    """Publishes a service's outbox to Kafka, woken by NOTIFY after each commit."""
+    """Publishes a service's outbox to Kafka, woken by NOTIFY after each commit; one replica at
+    a time (see the module's docstring)."""
 
     def __init__(
         self,
@@ -109,10 +128,12 @@ class OutboxRelay:
         self._sessions = sessions
         self._outbox = outbox
         self._producer = producer
+        self._dsn = listen_dsn
         self._batch_size = batch_size
         # A commit that queued events wakes the relay at once (NOTIFY); a pass every
-        # AUDIT_FLUSH_SECONDS sends the audit entries of reads, which wake nobody, and the sweep
-        # is the safety net for a NOTIFY lost while the LISTEN connection was down.
+        # AUDIT_FLUSH_SECONDS sends the audit entries of reads, which wake nobody, lets a
+        # follower see a lock fall free, and makes up for a NOTIFY lost while the LISTEN
+        # connection was down.
         self._loop = WakeLoop(
             name="outbox relay",
             listen_dsn=listen_dsn,
@@ -120,43 +141,182 @@ class OutboxRelay:
             max_sleep=min(sweep_seconds, AUDIT_FLUSH_SECONDS),
         )
         self.published = 0
-        # Claim and delete in one statement: the rows stay locked and deleted only in this
-        # transaction, so a failed produce rolls the delete back and they go out later.
-        self._claim = (
-            f"DELETE FROM {qualified(outbox)} WHERE id IN (SELECT id FROM {qualified(outbox)} "
-            "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING id, topic, key, value"
+        self.set_aside = 0
+        table = qualified(outbox)
+        self._lock_key = table
+        self._read = f"SELECT id, topic, key, value FROM {table} ORDER BY id LIMIT $1"
+        self._delete = f"DELETE FROM {table} WHERE id = ANY($1::bigint[])"
+        self._set_aside = (
+            f"WITH gone AS (DELETE FROM {table} WHERE id = $1 RETURNING *) "
+            f"INSERT INTO {table}_set_aside (id, event_id, topic, key, value, created_at, reason) "
+            "SELECT id, event_id, topic, key, value, created_at, $2 FROM gone"
         )
+        self._conn: asyncpg.Connection | None = None
+        self._conn_lock = asyncio.Lock()
+        self._heartbeat: asyncio.Task | None = None
+
+    @property
+    def leading(self) -> bool:
+        return self._conn is not None and not self._conn.is_closed()
 
     def wake(self) -> None:
         self._loop.wake()
 
     async def run(self) -> None:
         """Relay until cancelled; each pass empties the outbox, batch by batch."""
-        await self._loop.run(self.publish_all, _nothing_scheduled)
+        try:
+            await self._loop.run(self.publish_all, _nothing_scheduled)
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        """Give the lead up (a stop): another replica's relay takes over at its next pass."""
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+        if self._conn is not None and not self._conn.is_closed():
+            with contextlib.suppress(Exception):
+                await self._conn.close(timeout=2)
+        self._conn = None
 
     async def publish_all(self) -> None:
-        while await self.publish_batch() == self._batch_size:
-            pass
+        """Publish everything queued, if this replica leads; otherwise wait (up to a few
+        seconds) until what was queued before the call has been published by the leader."""
+        if await self._lead():
+            while await self.publish_batch() == self._batch_size:
+                pass
+        else:
+            await self._published_elsewhere()
 
     async def publish_batch(self) -> int:
-        """Claim, produce and delete one batch; returns how many rows it published.
+        """Read, produce and delete one batch; returns how many rows left the outbox.
 
-        One round trip claims and deletes the rows (DELETE ... RETURNING); the commit waits
-        for the broker's acks, so a crash in between republishes them (at least once).
-        """
-        async with transaction(self._sessions) as session:
-            claimed = await (await driver(session)).fetch(self._claim, self._batch_size)
-            if not claimed:
-                return 0
-            rows = sorted(claimed, key=lambda row: row["id"])  # RETURNING has no order
-            # send() only enqueues; awaiting the futures afterwards lets the batch go out together.
-            acks = [
-                await self._producer.send(row["topic"], value=row["value"], key=row["key"].encode())
-                for row in rows
-            ]
-            await asyncio.gather(*acks)
-        self.published += len(rows)
-        return len(rows)
+        No transaction is open while the broker is awaited: rows are read, then deleted once
+        acked. A row that failed for a reason the broker will not get over is set aside."""
+        conn = await self._lead()
+        if conn is None:
+            return 0
+        async with self._conn_lock:
+            rows = await conn.fetch(self._read, self._batch_size)
+        if not rows:
+            return 0
+        # send() only enqueues, in id order; awaiting the acks afterwards lets the batch go out
+        # together.
+        pending = [await self._send(row) for row in rows]
+        outcomes = [await _settled(ack) for ack in pending]
+        sent = [row["id"] for row, error in zip(rows, outcomes, strict=True) if error is None]
+        failed = [(row, e) for row, e in zip(rows, outcomes, strict=True) if e is not None]
+        unsendable = [(row, why) for row, e in failed if (why := await self._unsendable(row, e))]
+        async with self._conn_lock:
+            if sent:
+                await conn.execute(self._delete, sent)
+            for row, why in unsendable:
+                await conn.execute(self._set_aside, row["id"], why)
+        for row, why in unsendable:
+            log.error(
+                "outbox row %d (topic %s) set aside: %s; `triage dlq` lists it",
+                row["id"],
+                row["topic"],
+                why,
+            )
+        self.published += len(sent)
+        self.set_aside += len(unsendable)
+        if failed and len(unsendable) < len(failed):
+            # The broker is away (or slow): the rows stay, the next pass tries them again.
+            raise failed[0][1]
+        return len(sent) + len(unsendable)
+
+    async def _send(self, row: asyncpg.Record) -> asyncio.Future | Exception:
+        try:
+            return await self._producer.send(
+                row["topic"], value=row["value"], key=row["key"].encode()
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # refused before it was queued (too large, unknown topic)
+            return exc
+
+    async def _unsendable(self, row: asyncpg.Record, error: Exception) -> str | None:
+        """Why no retry can send `row` (set it aside), or None (keep it for the next pass)."""
+        if isinstance(error, KafkaError) and not error.retriable:
+            return f"{type(error).__name__} (the broker refuses it)"
+        if isinstance(error, UnknownTopicOrPartitionError):
+            # Retriable as far as Kafka knows: unknown until the broker confirms the topic is
+            # missing (and not that the broker is unreachable).
+            try:
+                cluster = await self._producer.client.fetch_all_metadata()
+            except Exception:
+                return None
+            if cluster.brokers() and row["topic"] not in cluster.topics():
+                return f"topic {row['topic']} does not exist"
+        return None
+
+    async def _lead(self) -> asyncpg.Connection | None:
+        """The relay connection if this replica leads (taking the lead when it is free)."""
+        if self._conn is not None and not self._conn.is_closed():
+            return self._conn
+        self._conn = None
+        conn = await asyncpg.connect(
+            self._dsn,
+            server_settings={"idle_session_timeout": str(int(LEADER_SILENCE_SECONDS * 1000))},
+        )
+        try:
+            got = await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", self._lock_key)
+        except BaseException:
+            await conn.close()
+            raise
+        if not got:
+            await conn.close()
+            return None
+        log.info("outbox relay of %s: this replica publishes", self._outbox.schema)
+        self._conn = conn
+        self._heartbeat = asyncio.create_task(self._beat(conn), name="outbox relay heartbeat")
+        return conn
+
+    def _holds(self, conn: asyncpg.Connection) -> bool:
+        return not conn.is_closed() and self._conn is conn
+
+    async def _beat(self, conn: asyncpg.Connection) -> None:
+        """Keep the lead while alive (also while the broker is slow to ack)."""
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            if not self._holds(conn):
+                return  # given up, or found dead by a pass (which leads anew)
+            try:
+                async with self._conn_lock:
+                    await conn.execute("SELECT 1")
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("outbox relay of %s: lead lost", self._outbox.schema)
+                with contextlib.suppress(Exception):
+                    await conn.close(timeout=1)
+                return
+
+    async def _published_elsewhere(self, timeout: float = 5.0) -> None:
+        """Wait until the rows queued before now are gone (the leader published them)."""
+        async with self._sessions() as session:
+            conn = await driver(session, begin=False)
+            last = await conn.fetchval(f"SELECT max(id) FROM {qualified(self._outbox)}")
+            deadline = asyncio.get_running_loop().time() + timeout
+            while last is not None and asyncio.get_running_loop().time() < deadline:
+                if not await conn.fetchval(
+                    f"SELECT EXISTS (SELECT 1 FROM {qualified(self._outbox)} WHERE id <= $1)", last
+                ):
+                    return
+                await asyncio.sleep(0.02)
+
+
+async def _settled(ack: asyncio.Future | Exception) -> Exception | None:
+    """The error a queued send ended with, or None once the broker acked it."""
+    if isinstance(ack, Exception):
+        return ack
+    try:
+        await ack
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        return exc
+    return None
 
 
 async def _nothing_scheduled() -> None:

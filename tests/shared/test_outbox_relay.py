@@ -1,32 +1,42 @@
-"""The relay claims, produces and deletes outbox rows in one transaction: in id order, and a
-failed produce leaves every row in place for the next attempt (at least once, never lost)."""
+"""The relay publishes outbox rows in id order and deletes them once acked, with no transaction
+open while it waits on the broker; a failed produce leaves the rows for the next pass (at least
+once, never lost), a row the broker will never take is set aside, and one replica publishes at a
+time."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from sqlalchemy import MetaData, Table
 
 from deploy.localstack import LocalStack
-from shared.db import SessionFactory, create_engine, create_session_factory, transaction
+from shared.db import (
+    SessionFactory,
+    asyncpg_dsn,
+    create_engine,
+    create_session_factory,
+    transaction,
+)
 from shared.events import Envelope
 from shared.kafka import create_producer
 from shared.outbox import OutboxRelay, add_event, outbox_table
 from tests.support.kafka import read_all
+from tests.support.services import ROOT
 
 
 @pytest.fixture
 async def outbox(db: asyncpg.Pool) -> AsyncIterator[Table]:
+    """A schema of the test's own, with the plumbing every service schema has."""
     schema = f"relay_{uuid.uuid4().hex[:8]}"
-    await db.execute(
-        f"CREATE SCHEMA {schema}; CREATE TABLE {schema}.outbox (id bigserial PRIMARY KEY,"
-        " event_id uuid NOT NULL UNIQUE, topic text NOT NULL, key text NOT NULL,"
-        " value bytea NOT NULL, created_at timestamptz NOT NULL DEFAULT now())"
-    )
+    await db.execute(f"CREATE SCHEMA {schema}")
+    for path in sorted((ROOT / "shared" / "migrations").glob("*.sql")):
+        await db.execute(path.read_text().replace("{schema}", schema))
     yield outbox_table(MetaData(schema=schema))
     await db.execute(f"DROP SCHEMA {schema} CASCADE")
 
@@ -54,7 +64,7 @@ class _BrokenProducer:
 
 
 async def test_relay_publishes_in_order_and_keeps_rows_when_the_broker_fails(
-    stack: LocalStack, db: asyncpg.Pool, outbox: Table, sessions: SessionFactory
+    stack: LocalStack, db: asyncpg.Pool, outbox: Table, sessions: SessionFactory, database_url: str
 ) -> None:
     topic = f"test.relay.{uuid.uuid4().hex[:8]}"
     admin = AIOKafkaAdminClient(bootstrap_servers=stack.bootstrap_servers)
@@ -69,18 +79,19 @@ async def test_relay_publishes_in_order_and_keeps_rows_when_the_broker_fails(
             sessions=sessions,
             outbox=outbox,
             producer=_BrokenProducer(),  # type: ignore[arg-type]
-            listen_dsn="unused",
+            listen_dsn=asyncpg_dsn(database_url),
             channel="unused",
         )
         with pytest.raises(ConnectionError):
             await broken.publish_batch()
         assert await db.fetchval(f"SELECT count(*) FROM {table}") == 5, "nothing lost"
+        await broken.close()  # gives the lead up
 
         relay = OutboxRelay(
             sessions=sessions,
             outbox=outbox,
             producer=producer,
-            listen_dsn="unused",
+            listen_dsn=asyncpg_dsn(database_url),
             channel="unused",
             batch_size=3,
         )
@@ -92,7 +103,139 @@ async def test_relay_publishes_in_order_and_keeps_rows_when_the_broker_fails(
         assert [Envelope.decode(r.value).event_id for r in published] == [
             e.event_id for e in events
         ], "published once each, in the order they were queued"
+        await relay.close()
     finally:
+        await producer.stop()
+        await admin.delete_topics([topic])
+        await admin.close()
+
+
+class _HangingProducer:
+    """A broker that takes the message and never acks (away, or paused)."""
+
+    def __init__(self) -> None:
+        self.sent = asyncio.Event()
+
+    async def send(self, *args: object, **kwargs: object) -> asyncio.Future:
+        self.sent.set()
+        return asyncio.get_running_loop().create_future()
+
+
+async def test_no_transaction_is_open_while_the_relay_waits_on_the_broker(
+    db: asyncpg.Pool, outbox: Table, sessions: SessionFactory, database_url: str
+) -> None:
+    """A broker that is away must not hold a pooled connection in a transaction (which stops
+    vacuum on every table) for as long as it is away."""
+    await _queue(sessions, outbox, "test.relay.hang", 3)
+    producer = _HangingProducer()
+    relay = OutboxRelay(
+        sessions=sessions,
+        outbox=outbox,
+        producer=producer,  # type: ignore[arg-type]
+        listen_dsn=asyncpg_dsn(database_url),
+        channel="unused",
+    )
+    waiting = asyncio.create_task(relay.publish_batch())
+    try:
+        await asyncio.wait_for(producer.sent.wait(), 5)
+        await asyncio.sleep(0.3)
+        open_transactions = await db.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND state LIKE 'idle in transaction%' AND pid <> pg_backend_pid()"
+        )
+        assert open_transactions == 0
+    finally:
+        waiting.cancel()
+        await asyncio.gather(waiting, return_exceptions=True)
+        await relay.close()
+    assert await db.fetchval(f"SELECT count(*) FROM {outbox.schema}.outbox") == 3, "nothing lost"
+
+
+async def test_a_row_the_broker_never_takes_is_set_aside_and_the_rows_behind_it_go_out(
+    stack: LocalStack, db: asyncpg.Pool, outbox: Table, sessions: SessionFactory, database_url: str
+) -> None:
+    topic = f"test.relay.{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=stack.bootstrap_servers)
+    await admin.start()
+    await admin.create_topics([NewTopic(topic, 1, 1)])
+    # The missing topic is confirmed after the metadata wait (request_timeout_ms): kept short.
+    producer = AIOKafkaProducer(
+        bootstrap_servers=stack.bootstrap_servers,
+        enable_idempotence=True,
+        acks="all",
+        request_timeout_ms=2000,
+    )
+    await producer.start()
+    relay = OutboxRelay(
+        sessions=sessions,
+        outbox=outbox,
+        producer=producer,
+        listen_dsn=asyncpg_dsn(database_url),
+        channel="unused",
+    )
+    try:
+        first = await _queue(sessions, outbox, topic, 2)
+        await _queue(sessions, outbox, "test.relay.no-such-topic", 1)
+        huge = Envelope(type="test.relay", correlation_id="relay", data={"pad": "x" * 2_000_000})
+        async with transaction(sessions) as session:
+            await add_event(session, outbox, topic=topic, key="same-key", event=huge)
+        last = await _queue(sessions, outbox, topic, 2)
+
+        assert await relay.publish_batch() == 6
+        assert await db.fetchval(f"SELECT count(*) FROM {outbox.schema}.outbox") == 0
+        aside = await db.fetch(
+            f"SELECT topic, reason FROM {outbox.schema}.outbox_set_aside ORDER BY id"
+        )
+        assert [r["topic"] for r in aside] == ["test.relay.no-such-topic", topic]
+        assert "does not exist" in aside[0]["reason"]
+        assert "MessageSizeTooLarge" in aside[1]["reason"]
+        assert relay.set_aside == 2
+        published = await read_all(stack.bootstrap_servers, topic, timeout=2)
+        assert [Envelope.decode(r.value).event_id for r in published] == [
+            e.event_id for e in first + last
+        ]
+    finally:
+        await relay.close()
+        await producer.stop()
+        await admin.delete_topics([topic])
+        await admin.close()
+
+
+async def test_one_replica_publishes_at_a_time_and_another_takes_over_when_it_stops(
+    stack: LocalStack, db: asyncpg.Pool, outbox: Table, sessions: SessionFactory, database_url: str
+) -> None:
+    topic = f"test.relay.{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=stack.bootstrap_servers)
+    await admin.start()
+    await admin.create_topics([NewTopic(topic, 1, 1)])
+    producer = create_producer(stack.bootstrap_servers, client_id="relay-test")
+    await producer.start()
+    relays = [
+        OutboxRelay(
+            sessions=sessions,
+            outbox=outbox,
+            producer=producer,
+            listen_dsn=asyncpg_dsn(database_url),
+            channel="unused",
+        )
+        for _ in range(2)
+    ]
+    try:
+        events = await _queue(sessions, outbox, topic, 3)
+        assert await relays[0].publish_batch() == 3
+        events += await _queue(sessions, outbox, topic, 3)
+        assert await relays[1].publish_batch() == 0, "the other replica leads"
+        assert relays[0].leading and not relays[1].leading
+        await relays[0].close()  # a stop, or a crash: its session ends, the lock with it
+        assert await relays[1].publish_batch() == 3
+        assert relays[1].leading
+        published = await read_all(stack.bootstrap_servers, topic, timeout=2)
+        assert [Envelope.decode(r.value).event_id for r in published] == [
+            e.event_id for e in events
+        ]
+    finally:
+        for relay in relays:
+            await relay.close()
         await producer.stop()
         await admin.delete_topics([topic])
         await admin.close()
