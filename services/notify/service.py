@@ -11,6 +11,7 @@ commits.
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -40,13 +41,15 @@ from services.notify.policies import (
     plan_from_row,
 )
 from services.notify.settings import NotifySettings
-from shared.db import driver
+from shared.db import driver, is_transient
 from shared.errors import Conflict, NotFound
 from shared.events import AlertEvent, Envelope, RiskAssessed, utcnow
 from shared.outbox import add_event, add_event_after, event_row
 from shared.phi import ring_of
 from shared.topics import ALERT_EVENTS
 from shared.webhooks import backoff_seconds
+
+log = logging.getLogger(__name__)
 
 SECRET_KEY = "alert_webhook_secret"
 #: Alerts still being paged. `failed` means nobody answered the whole policy; it is re-paged.
@@ -520,6 +523,10 @@ async def wait_for_target(
         delivery.due_at = utcnow() + timedelta(seconds=settings.no_target_retry_seconds)
 
 
+#: How soon an alert whose escalation failed (not an outage: the alert itself) is tried again.
+ESCALATION_RETRY_SECONDS = 30.0
+
+
 async def escalate_overdue(
     session: AsyncSession, *, settings: NotifySettings, limit: int = 50
 ) -> list[float]:
@@ -540,10 +547,36 @@ async def escalate_overdue(
     lags = []
     for alert in alerts:
         assert alert.escalate_at is not None
-        lags.append((now - alert.escalate_at).total_seconds())
-        plan = await plan_for(session, alert, settings=settings)
-        await escalate(
-            session, alert, plan=plan, settings=settings, why="not acknowledged in time", now=now
-        )
+        lag = (now - alert.escalate_at).total_seconds()
+        # One alert that cannot be escalated (a policy edited into nonsense, a bug) must not
+        # stop the others: each is escalated in a savepoint of its own, and one that fails is
+        # tried again a little later, loudly, while the rest go on.
+        try:
+            async with session.begin_nested():
+                plan = await plan_for(session, alert, settings=settings)
+                await escalate(
+                    session,
+                    alert,
+                    plan=plan,
+                    settings=settings,
+                    why="not acknowledged in time",
+                    now=now,
+                )
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            log.exception(
+                "alert %s could not be escalated (%s); trying again in %.0f s",
+                alert.id,
+                type(exc).__name__,
+                ESCALATION_RETRY_SECONDS,
+            )
+            await (await driver(session)).execute(
+                "UPDATE notify.alerts SET escalate_at = $2 WHERE id = $1",
+                alert.id,
+                now + timedelta(seconds=ESCALATION_RETRY_SECONDS),
+            )
+            continue
+        lags.append(lag)
     await session.flush()
     return lags

@@ -300,3 +300,48 @@ def _sample(metrics: str, name: str, **labels: str) -> float:
         if dict(re.findall(r'(\w+)="([^"]*)"', found[2] or "")) == labels:
             return float(found[3])
     return 0.0
+
+
+async def _status(db: asyncpg.Pool, alert_id: uuid.UUID) -> bool:
+    return await db.fetchval("SELECT status FROM notify.alerts WHERE id = $1", alert_id) == (
+        "delivered"
+    )
+
+
+async def test_an_alert_that_cannot_be_escalated_does_not_stop_the_others(
+    intake: httpx.AsyncClient, roster: Roster, pagers: Pagers, db: asyncpg.Pool
+) -> None:
+    """The escalation pass takes many overdue alerts at once; one that raises (here its policy
+    was edited into nonsense in the database) is tried again later, and the others escalate on
+    time: it used to roll the whole pass back, on every replica, every time."""
+    ana, ben = await roster.clinician("ana"), await roster.clinician("ben")
+    await roster.policy(
+        ["high"],
+        [{"clinician_ids": [ana.id], "delay_seconds": 2}, {"clinician_ids": [ben.id]}],
+    )
+    broken = await roster.policy([], [{"clinician_ids": [ana.id]}])
+    await db.execute(
+        """UPDATE notify.policies SET levels = '[{"clinician_ids": ["not-a-uuid"]}]'"""
+        " WHERE id = $1",
+        uuid.UUID(broken),
+    )
+    bad_sid = await submit_high(intake)
+    [bad_page] = await pagers.wait_for(ana.pager, bad_sid, timeout=5)
+    bad_alert = uuid.UUID(bad_page.json["alert_id"])
+    await wait_until(lambda: _status(db, bad_alert), what="the first page recorded")
+    await db.execute(
+        "UPDATE notify.alerts SET policy_id = $2 WHERE id = $1", bad_alert, uuid.UUID(broken)
+    )
+    good_sid = await submit_high(intake)
+    await pagers.wait_for(ana.pager, good_sid, timeout=5)
+
+    # Due a moment after the broken one, in the same pass: escalated all the same.
+    [escalated] = await pagers.wait_for(ben.pager, good_sid, timeout=10)
+    assert escalated.json["escalation_level"] == 1
+    bad = await db.fetchrow(
+        "SELECT status, escalation_level, escalate_at > now() + interval '20 seconds' AS later"
+        " FROM notify.alerts WHERE id = $1",
+        bad_alert,
+    )
+    assert (bad["status"], bad["escalation_level"], bad["later"]) == ("delivered", 0, True)
+    assert not pagers.pages(ben.pager, bad_sid)
