@@ -220,8 +220,17 @@ class Deliverer:
                 outcome = Outcome("temporary_failure", error="no on-call target configured")
             else:
                 try:
-                    outcome = await self._channels[page.channel].send(
-                        page, address, self.payload(page)
+                    # The whole exchange, not each step of it (an SMTP conversation is a dozen
+                    # steps, each with the channel's own timeout): a send that outlived its
+                    # lease could be sent again by another replica meanwhile.
+                    async with asyncio.timeout(self._settings.send_budget_seconds):
+                        outcome = await self._channels[page.channel].send(
+                            page, address, self.payload(page)
+                        )
+                except TimeoutError:
+                    outcome = Outcome(
+                        "temporary_failure",
+                        error=f"no answer in {self._settings.send_budget_seconds:g} s",
                     )
                 except Exception as exc:
                     # A bug or a bad address must not kill the send: the attempt is recorded

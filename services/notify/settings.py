@@ -57,6 +57,13 @@ class NotifySettings(ServiceSettings):
     #: How long a claimed page is reserved for the process sending it; a process that dies
     #: mid-send leaves a claim that expires after this, and the page goes out again.
     delivery_lease_seconds: float = Field(15.0, validation_alias="DELIVERY_LEASE_SECONDS")
+    @property
+    def send_budget_seconds(self) -> float:
+        """How long one send may take, all of it (connect, TLS, every SMTP step): within the
+        delivery timeout, and well within the lease, so that no other replica claims a page
+        while its send can still succeed (which would send it twice)."""
+        return min(self.delivery_timeout_seconds, 0.8 * self.delivery_lease_seconds)
+
     #: Email pages (SMTP); without SMTP_HOST an email contact method cannot be reached.
     smtp_host: str | None = Field(None, validation_alias="SMTP_HOST")
     smtp_port: int = Field(25, validation_alias="SMTP_PORT")

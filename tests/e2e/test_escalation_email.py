@@ -31,6 +31,7 @@ from tests.support.receiver import Receiver
 from tests.support.services import ServiceProcesses
 
 INTAKE_PUBLIC_URL = "https://triage.example.org"
+LEASE = 3.0
 
 
 @dataclass
@@ -38,6 +39,13 @@ class Inbox:
     """The SMTP server's handler: keeps every message it accepts."""
 
     got: list[tuple[float, list[str], EmailMessage]] = field(default_factory=list)
+    #: Seconds the server takes to accept a recipient (a slow or overloaded mail server).
+    rcpt_delay: float = 0.0
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options) -> str:
+        await asyncio.sleep(self.rcpt_delay)
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope) -> str:  # aiosmtpd calls it so
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
@@ -86,6 +94,8 @@ async def solo(
                 "SMTP_PORT": str(inbox[1]),
                 "SMTP_FROM": "pages@triage.example.org",
                 "INTAKE_PUBLIC_URL": INTAKE_PUBLIC_URL,
+                # A send may take 0.8 of it at most, every SMTP step included.
+                "DELIVERY_LEASE_SECONDS": str(LEASE),
             },
         )
         await notify.start(wait_for="/readyz")
@@ -176,3 +186,35 @@ async def test_contact_methods_go_in_order_with_their_delays_until_acknowledged(
     assert (await client.post(f"/v1/alerts/{paged.json['alert_id']}/ack", json={})).is_success
     await asyncio.sleep(max(0.0, paged.at + 3.5 - time.time()))
     assert inbox[0].to("ben@clinic.example.org", sid) == [], "no email after the ack"
+
+
+async def test_a_mail_server_slower_than_the_lease_never_gets_a_page_twice(
+    intake: httpx.AsyncClient,
+    roster: Roster,
+    inbox: tuple[Inbox, int],
+    db: asyncpg.Pool,
+) -> None:
+    """Each SMTP step within its own timeout, the whole exchange longer than the page's lease:
+    the page was claimed again and sent a second time meanwhile. Now the exchange as a whole is
+    bounded below the lease: the slow attempts fail and are retried, and the one that gets
+    through is the only one."""
+    address = f"slow-{uuid.uuid4().hex[:6]}@clinic.example.org"
+    doc = await roster.clinician("dr-slow", email=address, webhook=False)
+    await roster.policy(["high"], [{"clinician_ids": [doc.id], "delay_seconds": 60}])
+    handler = inbox[0]
+    handler.rcpt_delay = LEASE + 0.5
+    try:
+        sid = (await intake.post("/v1/screenings", json=screening(HIGH_CSSRS))).json()["id"]
+        await asyncio.sleep(LEASE * 2 + 1)
+    finally:
+        handler.rcpt_delay = 0.0
+    await handler.wait_for(address, sid, timeout=15)
+    await asyncio.sleep(LEASE)  # a second copy, were one on its way, would be in by now
+    assert len(handler.to(address, sid)) == 1, "one page, sent once"
+    errors = await db.fetch(
+        "SELECT a.error FROM notify.delivery_attempts a JOIN notify.deliveries d"
+        " ON d.id = a.delivery_id JOIN notify.alerts al ON al.id = d.alert_id"
+        " WHERE al.screening_id = $1 AND a.outcome <> 'delivered'",
+        uuid.UUID(sid),
+    )
+    assert errors and all(e["error"] == f"no answer in {LEASE * 0.8:g} s" for e in errors)
