@@ -43,7 +43,7 @@ def signed_headers(
 
 def backoff_seconds(attempt: int, *, base: float, ceiling: float) -> float:
     """Exponential backoff with jitter on the upper half, so senders do not retry in step."""
-    top = min(ceiling, base * 2 ** max(0, attempt - 1))
+    top = min(ceiling, base * 2 ** min(max(0, attempt - 1), 32))  # no overflow, ever
     return top / 2 + random.random() * top / 2
 
 

@@ -153,6 +153,8 @@ class ReminderSender:
             max_sleep=LEASE.total_seconds(),
         )
         self.sent = 0
+        #: Reminders that reached DELIVERY_MAX_ATTEMPTS undelivered (and are still retried).
+        self.overdue = 0
 
     def wake(self) -> None:
         self._loop.wake()
@@ -232,17 +234,32 @@ class ReminderSender:
             elif outcome == "no_target":
                 row.attempts = 0  # waiting for a target is not a failed attempt
                 row.due_at = now + timedelta(seconds=settings.no_target_retry_seconds)
-            elif outcome == "temporary_failure" and row.attempts < settings.delivery_max_attempts:
+            elif outcome == "temporary_failure":
+                # Like a page: retried with backoff for as long as it takes (a gateway outage
+                # during a deploy must not lose it), and loudly once it has taken too long.
                 delay = backoff_seconds(
                     row.attempts,
                     base=settings.retry_base_seconds,
                     ceiling=settings.retry_max_seconds,
                 )
                 row.due_at = now + timedelta(seconds=delay)
+                if row.attempts == settings.delivery_max_attempts:
+                    self.overdue += 1
+                    log.error(
+                        "reminder %s for safety plan %s still undelivered after %d attempts (%s);"
+                        " retrying up to every %.0f s until it is",
+                        row.id,
+                        row.plan_id,
+                        row.attempts,
+                        error,
+                        settings.retry_max_seconds,
+                    )
             else:
+                # The gateway refuses it (4xx): no retry would change that; an operator must.
                 row.status, row.finished_at = "failed", now
                 log.error(
-                    "reminder %s for safety plan %s given up after %d attempt(s): %s",
+                    "reminder %s for safety plan %s refused by the gateway after %d attempt(s):"
+                    " %s (an answer that no retry changes)",
                     row.id,
                     row.plan_id,
                     row.attempts,

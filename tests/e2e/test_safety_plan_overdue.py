@@ -209,3 +209,28 @@ async def test_overdue_is_claimed_once_however_many_replicas_race(
         [uuid.UUID(i) for i in ids],
     )
     assert marked == len(ids)
+
+
+async def test_a_reminder_is_never_given_up_while_the_gateway_keeps_failing(
+    intake: httpx.AsyncClient, receiver: Receiver, db: asyncpg.Pool
+) -> None:
+    """Past DELIVERY_MAX_ATTEMPTS (6) of 503s the reminder used to be marked failed for good: a
+    short gateway outage during a deploy lost it. Now it is retried with backoff until it is
+    delivered."""
+    sid, plan = await open_plan(intake)
+    assert await receiver.wait_for(sid), "the alert page went out first"
+    receiver.fail_next(*[503] * 7)
+    await due_in(intake, plan, 0.5)
+    got = await wait_reminders(receiver, sid, count=8, timeout=40)
+    assert len(got) == 8
+    assert len({r.headers["x-triage-event-id"] for r in got}) == 1, "one reminder, retried"
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        row = await db.fetchrow(
+            "SELECT status, attempts FROM notify.reminders WHERE plan_id = $1",
+            uuid.UUID(plan["id"]),
+        )
+        if row is not None and row["status"] == "delivered":
+            break
+        await asyncio.sleep(0.05)
+    assert row is not None and (row["status"], row["attempts"]) == ("delivered", 8)
