@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db import SessionFactory, driver, qualified
 from shared.events import Envelope
+from shared.kafka import Producer
 from shared.wakeup import WakeLoop
 
 log = logging.getLogger(__name__)
@@ -119,7 +120,7 @@ class OutboxRelay:
         *,
         sessions: SessionFactory,
         outbox: Table,
-        producer: AIOKafkaProducer,
+        producer: Producer | AIOKafkaProducer,
         listen_dsn: str,
         channel: str,
         batch_size: int = 500,

@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass, field
 
 import httpx
-from aiokafka import AIOKafkaProducer
 from sqlalchemy import MetaData, Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -34,7 +33,13 @@ from shared.db import (
     read_session_factory,
     warm_pool,
 )
-from shared.kafka import EventConsumer, Handler, create_producer, processed_events_table
+from shared.kafka import (
+    EventConsumer,
+    Handler,
+    Producer,
+    create_producer,
+    processed_events_table,
+)
 from shared.outbox import OutboxRelay, notify_channel, outbox_table
 from shared.phi import RING, KeyRing, Sealed, require_ring
 from shared.settings import ServiceSettings
@@ -53,7 +58,7 @@ class Runtime:
     schema: str
     engine: AsyncEngine
     sessions: SessionFactory
-    producer: AIOKafkaProducer
+    producer: Producer
     relay: OutboxRelay
     gate: Gate
     #: The service's outbox (its events and its audit entries go out through it).
@@ -81,6 +86,8 @@ class Runtime:
         return checks
 
     async def _kafka_ready(self) -> bool:
+        if not self.producer.healthy:  # its sender died: nothing would be published
+            return False
         try:
             await asyncio.wait_for(self.producer.client.fetch_all_metadata(), timeout=2)
         except Exception:
@@ -124,6 +131,17 @@ async def _stop(rt: Runtime) -> None:
         await rt.relay.close()
 
 
+async def _keep_producing(producer: Producer, every: float = 1.0) -> None:
+    """Renew a producer whose sender died even while nothing is sent (readiness recovers)."""
+    while True:
+        await asyncio.sleep(every)
+        if not producer.healthy:
+            try:
+                await producer.renew()
+            except Exception:
+                log.exception("could not make a new Kafka producer; trying again")
+
+
 def _log_crash(task: asyncio.Task) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("background task %s died", task.get_name(), exc_info=task.exception())
@@ -161,7 +179,9 @@ async def open_runtime(
     await require_ring(sessions, ring, sealed)
     if prepare is not None:
         await prepare(sessions)
-    producer = create_producer(settings.kafka_bootstrap_servers, client_id=schema, **security)
+    producer = Producer(
+        lambda: create_producer(settings.kafka_bootstrap_servers, client_id=schema, **security)
+    )
     await producer.start()
     relay = OutboxRelay(
         sessions=sessions,
@@ -216,6 +236,7 @@ async def open_runtime(
         name=f"{schema}-credentials",
     )
     rt.spawn(relay.run(), name=f"{schema}-outbox-relay")
+    rt.spawn(_keep_producing(producer), name=f"{schema}-producer-watch")
     if handlers:
         rt.consumer = EventConsumer(
             bootstrap_servers=settings.kafka_bootstrap_servers,
