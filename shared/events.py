@@ -107,6 +107,9 @@ class AlertEvent(EventData):
     changed_at: datetime
     attempt: int | None = None
     failure: str | None = None
+    #: The alert's version after this change (1: created); orders its events. None from a
+    #: notify that predates versions.
+    version: int | None = None
 
 
 class SafetyPlanEvent(EventData):

@@ -82,6 +82,8 @@ class AlertView(Base):
     escalation_level: Mapped[int]
     created_at: Mapped[datetime]
     changed_at: Mapped[datetime]
+    #: notify's version of the alert state held here (None: from an event without one).
+    version: Mapped[int | None]
 
 
 class SafetyPlan(Base):

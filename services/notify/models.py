@@ -48,6 +48,8 @@ class Alert(Base):
     escalate_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     changed_at: Mapped[datetime]
+    #: Bumped by every change (each one publishes an event carrying it): orders the events.
+    version: Mapped[int] = mapped_column(default=0)
     first_delivered_at: Mapped[datetime | None]
     acknowledged_at: Mapped[datetime | None]
     acknowledged_by: Mapped[str | None]

@@ -78,7 +78,9 @@ async def _publish(session: AsyncSession, alert: Alert, what: str, **extra: obje
 
 
 def _event(alert: Alert, what: str, **extra: object) -> Envelope:
-    """The alert.<what> event of the alert as it stands."""
+    """The alert.<what> event of the alert as it stands: one more change, so one more version
+    (the caller stores it with the change)."""
+    alert.version = (alert.version or 0) + 1
     return AlertEvent(
         alert_id=alert.id,
         screening_id=alert.screening_id,
@@ -88,6 +90,7 @@ def _event(alert: Alert, what: str, **extra: object) -> Envelope:
         escalation_level=alert.escalation_level,
         created_at=alert.created_at,
         changed_at=alert.changed_at,
+        version=alert.version,
         **extra,  # type: ignore[arg-type]
     ).envelope(correlation_id=alert.correlation_id, event_type=f"alert.{what}")
 
@@ -180,13 +183,15 @@ async def start_step(
 _OPEN_ALERT = """
     INSERT INTO notify.alerts (id, screening_id, assessment_id, risk_level, urgency, reasons,
                                status, escalation_level, repeat_round, ack_deadline_seconds,
-                               created_at, changed_at, correlation_id, policy_id, assessed_at)
-    VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, 0, $7, $8, $8, $9, $10, $11)
+                               created_at, changed_at, correlation_id, policy_id, assessed_at,
+                               version)
+    VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, 0, $7, $8, $8, $9, $10, $11, 1)
     ON CONFLICT (screening_id) DO NOTHING
     RETURNING id
 """
 _MOVED_ON = """
-    UPDATE notify.alerts SET status = $2, escalation_level = $3, repeat_round = $4, changed_at = $5
+    UPDATE notify.alerts SET status = $2, escalation_level = $3, repeat_round = $4, changed_at = $5,
+                             version = $6
      WHERE id = $1
 """
 
@@ -257,6 +262,7 @@ async def open_alert(
             alert.escalation_level,
             alert.repeat_round,
             alert.changed_at,
+            alert.version,
         )
     return alert
 
@@ -390,11 +396,11 @@ _DELIVERED = f"""
          WHERE id = $1
     ), alert AS (
         UPDATE notify.alerts SET status = $4, first_delivered_at = $5, escalate_at = $6,
-                                 changed_at = $2
+                                 changed_at = $2, version = $7
          WHERE id = $3
         RETURNING id
     )
-    {add_event_after(outbox, "alert", first_param=7)}
+    {add_event_after(outbox, "alert", first_param=8)}
 """
 
 
@@ -458,6 +464,7 @@ async def record_outcome(
             alert.status,
             alert.first_delivered_at,
             alert.escalate_at,
+            alert.version,
             *event_row(topic=ALERT_EVENTS, key=alert.screening_id, event=event),
         )
         since = alert.assessed_at or alert.created_at
@@ -534,16 +541,17 @@ async def escalate_overdue(
 
     Returns, per escalation, how late it ran after the deadline (seconds).
     """
-    now = utcnow()
+    due = utcnow()
     alerts = list(
         await session.scalars(
             select(Alert)
-            .where(Alert.escalate_at <= now, Alert.status.in_(("delivered", "escalated")))
+            .where(Alert.escalate_at <= due, Alert.status.in_(("delivered", "escalated")))
             .order_by(Alert.escalate_at)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
     )
+    now = utcnow()  # under the alerts' locks: no change recorded meanwhile is later than this
     lags = []
     for alert in alerts:
         assert alert.escalate_at is not None

@@ -102,8 +102,19 @@ async def test_level_two_is_paged_when_level_one_does_not_acknowledge_in_time(
     )
     assert case["alerts"][0]["status"] == "escalated"
     records = await read_all(stack.bootstrap_servers, ALERT_EVENTS, timeout=3)
-    types = [json.loads(r.value)["type"] for r in records if r.key == sid.encode()]
+    events = [json.loads(r.value) for r in records if r.key == sid.encode()]
+    types = [e["type"] for e in events]
     assert types[:4] == ["alert.created", "alert.delivered", "alert.escalated", "alert.delivered"]
+    assert [e["data"]["version"] for e in events[:4]] == [1, 2, 3, 4], "one version per change"
+
+    async def same_version() -> bool:
+        return await db.fetchval(
+            "SELECT i.version = n.version FROM intake.alerts i JOIN notify.alerts n USING (id)"
+            " WHERE id = $1",
+            uuid.UUID(alert_id),
+        )
+
+    await wait_until(same_version, what="the case view holding notify's latest version")
 
 
 async def test_the_policy_repeats_until_someone_acknowledges(

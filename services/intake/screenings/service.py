@@ -263,12 +263,14 @@ _RECORD_RISK = """
 """
 _UPSERT_ALERT = """
     INSERT INTO intake.alerts (id, screening_id, status, risk_level, urgency, escalation_level,
-                               created_at, changed_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                               created_at, changed_at, version)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
     ON CONFLICT (id) DO UPDATE
        SET status = excluded.status, escalation_level = excluded.escalation_level,
-           changed_at = excluded.changed_at
-     WHERE intake.alerts.changed_at <= excluded.changed_at
+           changed_at = excluded.changed_at, version = excluded.version
+     WHERE CASE WHEN intake.alerts.version IS NOT NULL AND excluded.version IS NOT NULL
+                THEN intake.alerts.version < excluded.version
+                ELSE intake.alerts.changed_at <= excluded.changed_at END
 """
 
 
@@ -317,7 +319,8 @@ async def apply_assessment(
 
 
 async def apply_alert_event(session: AsyncSession, *, event: AlertEvent) -> None:
-    """Upsert the case view's copy of an alert; an older event never overwrites a newer one."""
+    """Upsert the case view's copy of an alert; an older state never overwrites a newer one,
+    ordered by the alert's version (by time only for events without one)."""
     await (await driver(session)).execute(
         _UPSERT_ALERT,
         event.alert_id,
@@ -328,4 +331,5 @@ async def apply_alert_event(session: AsyncSession, *, event: AlertEvent) -> None
         event.escalation_level,
         event.created_at,
         event.changed_at,
+        event.version,
     )
