@@ -16,6 +16,7 @@ from services.notify.metrics import Metrics
 from services.notify.models import SCHEMA, SEALED, Base
 from services.notify.service import webhook_secret
 from services.notify.settings import NotifySettings
+from services.notify.watchdog import start_watchdog
 from shared.auth import seal
 from shared.db import asyncpg_dsn, transaction
 from shared.http import base_app, health_router
@@ -41,6 +42,7 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
                 [cfg.alert_webhook_secret_previous] if cfg.alert_webhook_secret_previous else []
             )
             reminders.start_sender(runtime, settings=cfg, secrets=app.state.secrets)
+            app.state.watchdog = start_watchdog(runtime, settings=cfg)
             app.state.metrics = metrics = Metrics()
             timeout = httpx.Timeout(cfg.delivery_timeout_seconds)
             limits = httpx.Limits(max_connections=cfg.delivery_concurrency)

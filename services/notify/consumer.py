@@ -1,20 +1,22 @@
-"""Kafka handlers of notify: a flagged assessment opens the screening's one alert."""
+"""Kafka handlers of notify: a flagged assessment opens the screening's one alert; every
+submission is awaited until its assessment is seen (services/notify/watchdog.py)."""
 
 from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.notify import reminders
+from services.notify import reminders, watchdog
 from services.notify.service import open_alert
 from services.notify.settings import NotifySettings
 from shared.events import Envelope, RiskAssessed
 from shared.kafka import Handler
-from shared.topics import RISK_ASSESSED, SAFETY_PLAN_EVENTS
+from shared.topics import RISK_ASSESSED, SAFETY_PLAN_EVENTS, SCREENING_SUBMITTED
 
 
 def handlers(settings: NotifySettings) -> dict[str, Handler]:
     async def on_risk_assessed(session: AsyncSession, envelope: Envelope) -> None:
         assessed = RiskAssessed.model_validate(envelope.data)
+        await watchdog.on_assessed(session, assessed)
         if assessed.flagged and assessed.response.alert:
             await open_alert(
                 session,
@@ -23,4 +25,13 @@ def handlers(settings: NotifySettings) -> dict[str, Handler]:
                 correlation_id=envelope.correlation_id,
             )
 
-    return {RISK_ASSESSED: on_risk_assessed, SAFETY_PLAN_EVENTS: reminders.on_safety_plan_event}
+    async def on_submitted(session: AsyncSession, envelope: Envelope) -> None:
+        await watchdog.on_submitted(
+            session, envelope, deadline=settings.assessment_deadline_seconds
+        )
+
+    return {
+        SCREENING_SUBMITTED: on_submitted,
+        RISK_ASSESSED: on_risk_assessed,
+        SAFETY_PLAN_EVENTS: reminders.on_safety_plan_event,
+    }

@@ -38,7 +38,7 @@ class Alert(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     screening_id: Mapped[uuid.UUID] = mapped_column(unique=True)
-    assessment_id: Mapped[uuid.UUID]
+    assessment_id: Mapped[uuid.UUID | None]  # None: opened by the assessment watchdog
     risk_level: Mapped[str]
     urgency: Mapped[str | None]
     reasons: Mapped[list[str]]

@@ -16,6 +16,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import exists, select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -48,6 +49,9 @@ from shared.outbox import add_event, add_event_after, event_row
 from shared.phi import ring_of
 from shared.topics import ALERT_EVENTS
 from shared.webhooks import backoff_seconds
+
+if TYPE_CHECKING:
+    from services.notify.watchdog import DelayedAssessment
 
 log = logging.getLogger(__name__)
 
@@ -197,9 +201,14 @@ _MOVED_ON = """
 
 
 async def open_alert(
-    session: AsyncSession, *, assessed: RiskAssessed, settings: NotifySettings, correlation_id: str
+    session: AsyncSession,
+    *,
+    assessed: RiskAssessed | DelayedAssessment,
+    settings: NotifySettings,
+    correlation_id: str,
 ) -> Alert | None:
     """Open the screening's one alert and its first pages, due now; None if it already exists.
+    (A `DelayedAssessment`: the watchdog's, for a screening not assessed in time.)
 
     Every flagged assessment passes here, so its statements go straight to asyncpg
     (`shared.db.driver`); the returned Alert is not attached to the session.

@@ -44,6 +44,11 @@ class NotifySettings(ServiceSettings):
     ack_deadline_seconds: dict[str, int] = Field(
         {"imminent": 120, "high": 300, "moderate": 1800}, validation_alias="ACK_DEADLINE_SECONDS"
     )
+    #: A screening not assessed this long after submission is paged for review by hand
+    #: (services/notify/watchdog.py).
+    assessment_deadline_seconds: float = Field(
+        30.0, gt=0, validation_alias="ASSESSMENT_DEADLINE_SECONDS"
+    )
     #: How many escalation levels beyond the first page.
     max_escalation_level: int = Field(3, validation_alias="MAX_ESCALATION_LEVEL")
     delivery_timeout_seconds: float = Field(5.0, validation_alias="DELIVERY_TIMEOUT_SECONDS")
@@ -57,6 +62,7 @@ class NotifySettings(ServiceSettings):
     #: How long a claimed page is reserved for the process sending it; a process that dies
     #: mid-send leaves a claim that expires after this, and the page goes out again.
     delivery_lease_seconds: float = Field(15.0, validation_alias="DELIVERY_LEASE_SECONDS")
+
     @property
     def send_budget_seconds(self) -> float:
         """How long one send may take, all of it (connect, TLS, every SMTP step): within the

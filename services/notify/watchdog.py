@@ -1,0 +1,162 @@
+"""The assessment watchdog: a screening accepted but not assessed in time is paged by hand.
+
+A screening stuck before assessment used to be silent: its message dead-lettered by a rule-set
+bug or a version mismatch in a rolling deploy, or risk down, and the case stayed "received"
+while nobody heard of it. Notify now reads the submissions too (ids and times only) and awaits
+each one's assessment; one still unassessed ASSESSMENT_DEADLINE_SECONDS after submission opens
+an alert at high risk, "assessment delayed, review by hand", paged by the high policy like any
+other. A late assessment changes nothing then: the screening already has its one alert, and the
+clinician who opens the case sees the assessment there.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.notify.service import open_alert
+from services.notify.settings import NotifySettings
+from shared.db import SessionFactory, asyncpg_dsn, driver, transaction
+from shared.events import (
+    Envelope,
+    LevelResponseData,
+    RiskAssessed,
+    ScreeningSubmitted,
+)
+from shared.runtime import Runtime
+from shared.wakeup import WakeLoop
+
+log = logging.getLogger(__name__)
+
+#: The reasons such an alert carries (no PHI: the screening's id is in the page itself).
+WHY = (
+    "assessment delayed: not assessed within {seconds:g} s of submission; review by hand",
+    "the screening may have failed assessment (`triage dlq list` shows why), or risk is down",
+)
+
+
+@dataclass(frozen=True)
+class DelayedAssessment:
+    """What `open_alert` reads of an assessment, for a screening that has none yet."""
+
+    screening_id: uuid.UUID
+    reasons: list[str]
+    assessment_id: None = None
+    assessed_at: None = None
+    level: str = "high"
+    response: LevelResponseData = field(
+        default_factory=lambda: LevelResponseData(
+            alert=True,
+            urgency="urgent",
+            safety_plan=False,
+            emergency_task=False,
+            ack_deadline_seconds=None,
+        )
+    )
+
+
+_SUBMITTED = """
+    INSERT INTO notify.awaited_assessments (screening_id, due_at, correlation_id)
+    VALUES ($1, $2, $3)
+    ON CONFLICT (screening_id) DO UPDATE SET due_at = excluded.due_at,
+                                             correlation_id = excluded.correlation_id
+     WHERE notify.awaited_assessments.due_at IS NULL
+"""
+_ASSESSED = """
+    INSERT INTO notify.awaited_assessments (screening_id, assessed_at) VALUES ($1, $2)
+    ON CONFLICT (screening_id) DO UPDATE SET assessed_at = excluded.assessed_at
+     WHERE notify.awaited_assessments.assessed_at IS NULL
+"""
+_OVERDUE = """
+    UPDATE notify.awaited_assessments SET alerted_at = now()
+     WHERE screening_id IN (
+           SELECT screening_id FROM notify.awaited_assessments
+            WHERE assessed_at IS NULL AND alerted_at IS NULL AND due_at <= now()
+            ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+    RETURNING screening_id, due_at, correlation_id
+"""
+_NEXT_DUE = """
+    SELECT min(due_at) FROM notify.awaited_assessments
+     WHERE assessed_at IS NULL AND alerted_at IS NULL
+"""
+
+
+async def on_submitted(session: AsyncSession, envelope: Envelope, *, deadline: float) -> None:
+    submitted = ScreeningSubmitted.model_validate(envelope.data)
+    await (await driver(session)).execute(
+        _SUBMITTED,
+        submitted.screening_id,
+        submitted.submitted_at + timedelta(seconds=deadline),
+        envelope.correlation_id,
+    )
+
+
+async def on_assessed(session: AsyncSession, assessed: RiskAssessed) -> None:
+    await (await driver(session)).execute(_ASSESSED, assessed.screening_id, assessed.assessed_at)
+
+
+class AssessmentWatchdog:
+    """Opens the alert of each screening whose assessment is overdue; replicas share the work
+    (`FOR UPDATE SKIP LOCKED`), and the claim and the alert commit together."""
+
+    def __init__(
+        self, *, sessions: SessionFactory, settings: NotifySettings, batch_size: int = 50
+    ) -> None:
+        self._sessions = sessions
+        self._settings = settings
+        self._batch_size = batch_size
+        self._loop = WakeLoop(
+            name="assessment watchdog",
+            listen_dsn=asyncpg_dsn(settings.database_url),
+            channels=[],
+            max_sleep=2.0,
+        )
+        self.alerted = 0
+
+    async def run(self) -> None:
+        await self._loop.run(self.run_due, self._next_due_in)
+
+    async def run_due(self) -> None:
+        while await self._pass() == self._batch_size:
+            pass
+
+    async def _pass(self) -> int:
+        seconds = self._settings.assessment_deadline_seconds
+        async with transaction(self._sessions) as session:
+            rows = await (await driver(session)).fetch(_OVERDUE, self._batch_size)
+            for row in rows:
+                delayed = DelayedAssessment(
+                    screening_id=row["screening_id"],
+                    reasons=[WHY[0].format(seconds=seconds), WHY[1]],
+                )
+                await open_alert(
+                    session,
+                    assessed=delayed,
+                    settings=self._settings,
+                    correlation_id=row["correlation_id"] or str(uuid.uuid4()),
+                )
+        for row in rows:
+            log.error(
+                "screening %s not assessed %g s after submission; paged for review by hand",
+                row["screening_id"],
+                seconds,
+            )
+        self.alerted += len(rows)
+        return len(rows)
+
+    async def _next_due_in(self) -> float | None:
+        async with self._sessions() as session:
+            due: datetime | None = await (await driver(session, begin=False)).fetchval(_NEXT_DUE)
+        if due is None:
+            return None
+        return (due - datetime.now(due.tzinfo)).total_seconds()
+
+
+def start_watchdog(runtime: Runtime, *, settings: NotifySettings) -> AssessmentWatchdog:
+    watchdog = AssessmentWatchdog(sessions=runtime.sessions, settings=settings)
+    runtime.spawn(watchdog.run(), name="notify-assessment-watchdog")
+    return watchdog
