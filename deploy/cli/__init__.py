@@ -2,9 +2,13 @@
 
     triage audit verify     recompute the audit trail's hash chain; exit 1 at the first failure
     triage phi rotate       re-encrypt PHI under the current key of PHI_KEYS (resumable)
+    triage dlq list         dead letters per topic, with counts and reasons; set-aside outbox rows
+    triage dlq show         each dead letter: where from, why, its event's id, type and ids
+    triage dlq replay       back onto the source topic (or outbox), idempotent by event id
 
-The database is `DATABASE_URL`, else the local stack's (`make run`, which must be running); the
-checkpoints' key is `AUDIT_SIGNING_KEY`, else the local stack's (.local/run/secrets).
+The database is `DATABASE_URL`, else the local stack's (`make run`, which must be running); so is
+the broker (`KAFKA_BOOTSTRAP_SERVERS`); the checkpoints' key is `AUDIT_SIGNING_KEY`, else the local
+stack's (.local/run/secrets).
 """
 
 from __future__ import annotations
@@ -27,6 +31,13 @@ def database_url() -> str:
     if url:
         return url
     return LocalStack(DEFAULT_DATA_DIR).database_url
+
+
+def bootstrap_servers() -> str:
+    servers = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if servers:
+        return servers
+    return LocalStack(DEFAULT_DATA_DIR).bootstrap_servers
 
 
 def local_secret(variable: str, file: str) -> str:
@@ -100,6 +111,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     phi_commands = phi.add_subparsers(dest="command", required=True)
     rotate = phi_commands.add_parser("rotate", help="re-encrypt under the current key")
     rotate.add_argument("--batch", type=int, default=500, help="rows per transaction")
+    dead = groups.add_parser("dlq", help="dead letters: list, show, replay")
+    dlq_commands = dead.add_subparsers(dest="command", required=True)
+    dlq_commands.add_parser("list", help="per topic, with counts and reasons")
+    for name, what in (
+        ("show", "each dead letter: where from, why, its event's ids"),
+        ("replay", "back onto the source topic, idempotent by event id"),
+    ):
+        command = dlq_commands.add_parser(name, help=what)
+        command.add_argument("--topic", help="the source topic (e.g. triage.risk.assessed.v1)")
+        command.add_argument("--event-id", help="one event")
+        if name == "show":
+            command.add_argument("--full", action="store_true", help="the whole event too")
     args = parser.parse_args(argv)
     try:
         url = database_url()
@@ -108,7 +131,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.group == "phi":
         return asyncio.run(phi_rotate(url, args.batch))
+    if args.group == "dlq":
+        return dead_letters(args, asyncpg_dsn(url))
     return asyncio.run(audit_verify(url))
+
+
+def dead_letters(args: argparse.Namespace, dsn: str) -> int:
+    from deploy.cli import dlq
+
+    try:
+        bootstrap = bootstrap_servers()
+    except LocalStackError as exc:
+        print(f"triage: no broker: {exc} (start `make run`, or set KAFKA_BOOTSTRAP_SERVERS)")
+        return 2
+    if args.command == "list":
+        return asyncio.run(dlq.dlq_list(dsn, bootstrap))
+    if args.command == "show":
+        return asyncio.run(dlq.dlq_show(dsn, bootstrap, args.topic, args.event_id, args.full))
+    return asyncio.run(dlq.dlq_replay(dsn, bootstrap, args.topic, args.event_id))
 
 
 if __name__ == "__main__":
