@@ -42,6 +42,7 @@ from shared.kafka import (
 )
 from shared.outbox import OutboxRelay, notify_channel, outbox_table
 from shared.phi import RING, KeyRing, Sealed, require_ring
+from shared.retention import Pruner, Rule, processed_events
 from shared.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ class Runtime:
     #: The PHI key ring (PHI_KEYS); None when unset. Sessions carry it in `info` too.
     phi: KeyRing | None = None
     consumer: EventConsumer | None = None
+    pruner: Pruner | None = None
     tasks: list[asyncio.Task] = field(default_factory=list)
 
     async def readiness(self) -> dict[str, bool]:
@@ -157,11 +159,13 @@ async def open_runtime(
     handlers: Mapping[str, Handler] | None = None,
     prepare: Callable[[SessionFactory], Awaitable[None]] | None = None,
     sealed: Sequence[Sealed] = (),
+    retention: Sequence[Rule] = (),
 ) -> AsyncIterator[Runtime]:
     """Open everything a service needs; on exit stop intake of work first, then the rest.
 
     `prepare` runs against the database before any consumer or relay starts. `sealed` are the
     service's encrypted columns: with encrypted rows there and no PHI_KEYS it refuses to start.
+    `retention`: the service's tables pruned besides its processed events (shared/retention.py).
     """
     outbox, processed = (
         metadata.tables[f"{schema}.outbox"],
@@ -237,6 +241,12 @@ async def open_runtime(
     )
     rt.spawn(relay.run(), name=f"{schema}-outbox-relay")
     rt.spawn(_keep_producing(producer), name=f"{schema}-producer-watch")
+    rt.pruner = Pruner(
+        sessions=sessions,
+        rules=[*retention, processed_events(schema, settings.processed_events_days)],
+        interval_seconds=settings.prune_interval_seconds,
+    )
+    rt.spawn(rt.pruner.run(), name=f"{schema}-retention")
     if handlers:
         rt.consumer = EventConsumer(
             bootstrap_servers=settings.kafka_bootstrap_servers,

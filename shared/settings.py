@@ -35,6 +35,14 @@ class ServiceSettings(BaseSettings):
     shutdown_delay_seconds: float = Field(0.0, ge=0, validation_alias="SHUTDOWN_DELAY_SECONDS")
     #: Then requests in flight get this long to finish before their connections are closed.
     shutdown_grace_seconds: float = Field(10.0, ge=0, validation_alias="SHUTDOWN_GRACE_SECONDS")
+    # --- retention (shared/retention.py; README, "Failure") ---
+    #: Event ids a consumer has applied: longer than any topic keeps a message.
+    processed_events_days: float = Field(14.0, gt=0, validation_alias="PROCESSED_EVENTS_DAYS")
+    #: Finished deliveries, pushes, reminders and their attempts.
+    records_days: float = Field(90.0, gt=0, validation_alias="RECORDS_DAYS")
+    #: Idempotency keys of screenings (a retry after this creates a new screening).
+    idempotency_keys_days: float = Field(30.0, gt=0, validation_alias="IDEMPOTENCY_KEYS_DAYS")
+    prune_interval_seconds: float = Field(300.0, gt=0, validation_alias="PRUNE_INTERVAL_SECONDS")
     #: Largest request body accepted, in bytes.
     max_body_bytes: int = Field(64 * 1024, validation_alias="MAX_BODY_BYTES")
 

@@ -14,7 +14,7 @@ from services.intake.audit import api as audit_api
 from services.intake.audit.checkpoints import run_checkpoints, signing_key
 from services.intake.fhir import api as fhir_api
 from services.intake.fhir import resthooks
-from services.intake.models import SCHEMA, SEALED, Base
+from services.intake.models import SCHEMA, SEALED, Base, retention
 from services.intake.safety_plans import api as safety_plans_api
 from services.intake.safety_plans import overdue
 from services.intake.screenings import api as screenings_api
@@ -43,6 +43,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
             handlers=consumer.handlers(cfg),
             prepare=prepare,
             sealed=SEALED,
+            retention=retention(cfg),
         ) as runtime:
             app.state.runtime = runtime
             app.state.phi = runtime.phi

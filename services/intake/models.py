@@ -12,7 +12,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import TYPE_ANNOTATION_MAP
 from shared.phi import Sealed, columns_of, protect
+from shared.retention import Rule
 from shared.runtime import plumbing_tables
+from shared.settings import ServiceSettings
 
 SCHEMA = "intake"
 
@@ -151,3 +153,25 @@ def sealed(table: str) -> tuple[Sealed, ...]:
 # they are written straight through asyncpg and opened only for a caller who may see them.
 protect(SafetyPlan, *sealed("safety_plans"))
 protect(SafetyPlanRevision, *sealed("safety_plan_revisions"))
+
+
+def retention(settings: ServiceSettings) -> list[Rule]:
+    """Intake's tables pruned (shared/retention.py); children before parents."""
+    records = settings.records_days
+    pushes_done = "status <> 'pending' AND finished_at < $1"
+    return [
+        Rule("intake.idempotency_keys", "key", "created_at < $1", settings.idempotency_keys_days),
+        Rule(
+            "intake.fhir_push_attempts",
+            "id",
+            f"push_id IN (SELECT id FROM intake.fhir_pushes WHERE {pushes_done})",
+            records,
+        ),
+        Rule(
+            "intake.fhir_pushes",
+            "id",
+            f"{pushes_done} AND NOT EXISTS (SELECT 1 FROM intake.fhir_push_attempts a"
+            " WHERE a.push_id = intake.fhir_pushes.id)",
+            records,
+        ),
+    ]

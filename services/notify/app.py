@@ -13,7 +13,7 @@ from services.notify import api, consumer, reminders
 from services.notify.channels import EmailChannel, WebhookChannel
 from services.notify.delivery import Deliverer
 from services.notify.metrics import Metrics
-from services.notify.models import SCHEMA, SEALED, Base
+from services.notify.models import SCHEMA, SEALED, Base, retention
 from services.notify.service import webhook_secret
 from services.notify.settings import NotifySettings
 from services.notify.watchdog import start_watchdog
@@ -34,6 +34,7 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
             metadata=Base.metadata,
             handlers=consumer.handlers(cfg),
             sealed=SEALED,
+            retention=retention(cfg),
         ) as runtime:
             async with transaction(runtime.sessions) as session:
                 secret = await webhook_secret(session, configured=cfg.alert_webhook_secret)

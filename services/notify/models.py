@@ -12,7 +12,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import TYPE_ANNOTATION_MAP
 from shared.phi import Sealed, columns_of, protect
+from shared.retention import Rule
 from shared.runtime import plumbing_tables
+from shared.settings import ServiceSettings
 
 SCHEMA = "notify"
 DELIVERIES_CHANNEL = "notify_deliveries"
@@ -188,3 +190,31 @@ protect(Setting, sealed("settings"))
 protect(ContactMethod, sealed("contact_methods"))
 protect(Delivery, sealed("deliveries"))
 protect(DeliveryAttempt, sealed("delivery_attempts"))
+
+
+def retention(settings: ServiceSettings) -> list[Rule]:
+    """Notify's tables pruned (shared/retention.py); children before parents. Alerts are kept."""
+    records = settings.records_days
+    done = "status <> 'pending' AND finished_at < $1"
+    return [
+        Rule(
+            "notify.delivery_attempts",
+            "id",
+            f"delivery_id IN (SELECT id FROM notify.deliveries WHERE {done})",
+            records,
+        ),
+        Rule(
+            "notify.deliveries",
+            "id",
+            f"{done} AND NOT EXISTS (SELECT 1 FROM notify.delivery_attempts a"
+            " WHERE a.delivery_id = notify.deliveries.id)",
+            records,
+        ),
+        Rule("notify.reminders", "id", done, records),
+        Rule(
+            "notify.awaited_assessments",
+            "screening_id",
+            "seen_at < $1 AND (assessed_at IS NOT NULL OR alerted_at IS NOT NULL)",
+            settings.processed_events_days,
+        ),
+    ]
