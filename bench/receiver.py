@@ -7,12 +7,15 @@ framework, one HMAC check and one small JSON parse per page. Arrival times are
 generator can subtract its own send times from them.
 
 Routes: `POST /hook` (the webhook), `GET /results` (every page so far, as JSON), `GET /count`,
-`GET /healthz`.
+`GET /healthz`, and for `make chaos` `POST /fault?hang=S&fail=S`: from now on every page waits
+`hang` seconds unanswered, then for `fail` seconds more each is answered 500, then all is well
+again (a pager gateway that hangs, then errs, then recovers). Only pages answered 200 count.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
 import hmac
 import json
@@ -53,6 +56,9 @@ class ReceiverApp:
     def __init__(self, secret: str) -> None:
         self._secret = secret.encode()
         self.arrivals: list[tuple[str, float, int, bool, str]] = []
+        self.hang_until = 0.0
+        self.fail_until = 0.0
+        self.refused = 0
 
     async def __call__(
         self,
@@ -71,6 +77,13 @@ class ReceiverApp:
         now = time.monotonic()
         path = scope["path"]
         if path == "/hook" and scope["method"] == "POST":
+            if now < self.hang_until:
+                await asyncio.sleep(self.hang_until - now)  # the sender gives up first
+            if time.monotonic() < self.fail_until:
+                self.refused += 1
+                await _answer(send, 500, b"gateway failing")
+                return
+            now = time.monotonic()
             body = b"".join(chunks)
             headers = dict(scope["headers"])
             try:
@@ -87,6 +100,13 @@ class ReceiverApp:
             except (ValueError, KeyError, TypeError):
                 await _answer(send, 400, b"not a page")
                 return
+            await _answer(send, 200, b"ok")
+        elif path == "/fault" and scope["method"] == "POST":
+            query = dict(
+                part.split("=", 1) for part in scope["query_string"].decode().split("&") if part
+            )
+            self.hang_until = now + float(query.get("hang", 0))
+            self.fail_until = self.hang_until + float(query.get("fail", 0))
             await _answer(send, 200, b"ok")
         elif path == "/results":
             await _answer(send, 200, json.dumps(self.arrivals).encode())
