@@ -23,7 +23,7 @@ from services.intake.permissions import ROUTES
 from shared import audit
 from shared.auth import Role, guarded
 from shared.auth.credentials import Credential, key_digest, new_key
-from shared.db import SessionFactory, transaction
+from shared.db import SessionFactory, driver, transaction
 from shared.errors import NotFound, Unprocessable
 from shared.events import utcnow
 from shared.http import Session, Sessions
@@ -96,6 +96,11 @@ async def ensure_bootstrap(sessions: SessionFactory, credentials: Sequence[Crede
     if not credentials:
         return
     async with transaction(sessions) as session:
+        # Replicas starting together (a scale-up, `make chaos`) would both insert the same key:
+        # one at a time, so the second sees the first's keys.
+        await (await driver(session)).execute(
+            "SELECT pg_advisory_xact_lock(hashtext('intake.api_keys bootstrap'))"
+        )
         now = utcnow()
         for credential in credentials:
             row = ApiKey(
