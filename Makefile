@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install stack-up stack-down bench fuzz lint typecheck compose-check clean
+.PHONY: run test install stack-up stack-down bench chaos fuzz lint typecheck compose-check clean
 
 ## run: install what is needed, start PostgreSQL, Kafka and the three services; Ctrl-C stops all
 run: install
@@ -27,6 +27,10 @@ $(STAMP): pyproject.toml
 # (the bench's packages are installed with the rest: its smoke test is part of `make test`)
 bench: install
 	$(PY) -m bench $(BENCH_ARGS)
+
+## chaos: kill every part in turn under load on its own stack (.local/chaos), check the history
+chaos: install
+	$(PY) -m bench.chaos $(CHAOS_ARGS)
 
 ## fuzz: schemathesis over the three services (as admin, own stack in .local/fuzz): 0 failures
 fuzz: install

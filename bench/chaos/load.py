@@ -1,0 +1,151 @@
+"""The hotline tool under chaos: an open-loop load that retries as such a tool must.
+
+Every screening carries an `Idempotency-Key`; a connection error, a 5xx or a 429 is retried
+with the same key (the other replica first, backoff from 0.2 s to 2 s), for up to GIVE_UP
+seconds. Each request's history is kept: when it was first sent, when it was answered 2xx (if
+ever), with which screening id, and after how many attempts. A clinician acknowledges half the
+alerts as their first page arrives (the others escalate).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+import zlib
+from dataclasses import dataclass, field
+
+import asyncpg
+import httpx
+
+from bench.receiver import Arrival, parse_results
+from bench.workload import Screening
+
+GIVE_UP = 90.0
+
+
+@dataclass
+class Sent:
+    key: str
+    flagged: bool
+    first_at: float  # time.monotonic()
+    accepted_at: float | None = None
+    screening_id: str | None = None
+    attempts: int = 0
+    statuses: list[str] = field(default_factory=list)
+
+    @property
+    def gave_up(self) -> bool:
+        return self.accepted_at is None
+
+
+class Hotline:
+    def __init__(self, urls: list[str], api_key: str) -> None:
+        self._urls = urls
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(10.0, connect=2.0),
+            headers={"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"},
+            limits=httpx.Limits(max_connections=200),
+        )
+        self.sent: list[Sent] = []
+        self._next = 0
+
+    async def post(self, screening: Screening) -> None:
+        sent = Sent(key=str(uuid.uuid4()), flagged=screening.flagged, first_at=time.monotonic())
+        self.sent.append(sent)
+        delay = 0.2
+        while time.monotonic() - sent.first_at < GIVE_UP:
+            url = self._urls[self._next % len(self._urls)]
+            self._next += 1
+            sent.attempts += 1
+            try:
+                response = await self._http.post(
+                    f"{url}/v1/screenings",
+                    content=screening.body,
+                    headers={"Idempotency-Key": sent.key},
+                )
+            except httpx.HTTPError as exc:
+                sent.statuses.append(type(exc).__name__)
+            else:
+                if response.status_code < 300:
+                    sent.accepted_at = time.monotonic()
+                    sent.screening_id = response.json()["id"]
+                    return
+                sent.statuses.append(str(response.status_code))
+                if response.status_code < 500 and response.status_code != 429:
+                    return  # refused for good: a bug in the load, counted as given up
+            await asyncio.sleep(delay)
+            delay = min(2.0, delay * 2)
+
+    async def run(self, screenings: list[Screening], rate: float, until: asyncio.Event) -> None:
+        """Open loop: one screening every 1/rate s, whatever the answers, until `until` is set."""
+        tasks: set[asyncio.Task] = set()
+        start = time.monotonic()
+        i = 0
+        while not until.is_set():
+            due = start + i / rate
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            task = asyncio.create_task(self.post(screenings[i % len(screenings)]))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            i += 1
+        if tasks:
+            await asyncio.gather(*tasks)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+def acknowledges(screening_id: str) -> bool:
+    """Whether the clinician acknowledges this alert (about half, the same every run)."""
+    return zlib.crc32(screening_id.encode()) % 2 == 0
+
+
+@dataclass
+class Clinician:
+    """Acknowledges half the alerts at their first page, through notify's API (any replica)."""
+
+    receiver_url: str
+    notify_urls: list[str]
+    api_key: str
+    database_url: str
+    acked: dict[str, float] = field(default_factory=dict)  # screening id -> monotonic time
+    pages: list[Arrival] = field(default_factory=list)
+
+    async def run(self, until: asyncio.Event) -> None:
+        async with httpx.AsyncClient(
+            timeout=5, headers={"Authorization": f"Bearer {self.api_key}"}
+        ) as http:
+            while not until.is_set():
+                # A fault in progress (PostgreSQL or notify down): the next pass.
+                with contextlib.suppress(httpx.HTTPError, OSError, asyncpg.PostgresError):
+                    await self._pass(http)
+                await asyncio.sleep(0.5)
+
+    async def _pass(self, http: httpx.AsyncClient) -> None:
+        self.pages = parse_results((await http.get(f"{self.receiver_url}/results")).content)
+        due = {
+            p.screening_id
+            for p in self.pages
+            if p.escalation_level == 0 and acknowledges(p.screening_id)
+        } - set(self.acked)
+        if not due:
+            return
+        conn = await asyncpg.connect(self.database_url, timeout=3)
+        try:
+            rows = await conn.fetch(
+                "SELECT id, screening_id FROM notify.alerts WHERE screening_id = ANY($1::uuid[])",
+                list(due),
+            )
+        finally:
+            await conn.close()
+        for row in rows:
+            for url in self.notify_urls:
+                try:
+                    response = await http.post(f"{url}/v1/alerts/{row['id']}/ack")
+                except httpx.HTTPError:
+                    continue
+                if response.status_code == 200:
+                    self.acked[str(row["screening_id"])] = time.monotonic()
+                    break

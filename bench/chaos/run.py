@@ -1,0 +1,153 @@
+"""`make chaos`: the run, its table, its JSON and its picture.
+
+    make chaos                     two replicas of each service, 30 screenings/s, every fault
+    make chaos CHAOS_ARGS=--short  one replica, kill notify then the broker (as `make test` does)
+
+Exit status 0 when the history holds (nothing lost, unassessed, alerted twice, unpaged, paged
+after its acknowledgement, or given up), 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from bench.chaos.check import Verdict, check, settle
+from bench.chaos.faults import Faults, Window, schedule
+from bench.chaos.load import Clinician, Hotline
+from bench.chaos.stack import DEFAULT_DIR, ChaosStack
+from bench.workload import build_workload
+from shared.db import asyncpg_dsn
+
+
+def table(verdict: Verdict) -> str:
+    head = (
+        f"{'fault':<48} {'down':>7} {'1st page after':>15} {'worst POST→page':>16} {'retried':>8}"
+    )
+    lines = [head, "-" * len(head)]
+    for f in verdict.faults:
+        first = f["first_page_after_back_s"]
+        worst = f["worst_post_to_page_s"]
+        lines.append(
+            f"{f['fault'][:48]:<48} {f['down_s']:>6.1f}s"
+            f" {'-' if first is None else f'{first:.2f} s':>15}"
+            f" {'-' if worst is None else f'{worst:.2f} s':>16} {f['requests_retried']:>8}"
+        )
+    lines.append("-" * len(head))
+    lines.append(", ".join(f"{k} {v}" for k, v in verdict.figures.items()))
+    lines.append(
+        "history holds" if verdict.ok else "HISTORY BROKEN: " + "; ".join(verdict.failures)
+    )
+    return "\n".join(lines)
+
+
+def plot(verdict: Verdict, windows: list[Window], t0: float, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(12, 5), constrained_layout=True)
+    if verdict.series:
+        xs, ys = zip(*verdict.series, strict=True)
+        ax.scatter(xs, ys, s=4, alpha=0.5, label="POST to first page")
+    for i, window in enumerate(windows):
+        ax.axvspan(window.start - t0, window.back - t0, color="tab:red", alpha=0.15)
+        ax.text(
+            window.start - t0,
+            1.0 - 0.06 * (i % 6),
+            window.name,
+            transform=ax.get_xaxis_transform(),
+            fontsize=7,
+            va="top",
+        )
+    ax.set_yscale("log")
+    ax.set_xlabel("seconds into the run (when the screening was first sent)")
+    ax.set_ylabel("seconds until its first page")
+    ax.set_title("make chaos: POST-to-page latency, fault windows shaded")
+    ax.legend(loc="lower right")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+async def main_async(args: argparse.Namespace, say: Callable[[str], None] = print) -> int:
+    # The short run has a folder of its own: `make test` may run while a `make chaos` does.
+    root = DEFAULT_DIR.with_name("chaos-short") if args.short else DEFAULT_DIR
+    stack = ChaosStack(root=root, replicas=1 if args.short else args.replicas)
+    await asyncio.to_thread(stack.start, say)
+    try:
+        screenings = build_workload(2000, flagged_share=args.flagged)
+        hotline = Hotline([stack.url(r) for r in stack.replicas_of("intake")], stack.api_key)
+        clinician = Clinician(
+            receiver_url=stack.url("receiver"),
+            notify_urls=[stack.url(r) for r in stack.replicas_of("notify")],
+            api_key=stack.api_key,
+            database_url=asyncpg_dsn(stack.database_url),
+        )
+        faults = Faults(stack, schedule(stack, short=args.short), settle=args.settle)
+        load_done, acks_done = asyncio.Event(), asyncio.Event()
+        rss_start = stack.rss()
+        t0 = time.monotonic()
+        load = asyncio.create_task(hotline.run(screenings, args.rate, load_done))
+        acks = asyncio.create_task(clinician.run(acks_done))
+        say(f"load: {args.rate:g} screenings/s, {args.flagged:.0%} flagged, faults follow")
+        await faults.run(say)
+        load_done.set()
+        await load
+        say(f"load stopped after {time.monotonic() - t0:.0f} s; waiting for the system to catch up")
+        await settle(stack.database_url, stack.url("receiver"), hotline.sent)
+        acks_done.set()
+        await acks
+        verdict = await check(
+            stack.database_url,
+            stack.url("receiver"),
+            hotline.sent,
+            faults.windows,
+            clinician.acked,
+            t0,
+        )
+        verdict.figures["rss_mib_start_end"] = {
+            name: [round(rss_start.get(name, 0) / 2**20), round(rss / 2**20)]
+            for name, rss in stack.rss().items()
+        }
+        await hotline.aclose()
+    finally:
+        await asyncio.to_thread(stack.stop)
+    say(table(verdict))
+    out = stack.root / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"chaos-{time.strftime('%Y%m%d-%H%M%S')}"
+    report = {
+        "args": vars(args),
+        "figures": verdict.figures,
+        "faults": verdict.faults,
+        "failures": verdict.failures,
+        "windows": [w.json(t0) for w in faults.windows],
+    }
+    (out / f"{stem}.json").write_text(json.dumps(report, indent=2))
+    say(f"figures: {out / (stem + '.json')}")
+    say(f"plot:    {plot(verdict, faults.windows, t0, out / (stem + '.png'))}")
+    return 0 if verdict.ok else 1
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="make chaos", description=__doc__)
+    p.add_argument("--rate", type=float, default=30.0, help="screenings per second")
+    p.add_argument("--flagged", type=float, default=0.3, help="share that pages")
+    p.add_argument("--replicas", type=int, default=2, help="of each service")
+    p.add_argument("--settle", type=float, default=8.0, help="seconds between faults")
+    p.add_argument("--short", action="store_true", help="one replica, two faults (make test)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.short:
+        args.rate = min(args.rate, 10.0)
+        args.settle = min(args.settle, 4.0)
+    return asyncio.run(main_async(args))
