@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 
 ## run: install what is needed, start PostgreSQL, Kafka and the three services; Ctrl-C stops all
 run: install
-	$(PY) -m deploy.run
+	$(PY) -m deploy.run $(if $(BROKERS),--brokers $(BROKERS))
 
 ## test: install what is needed and run the whole suite against the real local stack
 test: install
@@ -30,7 +30,7 @@ bench: install
 
 ## chaos: kill every part in turn under load on its own stack (.local/chaos), check the history
 chaos: install
-	$(PY) -m bench.chaos $(CHAOS_ARGS)
+	$(PY) -m bench.chaos $(if $(BROKERS),--brokers $(BROKERS)) $(CHAOS_ARGS)
 
 ## fuzz: schemathesis over the three services (as admin, own stack in .local/fuzz): 0 failures
 fuzz: install

@@ -136,6 +136,7 @@ def run(
     kafka_port: int = 9092,
     controller_port: int = 9093,
     partitions: int = 6,
+    brokers: int = 1,
 ) -> int:
     """Start everything, keep it up (restarting what dies) until a signal, stop everything; the
     exit code is 0 after a requested stop and 1 when the start failed."""
@@ -169,7 +170,11 @@ def run(
     stack_log.setLevel(logging.INFO)
     t0 = time.monotonic()
     stack = LocalStack.from_env(
-        data_dir, kafka_port=kafka_port, controller_port=controller_port, partitions=partitions
+        data_dir,
+        kafka_port=kafka_port,
+        controller_port=controller_port,
+        partitions=partitions,
+        brokers=brokers,
     )
     stack_was_up = any(part.managed and part.running for part in stack.status())
     children: list[Child] = []
@@ -289,7 +294,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="partitions of each topic created (bounds consumer parallelism); env KAFKA_PARTITIONS",
     )
     parser.add_argument("--only", help="comma-separated subset of services, e.g. intake,risk")
+    parser.add_argument(
+        "--brokers",
+        type=int,
+        choices=(1, 3),
+        default=int(os.environ.get("BROKERS") or 1),
+        help="Kafka nodes: 3 is a KRaft cluster with replication factor 3 and"
+        " min.insync.replicas 2 (its own data dir, .local/run-3-brokers); env BROKERS",
+    )
     args = parser.parse_args(argv)
+    if args.brokers > 1 and args.data_dir == DEFAULT_DATA_DIR:
+        args.data_dir = DEFAULT_DATA_DIR.with_name(f"run-{args.brokers}-brokers")
     services: tuple[Service, ...] = SERVICES
     if args.only:
         wanted = {name.strip() for name in args.only.split(",")}
@@ -303,6 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         kafka_port=args.kafka_port,
         controller_port=args.controller_port,
         partitions=args.partitions,
+        brokers=args.brokers,
     )
 
 

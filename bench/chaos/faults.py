@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from bench.chaos.stack import ChaosStack
+from deploy.localstack import LocalStackError
 
 #: Seconds a killed process stays dead before it is started again (the supervisor's first wait).
 RESTART_AFTER = 1.0
@@ -45,8 +46,20 @@ async def _kill_and_restart(stack: ChaosStack, name: str) -> None:
     if name in stack.processes:
         stack.restart(name)
         await asyncio.to_thread(stack.wait_ready, name)
-    else:  # the broker or PostgreSQL
-        await asyncio.to_thread(stack.restart_stack)
+        return
+    # The broker or PostgreSQL: as the supervisor does, again after 1 s, 2 s, 4 s ... while it
+    # will not start (a killed postmaster's backends take a moment to notice and go).
+    wait = RESTART_AFTER
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            await asyncio.to_thread(stack.restart_stack)
+            return
+        except LocalStackError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(wait)
+            wait = min(30.0, wait * 2)
 
 
 async def _pause(stack: ChaosStack, name: str, seconds: float = PAUSE) -> None:
@@ -87,7 +100,7 @@ async def _together(stack: ChaosStack) -> None:
         lambda: _kill_and_restart(stack, stack.replicas_of("intake")[0]),
         lambda: _kill_and_restart(stack, stack.replicas_of("risk")[-1]),
         lambda: _kill_and_restart(stack, stack.replicas_of("notify")[0]),
-        lambda: _kill_and_restart(stack, "kafka"),
+        lambda: _kill_and_restart(stack, stack.broker_names()[0]),
         lambda: _pause(stack, stack.replicas_of("notify")[-1]),
         lambda: _kill_and_restart(stack, "postgres"),
         lambda: _gateway(stack),
@@ -102,14 +115,14 @@ async def _together(stack: ChaosStack) -> None:
 def schedule(stack: ChaosStack, *, short: bool = False) -> list[Fault]:
     """The full run's faults, or the short run's (`make test`): kill notify, kill the broker."""
     if short:
-        return [kill(stack.replicas_of("notify")[0]), kill("kafka")]
+        return [kill(stack.replicas_of("notify")[0]), kill(stack.broker_names()[0])]
     replicas = [r for s in ("intake", "risk", "notify") for r in stack.replicas_of(s)]
     return [
         *(kill(r) for r in replicas),
-        kill("kafka"),
+        kill(stack.broker_names()[0]),
         kill("postgres"),
         pause(stack.replicas_of("notify")[-1]),
-        pause("kafka"),
+        pause(stack.broker_names()[-1]),
         gateway(),
         Fault("all of them, 2 s apart", _together),
     ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -78,7 +79,7 @@ def plot(verdict: Verdict, windows: list[Window], t0: float, path: Path) -> Path
 async def main_async(args: argparse.Namespace, say: Callable[[str], None] = print) -> int:
     # The short run has a folder of its own: `make test` may run while a `make chaos` does.
     root = DEFAULT_DIR.with_name("chaos-short") if args.short else DEFAULT_DIR
-    stack = ChaosStack(root=root, replicas=1 if args.short else args.replicas)
+    stack = ChaosStack(root=root, replicas=1 if args.short else args.replicas, brokers=args.brokers)
     await asyncio.to_thread(stack.start, say)
     try:
         screenings = build_workload(2000, flagged_share=args.flagged)
@@ -142,12 +143,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--replicas", type=int, default=2, help="of each service")
     p.add_argument("--settle", type=float, default=8.0, help="seconds between faults")
     p.add_argument("--short", action="store_true", help="one replica, two faults (make test)")
+    p.add_argument(
+        "--brokers", type=int, choices=(1, 3), default=1, help="Kafka nodes (3: RF 3, min ISR 2)"
+    )
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    say = functools.partial(print, flush=True)
     if args.short:
         args.rate = min(args.rate, 10.0)
         args.settle = min(args.settle, 4.0)
-    return asyncio.run(main_async(args))
+    return asyncio.run(main_async(args, say))

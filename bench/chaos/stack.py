@@ -35,6 +35,7 @@ ACK_DEADLINES = {"imminent": 20, "high": 20, "moderate": 20}
 class ChaosStack:
     root: Path = DEFAULT_DIR
     replicas: int = 2
+    brokers: int = 1
     partitions: int = 6
     secret: str = field(default_factory=lambda: secrets.token_hex(16))
     api_key: str = field(default_factory=lambda: "chaos-admin-" + secrets.token_urlsafe(24))
@@ -49,6 +50,11 @@ class ChaosStack:
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
+
+    def broker_names(self) -> list[str]:
+        return (
+            ["kafka"] if self.brokers == 1 else [f"kafka-{n}" for n in range(1, self.brokers + 1)]
+        )
 
     def replicas_of(self, service: str) -> list[str]:
         return [f"{service}-{i}" for i in range(1, self.replicas + 1)]
@@ -81,6 +87,7 @@ class ChaosStack:
             kafka_port=free_port(),
             controller_port=free_port(),
             partitions=self.partitions,
+            brokers=self.brokers,
         )
         self.local.start()
         env = {k: v for k, v in os.environ.items() if k not in _SERVICE_SETTINGS}

@@ -109,6 +109,7 @@ class LocalStack:
         max_connections: int = 200,
         jvm_options: Sequence[str] = DEFAULT_JVM_OPTIONS,
         timeout: float = 90.0,
+        brokers: int = 1,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.partitions = partitions
@@ -117,7 +118,24 @@ class LocalStack:
         self._external_db = external_database_url or None
         self._external_kafka = external_bootstrap_servers or None
         self._pg = _Postgres(self.data_dir, pg_port, max_connections)
-        self._kafka = _Kafka(self.data_dir, kafka_port, controller_port, partitions, jvm_options)
+        self.brokers = brokers
+        # Node 1 on the given ports; the others next to the defaults (9094/9095, ...), or on
+        # free ports when the caller chose its own (tests, the benchmarks).
+        ports = [(kafka_port, controller_port)] + [
+            (9092 + 2 * n, 9093 + 2 * n) if kafka_port == 9092 else (free_port(), free_port())
+            for n in range(1, brokers)
+        ]
+        self._nodes = [
+            _Kafka(
+                self.data_dir, port, controller, partitions, jvm_options, node_id=n, brokers=brokers
+            )
+            for n, (port, controller) in enumerate(ports, start=1)
+        ]
+        if brokers > 1:
+            voters = ",".join(f"{k.node_id}@127.0.0.1:{k.controller_port}" for k in self._nodes)
+            for node in self._nodes:
+                node.voters = voters
+        self._kafka = self._nodes[0]
 
     @classmethod
     def from_env(cls, data_dir: Path, **kwargs: Any) -> Self:
@@ -143,7 +161,7 @@ class LocalStack:
 
     @property
     def bootstrap_servers(self) -> str:
-        return self._external_kafka or f"127.0.0.1:{self._kafka.port}"
+        return self._external_kafka or ",".join(f"127.0.0.1:{k.port}" for k in self._nodes)
 
     @property
     def kafka_log(self) -> Path:
@@ -171,11 +189,13 @@ class LocalStack:
                     _run_async(lambda: _ensure_database(port, DATABASE_NAME))
                     _log.info("PostgreSQL ready on port %s in %.1f s", port, time.monotonic() - t0)
                 if not self._external_kafka:
-                    was_running = self._kafka.process() is not None
                     t0 = time.monotonic()
-                    if not was_running:
-                        started.append(self._kafka.stop)
-                    self._kafka.start(self.timeout)
+                    for node in self._nodes:  # all launched first: a quorum must form
+                        if node.process() is None:
+                            started.append(node.stop)
+                        node.launch(self.timeout)
+                    for node in self._nodes:
+                        node.wait_listening(self.timeout)
                     _log.info(
                         "Kafka listening on %s after %.1f s",
                         self.bootstrap_servers,
@@ -191,8 +211,9 @@ class LocalStack:
     def _prepare_kafka(self) -> None:
         bootstrap, topics, partitions = self.bootstrap_servers, self.topics, self.partitions
         deadline = time.monotonic() + self.timeout
+        brokers = 1 if self._external_kafka else self.brokers
         try:
-            _run_async(lambda: _prepare_kafka(bootstrap, topics, partitions, deadline))
+            _run_async(lambda: _prepare_kafka(bootstrap, topics, partitions, deadline, brokers))
         except LocalStackError as exc:
             if self._external_kafka:
                 raise
@@ -203,7 +224,12 @@ class LocalStack:
         Stops the stack of this data dir whichever process started it."""
         with _file_lock(self.data_dir / ".lock"):
             if not self._external_kafka:
-                self._kafka.stop(30.0)
+                # All nodes at once: the last of a cluster to stop alone could not shut down
+                # cleanly without its quorum and would wait out the timeout.
+                for node in self._nodes:
+                    node.signal_stop()
+                for node in reversed(self._nodes):
+                    node.stop(30.0)
             if not self._external_db:
                 self._pg.stop(30.0)
 
@@ -228,12 +254,13 @@ class LocalStack:
         if self._external_kafka:
             result.append(ComponentStatus("kafka", False, True, self._external_kafka))
         else:
-            proc = self._kafka.process()
-            kpid = proc.pid if proc is not None else None
-            address = self._kafka.advertised() if proc is not None else "-"
-            result.append(
-                ComponentStatus("kafka", True, kpid is not None, address, kpid, rss(kpid))
-            )
+            for node in self._nodes:
+                proc = node.process()
+                kpid = proc.pid if proc is not None else None
+                address = node.advertised() if proc is not None else "-"
+                result.append(
+                    ComponentStatus(node.name, True, kpid is not None, address, kpid, rss(kpid))
+                )
         return result
 
     def __enter__(self) -> Self:

@@ -94,17 +94,34 @@ def _cluster_id() -> str:
             return text
 
 
-def _server_properties(*, data: Path, port: int, controller_port: int, partitions: int) -> str:
+def replication(brokers: int) -> tuple[int, int]:
+    """Replication factor and min.insync.replicas for a cluster of `brokers` nodes: 1 and 1
+    alone; 3 and 2 from three nodes on (one broker may die and no acks=all write fails)."""
+    return (1, 1) if brokers < 3 else (3, 2)
+
+
+def _server_properties(
+    *,
+    data: Path,
+    port: int,
+    controller_port: int,
+    partitions: int,
+    node_id: int = 1,
+    voters: str | None = None,
+    brokers: int = 1,
+) -> str:
     """A combined broker+controller tuned for one developer machine with 2 cores.
 
     Static voters (not `--standalone`) so the controller port may change between runs.
-    Internal topics get one replica and few partitions: creating and loading 50 offset
-    partitions would delay the first consumer group join by a second.
+    Internal topics get few partitions: creating and loading 50 offset partitions would delay
+    the first consumer group join by a second. In a cluster every node is a voter and the
+    internal topics are replicated like the others (`replication`).
     """
+    factor, min_isr = replication(brokers)
     settings = {
         "process.roles": "broker,controller",
-        "node.id": "1",
-        "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
+        "node.id": str(node_id),
+        "controller.quorum.voters": voters or f"{node_id}@127.0.0.1:{controller_port}",
         "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
         "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
         "controller.listener.names": "CONTROLLER",
@@ -112,16 +129,16 @@ def _server_properties(*, data: Path, port: int, controller_port: int, partition
         "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
         "log.dirs": str(data),
         "num.partitions": str(partitions),
-        "default.replication.factor": "1",
-        "min.insync.replicas": "1",
+        "default.replication.factor": str(factor),
+        "min.insync.replicas": str(min_isr),
         "auto.create.topics.enable": "false",
-        "offsets.topic.replication.factor": "1",
+        "offsets.topic.replication.factor": str(factor),
         "offsets.topic.num.partitions": "6",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
+        "transaction.state.log.replication.factor": str(factor),
+        "transaction.state.log.min.isr": str(min_isr),
         "transaction.state.log.num.partitions": "6",
-        "share.coordinator.state.topic.replication.factor": "1",
-        "share.coordinator.state.topic.min.isr": "1",
+        "share.coordinator.state.topic.replication.factor": str(factor),
+        "share.coordinator.state.topic.min.isr": str(min_isr),
         "group.initial.rebalance.delay.ms": "0",
         # threads and buffers sized for 2 cores and a small heap
         "num.network.threads": "2",
@@ -172,7 +189,9 @@ def _java() -> str:
 
 class _Kafka:
     """One KRaft node in a JVM of its own session, so a Ctrl-C in the terminal reaches the
-    orchestrating Python process only and shutdown happens in the right order."""
+    orchestrating Python process only and shutdown happens in the right order. In a cluster
+    (`brokers` > 1) node n keeps its data in `kafka-n` (node 1 in `kafka`, as alone), and
+    every node lists every other as a voter; all share node 1's cluster id."""
 
     def __init__(
         self,
@@ -181,8 +200,16 @@ class _Kafka:
         controller_port: int,
         partitions: int,
         jvm_options: Sequence[str],
+        *,
+        node_id: int = 1,
+        brokers: int = 1,
     ) -> None:
-        self.dir = root / "kafka"
+        self.node_id = node_id
+        self.brokers = brokers
+        self.voters: str | None = None  # set by the stack for a cluster
+        self.name = "kafka" if brokers == 1 else f"kafka-{node_id}"
+        self.cluster_file = root / "kafka" / "cluster.id"
+        self.dir = root / ("kafka" if node_id == 1 else f"kafka-{node_id}")
         self.data = self.dir / "data"
         self.logs = self.dir / "logs"
         self.pid_file = self.dir / "kafka.pid"
@@ -228,7 +255,8 @@ class _Kafka:
         """Format log.dirs on first start only: reformatting would throw the data away."""
         if (self.data / "meta.properties").exists():
             return
-        cluster_file = self.dir / "cluster.id"
+        cluster_file = self.cluster_file
+        cluster_file.parent.mkdir(parents=True, exist_ok=True)
         if not cluster_file.exists():
             cluster_file.write_text(_cluster_id() + "\n")
         log4j = self.dir / "log4j2.properties"
@@ -252,6 +280,14 @@ class _Kafka:
     def start(self, timeout: float) -> None:
         """Start the broker unless this data dir's broker already runs; wait until it accepts
         connections."""
+        self.launch(timeout)
+        self.wait_listening(timeout)
+
+    def launch(self, timeout: float) -> None:
+        """Start the JVM (unless this node runs already) without waiting for it: the nodes of a
+        cluster open their ports only once a quorum of them runs."""
+        if self._child is not None and self._child.poll() is not None:
+            self._child = None  # ours, and dead (killed): reaped
         running = self.process()
         if running is not None:
             if f"127.0.0.1:{self.port}," not in self.properties.read_text():
@@ -273,6 +309,9 @@ class _Kafka:
                 port=self.port,
                 controller_port=self.controller_port,
                 partitions=self.partitions,
+                node_id=self.node_id,
+                voters=self.voters,
+                brokers=self.brokers,
             )
         )
         log4j = self.dir / "log4j2.properties"
@@ -299,9 +338,11 @@ class _Kafka:
                 start_new_session=True,
             )
         self.pid_file.write_text(f"{self._child.pid}\n")
+
+    def wait_listening(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while not _tcp_open("127.0.0.1", self.port):
-            if self._child.poll() is not None:
+            if self._child is not None and self._child.poll() is not None:
                 raise LocalStackError(
                     f"Kafka exited with {self._child.returncode} during startup; {self.log_tail()}"
                 )
@@ -311,6 +352,13 @@ class _Kafka:
                     f"s; {self.log_tail()}"
                 )
             time.sleep(_POLL)
+
+    def signal_stop(self) -> None:
+        """Ask the node to stop (SIGTERM) without waiting; `stop` waits."""
+        proc = self.process()
+        if proc is not None:
+            with contextlib.suppress(psutil.Error):
+                proc.terminate()
 
     def stop(self, timeout: float) -> None:
         proc = self.process()
@@ -323,7 +371,7 @@ class _Kafka:
 
 
 async def _prepare_kafka(
-    bootstrap: str, topics: Sequence[str], partitions: int, deadline: float
+    bootstrap: str, topics: Sequence[str], partitions: int, deadline: float, brokers: int = 1
 ) -> None:
     """Wait until the broker answers metadata requests, create the missing topics, and make
     the consumer offsets topic exist, so the first consumer group join is fast."""
@@ -367,8 +415,11 @@ async def _prepare_kafka(
                     NewTopic(
                         name=t,
                         num_partitions=partitions,
-                        replication_factor=1,
-                        topic_configs=TOPIC_CONFIGS.get(t, {}),
+                        replication_factor=replication(brokers)[0],
+                        topic_configs={
+                            "min.insync.replicas": str(replication(brokers)[1]),
+                            **TOPIC_CONFIGS.get(t, {}),
+                        },
                     )
                     for t in missing
                 ]
