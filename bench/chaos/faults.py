@@ -43,19 +43,20 @@ class Fault:
 async def _kill_and_restart(stack: ChaosStack, name: str) -> None:
     await asyncio.to_thread(stack.signal, name, signal.SIGKILL)
     await asyncio.sleep(RESTART_AFTER)
-    if name in stack.processes:
-        stack.restart(name)
-        await asyncio.to_thread(stack.wait_ready, name)
-        return
-    # The broker or PostgreSQL: as the supervisor does, again after 1 s, 2 s, 4 s ... while it
-    # will not start (a killed postmaster's backends take a moment to notice and go).
+    # As the supervisor does: again after 1 s, 2 s, 4 s ... while it will not start (a service
+    # started while the broker or PostgreSQL is down exits; a killed postmaster's backends take
+    # a moment to notice and go).
     wait = RESTART_AFTER
     deadline = time.monotonic() + 120
     while True:
         try:
-            await asyncio.to_thread(stack.restart_stack)
+            if name in stack.processes:
+                stack.restart(name)
+                await asyncio.to_thread(stack.wait_ready, name)
+            else:  # the broker or PostgreSQL
+                await asyncio.to_thread(stack.restart_stack)
             return
-        except LocalStackError:
+        except (LocalStackError, RuntimeError):
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(wait)

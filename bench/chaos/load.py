@@ -78,12 +78,22 @@ class Hotline:
             await asyncio.sleep(delay)
             delay = min(2.0, delay * 2)
 
-    async def run(self, screenings: list[Screening], rate: float, until: asyncio.Event) -> None:
-        """Open loop: one screening every 1/rate s, whatever the answers, until `until` is set."""
+    async def run(
+        self,
+        screenings: list[Screening],
+        rate: float,
+        until: asyncio.Event,
+        limit: int | None = None,
+    ) -> None:
+        """Open loop: one screening every 1/rate s, whatever the answers, until `until` is set
+        (or `limit` were sent, which then sets it)."""
         tasks: set[asyncio.Task] = set()
         start = time.monotonic()
         i = 0
         while not until.is_set():
+            if limit is not None and i >= limit:
+                until.set()
+                break
             due = start + i / rate
             await asyncio.sleep(max(0.0, due - time.monotonic()))
             task = asyncio.create_task(self.post(screenings[i % len(screenings)]))

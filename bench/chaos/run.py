@@ -20,6 +20,8 @@ from pathlib import Path
 from bench.chaos.check import Verdict, check, settle
 from bench.chaos.faults import Faults, Window, schedule
 from bench.chaos.load import Clinician, Hotline
+from bench.chaos.soak import Sampler
+from bench.chaos.soak import report as soak_report
 from bench.chaos.stack import DEFAULT_DIR, ChaosStack
 from bench.workload import build_workload
 from shared.db import asyncpg_dsn
@@ -90,20 +92,33 @@ async def main_async(args: argparse.Namespace, say: Callable[[str], None] = prin
             api_key=stack.api_key,
             database_url=asyncpg_dsn(stack.database_url),
         )
-        faults = Faults(stack, schedule(stack, short=args.short), settle=args.settle)
+        faults = Faults(
+            stack, [] if args.soak else schedule(stack, short=args.short), settle=args.settle
+        )
+        sampler = Sampler(stack)
         load_done, acks_done = asyncio.Event(), asyncio.Event()
         rss_start = stack.rss()
         t0 = time.monotonic()
-        load = asyncio.create_task(hotline.run(screenings, args.rate, load_done))
+        load = asyncio.create_task(
+            hotline.run(screenings, args.rate, load_done, limit=args.soak or None)
+        )
         acks = asyncio.create_task(clinician.run(acks_done))
-        say(f"load: {args.rate:g} screenings/s, {args.flagged:.0%} flagged, faults follow")
-        await faults.run(say)
-        load_done.set()
-        await load
+        sampling = asyncio.create_task(sampler.run(t0, acks_done))
+        if args.soak:
+            say(f"soak: {args.soak} screenings at {args.rate:g}/s, no faults")
+            await load
+        else:
+            say(f"load: {args.rate:g} screenings/s, {args.flagged:.0%} flagged, faults follow")
+            await faults.run(say)
+            load_done.set()
+            await load
         say(f"load stopped after {time.monotonic() - t0:.0f} s; waiting for the system to catch up")
         await settle(stack.database_url, stack.url("receiver"), hotline.sent)
+        if args.soak:  # retention catches up with the last minutes of load
+            await asyncio.sleep(180)
         acks_done.set()
-        await acks
+        await asyncio.gather(acks, sampling)
+        await sampler.sample(t0)
         verdict = await check(
             stack.database_url,
             stack.url("receiver"),
@@ -120,6 +135,8 @@ async def main_async(args: argparse.Namespace, say: Callable[[str], None] = prin
     finally:
         await asyncio.to_thread(stack.stop)
     say(table(verdict))
+    if args.soak:
+        say(soak_report(sampler.samples))
     out = stack.root / "results"
     out.mkdir(parents=True, exist_ok=True)
     stem = f"chaos-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -129,6 +146,7 @@ async def main_async(args: argparse.Namespace, say: Callable[[str], None] = prin
         "faults": verdict.faults,
         "failures": verdict.failures,
         "windows": [w.json(t0) for w in faults.windows],
+        "samples": sampler.samples,
     }
     (out / f"{stem}.json").write_text(json.dumps(report, indent=2))
     say(f"figures: {out / (stem + '.json')}")
@@ -143,6 +161,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--replicas", type=int, default=2, help="of each service")
     p.add_argument("--settle", type=float, default=8.0, help="seconds between faults")
     p.add_argument("--short", action="store_true", help="one replica, two faults (make test)")
+    p.add_argument("--soak", type=int, default=0, help="N screenings, no faults, tables sampled")
     p.add_argument(
         "--brokers", type=int, choices=(1, 3), default=1, help="Kafka nodes (3: RF 3, min ISR 2)"
     )

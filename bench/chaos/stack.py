@@ -42,6 +42,8 @@ class ChaosStack:
     ports: dict[str, int] = field(default_factory=dict)
     processes: dict[str, Process] = field(default_factory=dict)
     commands: dict[str, tuple[list[str], dict[str, str]]] = field(default_factory=dict)
+    #: Settings of every service besides the run's own (the soak's short retention).
+    extra_env: dict[str, str] = field(default_factory=dict)
     local: LocalStack | None = None
 
     @property
@@ -135,6 +137,7 @@ class ChaosStack:
             RETRY_BASE_SECONDS="0.2",
             FINAL_REPAGE_SECONDS="600",
         )
+        env.update(self.extra_env)
         for service in SERVICES:
             for name in self.replicas_of(service.name):
                 replica_env = {
