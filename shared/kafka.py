@@ -39,6 +39,8 @@ Handler = Callable[[AsyncSession, Envelope], Awaitable[None]]
 
 #: Seconds between offset commits while messages flow (see `_Offsets`).
 COMMIT_INTERVAL = 0.5
+#: How long a dead consumer holds its partitions (the broker's group.min.session.timeout.ms).
+CONSUMER_SESSION_TIMEOUT_MS = 6000
 
 
 class PoisonMessage(Exception):
@@ -258,6 +260,12 @@ class EventConsumer:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=100,
+            # A replica that dies (not a stop: that leaves the group at once) holds its
+            # partitions until its session times out; the broker's least (6 s), not aiokafka's
+            # 10 s, so another replica takes its messages over sooner (make chaos: pages of a
+            # killed risk or notify replica's partitions waited ~12 s).
+            session_timeout_ms=CONSUMER_SESSION_TIMEOUT_MS,
+            heartbeat_interval_ms=CONSUMER_SESSION_TIMEOUT_MS // 3,
         )
         listener = _Rebalance(self.joined)
         consumer.subscribe(list(self._handlers), listener=listener)

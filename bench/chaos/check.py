@@ -71,9 +71,30 @@ async def _state(conn: asyncpg.Connection, ids: list[str]) -> dict[str, Any]:
     }
 
 
-async def settle(database_url: str, receiver_url: str, sent: list[Sent]) -> None:
-    """Wait until every accepted screening is assessed and every flagged one paged (or give up
-    after CATCH_UP: the check then says what is missing)."""
+#: The acknowledgement deadline of the chaos stack (bench/chaos/stack.py, ACK_DEADLINES).
+DEADLINE = 20.0
+
+
+def owed_escalations(sent: list[Sent], pages: list[Arrival], load_end: float) -> list[str]:
+    """Alerts nobody acknowledges whose first deadline ran out before the load ended: each
+    must have escalated (a level-1 page), however many faults fell on the way."""
+    first: dict[str, float] = {}
+    for page in sorted(pages, key=lambda p: p.at):
+        if page.escalation_level == 0:
+            first.setdefault(page.screening_id, page.at)
+    return [
+        s.screening_id
+        for s in sent
+        if s.flagged
+        and s.screening_id in first
+        and not acknowledges(s.screening_id)
+        and first[s.screening_id] + DEADLINE < load_end
+    ]
+
+
+async def settle(database_url: str, receiver_url: str, sent: list[Sent], load_end: float) -> None:
+    """Wait until every accepted screening is assessed, every flagged one paged and every owed
+    escalation fired (or give up after CATCH_UP: the check then says what is missing)."""
     accepted = [s for s in sent if s.screening_id]
     ids = [s.screening_id for s in accepted if s.screening_id]
     flagged = {s.screening_id for s in accepted if s.flagged}
@@ -85,11 +106,18 @@ async def settle(database_url: str, receiver_url: str, sent: list[Sent]) -> None
                 state = await _state(conn, ids)
             finally:
                 await conn.close()
-            paged = {p.screening_id for p in await _pages(receiver_url)}
+            pages = await _pages(receiver_url)
         except (OSError, asyncpg.PostgresError, httpx.HTTPError):
             await asyncio.sleep(1)
             continue
-        if all(state["status"].get(i) == "assessed" for i in ids) and flagged <= paged:
+        paged = {p.screening_id for p in pages}
+        escalated = {p.screening_id for p in pages if p.escalation_level >= 1}
+        owed = set(owed_escalations(sent, pages, load_end))
+        if (
+            all(state["status"].get(i) == "assessed" for i in ids)
+            and flagged <= paged
+            and owed <= escalated
+        ):
             return
         await asyncio.sleep(1)
 
@@ -101,6 +129,7 @@ async def check(
     windows: list[Window],
     acked: dict[str, float],
     t0: float,
+    load_end: float,
 ) -> Verdict:
     verdict = Verdict()
     accepted = [s for s in sent if s.screening_id]
@@ -131,23 +160,30 @@ async def check(
     double_alerts = [i for i in ids if state["alerts"].get(i, 0) > 1]
     no_alert = [s.screening_id for s in flagged if not state["alerts"].get(s.screening_id or "")]
     unpaged = [s.screening_id for s in flagged if s.screening_id not in first_page]
-    # Unacknowledged alerts whose first page came early enough must have escalated to level 1.
-    end = max((p.at for p in pages), default=t0)
-    owed = [
-        s.screening_id
-        for s in flagged
-        if s.screening_id in first_page
-        and not acknowledges(s.screening_id or "")
-        and first_page[s.screening_id] + 20 + 15 < end
-    ]
+    # Unacknowledged alerts whose first deadline ran out during the load must have escalated.
+    owed = owed_escalations(sent, pages, load_end)
     escalated_late = [
-        by_level[(i, 1)] - first_page[i] - 20 for i in owed if i and (i, 1) in by_level
+        by_level[(i, 1)] - by_level[(i, 0)] - DEADLINE for i in owed if (i, 1) in by_level
     ]
     not_escalated = [i for i in owed if (i, 1) not in by_level]
+    if not_escalated:
+        conn = await asyncpg.connect(asyncpg_dsn(database_url))
+        try:
+            verdict.figures["escalations_missing_sample"] = [
+                dict(r)
+                for r in await conn.fetch(
+                    "SELECT screening_id::text, status, escalation_level, version,"
+                    " escalate_at::text, acknowledged_at::text, assessment_id IS NULL AS watchdog"
+                    " FROM notify.alerts WHERE screening_id = ANY($1::uuid[]) LIMIT 5",
+                    not_escalated,
+                )
+            ]
+        finally:
+            await conn.close()
     gave_up = [s for s in sent if s.gave_up]
     retried = [s for s in sent if s.attempts > 1]
 
-    verdict.figures = {
+    verdict.figures |= {
         "sent": len(sent),
         "accepted": len(accepted),
         "flagged": len(flagged),

@@ -112,8 +112,9 @@ async def main_async(args: argparse.Namespace, say: Callable[[str], None] = prin
             await faults.run(say)
             load_done.set()
             await load
-        say(f"load stopped after {time.monotonic() - t0:.0f} s; waiting for the system to catch up")
-        await settle(stack.database_url, stack.url("receiver"), hotline.sent)
+        load_end = time.monotonic()
+        say(f"load stopped after {load_end - t0:.0f} s; waiting for the system to catch up")
+        await settle(stack.database_url, stack.url("receiver"), hotline.sent, load_end)
         if args.soak:  # retention catches up with the last minutes of load
             await asyncio.sleep(180)
         acks_done.set()
@@ -126,6 +127,7 @@ async def main_async(args: argparse.Namespace, say: Callable[[str], None] = prin
             faults.windows,
             clinician.acked,
             t0,
+            load_end,
         )
         verdict.figures["rss_mib_start_end"] = {
             name: [round(rss_start.get(name, 0) / 2**20), round(rss / 2**20)]
