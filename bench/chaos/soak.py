@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 
 from bench.chaos.stack import ChaosStack
+from deploy.localstack import LocalStackError
 from shared.db import asyncpg_dsn
 
 #: Retention in minutes for the soak (the services read days): pruned every 15 s.
@@ -59,7 +60,9 @@ class Sampler:
 
     async def run(self, t0: float, until: asyncio.Event) -> None:
         while not until.is_set():
-            await self.sample(t0)
+            # PostgreSQL may be down (a fault): that sample is skipped.
+            with contextlib.suppress(OSError, asyncpg.PostgresError, LocalStackError):
+                await self.sample(t0)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(until.wait(), self.every)
 

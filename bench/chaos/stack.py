@@ -45,6 +45,7 @@ class ChaosStack:
     #: Settings of every service besides the run's own (the soak's short retention).
     extra_env: dict[str, str] = field(default_factory=dict)
     local: LocalStack | None = None
+    _database_url: str = ""
 
     @property
     def log_dir(self) -> Path:
@@ -63,8 +64,11 @@ class ChaosStack:
 
     @property
     def database_url(self) -> str:
-        assert self.local is not None
-        return self.local.database_url
+        """Read once: PostgreSQL keeps its port across restarts, and may be down when asked."""
+        if not self._database_url:
+            assert self.local is not None
+            self._database_url = self.local.database_url
+        return self._database_url
 
     @property
     def bootstrap_servers(self) -> str:
