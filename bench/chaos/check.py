@@ -59,7 +59,8 @@ async def _state(conn: asyncpg.Connection, ids: list[str]) -> dict[str, Any]:
         ids,
     )
     alerts = await conn.fetch(
-        "SELECT screening_id::text, count(*) AS n, bool_or(assessment_id IS NULL) AS watchdog"
+        "SELECT screening_id::text, count(*) AS n, bool_or(assessment_id IS NULL) AS watchdog,"
+        " max(escalation_level) AS level"
         " FROM notify.alerts WHERE screening_id = ANY($1::uuid[]) GROUP BY screening_id",
         ids,
     )
@@ -68,6 +69,7 @@ async def _state(conn: asyncpg.Connection, ids: list[str]) -> dict[str, Any]:
         "assessments": {r["screening_id"]: r["n"] for r in assessed},
         "alerts": {r["screening_id"]: r["n"] for r in alerts},
         "watchdog": {r["screening_id"] for r in alerts if r["watchdog"]},
+        "levels": {r["screening_id"]: r["level"] for r in alerts},
     }
 
 
@@ -111,7 +113,7 @@ async def settle(database_url: str, receiver_url: str, sent: list[Sent], load_en
             await asyncio.sleep(1)
             continue
         paged = {p.screening_id for p in pages}
-        escalated = {p.screening_id for p in pages if p.escalation_level >= 1}
+        escalated = {i for i, level in state["levels"].items() if level >= 1}
         owed = set(owed_escalations(sent, pages, load_end))
         if (
             all(state["status"].get(i) == "assessed" for i in ids)
@@ -137,6 +139,13 @@ async def check(
     conn = await asyncpg.connect(asyncpg_dsn(database_url))
     try:
         state = await _state(conn, ids)
+        after_ack_sample = await conn.fetch(
+            "SELECT a.screening_id::text, t.started_at::text, a.acknowledged_at::text, t.worker"
+            " FROM notify.delivery_attempts t"
+            " JOIN notify.deliveries d ON d.id = t.delivery_id"
+            " JOIN notify.alerts a ON a.id = d.alert_id"
+            " WHERE a.acknowledged_at IS NOT NULL AND t.started_at > a.acknowledged_at LIMIT 5"
+        )
         after_ack = await conn.fetchval(
             "SELECT count(*) FROM notify.delivery_attempts t"
             " JOIN notify.deliveries d ON d.id = t.delivery_id"
@@ -161,11 +170,13 @@ async def check(
     no_alert = [s.screening_id for s in flagged if not state["alerts"].get(s.screening_id or "")]
     unpaged = [s.screening_id for s in flagged if s.screening_id not in first_page]
     # Unacknowledged alerts whose first deadline ran out during the load must have escalated.
+    # Fired: the alert moved on (its level-1 page may have failed on a failing gateway, which
+    # escalates further: never silently dropped).
     owed = owed_escalations(sent, pages, load_end)
     escalated_late = [
         by_level[(i, 1)] - by_level[(i, 0)] - DEADLINE for i in owed if (i, 1) in by_level
     ]
-    not_escalated = [i for i in owed if (i, 1) not in by_level]
+    not_escalated = [i for i in owed if state["levels"].get(i, 0) < 1]
     if not_escalated:
         conn = await asyncpg.connect(asyncpg_dsn(database_url))
         try:
@@ -219,6 +230,7 @@ async def check(
             verdict.failures.append(f"{len(bad)} {name}")
     if after_ack:
         verdict.failures.append(f"{after_ack} pages sent after their acknowledgement")
+        verdict.figures["pages_after_ack_sample"] = [dict(r) for r in after_ack_sample]
 
     sent_flagged = sorted(
         (s.first_at, first_page[s.screening_id]) for s in flagged if s.screening_id in first_page

@@ -56,6 +56,7 @@ _CLAIM = """
 """
 # When the next page is due (a leased page when its lease runs out: its sender may have died),
 # and when the next acknowledgement deadline runs out.
+_STILL_PENDING = "SELECT status = 'pending' FROM notify.deliveries WHERE id = $1"
 _NEXT_DUE = """
     SELECT (SELECT min(greatest(due_at, coalesce(lease_until, due_at)))
               FROM notify.deliveries WHERE status = 'pending') AS page,
@@ -215,6 +216,11 @@ class Deliverer:
     async def _send(self, page: Page) -> None:
         async with self._slots:
             started = utcnow()
+            # Claimed a moment ago, but acknowledged (or resolved) since? A claimed page may
+            # have waited for a slot, or its process may have been paused: no attempt starts
+            # after its alert was acknowledged. (One on the wire when the ack lands goes out.)
+            if not await self._still_pending(page):
+                return
             address = self.address(page)
             if address is None:
                 outcome = Outcome("temporary_failure", error="no on-call target configured")
@@ -261,6 +267,15 @@ class Deliverer:
                 # change a recorded outcome makes (a retry's due time, a deadline, the pages of
                 # an escalation) wakes the loop through the triggers on those columns.
                 self._loop.wake()
+
+    async def _still_pending(self, page: Page) -> bool:
+        try:
+            async with self._sessions() as session:
+                conn = await driver(session, begin=False)
+                return bool(await conn.fetchval(_STILL_PENDING, page.delivery_id))
+        except Exception:
+            log.exception("page %s: could not check it is still due; sending", page.delivery_id)
+            return True  # a page sent twice beats a page not sent
 
     async def _record(
         self, page: Page, attempt: DeliveryAttempt, outcome: Outcome, *, waiting: bool
