@@ -101,6 +101,27 @@ class Process:
             self.popen.wait()
 
 
+def migrated_env(database_url: str, bootstrap_servers: str) -> dict[str, str]:
+    """The services' environment on a fresh stack (none of the user's `make run` settings),
+    once the migrations ran against it."""
+    env = {key: value for key, value in os.environ.items() if key not in _SERVICE_SETTINGS}
+    env.update(
+        DATABASE_URL=database_url, KAFKA_BOOTSTRAP_SERVERS=bootstrap_servers, PYTHONUNBUFFERED="1"
+    )
+    migrate = subprocess.run(
+        [sys.executable, "-m", "shared.migrate"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if migrate.returncode != 0:
+        raise RuntimeError(f"migrations failed:\n{migrate.stdout}{migrate.stderr}")
+    return env
+
+
 @dataclass
 class BenchStack:
     """Start with `start()`, stop with `stop()` (services, receiver, Kafka, PostgreSQL)."""
@@ -165,23 +186,7 @@ class BenchStack:
             partitions=self.partitions,
         )
         self.local.start()
-        env = {key: value for key, value in os.environ.items() if key not in _SERVICE_SETTINGS}
-        env.update(
-            DATABASE_URL=self.database_url,
-            KAFKA_BOOTSTRAP_SERVERS=self.bootstrap_servers,
-            PYTHONUNBUFFERED="1",
-        )
-        migrate = subprocess.run(
-            [sys.executable, "-m", "shared.migrate"],
-            cwd=PROJECT_ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        if migrate.returncode != 0:
-            raise RuntimeError(f"migrations failed:\n{migrate.stdout}{migrate.stderr}")
+        env = migrated_env(self.database_url, self.bootstrap_servers)
         self.ports = {name: free_port() for name in ("receiver", *(s.name for s in SERVICES))}
         receiver = Process.start(
             "receiver",

@@ -11,7 +11,6 @@ import os
 import secrets
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import psutil
 
-from bench.stack import _SERVICE_SETTINGS, Process, _get
+from bench.stack import Process, _get, migrated_env
 from deploy.localstack import PROJECT_ROOT, LocalStack, free_port
 from deploy.run import SERVICES
 from shared.phi import new_phi_key
@@ -96,23 +95,7 @@ class ChaosStack:
             brokers=self.brokers,
         )
         self.local.start()
-        env = {k: v for k, v in os.environ.items() if k not in _SERVICE_SETTINGS}
-        env.update(
-            DATABASE_URL=self.database_url,
-            KAFKA_BOOTSTRAP_SERVERS=self.bootstrap_servers,
-            PYTHONUNBUFFERED="1",
-        )
-        migrate = subprocess.run(
-            [sys.executable, "-m", "shared.migrate"],
-            cwd=PROJECT_ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        if migrate.returncode != 0:
-            raise RuntimeError(f"migrations failed:\n{migrate.stdout}{migrate.stderr}")
+        env = migrated_env(self.database_url, self.bootstrap_servers)
         names = [r for s in SERVICES for r in self.replicas_of(s.name)]
         self.ports = {name: free_port() for name in ("receiver", *names)}
         self._launch(

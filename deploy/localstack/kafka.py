@@ -119,6 +119,16 @@ def _server_properties(
     """
     factor, min_isr = replication(brokers)
     settings = {
+        **(
+            {
+                # A broker that died is fenced, and its partitions led elsewhere, within 3 s
+                # (9 s by default): writes and the access topic's readers move on quickly.
+                "broker.session.timeout.ms": "3000",
+                "broker.heartbeat.interval.ms": "1000",
+            }
+            if brokers > 1
+            else {}
+        ),
         "process.roles": "broker,controller",
         "node.id": str(node_id),
         "controller.quorum.voters": voters or f"{node_id}@127.0.0.1:{controller_port}",

@@ -56,7 +56,13 @@ _CLAIM = """
 """
 # When the next page is due (a leased page when its lease runs out: its sender may have died),
 # and when the next acknowledgement deadline runs out.
-_STILL_PENDING = "SELECT status = 'pending' FROM notify.deliveries WHERE id = $1"
+#: Under a key-share lock of the alert: an acknowledgement (which locks the alert FOR UPDATE
+#: and only then reads the clock) is either committed before, and the page is not sent, or
+#: timed after this page's attempt began.
+_STILL_PENDING = """
+    SELECT d.status = 'pending' FROM notify.deliveries d JOIN notify.alerts a ON a.id = d.alert_id
+     WHERE d.id = $1 FOR KEY SHARE OF a
+"""
 _NEXT_DUE = """
     SELECT (SELECT min(greatest(due_at, coalesce(lease_until, due_at)))
               FROM notify.deliveries WHERE status = 'pending') AS page,

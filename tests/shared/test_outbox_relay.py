@@ -42,6 +42,18 @@ async def outbox(db: asyncpg.Pool) -> AsyncIterator[Table]:
 
 
 @pytest.fixture
+async def topic(stack: LocalStack) -> AsyncIterator[str]:
+    """A topic of the test's own, one partition."""
+    name = f"test.relay.{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=stack.bootstrap_servers)
+    await admin.start()
+    await admin.create_topics([NewTopic(name, 1, 1)])
+    yield name
+    await admin.delete_topics([name])
+    await admin.close()
+
+
+@pytest.fixture
 async def sessions(database_url: str) -> AsyncIterator[SessionFactory]:
     engine = create_engine(database_url, pool_size=2)
     yield create_session_factory(engine)
@@ -64,12 +76,13 @@ class _BrokenProducer:
 
 
 async def test_relay_publishes_in_order_and_keeps_rows_when_the_broker_fails(
-    stack: LocalStack, db: asyncpg.Pool, outbox: Table, sessions: SessionFactory, database_url: str
+    stack: LocalStack,
+    db: asyncpg.Pool,
+    outbox: Table,
+    sessions: SessionFactory,
+    database_url: str,
+    topic: str,
 ) -> None:
-    topic = f"test.relay.{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=stack.bootstrap_servers)
-    await admin.start()
-    await admin.create_topics([NewTopic(topic, 1, 1)])
     producer = create_producer(stack.bootstrap_servers, client_id="relay-test")
     await producer.start()
     table = f"{outbox.schema}.outbox"
@@ -106,8 +119,6 @@ async def test_relay_publishes_in_order_and_keeps_rows_when_the_broker_fails(
         await relay.close()
     finally:
         await producer.stop()
-        await admin.delete_topics([topic])
-        await admin.close()
 
 
 class _HangingProducer:
@@ -152,12 +163,13 @@ async def test_no_transaction_is_open_while_the_relay_waits_on_the_broker(
 
 
 async def test_a_row_the_broker_never_takes_is_set_aside_and_the_rows_behind_it_go_out(
-    stack: LocalStack, db: asyncpg.Pool, outbox: Table, sessions: SessionFactory, database_url: str
+    stack: LocalStack,
+    db: asyncpg.Pool,
+    outbox: Table,
+    sessions: SessionFactory,
+    database_url: str,
+    topic: str,
 ) -> None:
-    topic = f"test.relay.{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=stack.bootstrap_servers)
-    await admin.start()
-    await admin.create_topics([NewTopic(topic, 1, 1)])
     # The missing topic is confirmed after the metadata wait (request_timeout_ms): kept short.
     producer = AIOKafkaProducer(
         bootstrap_servers=stack.bootstrap_servers,
@@ -197,17 +209,16 @@ async def test_a_row_the_broker_never_takes_is_set_aside_and_the_rows_behind_it_
     finally:
         await relay.close()
         await producer.stop()
-        await admin.delete_topics([topic])
-        await admin.close()
 
 
 async def test_one_replica_publishes_at_a_time_and_another_takes_over_when_it_stops(
-    stack: LocalStack, db: asyncpg.Pool, outbox: Table, sessions: SessionFactory, database_url: str
+    stack: LocalStack,
+    db: asyncpg.Pool,
+    outbox: Table,
+    sessions: SessionFactory,
+    database_url: str,
+    topic: str,
 ) -> None:
-    topic = f"test.relay.{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=stack.bootstrap_servers)
-    await admin.start()
-    await admin.create_topics([NewTopic(topic, 1, 1)])
     producer = create_producer(stack.bootstrap_servers, client_id="relay-test")
     await producer.start()
     relays = [
@@ -237,5 +248,3 @@ async def test_one_replica_publishes_at_a_time_and_another_takes_over_when_it_st
         for relay in relays:
             await relay.close()
         await producer.stop()
-        await admin.delete_topics([topic])
-        await admin.close()
