@@ -20,7 +20,7 @@ from pathlib import Path
 from bench.chaos.check import Verdict, check, settle
 from bench.chaos.faults import Faults, Window, schedule
 from bench.chaos.load import Clinician, Hotline
-from bench.chaos.soak import Sampler
+from bench.chaos.soak import SOAK_SETTINGS, Sampler
 from bench.chaos.soak import report as soak_report
 from bench.chaos.stack import DEFAULT_DIR, ChaosStack
 from bench.workload import build_workload
@@ -81,7 +81,12 @@ def plot(verdict: Verdict, windows: list[Window], t0: float, path: Path) -> Path
 async def main_async(args: argparse.Namespace, say: Callable[[str], None] = print) -> int:
     # The short run has a folder of its own: `make test` may run while a `make chaos` does.
     root = DEFAULT_DIR.with_name("chaos-short") if args.short else DEFAULT_DIR
-    stack = ChaosStack(root=root, replicas=1 if args.short else args.replicas, brokers=args.brokers)
+    stack = ChaosStack(
+        root=root,
+        replicas=1 if args.short else args.replicas,
+        brokers=args.brokers,
+        extra_env=SOAK_SETTINGS if args.soak else {},
+    )
     await asyncio.to_thread(stack.start, say)
     try:
         screenings = build_workload(2000, flagged_share=args.flagged)

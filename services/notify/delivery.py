@@ -56,13 +56,16 @@ _CLAIM = """
 """
 # When the next page is due (a leased page when its lease runs out: its sender may have died),
 # and when the next acknowledgement deadline runs out.
-#: Under a key-share lock of the alert: an acknowledgement (which locks the alert FOR UPDATE
-#: and only then reads the clock) is either committed before, and the page is not sent, or
-#: timed after this page's attempt began.
-_STILL_PENDING = """
-    SELECT d.status = 'pending' FROM notify.deliveries d JOIN notify.alerts a ON a.id = d.alert_id
-     WHERE d.id = $1 FOR KEY SHARE OF a
+#: First wait for any acknowledgement of the alert in progress (it locks the alert FOR UPDATE and
+#: only then reads the clock), then read the delivery afresh, in a statement of its own: after a
+#: lock wait a single statement would still see the delivery as its snapshot had it (READ
+#: COMMITTED re-reads only the locked rows). So an acknowledgement is either committed before the
+#: read, and the page is not sent, or timed after this page's attempt began.
+_WAIT_FOR_ACK = """
+    SELECT 1 FROM notify.alerts
+     WHERE id = (SELECT alert_id FROM notify.deliveries WHERE id = $1) FOR KEY SHARE
 """
+_STILL_PENDING = "SELECT status = 'pending' FROM notify.deliveries WHERE id = $1"
 _NEXT_DUE = """
     SELECT (SELECT min(greatest(due_at, coalesce(lease_until, due_at)))
               FROM notify.deliveries WHERE status = 'pending') AS page,
@@ -278,6 +281,7 @@ class Deliverer:
         try:
             async with self._sessions() as session:
                 conn = await driver(session, begin=False)
+                await conn.execute(_WAIT_FOR_ACK, page.delivery_id)
                 return bool(await conn.fetchval(_STILL_PENDING, page.delivery_id))
         except Exception:
             log.exception("page %s: could not check it is still due; sending", page.delivery_id)
