@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import asyncpg
 import pytest
@@ -54,6 +55,25 @@ async def topic(stack: LocalStack) -> AsyncIterator[str]:
 
 
 @pytest.fixture
+def relay_of(
+    sessions: SessionFactory, outbox: Table, database_url: str
+) -> Callable[..., OutboxRelay]:
+    """A relay of the test's outbox over `producer` (a real one, or a broken broker)."""
+
+    def make(producer: Any, **options: Any) -> OutboxRelay:
+        return OutboxRelay(
+            sessions=sessions,
+            outbox=outbox,
+            producer=producer,
+            listen_dsn=asyncpg_dsn(database_url),
+            channel="unused",
+            **options,
+        )
+
+    return make
+
+
+@pytest.fixture
 async def sessions(database_url: str) -> AsyncIterator[SessionFactory]:
     engine = create_engine(database_url, pool_size=2)
     yield create_session_factory(engine)
@@ -82,32 +102,20 @@ async def test_relay_publishes_in_order_and_keeps_rows_when_the_broker_fails(
     sessions: SessionFactory,
     database_url: str,
     topic: str,
+    relay_of: Callable[..., OutboxRelay],
 ) -> None:
     producer = create_producer(stack.bootstrap_servers, client_id="relay-test")
     await producer.start()
     table = f"{outbox.schema}.outbox"
     try:
         events = await _queue(sessions, outbox, topic, 5)
-        broken = OutboxRelay(
-            sessions=sessions,
-            outbox=outbox,
-            producer=_BrokenProducer(),  # type: ignore[arg-type]
-            listen_dsn=asyncpg_dsn(database_url),
-            channel="unused",
-        )
+        broken = relay_of(_BrokenProducer())
         with pytest.raises(ConnectionError):
             await broken.publish_batch()
         assert await db.fetchval(f"SELECT count(*) FROM {table}") == 5, "nothing lost"
         await broken.close()  # gives the lead up
 
-        relay = OutboxRelay(
-            sessions=sessions,
-            outbox=outbox,
-            producer=producer,
-            listen_dsn=asyncpg_dsn(database_url),
-            channel="unused",
-            batch_size=3,
-        )
+        relay = relay_of(producer, batch_size=3)
         assert await relay.publish_batch() == 3
         assert await relay.publish_batch() == 2
         assert await relay.publish_batch() == 0
@@ -133,19 +141,17 @@ class _HangingProducer:
 
 
 async def test_no_transaction_is_open_while_the_relay_waits_on_the_broker(
-    db: asyncpg.Pool, outbox: Table, sessions: SessionFactory, database_url: str
+    db: asyncpg.Pool,
+    outbox: Table,
+    sessions: SessionFactory,
+    database_url: str,
+    relay_of: Callable[..., OutboxRelay],
 ) -> None:
     """A broker that is away must not hold a pooled connection in a transaction (which stops
     vacuum on every table) for as long as it is away."""
     await _queue(sessions, outbox, "test.relay.hang", 3)
     producer = _HangingProducer()
-    relay = OutboxRelay(
-        sessions=sessions,
-        outbox=outbox,
-        producer=producer,  # type: ignore[arg-type]
-        listen_dsn=asyncpg_dsn(database_url),
-        channel="unused",
-    )
+    relay = relay_of(producer)
     waiting = asyncio.create_task(relay.publish_batch())
     try:
         await asyncio.wait_for(producer.sent.wait(), 5)
@@ -169,6 +175,7 @@ async def test_a_row_the_broker_never_takes_is_set_aside_and_the_rows_behind_it_
     sessions: SessionFactory,
     database_url: str,
     topic: str,
+    relay_of: Callable[..., OutboxRelay],
 ) -> None:
     # The missing topic is confirmed after the metadata wait (request_timeout_ms): kept short.
     producer = AIOKafkaProducer(
@@ -178,13 +185,7 @@ async def test_a_row_the_broker_never_takes_is_set_aside_and_the_rows_behind_it_
         request_timeout_ms=2000,
     )
     await producer.start()
-    relay = OutboxRelay(
-        sessions=sessions,
-        outbox=outbox,
-        producer=producer,
-        listen_dsn=asyncpg_dsn(database_url),
-        channel="unused",
-    )
+    relay = relay_of(producer)
     try:
         first = await _queue(sessions, outbox, topic, 2)
         await _queue(sessions, outbox, "test.relay.no-such-topic", 1)
@@ -218,19 +219,11 @@ async def test_one_replica_publishes_at_a_time_and_another_takes_over_when_it_st
     sessions: SessionFactory,
     database_url: str,
     topic: str,
+    relay_of: Callable[..., OutboxRelay],
 ) -> None:
     producer = create_producer(stack.bootstrap_servers, client_id="relay-test")
     await producer.start()
-    relays = [
-        OutboxRelay(
-            sessions=sessions,
-            outbox=outbox,
-            producer=producer,
-            listen_dsn=asyncpg_dsn(database_url),
-            channel="unused",
-        )
-        for _ in range(2)
-    ]
+    relays = [relay_of(producer) for _ in range(2)]
     try:
         events = await _queue(sessions, outbox, topic, 3)
         assert await relays[0].publish_batch() == 3
