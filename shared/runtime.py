@@ -73,6 +73,7 @@ class Runtime:
     #: The PHI key ring (PHI_KEYS); None when unset. Sessions carry it in `info` too.
     phi: KeyRing | None = None
     consumer: EventConsumer | None = None
+    consumer_task: asyncio.Task | None = None
     pruner: Pruner | None = None
     tasks: list[asyncio.Task] = field(default_factory=list)
 
@@ -114,10 +115,9 @@ async def _stop(rt: Runtime) -> None:
     """The end of a graceful stop (shared/serve.py), after the last request: the consumer
     leaves its group with its offsets committed, the other loops end (a page on the wire is let
     finish), and events committed until now are published."""
-    consumer_task = next((t for t in rt.tasks if t.get_name().endswith("-consumer")), None)
-    if rt.consumer is not None and consumer_task is not None:
+    if rt.consumer is not None and rt.consumer_task is not None:
         rt.consumer.close()
-        done, _ = await asyncio.wait([consumer_task], timeout=CONSUMER_STOP_SECONDS)
+        done, _ = await asyncio.wait([rt.consumer_task], timeout=CONSUMER_STOP_SECONDS)
         if not done:
             log.warning("consumer did not stop in %.0f s; cancelling it", CONSUMER_STOP_SECONDS)
     for task in reversed(rt.tasks):
@@ -257,7 +257,7 @@ async def open_runtime(
             producer=producer,
             security=security,
         )
-        rt.spawn(rt.consumer.run(), name=f"{schema}-consumer")
+        rt.consumer_task = rt.spawn(rt.consumer.run(), name=f"{schema}-consumer")
     # Everything loaded at start (FastAPI's and pydantic's models, FHIR's, the rule set: some
     # 190,000 objects) moves to the permanent generation, so a full collection scans only what
     # requests allocate: ~0.01 ms instead of a ~105 ms pause of every request in flight.
