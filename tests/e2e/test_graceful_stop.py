@@ -77,7 +77,7 @@ async def test_sigterm_under_load_loses_no_accepted_screening(
 
         await asyncio.wait_for(asyncio.gather(*load), timeout=30)
         exited_at = time.monotonic()
-        returncode = await asyncio.to_thread(proc.wait, 30)
+        returncode = await asyncio.to_thread(proc.wait, 60)  # a loaded CI machine is slow
     assert len(accepted) > before, "requests were served during the delay"
     assert not [r for r in refused if r.startswith("5")], refused
     assert returncode in (0, -signal.SIGTERM), second.log_tail("intake")

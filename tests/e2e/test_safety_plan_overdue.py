@@ -20,7 +20,9 @@ from deploy.localstack import LocalStack
 from services.intake.safety_plans.service import claim_overdue
 from shared.db import create_engine, create_session_factory, transaction
 from shared.events import utcnow
+from shared.phi import RING, KeyRing
 from tests.conftest import WEBHOOK_SECRET
+from tests.support.keys import PHI_KEYS
 from tests.support.receiver import Received, Receiver
 from tests.support.safety_plans import (
     CLINICIAN,
@@ -176,7 +178,8 @@ async def test_overdue_is_claimed_once_however_many_replicas_race(
         assert response.status_code == 200, response.text
 
     engine = create_engine(database_url, pool_size=4)
-    sessions = create_session_factory(engine)
+    # With the key ring, as the services have it: a plan's sealed fields load decrypted.
+    sessions = create_session_factory(engine, info={RING: KeyRing.parse(PHI_KEYS)})
 
     async def claimer() -> list[str]:
         await asyncio.sleep(max(0.0, (due - utcnow()).total_seconds()))
