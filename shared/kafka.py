@@ -8,7 +8,9 @@ The consumer loop is where "nothing may be lost" is kept on the consuming side:
   redelivered event does nothing;
 - a message that can never be processed (not an envelope, fails its schema, or a handler that
   keeps failing) goes to `<topic>.dlq` with the reason in its headers, and the partition moves on;
-- an outage of the database is not the message's fault: it is retried until the database is back.
+- an outage of the database is not the message's fault: it is retried until the database is back;
+- a consumer that stops fetching while its partitions hold unread messages is made anew
+  (`_Progress`): the client's own recovery is not trusted with the pages.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import CommitFailedError, IllegalStateError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from pydantic import ValidationError
 from sqlalchemy import Column, DateTime, MetaData, Table, Text, func
 from sqlalchemy.dialects.postgresql import UUID
@@ -41,6 +43,8 @@ Handler = Callable[[AsyncSession, Envelope], Awaitable[None]]
 COMMIT_INTERVAL = 0.5
 #: How long a dead consumer holds its partitions (the broker's group.min.session.timeout.ms).
 CONSUMER_SESSION_TIMEOUT_MS = 6000
+#: A consumer that fetched nothing this long checks that it is not stuck (see `_Progress`).
+STALL_SECONDS = 10.0
 
 
 class PoisonMessage(Exception):
@@ -192,12 +196,64 @@ class _Rebalance(ConsumerRebalanceListener):
         self._joined.set()
 
 
+class ConsumerStalled(Exception):
+    """The consumer fetches nothing while its partitions hold messages it has not read."""
+
+
+class _Progress:
+    """Notices a consumer that stopped fetching with messages waiting for it.
+
+    After a broker outage make chaos saw a consumer stay in its group, heartbeat and poll, and
+    fetch nothing ever again while its topics filled (other clients have had the same failure:
+    kafka-python#1419, faust#99). Nothing inside the client reports it, so after `window`
+    seconds without a message the consumer compares, for each partition it owns, its position
+    with the log's end (one ListOffsets request); behind on any, it is stuck, and the consumer
+    is made anew (it rejoins and resumes from the committed offsets). While the broker cannot
+    answer, nothing is concluded: the client is reconnecting.
+    """
+
+    def __init__(self, consumer: AIOKafkaConsumer, window: float) -> None:
+        self._consumer = consumer
+        self._window = window
+        self._since = asyncio.get_running_loop().time()
+
+    def moved(self) -> None:
+        self._since = asyncio.get_running_loop().time()
+
+    async def unread(self) -> dict[TopicPartition, int]:
+        """Messages waiting on partitions of a consumer that has fetched nothing for the
+        window, per partition ({} while it fetches, is caught up, or the broker is away)."""
+        now = asyncio.get_running_loop().time()
+        if now - self._since < self._window:
+            return {}
+        self._since = now  # one check per quiet window
+        assigned = sorted(self._consumer.assignment())
+        if not assigned:
+            return {}
+        try:
+            ends = await asyncio.wait_for(self._consumer.end_offsets(assigned), 5)
+        except (KafkaError, TimeoutError):
+            return {}
+        unread = {}
+        for tp in assigned:
+            try:
+                position = await asyncio.wait_for(self._consumer.position(tp), 1)
+            except IllegalStateError:  # no longer ours (a rebalance)
+                continue
+            except TimeoutError:  # no position after a quiet window: it is not fetching
+                position = 0
+            if ends.get(tp, 0) > position:
+                unread[tp] = ends[tp] - position
+        return unread
+
+
 @dataclass
 class ConsumerStats:
     processed: int = 0
     duplicates: int = 0
     dead_lettered: int = 0
     batches: int = 0  # transactions that applied several messages at once
+    stalls: int = 0  # times the consumer was found stuck and made anew
 
 
 class EventConsumer:
@@ -214,6 +270,7 @@ class EventConsumer:
         producer: Producer | AIOKafkaProducer,
         max_attempts: int = 3,
         security: Mapping[str, Any] | None = None,
+        stall_seconds: float = STALL_SECONDS,
     ) -> None:
         self._bootstrap = bootstrap_servers
         self._security = dict(security or {})
@@ -226,6 +283,9 @@ class EventConsumer:
         )
         self._producer = producer
         self._max_attempts = max_attempts
+        self._stall_seconds = stall_seconds
+        #: The Kafka consumer of the moment (made anew after a failure or a stall).
+        self._kafka: AIOKafkaConsumer | None = None
         self.stats = ConsumerStats()
         #: Set once the consumer has joined its group (with or without partitions): until then a
         #: message waits for the rebalance, so readiness waits for it too.
@@ -246,7 +306,16 @@ class EventConsumer:
             try:
                 await self._consume()
             except asyncio.CancelledError:
-                raise
+                task = asyncio.current_task()
+                if task is None or task.cancelling():
+                    raise
+                # Not a cancellation of this task: one escaping the client's internals. Taken
+                # for a cancellation it would end the loop in silence (no crash to log).
+                log.error("consumer %s: the Kafka client was cancelled; restarting", self._group_id)
+                await asyncio.sleep(1)
+            except ConsumerStalled as exc:
+                self.stats.stalls += 1
+                log.error("consumer %s is stuck (%s); making it anew", self._group_id, exc)
             except Exception:
                 log.exception("consumer %s failed; restarting in 1 s", self._group_id)
                 await asyncio.sleep(1)
@@ -270,16 +339,24 @@ class EventConsumer:
         listener = _Rebalance(self.joined)
         consumer.subscribe(list(self._handlers), listener=listener)
         await consumer.start()
+        self._kafka = consumer
         offsets = listener.offsets = _Offsets(consumer, self._group_id)
+        progress = _Progress(consumer, self._stall_seconds)
         try:
             while not self._closing.is_set():
                 wait = COMMIT_INTERVAL if offsets.pending else 0.5
                 batches = await consumer.getmany(timeout_ms=int(wait * 1000), max_records=500)
                 if batches:
+                    progress.moved()
                     await self._process_batch([r for rs in batches.values() for r in rs])
                     offsets.applied(batches)
                 if offsets.pending and (offsets.due() or not batches):
                     await offsets.commit()
+                if not batches and (unread := await progress.unread()):
+                    raise ConsumerStalled(
+                        f"nothing fetched for {self._stall_seconds:.0f} s while"
+                        f" {len(unread)} partition(s) hold {sum(unread.values())} unread messages"
+                    )
         finally:
             with contextlib.suppress(Exception):
                 await offsets.commit()

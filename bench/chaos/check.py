@@ -250,6 +250,8 @@ async def check(
                 "first_page_after_back_s": round(after[0] - window.back, 2) if after else None,
                 "worst_post_to_page_s": round(max(near), 2) if near else None,
                 "requests_retried": sum(1 for s in during if s.attempts > 1),
+                # What the client was answered before a retry: the why of the column above.
+                "retried_on": dict(Counter(status for s in during for status in s.statuses)),
             }
         )
     return verdict

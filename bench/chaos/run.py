@@ -40,6 +40,9 @@ def table(verdict: Verdict) -> str:
             f" {'-' if first is None else f'{first:.2f} s':>15}"
             f" {'-' if worst is None else f'{worst:.2f} s':>16} {f['requests_retried']:>8}"
         )
+        if f.get("retried_on"):
+            why = ", ".join(f"{status} ({n})" for status, n in sorted(f["retried_on"].items()))
+            lines.append(f"    retried on: {why}")
     lines.append("-" * len(head))
     lines.append(", ".join(f"{k} {v}" for k, v in verdict.figures.items()))
     lines.append(
@@ -142,6 +145,9 @@ async def main_async(args: argparse.Namespace, say: Callable[[str], None] = prin
     finally:
         await asyncio.to_thread(stack.stop)
     say(table(verdict))
+    if not verdict.ok:  # what the services said about it (CI keeps nothing else)
+        for name, process in sorted(stack.processes.items()):
+            say(f"--- {name}: its last warnings and errors ---\n{troubles(process.log)}")
     if args.soak:
         say(soak_report(sampler.samples))
     out = stack.root / "results"
@@ -159,6 +165,19 @@ async def main_async(args: argparse.Namespace, say: Callable[[str], None] = prin
     say(f"figures: {out / (stem + '.json')}")
     say(f"plot:    {plot(verdict, faults.windows, t0, out / (stem + '.png'))}")
     return 0 if verdict.ok else 1
+
+
+def troubles(log: Path, lines: int = 25) -> str:
+    """The last `lines` warnings and errors of a service's JSON log."""
+    if not log.exists():
+        return "(no log)"
+    marks = ('"level": "WARNING"', '"level": "ERROR"', '"level": "CRITICAL"', "Traceback")
+    found = [
+        line[:600]
+        for line in log.read_text(errors="replace").splitlines()
+        if any(m in line for m in marks)
+    ]
+    return "\n".join(found[-lines:]) or "(none)"
 
 
 def parser() -> argparse.ArgumentParser:

@@ -6,12 +6,10 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator
 
 import asyncpg
-import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -25,17 +23,6 @@ from tests.support.kafka import read_all
 
 def _event(n: int) -> Envelope:
     return Envelope(type="test.batch", correlation_id="batch-test", data={"n": n})
-
-
-@pytest.fixture
-async def topic(stack: LocalStack) -> AsyncIterator[str]:
-    name = f"test.batches.{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=stack.bootstrap_servers)
-    await admin.start()
-    await admin.create_topics([NewTopic(t, 1, 1) for t in (name, dlq(name))])
-    yield name
-    await admin.delete_topics([name, dlq(name)])
-    await admin.close()
 
 
 async def _until(check, timeout: float = 15.0) -> None:  # type: ignore[no-untyped-def]

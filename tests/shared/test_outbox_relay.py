@@ -13,7 +13,6 @@ from typing import Any
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from sqlalchemy import MetaData, Table
 
 from deploy.localstack import LocalStack
@@ -40,18 +39,6 @@ async def outbox(db: asyncpg.Pool) -> AsyncIterator[Table]:
         await db.execute(path.read_text().replace("{schema}", schema))
     yield outbox_table(MetaData(schema=schema))
     await db.execute(f"DROP SCHEMA {schema} CASCADE")
-
-
-@pytest.fixture
-async def topic(stack: LocalStack) -> AsyncIterator[str]:
-    """A topic of the test's own, one partition."""
-    name = f"test.relay.{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=stack.bootstrap_servers)
-    await admin.start()
-    await admin.create_topics([NewTopic(name, 1, 1)])
-    yield name
-    await admin.delete_topics([name])
-    await admin.close()
 
 
 @pytest.fixture

@@ -1,0 +1,77 @@
+"""A consumer that stops fetching while messages wait for it is made anew and reads them."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import MetaData
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from deploy.localstack import LocalStack
+from shared.db import create_engine, create_session_factory
+from shared.events import Envelope
+from shared.kafka import EventConsumer, create_producer, processed_events_table
+
+
+async def test_a_consumer_stuck_with_messages_waiting_is_made_anew(
+    stack: LocalStack, database_url: str, topic: str
+) -> None:
+    seen: list[int] = []
+
+    async def handler(session: AsyncSession, envelope: Envelope) -> None:
+        seen.append(envelope.data["n"])
+
+    engine = create_engine(database_url, pool_size=2)
+    producer = create_producer(stack.bootstrap_servers, client_id="stall-test")
+    await producer.start()
+    consumer = EventConsumer(
+        bootstrap_servers=stack.bootstrap_servers,
+        group_id=f"stall-{topic}",
+        handlers={topic: handler},
+        sessions=create_session_factory(engine),
+        processed_events=processed_events_table(MetaData(schema="risk")),
+        producer=producer,
+        stall_seconds=2,
+    )
+    task = asyncio.create_task(consumer.run())
+    raw = AIOKafkaProducer(bootstrap_servers=stack.bootstrap_servers)
+    await raw.start()
+    try:
+        await asyncio.wait_for(consumer.joined.wait(), 30)
+        await raw.send_and_wait(
+            topic, Envelope(type="t", correlation_id="stall-test", data={"n": 0}).encode(), key=b"k"
+        )
+        deadline = time.monotonic() + 15
+        while seen != [0]:
+            assert time.monotonic() < deadline, "the first message was not read"
+            await asyncio.sleep(0.05)
+
+        # The client goes on polling but fetches nothing (what a broker outage once left it
+        # doing); a paused partition is exactly that.
+        stuck = consumer._kafka
+        assert stuck is not None
+        stuck.pause(*stuck.assignment())
+        await raw.send_and_wait(
+            topic, Envelope(type="t", correlation_id="stall-test", data={"n": 1}).encode(), key=b"k"
+        )
+        await asyncio.sleep(1)
+        assert seen == [0], "a paused partition fetched"
+
+        deadline = time.monotonic() + 20
+        while seen != [0, 1]:
+            assert time.monotonic() < deadline, "the stuck consumer was never made anew"
+            await asyncio.sleep(0.05)
+        assert consumer.stats.stalls == 1
+        assert consumer._kafka is not stuck
+
+        # Caught up and quiet is not stuck: no more renewals while nothing arrives.
+        await asyncio.sleep(5)
+        assert consumer.stats.stalls == 1
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await raw.stop()
+        await producer.stop()
+        await engine.dispose()
