@@ -81,8 +81,9 @@ class Runtime:
         checks = {
             "database": await database_ready(self.engine),
             "kafka": await self._kafka_ready(),
-            # Until the access topic is read to its end every key is refused (fail closed).
-            "credentials": self.gate.directory.fresh,
+            # Until the access topic is read to its end every key is refused (fail closed), but
+            # on intake, which asks its own table of keys meanwhile.
+            "credentials": self.gate.directory.answering,
         }
         if self.consumer is not None:
             checks["consumer_group"] = self.consumer.joined.is_set()

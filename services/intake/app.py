@@ -47,6 +47,9 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         ) as runtime:
             app.state.runtime = runtime
             app.state.phi = runtime.phi
+            runtime.gate.directory.authority = access_api.key_authority(
+                runtime.reads or runtime.sessions
+            )
             if cfg.audit_signing_key:
                 runtime.spawn(
                     run_checkpoints(

@@ -7,7 +7,9 @@ replica of every service within the time of one fetch, with no schema shared bet
 
 Fail closed: a replica that has not confirmed, within `max_staleness` seconds, that it has read
 up to the topic's end cannot know whether a key was revoked, so it refuses every key (503) and
-says why in its log, until it has caught up again.
+says why in its log, until it has caught up again. The replica that keeps the keys (intake) has
+their source of truth at hand instead: its `authority` answers meanwhile, so a broker failover
+(several seconds while a new partition leader is elected) refuses no request there.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,6 +35,10 @@ class CredentialsUnavailable(Exception):
     """This replica cannot tell whether a key is still valid right now."""
 
 
+#: The keys' source of truth, by key digest: asked while the topic cannot be confirmed read.
+Authority = Callable[[str], Awaitable[Credential | None]]
+
+
 class CredentialDirectory:
     def __init__(
         self,
@@ -40,6 +46,7 @@ class CredentialDirectory:
         bootstrap: Iterable[Credential] = (),
         max_staleness: float = 5.0,
         clock: Any = time.monotonic,
+        authority: Authority | None = None,
     ) -> None:
         self._by_id: dict[Any, Credential] = {}
         self._by_hash: dict[str, Credential] = {}
@@ -47,6 +54,7 @@ class CredentialDirectory:
             self.apply(credential)
         self.max_staleness = max_staleness
         self._clock = clock
+        self.authority = authority
         self._synced_at: float | None = None
         self._warned_at = 0.0
         #: Set (and replaced) at every confirmed read to the end: what a waiting look awaits.
@@ -60,15 +68,7 @@ class CredentialDirectory:
         Raises CredentialsUnavailable when this replica is not sure it knows every revocation.
         """
         if not self.fresh:
-            now = self._clock()
-            if now - self._warned_at > 10:
-                self._warned_at = now
-                log.warning(
-                    "refusing API keys: the access topic %s has not been read to its end for "
-                    "more than %.0f s, so a revocation could be missing",
-                    ACCESS_EVENTS,
-                    self.max_staleness,
-                )
+            self._warn("refusing API keys")
             raise CredentialsUnavailable("credentials cannot be checked right now")
         credential = self._by_hash.get(key_digest(key))
         if credential is None or not credential.valid_at(datetime.now(UTC)):
@@ -78,7 +78,11 @@ class CredentialDirectory:
     async def principal_or_wait(self, key: str, *, timeout: float = 1.5) -> Principal | None:
         """`principal`, and for a key this replica has never seen, one more look after the
         next confirmed read to the topic's end (at most `timeout` s): a key issued on intake a
-        moment ago is accepted here too instead of a 401 while its event is on its way."""
+        moment ago is accepted here too instead of a 401 while its event is on its way.
+
+        Not fresh, a replica with an `authority` asks it instead of refusing."""
+        if not self.fresh and self.authority is not None:
+            return await self._ask_authority(key)
         principal = self.principal(key)
         if principal is not None or key_digest(key) in self._by_hash:
             return principal
@@ -90,6 +94,34 @@ class CredentialDirectory:
             except TimeoutError:
                 break
         return self.principal(key)
+
+    async def _ask_authority(self, key: str) -> Principal | None:
+        assert self.authority is not None
+        self._warn("checking API keys against their source")
+        try:
+            credential = await self.authority(key_digest(key))
+        except Exception as exc:  # the database is away too: refuse (fail closed)
+            raise CredentialsUnavailable("credentials cannot be checked right now") from exc
+        if credential is None or not credential.valid_at(datetime.now(UTC)):
+            return None
+        return credential.principal
+
+    def _warn(self, doing: str) -> None:
+        now = self._clock()
+        if now - self._warned_at > 10:
+            self._warned_at = now
+            log.warning(
+                "%s: the access topic %s has not been read to its end for more than %.0f s,"
+                " so a revocation could be missing from this replica's copy",
+                doing,
+                ACCESS_EVENTS,
+                self.max_staleness,
+            )
+
+    @property
+    def answering(self) -> bool:
+        """Whether a key can be checked now (readiness): fresh, or an authority to ask."""
+        return self.fresh or self.authority is not None
 
     @property
     def fresh(self) -> bool:

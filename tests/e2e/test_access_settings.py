@@ -162,3 +162,40 @@ async def test_bad_credentials_from_one_address_are_slowed_without_locking_out_g
         ]
         assert guesses[:4] == [401] * 4 and guesses[4:] == [429, 429]
         assert (await client.get("/v1/api-keys", headers=ADMIN)).status_code == 200
+
+
+@pytest.fixture(scope="module")
+def blind_intake(
+    services: ServiceProcesses, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServiceProcesses]:
+    """An intake whose copy of the access topic is never current enough (a broker failover
+    that never ends): it checks keys against its own table instead."""
+    procs = ServiceProcesses(
+        env={**services.env, "CREDENTIALS_MAX_STALENESS_SECONDS": "0.000001"},
+        ports={"intake": free_port()},
+        log_dir=tmp_path_factory.mktemp("blind-intake"),
+    )
+    procs.start("intake")
+    yield procs
+    procs.stop()
+
+
+async def test_intake_checks_keys_against_its_table_while_the_topic_is_not_current(
+    blind_intake: ServiceProcesses,
+) -> None:
+    async with httpx.AsyncClient(base_url=blind_intake.url("intake")) as client:
+        ready = await client.get("/readyz")
+        assert ready.status_code == 200, ready.text
+        issued = await client.post(
+            "/v1/api-keys", json={"name": "desk 9", "role": "hotline"}, headers=ADMIN
+        )
+        assert issued.status_code == 201, issued.text
+        key = bearer(issued.json()["key"])
+        posted = await client.post("/v1/screenings", json=screening(HIGH_CSSRS), headers=key)
+        assert posted.status_code == 202, posted.text
+        revoked = await client.delete(f"/v1/api-keys/{issued.json()['id']}", headers=ADMIN)
+        assert revoked.status_code == 204, revoked.text
+        refused = await client.post("/v1/screenings", json=screening(HIGH_CSSRS), headers=key)
+        assert refused.status_code == 401, refused.text
+    log = (blind_intake.log_dir / "intake.log").read_text()
+    assert "checking API keys against their source" in log

@@ -23,6 +23,7 @@ from services.intake.permissions import ROUTES
 from shared import audit
 from shared.auth import Role, guarded
 from shared.auth.credentials import Credential, key_digest, new_key
+from shared.auth.directory import Authority
 from shared.db import SessionFactory, driver, transaction
 from shared.errors import NotFound, Unprocessable
 from shared.events import utcnow
@@ -70,6 +71,19 @@ class ApiKeyOut(BaseModel):
 class ApiKeyIssued(ApiKeyOut):
     #: The key itself: shown in this answer only, stored nowhere.
     key: str
+
+
+def key_authority(sessions: SessionFactory) -> Authority:
+    """The keys' table as the credential directory's authority (`shared.auth.directory`):
+    while intake cannot confirm its copy of the access topic current (a broker failover), it
+    checks a key here instead of refusing it."""
+
+    async def lookup(key_hash: str) -> Credential | None:
+        async with sessions() as session:
+            row = await session.scalar(select(ApiKey).where(ApiKey.key_hash == key_hash))
+            return None if row is None else _credential(row)
+
+    return lookup
 
 
 def _credential(row: ApiKey) -> Credential:
