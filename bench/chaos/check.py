@@ -237,12 +237,17 @@ async def check(
     )
     verdict.series = [(at - t0, page - at) for at, page in sent_flagged]
     level0 = sorted(p.at for p in pages if p.escalation_level == 0)
-    for window in windows:
+    for window, following in zip(windows, [*windows[1:], None], strict=True):
         after = [at for at in level0 if at > window.back]
         near = [
             page - at for at, page in sent_flagged if window.start <= at < window.start + AROUND
         ]
-        during = [s for s in sent if window.start <= s.first_at <= window.back + AROUND]
+        # Requests first sent from the fault until AROUND after it ended, and before the next
+        # fault began (what the next one costs is its own).
+        until = window.back + AROUND
+        if following is not None:
+            until = min(until, following.start)
+        during = [s for s in sent if window.start <= s.first_at < until]
         verdict.faults.append(
             {
                 **window.json(t0),
