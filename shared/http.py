@@ -1,4 +1,5 @@
-"""HTTP plumbing shared by the three apps: body-size limit, health routes, app factory basics."""
+"""HTTP plumbing shared by the three apps: body-size limit, health and metrics routes, app
+factory basics."""
 
 from __future__ import annotations
 
@@ -7,19 +8,26 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.auth.guard import PUBLIC, RouteTable, guarded
 from shared.db import SessionFactory
 from shared.errors import error_body, install_error_handlers
+from shared.metrics import HttpMetrics, ServiceMetrics
 from shared.serve import STOPPING
 
 ReadinessCheck = Callable[[], Awaitable[dict[str, bool]]]
 
-#: The health routes every service has: open to all (each service's table includes them).
-HEALTH_ROUTES: RouteTable = {("GET", "/healthz"): PUBLIC, ("GET", "/readyz"): PUBLIC}
+#: The health and metrics routes every service has: open to all (each service's table
+#: includes them; /metrics carries no id and nothing about a person, see shared/metrics.py).
+HEALTH_ROUTES: RouteTable = {
+    ("GET", "/healthz"): PUBLIC,
+    ("GET", "/readyz"): PUBLIC,
+    ("GET", "/metrics"): PUBLIC,
+}
 
 
 async def _sessions(request: Request) -> SessionFactory:
@@ -121,11 +129,20 @@ def health_router(readiness: ReadinessCheck) -> APIRouter:
             {"status": "ready" if ok else "not ready", "checks": checks}, 200 if ok else 503
         )
 
+    @router.get("/metrics", include_in_schema=False)
+    async def metrics(request: Request) -> Response:
+        body = await request.app.state.metrics.render()
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
     return router
 
 
 def base_app(*, title: str, lifespan: Callable, max_body_bytes: int = 64 * 1024) -> FastAPI:
+    """The app with its error handlers, its body limit and its metrics (`app.state.metrics`,
+    which the lifespan attaches to the runtime)."""
     app = FastAPI(title=title, lifespan=lifespan)
+    app.state.metrics = metrics = ServiceMetrics()
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+    app.add_middleware(HttpMetrics, metrics=metrics)
     install_error_handlers(app)
     return app

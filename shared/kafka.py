@@ -227,24 +227,37 @@ class _Progress:
         if now - self._since < self._window:
             return {}
         self._since = now  # one check per quiet window
-        assigned = sorted(self._consumer.assignment())
-        if not assigned:
-            return {}
+        # No position after a quiet window: it is not fetching.
+        behind = await unfetched(self._consumer, unknown_position=0)
+        return {tp: n for tp, n in behind.items() if n > 0}
+
+
+async def unfetched(
+    consumer: AIOKafkaConsumer, *, unknown_position: int | None = None, timeout: float = 5.0
+) -> dict[TopicPartition, int]:
+    """Per partition `consumer` owns, the messages it has not fetched yet: the log's end, asked
+    of the broker (so a consumer that stopped fetching shows it), minus its position. A
+    partition without a position yet counts from `unknown_position`, or is left out (None).
+    {} when the broker cannot answer within `timeout`."""
+    assigned = sorted(consumer.assignment())
+    if not assigned:
+        return {}
+    try:
+        ends = await asyncio.wait_for(consumer.end_offsets(assigned), timeout)
+    except (KafkaError, TimeoutError):
+        return {}
+    out = {}
+    for tp in assigned:
         try:
-            ends = await asyncio.wait_for(self._consumer.end_offsets(assigned), 5)
-        except (KafkaError, TimeoutError):
-            return {}
-        unread = {}
-        for tp in assigned:
-            try:
-                position = await asyncio.wait_for(self._consumer.position(tp), 1)
-            except IllegalStateError:  # no longer ours (a rebalance)
+            position = await asyncio.wait_for(consumer.position(tp), min(1.0, timeout))
+        except IllegalStateError:  # no longer ours (a rebalance)
+            continue
+        except TimeoutError:
+            if unknown_position is None:
                 continue
-            except TimeoutError:  # no position after a quiet window: it is not fetching
-                position = 0
-            if ends.get(tp, 0) > position:
-                unread[tp] = ends[tp] - position
-        return unread
+            position = unknown_position
+        out[tp] = max(0, ends.get(tp, position) - position)
+    return out
 
 
 @dataclass
@@ -319,6 +332,13 @@ class EventConsumer:
             except Exception:
                 log.exception("consumer %s failed; restarting in 1 s", self._group_id)
                 await asyncio.sleep(1)
+
+    async def lag(self) -> dict[tuple[str, int], int]:
+        """`unfetched` of the consumer of the moment, by (topic, partition) (metrics)."""
+        if self._kafka is None:
+            return {}
+        behind = await unfetched(self._kafka, timeout=1.5)
+        return {(tp.topic, tp.partition): n for tp, n in behind.items()}
 
     async def _consume(self) -> None:
         consumer = AIOKafkaConsumer(

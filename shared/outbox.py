@@ -24,6 +24,8 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -125,12 +127,16 @@ class OutboxRelay:
         channel: str,
         batch_size: int = 500,
         sweep_seconds: float = 5.0,
+        on_published: Callable[[float], None] | None = None,
     ) -> None:
+        """`on_published`: told, for each event published, the seconds from its commit to the
+        broker's acknowledgement (the metrics' histogram)."""
         self._sessions = sessions
         self._outbox = outbox
         self._producer = producer
         self._dsn = listen_dsn
         self._batch_size = batch_size
+        self._on_published = on_published
         # A commit that queued events wakes the relay at once (NOTIFY); a pass every
         # AUDIT_FLUSH_SECONDS sends the audit entries of reads, which wake nobody, lets a
         # follower see a lock fall free, and makes up for a NOTIFY lost while the LISTEN
@@ -145,7 +151,11 @@ class OutboxRelay:
         self.set_aside = 0
         table = qualified(outbox)
         self._lock_key = table
-        self._read = f"SELECT id, topic, key, value FROM {table} ORDER BY id LIMIT $1"
+        self._read = (
+            "SELECT id, topic, key, value,"
+            " extract(epoch FROM clock_timestamp() - created_at)::float8 AS age"
+            f" FROM {table} ORDER BY id LIMIT $1"
+        )
         self._delete = f"DELETE FROM {table} WHERE id = ANY($1::bigint[])"
         self._set_aside = (
             f"WITH gone AS (DELETE FROM {table} WHERE id = $1 RETURNING *) "
@@ -198,6 +208,7 @@ class OutboxRelay:
             return 0
         async with self._conn_lock:
             rows = await conn.fetch(self._read, self._batch_size)
+            read_at = time.monotonic()
         if not rows:
             return 0
         # send() only enqueues, in id order; awaiting the acks afterwards lets the batch go out
@@ -221,6 +232,11 @@ class OutboxRelay:
             )
         self.published += len(sent)
         self.set_aside += len(unsendable)
+        if self._on_published is not None and sent:
+            acked = time.monotonic() - read_at
+            for row, error in zip(rows, outcomes, strict=True):
+                if error is None:
+                    self._on_published(row["age"] + acked)
         if failed and len(unsendable) < len(failed):
             # The broker is away (or slow): the rows stay, the next pass tries them again.
             raise failed[0][1]

@@ -40,6 +40,7 @@ from shared.kafka import (
     create_producer,
     processed_events_table,
 )
+from shared.metrics import Probe, ServiceMetrics
 from shared.outbox import OutboxRelay, notify_channel, outbox_table
 from shared.phi import RING, KeyRing, Sealed, require_ring
 from shared.retention import Pruner, Rule, processed_events
@@ -161,12 +162,16 @@ async def open_runtime(
     prepare: Callable[[SessionFactory], Awaitable[None]] | None = None,
     sealed: Sequence[Sealed] = (),
     retention: Sequence[Rule] = (),
+    metrics: ServiceMetrics | None = None,
+    probes: Sequence[Probe] = (),
 ) -> AsyncIterator[Runtime]:
     """Open everything a service needs; on exit stop intake of work first, then the rest.
 
     `prepare` runs against the database before any consumer or relay starts. `sealed` are the
     service's encrypted columns: with encrypted rows there and no PHI_KEYS it refuses to start.
     `retention`: the service's tables pruned besides its processed events (shared/retention.py).
+    `metrics`: the app's (shared/metrics.py), given the runtime's counters and the service's
+    `probes`, gauges asked of its database at scrape time.
     """
     outbox, processed = (
         metadata.tables[f"{schema}.outbox"],
@@ -195,6 +200,7 @@ async def open_runtime(
         listen_dsn=asyncpg_dsn(settings.database_url),
         channel=notify_channel(schema),
         sweep_seconds=settings.outbox_sweep_seconds,
+        on_published=metrics.outbox_publish.observe if metrics is not None else None,
     )
     oidc_http = httpx.AsyncClient(timeout=5)
     gate = Gate(
@@ -259,6 +265,8 @@ async def open_runtime(
             security=security,
         )
         rt.consumer_task = rt.spawn(rt.consumer.run(), name=f"{schema}-consumer")
+    if metrics is not None:
+        metrics.attach(rt, probes)
     # Everything loaded at start (FastAPI's and pydantic's models, FHIR's, the rule set: some
     # 190,000 objects) moves to the permanent generation, so a full collection scans only what
     # requests allocate: ~0.01 ms instead of a ~105 ms pause of every request in flight.

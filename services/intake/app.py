@@ -14,6 +14,7 @@ from services.intake.audit import api as audit_api
 from services.intake.audit.checkpoints import run_checkpoints, signing_key
 from services.intake.fhir import api as fhir_api
 from services.intake.fhir import resthooks
+from services.intake.metrics import PROBES
 from services.intake.models import SCHEMA, SEALED, Base, retention
 from services.intake.safety_plans import api as safety_plans_api
 from services.intake.safety_plans import overdue
@@ -44,6 +45,8 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
             prepare=prepare,
             sealed=SEALED,
             retention=retention(cfg),
+            metrics=app.state.metrics,
+            probes=PROBES,
         ) as runtime:
             app.state.runtime = runtime
             app.state.phi = runtime.phi

@@ -1,6 +1,5 @@
 """Notify's routes: alerts (read, acknowledge by API or signed link, resolve), the on-call
-configuration (clinicians, contact methods, schedules, overrides, policies), who is on call, and
-the Prometheus metrics."""
+configuration (clinicians, contact methods, schedules, overrides, policies) and who is on call."""
 
 from __future__ import annotations
 
@@ -11,7 +10,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse
-from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -44,7 +42,6 @@ from shared.outbound import require_safe_url
 from shared.pagination import Paging
 
 router = APIRouter(prefix="/v1", route_class=guarded(ROUTES))
-metrics_router = APIRouter(route_class=guarded(ROUTES))
 #: Latest `expires` of an ack link (year 10000): a larger one cannot be a link we made.
 MAX_EXPIRES = 253_402_300_799
 
@@ -88,7 +85,7 @@ async def ack_alert(
         alert, acknowledged_now = await acknowledge(session, alert_id=alert_id, by=by)
     if acknowledged_now and alert.acknowledged_at is not None:
         since = alert.assessed_at or alert.created_at
-        request.app.state.metrics.assessment_to_ack.labels(risk_level=alert.risk_level).observe(
+        request.app.state.paging.assessment_to_ack.labels(risk_level=alert.risk_level).observe(
             (alert.acknowledged_at - since).total_seconds()
         )
     return AlertOut.model_validate(alert)
@@ -130,11 +127,6 @@ async def ack_page(
         )
     )
     return HTMLResponse(body)
-
-
-@metrics_router.get("/metrics", include_in_schema=False)
-async def metrics(request: Request) -> Response:
-    return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
 # Clinicians and their contact methods.

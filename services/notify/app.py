@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from services.notify import api, consumer, reminders
 from services.notify.channels import EmailChannel, WebhookChannel
 from services.notify.delivery import Deliverer
-from services.notify.metrics import Metrics
+from services.notify.metrics import PROBES, Metrics
 from services.notify.models import SCHEMA, SEALED, Base, retention
 from services.notify.service import webhook_secret
 from services.notify.settings import NotifySettings
@@ -35,6 +35,8 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
             handlers=consumer.handlers(cfg),
             sealed=SEALED,
             retention=retention(cfg),
+            metrics=app.state.metrics,
+            probes=PROBES,
         ) as runtime:
             async with transaction(runtime.sessions) as session:
                 secret = await webhook_secret(session, configured=cfg.alert_webhook_secret)
@@ -44,7 +46,7 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
             )
             reminders.start_sender(runtime, settings=cfg, secrets=app.state.secrets)
             app.state.watchdog = start_watchdog(runtime, settings=cfg)
-            app.state.metrics = metrics = Metrics()
+            app.state.paging = metrics = Metrics(app.state.metrics.registry)
             timeout = httpx.Timeout(cfg.delivery_timeout_seconds)
             limits = httpx.Limits(max_connections=cfg.delivery_concurrency)
             guarded_transport = GuardedTransport(
@@ -85,5 +87,4 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
     app = base_app(title="triage notify", lifespan=lifespan)
     app.include_router(health_router(lambda: app.state.runtime.readiness()))
     app.include_router(api.router)
-    app.include_router(api.metrics_router)
     return seal(app)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.auth import PUBLIC, Access, Permission, RouteTable
+from shared.auth import Access, Permission, RouteTable
 from shared.http import HEALTH_ROUTES
 
 _P = Permission
@@ -13,7 +13,6 @@ _ACK = Access(_P.ALERTS_ACT, signed_link=True)
 
 ROUTES: RouteTable = {
     **HEALTH_ROUTES,
-    ("GET", "/metrics"): PUBLIC,
     ("GET", "/v1/alerts/{alert_id}"): Access(_P.ALERTS_READ),
     ("POST", "/v1/alerts/{alert_id}/ack"): _ACK,
     ("GET", "/v1/alerts/{alert_id}/ack"): _ACK,

@@ -36,6 +36,7 @@ def create_app(settings: RiskSettings | None = None) -> FastAPI:
             metadata=Base.metadata,
             handlers=consumer.handlers(ruleset=ruleset),
             prepare=prepare,
+            metrics=app.state.metrics,
         ) as runtime:
             app.state.runtime = runtime
             yield

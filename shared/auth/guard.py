@@ -10,6 +10,7 @@ refuses to build an app with a route that bypasses the gate.
 
 from __future__ import annotations
 
+import collections
 import logging
 import uuid
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
@@ -121,6 +122,9 @@ class Gate:
         self.directory = directory
         self.limits = limits
         self.oidc = oidc
+        #: Refused credentials by why (the metrics read it): unauthenticated, forbidden,
+        #: unavailable (they could not be checked).
+        self.refusals: collections.Counter[str] = collections.Counter()
 
     async def authenticate(self, request: Request) -> Principal:
         header = request.headers.get("authorization")
@@ -135,6 +139,7 @@ class Gate:
             try:
                 principal = await self._principal(credential)
             except CredentialsUnavailable as exc:
+                self.refusals["unavailable"] += 1
                 raise ServiceUnavailable(
                     "credentials cannot be checked right now; retry shortly", retry_after=2
                 ) from exc
@@ -206,6 +211,9 @@ def guarded(table: RouteTable, *, error_model: Any = ErrorBody) -> type[APIRoute
                         if access is None or not principal.may(access.permission):  # type: ignore[arg-type]
                             raise Forbidden(f"the {principal.role} role may not do this")
                     except (Unauthenticated, Forbidden) as refused:
+                        gate.refusals[
+                            "forbidden" if isinstance(refused, Forbidden) else "unauthenticated"
+                        ] += 1
                         entry["outcome"] = "denied"
                         if gate.limits.refusal_recorded(entry["client"]):
                             await audit.record_alone(runtime.audit_sessions, runtime.outbox, entry)

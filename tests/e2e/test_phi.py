@@ -166,9 +166,11 @@ async def test_a_planted_value_is_only_in_its_encrypted_row(
     logs = "\n".join(p.read_text(errors="replace") for p in services.log_dir.glob("*.log"))
     assert "Started server process" in logs, "the logs were read"
     _absent(planted, logs, "the services' logs")
-    metrics = await notify.get("/metrics")
-    assert metrics.status_code == 200
-    _absent(planted, metrics.text, "notify's metrics")
+    for client in (intake, notify):
+        metrics = await client.get("/metrics")
+        assert metrics.status_code == 200 and "triage_http_requests_total" in metrics.text
+        _absent(planted, metrics.text, "the metrics")
+        assert sid not in metrics.text, "an id in the metrics"
     trail = await intake.get("/v1/audit", params={"limit": 500})
     assert trail.status_code == 200 and trail.json()
     _absent(planted, trail.text, "the audit trail")
