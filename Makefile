@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install stack-up stack-down bench chaos fuzz lint typecheck compose-check clean
+.PHONY: run test install stack-up stack-down bench chaos fuzz lint typecheck compose-check deploy-check clean
 
 ## run: install what is needed, start PostgreSQL, Kafka and the three services; Ctrl-C stops all
 run: install
@@ -51,6 +51,11 @@ typecheck: install
 
 compose-check: install
 	$(VENV)/bin/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
+
+## deploy-check: promtool on the alert rules, helm lint + template of the chart, every manifest
+## validated against the Kubernetes schemas and the operators' CRDs (needs Go: builds the tools)
+deploy-check: compose-check
+	$(PY) -m deploy.check
 
 clean:
 	rm -rf $(VENV) deploy/kafka/libs .local

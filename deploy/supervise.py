@@ -61,6 +61,8 @@ def readable(raw: str) -> str:
         text = f"{entry['ts'][11:23]} {entry['level']:<5} {entry['logger']}: {entry['msg']}"
     except (ValueError, KeyError, TypeError):
         return raw
+    if entry.get("correlation_id"):
+        text += f" [{entry['correlation_id']}]"
     if entry.get("exc"):
         text += "\n" + str(entry["exc"])
     return text

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db import SessionFactory, driver, is_transient, qualified, transaction
 from shared.events import Envelope
+from shared.logging import CORRELATION, safe_correlation
 from shared.topics import dlq
 
 log = logging.getLogger(__name__)
@@ -182,8 +184,8 @@ class _Offsets:
 
 
 class _Rebalance(ConsumerRebalanceListener):
-    def __init__(self, joined: asyncio.Event) -> None:
-        self._joined = joined
+    def __init__(self, consumer: EventConsumer) -> None:
+        self._consumer = consumer
         self.offsets: _Offsets | None = None
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
@@ -193,7 +195,9 @@ class _Rebalance(ConsumerRebalanceListener):
             await self.offsets.commit(revoked)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        self._joined.set()
+        # aiokafka rebalances eagerly: `assigned` is the whole new assignment.
+        self._consumer.joined.set()
+        self._consumer.owned(len(assigned))
 
 
 class ConsumerStalled(Exception):
@@ -303,7 +307,21 @@ class EventConsumer:
         #: Set once the consumer has joined its group (with or without partitions): until then a
         #: message waits for the rebalance, so readiness waits for it too.
         self.joined = asyncio.Event()
+        #: Since when the consumer has had no partition (None while it has some).
+        self._partitionless_since: float | None = time.monotonic()
         self._closing = asyncio.Event()
+
+    def owned(self, partitions: int) -> None:
+        if partitions:
+            self._partitionless_since = None
+        elif self._partitionless_since is None:
+            self._partitionless_since = time.monotonic()
+
+    @property
+    def partitionless_for(self) -> float:
+        """Seconds the consumer has been without a partition (0 while it has some)."""
+        since = self._partitionless_since
+        return 0.0 if since is None else time.monotonic() - since
 
     def close(self) -> None:
         """Stop after the batch being applied: its offsets are committed and the consumer
@@ -356,7 +374,7 @@ class EventConsumer:
             session_timeout_ms=CONSUMER_SESSION_TIMEOUT_MS,
             heartbeat_interval_ms=CONSUMER_SESSION_TIMEOUT_MS // 3,
         )
-        listener = _Rebalance(self.joined)
+        listener = _Rebalance(self)
         consumer.subscribe(list(self._handlers), listener=listener)
         await consumer.start()
         self._kafka = consumer
@@ -476,11 +494,15 @@ class EventConsumer:
         return {row[0] for row in rows}
 
     async def _handle(self, session: AsyncSession, topic: str, envelope: Envelope) -> None:
+        # The event's correlation id on every line its handler logs.
+        token = CORRELATION.set(safe_correlation(envelope.correlation_id))
         try:
             await self._handlers[topic](session, envelope)
         except ValidationError as exc:
             fields = ", ".join(".".join(map(str, e["loc"])) for e in exc.errors())
             raise PoisonMessage(f"{envelope.type}: invalid data ({fields})") from exc
+        finally:
+            CORRELATION.reset(token)
 
     async def _dead_letter(self, record: ConsumerRecord, reason: str) -> None:
         log.error(

@@ -1,29 +1,72 @@
-"""One-line JSON logs on stderr. Log ids and codes; never a name, phone number or note."""
+"""Logs on stderr: one JSON object per line (`LOG_FORMAT=json`, the default in containers) or a
+readable line (`LOG_FORMAT=text`, what `make run` shows). Every line names the service, the level
+and, inside a request or a consumed event, its correlation id. Log ids and codes; never a name,
+phone number or note.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
+from contextvars import ContextVar
 from datetime import UTC, datetime
+
+#: The correlation id of the request or event being handled (set by `CorrelationIds` and by
+#: the consumer), on every line logged meanwhile.
+CORRELATION: ContextVar[str | None] = ContextVar("correlation_id", default=None)
+#: What a client-given correlation id may look like to be logged: anything else could carry
+#: text a person typed, or forge log lines.
+_SAFE_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
+
+
+def safe_correlation(value: str | None) -> str | None:
+    if value is None:
+        return None
+    return value if _SAFE_ID.fullmatch(value) else "(not loggable)"
 
 
 class JsonFormatter(logging.Formatter):
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self._service = service
+
     def format(self, record: logging.LogRecord) -> str:
         entry = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
+            "service": self._service,
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        correlation = CORRELATION.get()
+        if correlation is not None:
+            entry["correlation_id"] = correlation
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry)
 
 
-def configure_logging(level: str = "INFO", *, service: str) -> None:
+class TextFormatter(logging.Formatter):
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self._service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        at = datetime.fromtimestamp(record.created).strftime("%H:%M:%S.%f")[:-3]
+        line = f"{at} {record.levelname:<7} {self._service} {record.name}: {record.getMessage()}"
+        correlation = CORRELATION.get()
+        if correlation is not None:
+            line += f" [{correlation}]"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def configure_logging(level: str = "INFO", *, service: str, fmt: str = "json") -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(TextFormatter(service) if fmt == "text" else JsonFormatter(service))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

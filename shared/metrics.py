@@ -24,6 +24,7 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.db import driver
+from shared.logging import CORRELATION, safe_correlation
 
 if TYPE_CHECKING:
     from shared.runtime import Runtime
@@ -212,6 +213,11 @@ class HttpMetrics:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        # The request's correlation id on every line logged while it is handled.
+        for name, value in scope["headers"]:
+            if name == b"x-correlation-id":
+                CORRELATION.set(safe_correlation(value.decode("latin-1")))
+                break
         status = 500  # what the server answers when the app raises
 
         async def sending(message: Message) -> None:

@@ -87,7 +87,12 @@ class Runtime:
             "credentials": self.gate.directory.answering,
         }
         if self.consumer is not None:
-            checks["consumer_group"] = self.consumer.joined.is_set()
+            # Joined, and with partitions, or without for less than a rebalance's worth (a
+            # replica more than the partitions stays idle: not ready for what it cannot do).
+            checks["consumer_group"] = (
+                self.consumer.joined.is_set()
+                and self.consumer.partitionless_for < PARTITIONLESS_READY_SECONDS
+            )
         return checks
 
     async def _kafka_ready(self) -> bool:
@@ -107,6 +112,8 @@ class Runtime:
         return task
 
 
+#: How long a consumer may be without partitions (a rebalance) and its replica still be ready.
+PARTITIONLESS_READY_SECONDS = 30.0
 #: How long the consumer may take to finish its batch, commit and leave its group at a stop.
 CONSUMER_STOP_SECONDS = 5.0
 #: How long the last relay pass may take at a stop (what is left goes out at the next start).

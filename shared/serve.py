@@ -57,7 +57,7 @@ class GentleServer(uvicorn.Server):
 
 
 def serve(app_factory: str, settings: ServiceSettings, *, service: str) -> None:
-    configure_logging(settings.log_level, service=service)
+    configure_logging(settings.log_level, service=service, fmt=settings.log_format)
     config = uvicorn.Config(
         app_factory,
         factory=True,

@@ -5,7 +5,9 @@ Settings are read from the environment when a service's lifespan builds them, ne
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: Where `make run` puts the embedded PostgreSQL; deploy/ passes the real URL in DATABASE_URL.
@@ -18,6 +20,17 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
     database_url: str = Field(DEFAULT_DATABASE_URL, validation_alias="DATABASE_URL")
+
+    @field_validator("database_url")
+    @classmethod
+    def _asyncpg(cls, url: str) -> str:
+        """A plain `postgresql://` URL (CloudNativePG's `<cluster>-app` secret, `uri`) means
+        the asyncpg driver."""
+        for plain in ("postgresql://", "postgres://"):
+            if url.startswith(plain):
+                return "postgresql+asyncpg://" + url.removeprefix(plain)
+        return url
+
     #: The key ring that encrypts PHI and stored secrets at rest (shared/phi.py):
     #: `kid:base64key,...`, the first current. `make run` keeps one in .local/run/secrets/phi-keys.
     phi_keys: str = Field("", validation_alias="PHI_KEYS", repr=False)
@@ -27,6 +40,8 @@ class ServiceSettings(BaseSettings):
     #: PostgreSQL connections each process keeps (no more are opened: see shared/db.py).
     db_pool_size: int = Field(20, validation_alias="DB_POOL_SIZE")
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
+    #: `json` (one object per line, for a log pipeline) or `text` (for a person: `make run`).
+    log_format: Literal["json", "text"] = Field("json", validation_alias="LOG_FORMAT")
     #: Seconds between safety sweeps of the outbox, in case a NOTIFY wake-up was missed.
     outbox_sweep_seconds: float = Field(5.0, validation_alias="OUTBOX_SWEEP_SECONDS")
     # --- stopping (README, "Failure") ---

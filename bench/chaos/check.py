@@ -242,21 +242,26 @@ async def check(
         near = [
             page - at for at, page in sent_flagged if window.start <= at < window.start + AROUND
         ]
-        # Requests first sent from the fault until AROUND after it ended, and before the next
+        # Attempts that failed from the fault until AROUND after it ended, and before the next
         # fault began (what the next one costs is its own).
         until = window.back + AROUND
         if following is not None:
             until = min(until, following.start)
-        during = [s for s in sent if window.start <= s.first_at < until]
+        failures = [
+            (s, status)
+            for s in sent
+            for status, at in zip(s.statuses, s.failed_at, strict=True)
+            if window.start <= at < until
+        ]
         verdict.faults.append(
             {
                 **window.json(t0),
                 "down_s": round(window.back - window.start, 1),
                 "first_page_after_back_s": round(after[0] - window.back, 2) if after else None,
                 "worst_post_to_page_s": round(max(near), 2) if near else None,
-                "requests_retried": sum(1 for s in during if s.attempts > 1),
+                "requests_retried": len({id(s) for s, _ in failures}),
                 # What the client was answered before a retry: the why of the column above.
-                "retried_on": dict(Counter(status for s in during for status in s.statuses)),
+                "retried_on": dict(Counter(status for _, status in failures)),
             }
         )
     return verdict

@@ -34,6 +34,8 @@ class Sent:
     screening_id: str | None = None
     attempts: int = 0
     statuses: list[str] = field(default_factory=list)
+    #: When each failed attempt was answered (or failed), beside its status.
+    failed_at: list[float] = field(default_factory=list)
 
     @property
     def gave_up(self) -> bool:
@@ -67,12 +69,14 @@ class Hotline:
                 )
             except httpx.HTTPError as exc:
                 sent.statuses.append(type(exc).__name__)
+                sent.failed_at.append(time.monotonic())
             else:
                 if response.status_code < 300:
                     sent.accepted_at = time.monotonic()
                     sent.screening_id = response.json()["id"]
                     return
                 sent.statuses.append(str(response.status_code))
+                sent.failed_at.append(time.monotonic())
                 if response.status_code < 500 and response.status_code != 429:
                     return  # refused for good: a bug in the load, counted as given up
             await asyncio.sleep(delay)

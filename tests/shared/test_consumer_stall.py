@@ -75,3 +75,48 @@ async def test_a_consumer_stuck_with_messages_waiting_is_made_anew(
         await raw.stop()
         await producer.stop()
         await engine.dispose()
+
+
+async def test_a_consumer_without_partitions_says_for_how_long(
+    stack: LocalStack, database_url: str, topic: str
+) -> None:
+    """Readiness fails for a replica whose consumer has had no partition for a while (more
+    replicas than partitions, or a rebalance that left it out): it cannot do its work."""
+
+    async def handler(session: AsyncSession, envelope: Envelope) -> None:
+        return None
+
+    engine = create_engine(database_url, pool_size=2)
+    producer = create_producer(stack.bootstrap_servers, client_id="idle-test")
+    await producer.start()
+    consumers = [
+        EventConsumer(
+            bootstrap_servers=stack.bootstrap_servers,
+            group_id=f"idle-{topic}",
+            handlers={topic: handler},
+            sessions=create_session_factory(engine),
+            processed_events=processed_events_table(MetaData(schema="risk")),
+            producer=producer,
+        )
+        for _ in range(2)
+    ]
+    tasks = [asyncio.create_task(c.run()) for c in consumers]
+    try:
+        deadline = time.monotonic() + 30
+        # One partition, two members: once both joined, one owns it and the other idles.
+        while not (
+            all(c.joined.is_set() for c in consumers)
+            and sorted(c.partitionless_for > 0 for c in consumers) == [False, True]
+        ):
+            assert time.monotonic() < deadline, "the group never settled"
+            await asyncio.sleep(0.1)
+        idle = next(c for c in consumers if c.partitionless_for > 0)
+        before = idle.partitionless_for
+        await asyncio.sleep(1)
+        assert idle.partitionless_for >= before + 0.9
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await producer.stop()
+        await engine.dispose()

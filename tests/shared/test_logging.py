@@ -1,0 +1,39 @@
+"""Every log line names its service and level, and the correlation id of what is handled; a
+client's correlation id that could carry typed text or forge a line is not logged."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from shared.logging import CORRELATION, JsonFormatter, TextFormatter, safe_correlation
+
+
+def _record(msg: str = "relay published %d", *args: object) -> logging.LogRecord:
+    return logging.LogRecord("shared.outbox", logging.WARNING, __file__, 1, msg, args or (3,), None)
+
+
+def test_json_lines_carry_service_level_and_correlation_id() -> None:
+    token = CORRELATION.set(safe_correlation("c0ffee-42"))
+    try:
+        line = json.loads(JsonFormatter("intake").format(_record()))
+    finally:
+        CORRELATION.reset(token)
+    assert line["service"] == "intake" and line["level"] == "WARNING"
+    assert line["correlation_id"] == "c0ffee-42" and line["msg"] == "relay published 3"
+    assert "correlation_id" not in json.loads(JsonFormatter("intake").format(_record()))
+
+
+def test_text_lines_are_readable() -> None:
+    token = CORRELATION.set("abc")
+    try:
+        line = TextFormatter("risk").format(_record())
+    finally:
+        CORRELATION.reset(token)
+    assert line.endswith("WARNING risk shared.outbox: relay published 3 [abc]")
+
+
+def test_a_correlation_id_that_could_carry_text_is_not_logged() -> None:
+    assert safe_correlation("Jane Doe called\nfake line") == "(not loggable)"
+    assert safe_correlation("x" * 129) == "(not loggable)"
+    assert safe_correlation("urn:uuid:1b4e28ba-2fa1-11d2-883f-0016d3cca427") is not None
