@@ -10,6 +10,7 @@ Routes: `POST /hook` (the webhook), `GET /results` (every page so far, as JSON),
 `GET /healthz`, and for `make chaos` `POST /fault?hang=S&fail=S`: from now on every page waits
 `hang` seconds unanswered, then for `fail` seconds more each is answered 500, then all is well
 again (a pager gateway that hangs, then errs, then recovers). Only pages answered 200 count.
+`POST /v1/traces` takes OTLP spans and drops them (`make bench --trace`).
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class ReceiverApp:
         self.hang_until = 0.0
         self.fail_until = 0.0
         self.refused = 0
+        self.span_batches = 0
 
     async def __call__(
         self,
@@ -108,8 +110,15 @@ class ReceiverApp:
             self.hang_until = now + float(query.get("hang", 0))
             self.fail_until = self.hang_until + float(query.get("fail", 0))
             await _answer(send, 200, b"ok")
-        elif path == "/results":
-            await _answer(send, 200, json.dumps(self.arrivals).encode())
+        elif path == "/v1/traces" and scope["method"] == "POST":
+            # `make bench --trace`: an OTLP/HTTP collector that takes the spans and drops them
+            # (an empty body is an empty ExportTraceServiceResponse).
+            self.span_batches += 1
+            await _answer(send, 200, b"")
+        elif path == "/results":  # ?from=N: the arrivals from the Nth on
+            query = scope["query_string"].decode()
+            start = int(query.removeprefix("from=")) if query.startswith("from=") else 0
+            await _answer(send, 200, json.dumps(self.arrivals[start:]).encode())
         elif path == "/count":
             await _answer(send, 200, b"%d" % len(self.arrivals))
         elif path == "/healthz":

@@ -332,7 +332,7 @@ async def main_async(args: argparse.Namespace, say: Callable[[str], None] = prin
         profile=args.profile,
     )
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    stack = BenchStack(root=args.dir)
+    stack = BenchStack(root=args.dir, trace=args.trace)
     await asyncio.to_thread(stack.start, say)
     source = ReceiverClient(stack.receiver_url)
     try:
@@ -385,6 +385,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--ramp-step", type=float, default=50.0)
     p.add_argument("--ramp-steps", type=int, default=10)
     p.add_argument("--profile", action="store_true", help="py-spy the services during the load")
+    p.add_argument(
+        "--trace", action="store_true", help="trace everything to an OTLP stand-in (its cost)"
+    )
     p.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="stack data and logs")
     p.add_argument("--out", type=Path, default=DEFAULT_DIR / "results", help="JSON and PNG")
     return p

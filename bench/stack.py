@@ -138,6 +138,8 @@ class BenchStack:
     ports: dict[str, int] = field(default_factory=dict)
     processes: dict[str, Process] = field(default_factory=dict)
     local: LocalStack | None = None
+    #: Trace everything (100 % sampled) to the receiver's OTLP stand-in.
+    trace: bool = False
 
     @property
     def stack_dir(self) -> Path:
@@ -213,6 +215,8 @@ class BenchStack:
             PHI_KEYS=new_phi_key(),
             AUDIT_SIGNING_KEY=self.audit_signing_key,
         )
+        if self.trace:
+            env["OTEL_EXPORTER_OTLP_ENDPOINT"] = self.receiver_url
         for service in SERVICES:
             name = service.name
             service_env = {

@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared import tracing
 from shared.auth.guard import PUBLIC, RouteTable, guarded
 from shared.db import SessionFactory
 from shared.errors import error_body, install_error_handlers
@@ -144,5 +145,6 @@ def base_app(*, title: str, lifespan: Callable, max_body_bytes: int = 64 * 1024)
     app.state.metrics = metrics = ServiceMetrics()
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
     app.add_middleware(HttpMetrics, metrics=metrics)
+    tracing.instrument_app(app)
     install_error_handlers(app)
     return app

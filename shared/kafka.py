@@ -20,18 +20,20 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 from sqlalchemy import Column, DateTime, MetaData, Table, Text, func
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared import tracing
 from shared.db import SessionFactory, driver, is_transient, qualified, transaction
 from shared.events import Envelope
 from shared.logging import CORRELATION, safe_correlation
@@ -40,6 +42,8 @@ from shared.topics import dlq
 log = logging.getLogger(__name__)
 
 Handler = Callable[[AsyncSession, Envelope], Awaitable[None]]
+#: A Kafka message's headers.
+Headers = Sequence[tuple[str, bytes]]
 
 #: Seconds between offset commits while messages flow (see `_Offsets`).
 COMMIT_INTERVAL = 0.5
@@ -415,11 +419,11 @@ class EventConsumer:
                 envelopes = [(record.topic, self._decode(record)) for record in records]
                 fresh = await self._claim(session, envelopes)
                 outcomes = []
-                for topic, envelope in envelopes:
+                for record, (topic, envelope) in zip(records, envelopes, strict=True):
                     first_time = envelope.event_id in fresh
                     fresh.discard(envelope.event_id)  # a second copy in the batch is a duplicate
                     if first_time:
-                        await self._handle(session, topic, envelope)
+                        await self._handle(session, topic, envelope, record.headers)
                     outcomes.append(first_time)
         except asyncio.CancelledError:
             raise
@@ -442,7 +446,7 @@ class EventConsumer:
             attempt += 1
             try:
                 envelope = self._decode(record)
-                await self._apply(record.topic, envelope)
+                await self._apply(record.topic, envelope, record.headers)
                 return
             except PoisonMessage as exc:
                 await self._dead_letter(record, str(exc))
@@ -468,20 +472,22 @@ class EventConsumer:
             fields = ", ".join(".".join(map(str, e["loc"])) or e["type"] for e in exc.errors())
             raise PoisonMessage(f"not an event envelope ({fields})") from exc
 
-    async def _apply(self, topic: str, envelope: Envelope) -> None:
+    async def _apply(self, topic: str, envelope: Envelope, headers: Headers = ()) -> None:
         async with transaction(self._sessions) as session:
-            first_time = await self._apply_in(session, topic, envelope)
+            first_time = await self._apply_in(session, topic, envelope, headers)
         if first_time:
             self.stats.processed += 1
         else:
             self.stats.duplicates += 1
 
-    async def _apply_in(self, session: AsyncSession, topic: str, envelope: Envelope) -> bool:
+    async def _apply_in(
+        self, session: AsyncSession, topic: str, envelope: Envelope, headers: Headers = ()
+    ) -> bool:
         """Record the event id and run its handler in `session`'s transaction; False (and no
         effect) when the event was processed before."""
         if not await self._claim(session, [(topic, envelope)]):
             return False
-        await self._handle(session, topic, envelope)
+        await self._handle(session, topic, envelope, headers)
         return True
 
     async def _claim(
@@ -493,11 +499,19 @@ class EventConsumer:
         rows = await (await driver(session)).fetch(self._claim_sql, *zip(*claims, strict=True))
         return {row[0] for row in rows}
 
-    async def _handle(self, session: AsyncSession, topic: str, envelope: Envelope) -> None:
-        # The event's correlation id on every line its handler logs.
+    async def _handle(
+        self, session: AsyncSession, topic: str, envelope: Envelope, headers: Headers = ()
+    ) -> None:
+        # The event's correlation id on every line its handler logs; its trace continued.
         token = CORRELATION.set(safe_correlation(envelope.correlation_id))
         try:
-            await self._handlers[topic](session, envelope)
+            with tracing.span(
+                f"consume {topic}",
+                parent=tracing.from_headers(headers),
+                kind=SpanKind.CONSUMER,
+                attributes={"messaging.system": "kafka", "messaging.destination": topic},
+            ):
+                await self._handlers[topic](session, envelope)
         except ValidationError as exc:
             fields = ", ".join(".".join(map(str, e["loc"])) for e in exc.errors())
             raise PoisonMessage(f"{envelope.type}: invalid data ({fields})") from exc

@@ -1,7 +1,7 @@
 """Logs on stderr: one JSON object per line (`LOG_FORMAT=json`, the default in containers) or a
-readable line (`LOG_FORMAT=text`, what `make run` shows). Every line names the service, the level
-and, inside a request or a consumed event, its correlation id. Log ids and codes; never a name,
-phone number or note.
+readable line (`LOG_FORMAT=text`). Every line names the service, the level and, inside a request
+or a consumed event, its correlation id and (tracing on) its trace id. Log ids and codes; never a
+name, phone number or note.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import re
 import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
+
+from shared import tracing
 
 #: The correlation id of the request or event being handled (set by `CorrelationIds` and by
 #: the consumer), on every line logged meanwhile.
@@ -43,6 +45,9 @@ class JsonFormatter(logging.Formatter):
         correlation = CORRELATION.get()
         if correlation is not None:
             entry["correlation_id"] = correlation
+        trace_id = tracing.trace_id()
+        if trace_id is not None:
+            entry["trace_id"] = trace_id
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry)

@@ -31,10 +31,12 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
+from opentelemetry.trace import SpanKind
 from sqlalchemy import BigInteger, Column, DateTime, LargeBinary, MetaData, Table, Text, func
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared import tracing
 from shared.db import SessionFactory, driver, qualified
 from shared.events import Envelope
 from shared.kafka import Producer
@@ -54,6 +56,8 @@ def outbox_table(metadata: MetaData) -> Table:
         Column("key", Text, nullable=False),
         Column("value", LargeBinary, nullable=False),
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        # The W3C trace context the event was queued in (shared/tracing.py): NULL when off.
+        Column("traceparent", Text),
     )
 
 
@@ -70,13 +74,16 @@ def notify_channel(schema: str) -> str:
 @functools.cache
 def insert_sql(outbox: Table) -> str:
     """The statement that queues one event in `outbox` (the parameters of `event_row`)."""
-    return f"INSERT INTO {qualified(outbox)} (event_id, topic, key, value) VALUES ($1, $2, $3, $4)"
+    return (
+        f"INSERT INTO {qualified(outbox)} (event_id, topic, key, value, traceparent)"
+        " VALUES ($1, $2, $3, $4, $5)"
+    )
 
 
 def event_row(*, topic: str, key: Any, event: Envelope) -> tuple[Any, ...]:
-    """The outbox row's parameters (event id, topic, key, value), in the order of `add_event`'s
-    statement and of `add_event_after`'s parameters."""
-    return event.event_id, topic, str(key), event.encode()
+    """The outbox row's parameters (event id, topic, key, value, the trace context it is queued
+    in), in the order of `add_event`'s statement and of `add_event_after`'s parameters."""
+    return event.event_id, topic, str(key), event.encode(), tracing.traceparent()
 
 
 async def add_event(
@@ -94,16 +101,17 @@ async def add_event(
 def add_event_after(outbox: Table, cte: str, *, first_param: int, events: int = 1) -> str:
     """`add_event` fused into the statement that makes the change: the outbox rows are inserted
     only for a row the common table expression `cte` returns, with `events` times
-    `event_row(...)` as parameters from `$first_param` on (four each).
+    `event_row(...)` as parameters from `$first_param` on (five each).
 
     One statement instead of two on the paths every screening takes, and it needs no explicit
     transaction of its own: the change and its events commit together or not at all.
     """
     selects = " UNION ALL ".join(
-        f"SELECT ${n}::uuid, ${n + 1}::text, ${n + 2}::text, ${n + 3}::bytea FROM {cte}"
-        for n in range(first_param, first_param + 4 * events, 4)
+        f"SELECT ${n}::uuid, ${n + 1}::text, ${n + 2}::text, ${n + 3}::bytea, ${n + 4}::text"
+        f" FROM {cte}"
+        for n in range(first_param, first_param + 5 * events, 5)
     )
-    columns = "(event_id, topic, key, value)"
+    columns = "(event_id, topic, key, value, traceparent)"
     return f"INSERT INTO {qualified(outbox)} {columns} {selects} RETURNING event_id"
 
 
@@ -152,15 +160,16 @@ class OutboxRelay:
         table = qualified(outbox)
         self._lock_key = table
         self._read = (
-            "SELECT id, topic, key, value,"
+            "SELECT id, topic, key, value, traceparent,"
             " extract(epoch FROM clock_timestamp() - created_at)::float8 AS age"
             f" FROM {table} ORDER BY id LIMIT $1"
         )
         self._delete = f"DELETE FROM {table} WHERE id = ANY($1::bigint[])"
         self._set_aside = (
             f"WITH gone AS (DELETE FROM {table} WHERE id = $1 RETURNING *) "
-            f"INSERT INTO {table}_set_aside (id, event_id, topic, key, value, created_at, reason) "
-            "SELECT id, event_id, topic, key, value, created_at, $2 FROM gone"
+            f"INSERT INTO {table}_set_aside (id, event_id, topic, key, value, created_at, reason,"
+            " traceparent) SELECT id, event_id, topic, key, value, created_at, $2, traceparent"
+            " FROM gone"
         )
         self._conn: asyncpg.Connection | None = None
         self._conn_lock = asyncio.Lock()
@@ -244,9 +253,25 @@ class OutboxRelay:
 
     async def _send(self, row: asyncpg.Record) -> asyncio.Future | Exception:
         try:
-            return await self._producer.send(
-                row["topic"], value=row["value"], key=row["key"].encode()
-            )
+            if row["traceparent"] is None or not tracing.enabled():
+                return await self._producer.send(
+                    row["topic"], value=row["value"], key=row["key"].encode()
+                )
+            # The publish continues the trace the event was queued in; the message carries the
+            # publish's context to its consumers.
+            with tracing.span(
+                f"publish {row['topic']}",
+                parent=row["traceparent"],
+                kind=SpanKind.PRODUCER,
+                attributes={"messaging.system": "kafka", "messaging.destination": row["topic"]},
+            ):
+                header = tracing.traceparent() or row["traceparent"]
+                return await self._producer.send(
+                    row["topic"],
+                    value=row["value"],
+                    key=row["key"].encode(),
+                    headers=[("traceparent", header.encode())],
+                )
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # refused before it was queued (too large, unknown topic)

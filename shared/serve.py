@@ -19,6 +19,7 @@ from types import FrameType
 
 import uvicorn
 
+from shared import tracing
 from shared.logging import configure_logging
 from shared.settings import ServiceSettings
 
@@ -58,6 +59,8 @@ class GentleServer(uvicorn.Server):
 
 def serve(app_factory: str, settings: ServiceSettings, *, service: str) -> None:
     configure_logging(settings.log_level, service=service, fmt=settings.log_format)
+    # Before the app is made: base_app instruments it when tracing is on.
+    tracing.setup(service)
     config = uvicorn.Config(
         app_factory,
         factory=True,

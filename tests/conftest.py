@@ -16,6 +16,7 @@ from deploy.localstack import LocalStack, free_port
 from shared.db import asyncpg_dsn
 from shared.migrate import migrate
 from tests.support.keys import ADMIN, AUDIT_SIGNING_KEY, BOOTSTRAP, PHI_KEYS
+from tests.support.otlp import Collector
 from tests.support.receiver import Receiver
 from tests.support.services import ServiceProcesses
 
@@ -60,10 +61,20 @@ async def receiver() -> AsyncIterator[Receiver]:
 
 
 @pytest.fixture(scope="session")
+async def collector() -> AsyncIterator[Collector]:
+    """Where the session's services export their traces (OTLP/HTTP)."""
+    otlp = Collector(port=free_port())
+    await otlp.start()
+    yield otlp
+    await otlp.stop()
+
+
+@pytest.fixture(scope="session")
 def services(
     stack: LocalStack,
     database_url: str,
     receiver: Receiver,
+    collector: Collector,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ServiceProcesses]:
     procs = ServiceProcesses(
@@ -84,6 +95,9 @@ def services(
             # Clinicians' webhooks and EHR rest-hooks of the tests are plain HTTP on loopback.
             "OUTBOUND_ALLOW_HTTP": "true",
             "OUTBOUND_ALLOWED_NETWORKS": "127.0.0.0/8",
+            # Every e2e test runs traced: spans go to the session's collector, in 0.1 s.
+            "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint,
+            "OTEL_BSP_SCHEDULE_DELAY": "100",
             "PATH": __import__("os").environ["PATH"],
         },
         ports={name: free_port() for name in ("intake", "risk", "notify")},

@@ -43,6 +43,8 @@ class Page:
     channel: str
     #: The planned address; None for the fallback (ONCALL_WEBHOOK_URL, read at send time).
     target: str | None
+    #: The trace context the alert was opened in (shared/tracing.py), None when off.
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import socket
 from datetime import datetime
 
 import asyncpg
+from opentelemetry.trace import SpanKind
 
 from services.notify.channels import Channel, Outcome, Page, page_payload
 from services.notify.metrics import Metrics
@@ -30,6 +31,7 @@ from services.notify.service import (
 )
 from services.notify.settings import NotifySettings
 from services.notify.signing import ack_link
+from shared import tracing
 from shared.db import SessionFactory, driver, transaction
 from shared.events import utcnow
 from shared.phi import KeyRing, PhiUnreadable
@@ -52,7 +54,8 @@ _CLAIM = """
                      LIMIT $2
                      FOR UPDATE SKIP LOCKED)
     RETURNING d.id, d.attempts, d.escalation_level, d.repeat_round, d.channel, d.target,
-              a.id AS alert_id, a.screening_id, a.risk_level, a.urgency, a.reasons, a.created_at
+              a.id AS alert_id, a.screening_id, a.risk_level, a.urgency, a.reasons, a.created_at,
+              a.traceparent
 """
 # When the next page is due (a leased page when its lease runs out: its sender may have died),
 # and when the next acknowledgement deadline runs out.
@@ -176,6 +179,7 @@ class Deliverer:
                 created_at=r["created_at"],
                 channel=r["channel"],
                 target=self._target(r),
+                traceparent=r["traceparent"],
             )
             for r in rows
         ]
@@ -239,9 +243,18 @@ class Deliverer:
                     # steps, each with the channel's own timeout): a send that outlived its
                     # lease could be sent again by another replica meanwhile.
                     async with asyncio.timeout(self._settings.send_budget_seconds):
-                        outcome = await self._channels[page.channel].send(
-                            page, address, self.payload(page)
-                        )
+                        with tracing.span(
+                            f"page {page.channel}",
+                            parent=page.traceparent,
+                            kind=SpanKind.CLIENT,
+                            attributes={
+                                "triage.escalation_level": page.escalation_level,
+                                "triage.attempt": page.attempt,
+                            },
+                        ):
+                            outcome = await self._channels[page.channel].send(
+                                page, address, self.payload(page)
+                            )
                 except TimeoutError:
                     outcome = Outcome(
                         "temporary_failure",

@@ -52,6 +52,8 @@ class Alert(Base):
     changed_at: Mapped[datetime]
     #: Bumped by every change (each one publishes an event carrying it): orders the events.
     version: Mapped[int] = mapped_column(default=0)
+    #: The trace context the alert was opened in: its pages continue that trace.
+    traceparent: Mapped[str | None] = mapped_column(default=None)
     first_delivered_at: Mapped[datetime | None]
     acknowledged_at: Mapped[datetime | None]
     acknowledged_by: Mapped[str | None]

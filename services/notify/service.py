@@ -42,6 +42,7 @@ from services.notify.policies import (
     plan_from_row,
 )
 from services.notify.settings import NotifySettings
+from shared import tracing
 from shared.db import driver, is_transient
 from shared.errors import Conflict, NotFound
 from shared.events import AlertEvent, Envelope, RiskAssessed, utcnow
@@ -188,8 +189,8 @@ _OPEN_ALERT = """
     INSERT INTO notify.alerts (id, screening_id, assessment_id, risk_level, urgency, reasons,
                                status, escalation_level, repeat_round, ack_deadline_seconds,
                                created_at, changed_at, correlation_id, policy_id, assessed_at,
-                               version)
-    VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, 0, $7, $8, $8, $9, $10, $11, 1)
+                               version, traceparent)
+    VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, 0, $7, $8, $8, $9, $10, $11, 1, $12)
     ON CONFLICT (screening_id) DO NOTHING
     RETURNING id
 """
@@ -252,6 +253,7 @@ async def open_alert(
         correlation_id,
         alert.policy_id,
         alert.assessed_at,
+        tracing.traceparent(),
     ):
         return None
     await _publish(session, alert, "created")
