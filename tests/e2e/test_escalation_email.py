@@ -179,7 +179,9 @@ async def test_contact_methods_go_in_order_with_their_delays_until_acknowledged(
 
     [paged] = await pagers.wait_for(ana.pager, sid)
     [(mailed_at, _)] = await inbox[0].wait_for("ana@clinic.example.org", sid)
-    assert 0.9 < mailed_at - paged.at < 2.0, "the email follows the webhook after its 1 s delay"
+    # Both are planned from the step's start; the webhook's own latency (a loaded machine) is
+    # in the difference, so it may fall a little short of the 1 s delay.
+    assert 0.5 < mailed_at - paged.at < 2.0, "the email follows the webhook after its 1 s delay"
 
     # Ben's pager was paged too; acknowledging now cancels his email, due 3 s after the page.
     await pagers.wait_for(ben.pager, sid)

@@ -7,7 +7,7 @@ import time
 
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import MetaData
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from deploy.localstack import LocalStack
 from shared.db import create_engine, create_session_factory
@@ -15,26 +15,39 @@ from shared.events import Envelope
 from shared.kafka import EventConsumer, create_producer, processed_events_table
 
 
-async def test_a_consumer_stuck_with_messages_waiting_is_made_anew(
-    stack: LocalStack, database_url: str, topic: str
-) -> None:
-    seen: list[int] = []
+def _consumer(
+    stack: LocalStack,
+    engine: AsyncEngine,
+    producer: AIOKafkaProducer,
+    topic: str,
+    *,
+    seen: list[int],
+    stall_seconds: float = 10.0,
+) -> EventConsumer:
+    """A consumer of `topic` in a group of the test's own, noting each event's `n` in `seen`."""
 
     async def handler(session: AsyncSession, envelope: Envelope) -> None:
         seen.append(envelope.data["n"])
 
-    engine = create_engine(database_url, pool_size=2)
-    producer = create_producer(stack.bootstrap_servers, client_id="stall-test")
-    await producer.start()
-    consumer = EventConsumer(
+    return EventConsumer(
         bootstrap_servers=stack.bootstrap_servers,
-        group_id=f"stall-{topic}",
+        group_id=f"group-{topic}",
         handlers={topic: handler},
         sessions=create_session_factory(engine),
         processed_events=processed_events_table(MetaData(schema="risk")),
         producer=producer,
-        stall_seconds=2,
+        stall_seconds=stall_seconds,
     )
+
+
+async def test_a_consumer_stuck_with_messages_waiting_is_made_anew(
+    stack: LocalStack, database_url: str, topic: str
+) -> None:
+    seen: list[int] = []
+    engine = create_engine(database_url, pool_size=2)
+    producer = create_producer(stack.bootstrap_servers, client_id="stall-test")
+    await producer.start()
+    consumer = _consumer(stack, engine, producer, topic, seen=seen, stall_seconds=2)
     task = asyncio.create_task(consumer.run())
     raw = AIOKafkaProducer(bootstrap_servers=stack.bootstrap_servers)
     await raw.start()
@@ -82,24 +95,10 @@ async def test_a_consumer_without_partitions_says_for_how_long(
 ) -> None:
     """Readiness fails for a replica whose consumer has had no partition for a while (more
     replicas than partitions, or a rebalance that left it out): it cannot do its work."""
-
-    async def handler(session: AsyncSession, envelope: Envelope) -> None:
-        return None
-
     engine = create_engine(database_url, pool_size=2)
     producer = create_producer(stack.bootstrap_servers, client_id="idle-test")
     await producer.start()
-    consumers = [
-        EventConsumer(
-            bootstrap_servers=stack.bootstrap_servers,
-            group_id=f"idle-{topic}",
-            handlers={topic: handler},
-            sessions=create_session_factory(engine),
-            processed_events=processed_events_table(MetaData(schema="risk")),
-            producer=producer,
-        )
-        for _ in range(2)
-    ]
+    consumers = [_consumer(stack, engine, producer, topic, seen=[]) for _ in range(2)]
     tasks = [asyncio.create_task(c.run()) for c in consumers]
     try:
         deadline = time.monotonic() + 30
