@@ -22,7 +22,7 @@ import asyncpg
 import httpx
 
 from bench.chaos.faults import Window
-from bench.chaos.load import Sent, acknowledges
+from bench.chaos.load import ACK_SHARE, Sent, acknowledges
 from bench.receiver import Arrival, parse_results
 from shared.db import asyncpg_dsn
 
@@ -77,7 +77,9 @@ async def _state(conn: asyncpg.Connection, ids: list[str]) -> dict[str, Any]:
 DEADLINE = 20.0
 
 
-def owed_escalations(sent: list[Sent], pages: list[Arrival], load_end: float) -> list[str]:
+def owed_escalations(
+    sent: list[Sent], pages: list[Arrival], load_end: float, ack_share: float = ACK_SHARE
+) -> list[str]:
     """Alerts nobody acknowledges whose first deadline ran out before the load ended: each
     must have escalated (a level-1 page), however many faults fell on the way."""
     first: dict[str, float] = {}
@@ -89,12 +91,18 @@ def owed_escalations(sent: list[Sent], pages: list[Arrival], load_end: float) ->
         for s in sent
         if s.flagged
         and s.screening_id in first
-        and not acknowledges(s.screening_id)
+        and not acknowledges(s.screening_id, ack_share)
         and first[s.screening_id] + DEADLINE < load_end
     ]
 
 
-async def settle(database_url: str, receiver_url: str, sent: list[Sent], load_end: float) -> None:
+async def settle(
+    database_url: str,
+    receiver_url: str,
+    sent: list[Sent],
+    load_end: float,
+    ack_share: float = ACK_SHARE,
+) -> None:
     """Wait until every accepted screening is assessed, every flagged one paged and every owed
     escalation fired (or give up after CATCH_UP: the check then says what is missing)."""
     accepted = [s for s in sent if s.screening_id]
@@ -114,7 +122,7 @@ async def settle(database_url: str, receiver_url: str, sent: list[Sent], load_en
             continue
         paged = {p.screening_id for p in pages}
         escalated = {i for i, level in state["levels"].items() if level >= 1}
-        owed = set(owed_escalations(sent, pages, load_end))
+        owed = set(owed_escalations(sent, pages, load_end, ack_share))
         if (
             all(state["status"].get(i) == "assessed" for i in ids)
             and flagged <= paged
@@ -132,6 +140,7 @@ async def check(
     acked: dict[str, float],
     t0: float,
     load_end: float,
+    ack_share: float = ACK_SHARE,
 ) -> Verdict:
     verdict = Verdict()
     accepted = [s for s in sent if s.screening_id]
@@ -172,7 +181,7 @@ async def check(
     # Unacknowledged alerts whose first deadline ran out during the load must have escalated.
     # Fired: the alert moved on (its level-1 page may have failed on a failing gateway, which
     # escalates further: never silently dropped).
-    owed = owed_escalations(sent, pages, load_end)
+    owed = owed_escalations(sent, pages, load_end, ack_share)
     escalated_late = [
         by_level[(i, 1)] - by_level[(i, 0)] - DEADLINE for i in owed if (i, 1) in by_level
     ]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bench.chaos.check import Verdict, check, settle
 from bench.chaos.faults import Faults, Window, schedule
-from bench.chaos.load import Clinician, Hotline
+from bench.chaos.load import ACK_SHARE, Clinician, Hotline
 from bench.chaos.soak import SOAK_SETTINGS, Sampler
 from bench.chaos.soak import report as soak_report
 from bench.chaos.stack import DEFAULT_DIR, ChaosStack
@@ -93,12 +93,14 @@ async def main_async(args: argparse.Namespace, say: Callable[[str], None] = prin
     await asyncio.to_thread(stack.start, say)
     try:
         screenings = build_workload(2000, flagged_share=args.flagged)
+        ack_share = 1.0 if args.soak else ACK_SHARE
         hotline = Hotline([stack.url(r) for r in stack.replicas_of("intake")], stack.api_key)
         clinician = Clinician(
             receiver_url=stack.url("receiver"),
             notify_urls=[stack.url(r) for r in stack.replicas_of("notify")],
             api_key=stack.api_key,
             database_url=asyncpg_dsn(stack.database_url),
+            share=ack_share,
         )
         faults = Faults(
             stack, [] if args.soak else schedule(stack, short=args.short), settle=args.settle
@@ -122,7 +124,7 @@ async def main_async(args: argparse.Namespace, say: Callable[[str], None] = prin
             await load
         load_end = time.monotonic()
         say(f"load stopped after {load_end - t0:.0f} s; waiting for the system to catch up")
-        await settle(stack.database_url, stack.url("receiver"), hotline.sent, load_end)
+        await settle(stack.database_url, stack.url("receiver"), hotline.sent, load_end, ack_share)
         if args.soak:  # retention catches up with the last minutes of load
             await asyncio.sleep(180)
         acks_done.set()
@@ -136,6 +138,7 @@ async def main_async(args: argparse.Namespace, say: Callable[[str], None] = prin
             clinician.acked,
             t0,
             load_end,
+            ack_share,
         )
         verdict.figures["rss_mib_start_end"] = {
             name: [round(rss_start.get(name, 0) / 2**20), round(rss / 2**20)]
