@@ -50,10 +50,10 @@ COMMIT_INTERVAL = 0.5
 #: How long a dead consumer holds its partitions (the broker's group.min.session.timeout.ms).
 CONSUMER_SESSION_TIMEOUT_MS = 6000
 #: A consumer that fetched nothing this long checks that it is not stuck (see `_Progress`); 0:
-#: no check. Off by default: asking the broker for the log's end from the consumer's own client
-#: delayed the next fetch by one to two seconds (contract vignettes: page p50 1.0-2.6 s with the
-#: check, 0.18 s without), a cost on every first page after a quiet spell. Asking from a client
-#: of its own is the next step (README, "Failure").
+#: no check. Off by default: with it, the first page after a quiet spell came one to two seconds
+#: later (contract vignettes: page p50 1.0-2.6 s, 0.18-0.34 s without), whether the check ran in
+#: the poll loop or beside it, and even when a client of its own asked for the log's end; why is
+#: not found yet (README, "Failure").
 STALL_SECONDS = 0.0
 
 
