@@ -213,11 +213,14 @@ class HttpMetrics:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        # The request's correlation id on every line logged while it is handled.
+        # The request's correlation id on every line logged while it is handled (None without
+        # one: requests of one keep-alive connection run in the same task, one after the other).
+        correlation = None
         for name, value in scope["headers"]:
             if name == b"x-correlation-id":
-                CORRELATION.set(safe_correlation(value.decode("latin-1")))
+                correlation = safe_correlation(value.decode("latin-1"))
                 break
+        CORRELATION.set(correlation)
         status = 500  # what the server answers when the app raises
 
         async def sending(message: Message) -> None:

@@ -37,3 +37,24 @@ def test_a_correlation_id_that_could_carry_text_is_not_logged() -> None:
     assert safe_correlation("Jane Doe called\nfake line") == "(not loggable)"
     assert safe_correlation("x" * 129) == "(not loggable)"
     assert safe_correlation("urn:uuid:1b4e28ba-2fa1-11d2-883f-0016d3cca427") is not None
+
+
+async def test_a_request_without_a_correlation_id_does_not_inherit_the_last_one() -> None:
+    """Requests of one keep-alive connection run in one task, one after the other."""
+    import httpx
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from shared.metrics import HttpMetrics, ServiceMetrics
+
+    async def seen(request: object) -> PlainTextResponse:
+        return PlainTextResponse(str(CORRELATION.get()))
+
+    app = HttpMetrics(Starlette(routes=[Route("/", seen)]), metrics=ServiceMetrics())
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://test"
+    ) as client:
+        first = await client.get("/", headers={"X-Correlation-Id": "call-7"})
+        second = await client.get("/")
+    assert (first.text, second.text) == ("call-7", "None")
