@@ -402,9 +402,10 @@ class EventConsumer:
         self._kafka = consumer
         offsets = listener.offsets = _Offsets(consumer, self._group_id)
         progress = _Progress(consumer, self._stall_seconds)
-        watch = asyncio.create_task(
-            progress.watch() if self._stall_seconds > 0 else asyncio.sleep(0),
-            name=f"{self._group_id}-consumer-watch",
+        watch = (
+            asyncio.create_task(progress.watch(), name=f"{self._group_id}-consumer-watch")
+            if self._stall_seconds > 0
+            else None
         )
         try:
             while not self._closing.is_set():
@@ -419,8 +420,9 @@ class EventConsumer:
                 if progress.stuck is not None:
                     raise ConsumerStalled(progress.stuck)
         finally:
-            watch.cancel()
-            await asyncio.gather(watch, return_exceptions=True)
+            if watch is not None:
+                watch.cancel()
+                await asyncio.gather(watch, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await offsets.commit()
             await consumer.stop()
