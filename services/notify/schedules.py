@@ -1,4 +1,5 @@
-"""Who is on call at an instant: rotations layered under overrides. Pure functions, no I/O.
+"""Who is on call at an instant, and over a window: rotations layered under overrides. Pure
+functions, no I/O.
 
 Shifts are counted in the rotation's own wall-clock time, the way clinicians read a roster: a
 12-hour rotation starting 08:00 in America/New_York hands off at 08:00 and 20:00 local time every
@@ -100,3 +101,70 @@ def on_call(
         if answer is not None:
             return answer
     return None
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Who covers [start, end): one clinician (from a rotation or an override), or nobody."""
+
+    start: datetime
+    end: datetime
+    clinician: uuid.UUID | None
+    source: str | None  # "rotation" | "override"; None: nobody covers it (a gap)
+
+
+def next_handoff(rotation: Rotation, at: datetime) -> datetime | None:
+    """The first instant after `at` at which `rotation` changes hands: its start, the end of
+    the shift covering `at`, or its own end. None once it has ended."""
+    first = handoff(rotation, 0)
+    if at < first:
+        return first
+    ends = local_instant(rotation.end, rotation.time_zone) if rotation.end is not None else None
+    if ends is not None and at >= ends:
+        return None
+    n = shift_index(rotation, at)
+    assert n is not None  # started and not ended
+    following = handoff(rotation, n + 1)
+    return min(following, ends) if ends is not None else following
+
+
+def next_boundary(
+    rotations: Sequence[Rotation], overrides: Sequence[Override], at: datetime
+) -> datetime | None:
+    """The first instant after `at` at which `on_call`'s answer may change.
+
+    Its answer is made of overrides covering the instant and each rotation's shift, so it can
+    only change where an override starts or ends or a rotation changes hands."""
+    candidates = [t for o in overrides for t in (o.start, o.end) if t > at]
+    candidates += [t for r in rotations if (t := next_handoff(r, at)) is not None]
+    return min(candidates, default=None)
+
+
+def coverage(
+    rotations: Sequence[Rotation], overrides: Sequence[Override], start: datetime, end: datetime
+) -> list[Segment]:
+    """Who covers each stretch of [start, end): segments that tile it exactly, oldest first.
+
+    Walks from one boundary (`next_boundary`) to the next and asks `on_call` at each, so the
+    answer is `on_call`'s own, overrides and layers included, without sampling: a 31-day window
+    of 12-hour shifts is about 60 steps. A gap is a segment with nobody; neighbours with the
+    same clinician from the same source are merged (a one-person rotation is one segment).
+    """
+    if start.tzinfo is None or end.tzinfo is None:
+        raise ValueError("`start` and `end` must carry a time zone")
+    segments: list[Segment] = []
+    at = start
+    while at < end:
+        who = on_call(rotations, overrides, at)
+        until = min(next_boundary(rotations, overrides, at) or end, end)
+        segment = Segment(at, until, who.clinician if who else None, who.source if who else None)
+        last = segments[-1] if segments else None
+        if last is not None and (last.clinician, last.source) == (
+            segment.clinician,
+            segment.source,
+        ):
+            segments[-1] = Segment(last.start, until, last.clinician, last.source)
+        else:
+            segments.append(segment)
+        at = until
+    return segments

@@ -1,4 +1,5 @@
-"""Who is on call: shift boundaries, layers, overrides and daylight-saving changes (pure)."""
+"""Who is on call: shift boundaries, layers, overrides and daylight-saving changes, at an instant
+and over a window (pure)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.notify.schedules import Override, Rotation, handoff, on_call
+from services.notify.schedules import Override, Rotation, Segment, coverage, handoff, on_call
 
 A, B, C, D = (uuid.UUID(int=i) for i in range(1, 5))
 NY = "America/New_York"
@@ -95,3 +96,95 @@ def test_an_instant_without_a_zone_is_refused() -> None:
     daily = Rotation((A,), timedelta(days=1), datetime(2026, 6, 1), "UTC")
     with pytest.raises(ValueError, match="time zone"):
         on_call([daily], [], datetime(2026, 6, 2))
+
+
+def tiles(segments: list[Segment], start: datetime, end: datetime) -> bool:
+    """Consecutive segments from `start` to `end`, no overlap, no hole, none empty."""
+    edges = [start] + [s.end for s in segments]
+    return (
+        bool(segments)
+        and [s.start for s in segments] == edges[:-1]
+        and edges[-1] == end
+        and all(s.start < s.end for s in segments)
+    )
+
+
+def test_coverage_tiles_the_window_with_shifts_gaps_and_overrides() -> None:
+    # Day shifts only (08:00-20:00 UTC, A then B): every night is a gap.
+    days = Rotation(
+        (A, B), timedelta(hours=12), datetime(2026, 6, 1, 8, 0), "UTC", end=datetime(2026, 6, 3)
+    )
+    start, end = utc(2026, 6, 1, 0, 0), utc(2026, 6, 2, 12, 0)
+    plain = coverage([days], [], start, end)
+    assert tiles(plain, start, end)
+    assert [(s.start.hour, s.clinician, s.source) for s in plain] == [
+        (0, None, None),  # before the rotation starts
+        (8, A, "rotation"),
+        (20, B, "rotation"),  # the "night" shift of a 12-hour rotation: it alternates
+        (8, A, "rotation"),
+    ]
+    cover = Override(C, utc(2026, 6, 1, 10, 0), utc(2026, 6, 1, 11, 0))
+    covered = coverage([days], [cover], start, end)
+    assert tiles(covered, start, end)
+    assert [(s.start.hour, s.end.hour, s.clinician, s.source) for s in covered][1:4] == [
+        (8, 10, A, "rotation"),
+        (10, 11, C, "override"),
+        (11, 20, A, "rotation"),
+    ]
+
+
+def test_coverage_merges_equal_neighbours_and_shows_a_gap_after_the_end() -> None:
+    alone = Rotation(
+        (A,), timedelta(hours=8), datetime(2026, 6, 1), "UTC", end=datetime(2026, 6, 3)
+    )
+    start, end = utc(2026, 6, 1), utc(2026, 6, 4)
+    segments = coverage([alone], [], start, end)
+    assert tiles(segments, start, end)
+    assert segments == [
+        Segment(start, utc(2026, 6, 3), A, "rotation"),  # six shifts, one clinician: one segment
+        Segment(utc(2026, 6, 3), end, None, None),
+    ]
+    own_override = Override(A, utc(2026, 6, 1, 4), utc(2026, 6, 1, 5))
+    split = coverage([alone], [own_override], start, end)
+    assert [s.source for s in split] == ["rotation", "override", "rotation", None], (
+        "the same clinician by another source is another segment"
+    )
+
+
+def test_coverage_follows_layers_the_newest_override_and_dst() -> None:
+    base = Rotation((A, B), timedelta(hours=24), datetime(2026, 3, 7, 8, 0), NY)
+    holiday = Rotation(
+        (C,),
+        timedelta(hours=24),
+        datetime(2026, 3, 8, 20, 0),
+        NY,
+        end=datetime(2026, 3, 9, 8),
+        layer=1,
+    )
+    older = Override(D, utc(2026, 3, 9, 14), utc(2026, 3, 9, 18))
+    newer = Override(B, utc(2026, 3, 9, 15), utc(2026, 3, 9, 16))
+    start, end = utc(2026, 3, 8, 0), utc(2026, 3, 10, 0)
+    segments = coverage([base, holiday], [older, newer], start, end)
+    assert tiles(segments, start, end)
+    assert [(s.start, s.clinician) for s in segments] == [
+        (start, A),
+        (utc(2026, 3, 8, 12), B),  # 08:00 EDT: the spring-forward day's handoff is at 12:00Z
+        (utc(2026, 3, 9, 0), C),  # 20:00 EDT: the higher layer starts
+        (utc(2026, 3, 9, 12), A),  # 08:00 EDT: it ends, the base rotation's next turn
+        (utc(2026, 3, 9, 14), D),
+        (utc(2026, 3, 9, 15), B),  # the newer override wins inside the older one
+        (utc(2026, 3, 9, 16), D),
+        (utc(2026, 3, 9, 18), A),
+    ]
+    for at in (s.start for s in segments):
+        answer = on_call([base, holiday], [older, newer], at)
+        assert answer is not None and answer.clinician == next(
+            s.clinician for s in segments if s.start <= at < s.end
+        ), "coverage agrees with on_call"
+
+
+def test_coverage_of_nothing_is_one_gap_and_a_naive_window_is_refused() -> None:
+    start, end = utc(2026, 6, 1), utc(2026, 6, 8)
+    assert coverage([], [], start, end) == [Segment(start, end, None, None)]
+    with pytest.raises(ValueError, match="time zone"):
+        coverage([], [], datetime(2026, 6, 1), end)
