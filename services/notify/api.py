@@ -1,11 +1,11 @@
-"""Notify's routes: alerts (read, acknowledge by API or signed link, resolve), the on-call
+"""Notify's routes: alerts (list, read, acknowledge by API or signed link, resolve), the on-call
 configuration (clinicians, contact methods, schedules, overrides, policies) and who is on call."""
 
 from __future__ import annotations
 
 import html
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -13,10 +13,11 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from services.notify import oncall
+from services.notify import alerts, oncall
 from services.notify.models import Alert, Delivery, DeliveryAttempt
 from services.notify.permissions import ROUTES
 from services.notify.schemas import (
+    AlertListItem,
     AlertOut,
     AttemptOut,
     ClinicianIn,
@@ -35,15 +36,80 @@ from services.notify.service import acknowledge, resolve
 from services.notify.signing import ack_link_valid
 from shared.auth import guarded
 from shared.db import transaction
-from shared.errors import Conflict, Forbidden, NotFound, Unprocessable
-from shared.events import utcnow
+from shared.errors import Conflict, ErrorBody, Forbidden, NotFound, Unprocessable
+from shared.events import AlertStatus, utcnow
 from shared.http import Session, Sessions
 from shared.outbound import require_safe_url
-from shared.pagination import Paging
+from shared.pagination import Limit, Paging
 
 router = APIRouter(prefix="/v1", route_class=guarded(ROUTES))
 #: Latest `expires` of an ack link (year 10000): a larger one cannot be a link we made.
 MAX_EXPIRES = 253_402_300_799
+
+
+#: Instants the list routes take: wide enough for any roster or history, narrow
+#: enough that no offset or window arithmetic leaves Python's datetime range (a 500 otherwise).
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def _invalid(field: str, problem: str) -> Unprocessable:
+    return Unprocessable(f"`{field}`: {problem}", problems=[{"field": field, "problem": problem}])
+
+
+def _instant(value: datetime | None, *, field: str) -> datetime | None:
+    """`value` as a UTC instant; 422 naming `field` when it has no offset or is out of range."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise _invalid(field, "add a time zone offset such as Z or -05:00")
+    try:
+        instant = value.astimezone(UTC)
+    except OverflowError:  # year 1 at +01:00, year 9999 at -05:00
+        instant = None
+    if instant is None or not EARLIEST <= instant < LATEST:
+        raise _invalid(field, "must be between 1970 and 9000")
+    return instant
+
+
+def _problems(description: str) -> dict[int | str, dict[str, Any]]:
+    return {422: {"model": ErrorBody, "description": description}}
+
+
+@router.get(
+    "/alerts",
+    responses=_problems(
+        "an unknown status, `since` without an offset or out of range, a bad limit"
+    ),
+)
+async def list_alerts(
+    session: Session,
+    open_: Annotated[
+        bool | None,
+        Query(alias="open", description="true: neither acknowledged nor resolved; false: either"),
+    ] = None,
+    status: Annotated[list[AlertStatus] | None, Query(max_length=6)] = None,
+    escalated: Annotated[
+        bool | None, Query(description="true: escalated at least once (a level or a round)")
+    ] = None,
+    since: Annotated[
+        datetime | None, Query(description="created or changed at or after (with offset)")
+    ] = None,
+    limit: Limit = 100,
+) -> list[AlertListItem]:
+    """Alerts most urgent first (risk level, then escalation level, then oldest), each with
+    who was paged for it (`paged`: never an address).
+
+    Polled by the console every few seconds: two indexed statements whatever the table holds.
+    Not paged with a cursor (the order is by urgency, not by time): `limit` bounds it."""
+    wanted = alerts.AlertFilter(
+        open=open_,
+        statuses=tuple(dict.fromkeys(status or ())),
+        escalated=escalated,
+        since=_instant(since, field="since"),
+        limit=limit,
+    )
+    return await alerts.list_alerts(session, wanted)
 
 
 @router.get("/alerts/{alert_id}")
@@ -116,8 +182,10 @@ async def ack_page(
     action = html.escape(f"/v1/alerts/{alert_id}/ack?expires={expires}&sig={sig}")
     level = html.escape(alert.risk_level)
     done = alert.status == "acknowledged"
+    console = request.app.state.runtime.settings.console_public_url.rstrip("/")
+    case = html.escape(f"{console}/alerts/{alert_id}")
     body = (
-        "<!doctype html><meta name=viewport content='width=device-width'>"
+        "<!doctype html><html lang=en><meta name=viewport content='width=device-width'>"
         f"<title>Alert {level}</title><h1>{level.upper()} risk alert</h1>"
         + (
             "<p>Acknowledged.</p>"
@@ -125,6 +193,8 @@ async def ack_page(
             else f"<form method=post action='{action}'>"
             "<button style='font-size:2em'>Acknowledge</button></form>"
         )
+        # Who the person is and how to call back: in the console, after sign-in (no PHI here).
+        + f"<p><a href='{case}'>Open the case in the console</a></p>"
     )
     return HTMLResponse(body)
 

@@ -13,6 +13,7 @@ _ACK = Access(_P.ALERTS_ACT, signed_link=True)
 
 ROUTES: RouteTable = {
     **HEALTH_ROUTES,
+    ("GET", "/v1/alerts"): Access(_P.ALERTS_READ),
     ("GET", "/v1/alerts/{alert_id}"): Access(_P.ALERTS_READ),
     ("POST", "/v1/alerts/{alert_id}/ack"): _ACK,
     ("GET", "/v1/alerts/{alert_id}/ack"): _ACK,

@@ -33,6 +33,22 @@ class AlertOut(BaseModel):
     resolved_at: datetime | None
 
 
+class PagedOut(BaseModel):
+    """One contact method an alert's pages reached or tried at one escalation level: who, how,
+    and the latest try. Never the address (a sealed column): the console shows who, not where."""
+
+    clinician_id: uuid.UUID | None  # None: the fallback webhook (ONCALL_WEBHOOK_URL)
+    clinician: str | None
+    channel: str
+    escalation_level: int
+    status: str  # the page's: pending (being retried), delivered, failed, cancelled
+    at: datetime  # when its latest try finished
+
+
+class AlertListItem(AlertOut):
+    paged: list[PagedOut]
+
+
 class AttemptOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
