@@ -1,11 +1,12 @@
 """Notify's routes: alerts (list, read, acknowledge by API or signed link, resolve), the on-call
-configuration (clinicians, contact methods, schedules, overrides, policies) and who is on call."""
+configuration (clinicians, contact methods, schedules, overrides, policies), who is on call
+and who covers a window."""
 
 from __future__ import annotations
 
 import html
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -24,6 +25,7 @@ from services.notify.schemas import (
     ClinicianOut,
     ContactMethodIn,
     ContactMethodOut,
+    CoverageOut,
     OnCallOut,
     OverrideIn,
     OverrideOut,
@@ -47,10 +49,12 @@ router = APIRouter(prefix="/v1", route_class=guarded(ROUTES))
 MAX_EXPIRES = 253_402_300_799
 
 
-#: Instants the list routes take: wide enough for any roster or history, narrow
+#: Instants the list and coverage routes take: wide enough for any roster or history, narrow
 #: enough that no offset or window arithmetic leaves Python's datetime range (a 500 otherwise).
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+#: The longest coverage window: a month's roster, not a year's worth of steps per request.
+MAX_WINDOW = timedelta(days=31)
 
 
 def _invalid(field: str, problem: str) -> Unprocessable:
@@ -301,6 +305,37 @@ async def who_is_on_call(
             problems=[{"field": "at", "problem": "add an offset such as Z or -05:00"}],
         )
     return await oncall.on_call_at(session, at=at or utcnow(), schedule_id=schedule_id)
+
+
+@router.get(
+    "/oncall/coverage",
+    responses={
+        404: {"model": ErrorBody, "description": "no schedule schedule_id"},
+        **_problems(
+            "`from` or `to` without an offset or out of range, `to` not after `from`, "
+            "or a window longer than 31 days"
+        ),
+    },
+)
+async def oncall_coverage(
+    session: Session,
+    schedule_id: Annotated[uuid.UUID | None, Query()] = None,
+    start: Annotated[
+        datetime | None, Query(alias="from", description="with offset; default now")
+    ] = None,
+    end: Annotated[
+        datetime | None, Query(alias="to", description="with offset; default `from` + 7 days")
+    ] = None,
+) -> CoverageOut:
+    """Who covers each schedule over [from, to): segments that tile the window exactly, a gap
+    (nobody covers) being a segment with no clinician. At most 31 days: a roster's view."""
+    begins = _instant(start, field="from") or utcnow()
+    ends = _instant(end, field="to") or begins + timedelta(days=7)
+    if ends <= begins:
+        raise _invalid("to", "must be after `from`")
+    if ends - begins > MAX_WINDOW:
+        raise _invalid("to", "at most 31 days after `from`")
+    return await oncall.coverage_between(session, start=begins, end=ends, schedule_id=schedule_id)
 
 
 # Escalation policies.

@@ -31,6 +31,8 @@ from services.notify.schemas import (
     ClinicianOut,
     ContactMethodIn,
     ContactMethodOut,
+    CoverageOut,
+    CoverageSegment,
     OnCallEntry,
     OnCallOut,
     OverrideIn,
@@ -38,6 +40,7 @@ from services.notify.schemas import (
     PolicyIn,
     PolicyOut,
     RotationOut,
+    ScheduleCoverage,
     ScheduleIn,
     ScheduleOut,
 )
@@ -295,6 +298,21 @@ async def remove_override(
         raise NotFound(f"no override {override_id}")
 
 
+def _rotation(row: RotationRow) -> schedules.Rotation:
+    return schedules.Rotation(
+        clinicians=tuple(row.clinician_ids),
+        shift=timedelta(hours=row.shift_hours),
+        start=row.starts_local,
+        time_zone=row.time_zone,
+        end=row.ends_local,
+        layer=row.layer,
+    )
+
+
+def _override(row: OverrideRow) -> schedules.Override:
+    return schedules.Override(row.clinician_id, row.starts_at, row.ends_at)
+
+
 async def schedule_on_call(
     session: AsyncSession, *, schedule_id: uuid.UUID, at: datetime
 ) -> schedules.OnCall | None:
@@ -312,31 +330,25 @@ async def schedule_on_call(
         .order_by(OverrideRow.created_at)
     )
     return schedules.on_call(
-        [
-            schedules.Rotation(
-                clinicians=tuple(r.clinician_ids),
-                shift=timedelta(hours=r.shift_hours),
-                start=r.starts_local,
-                time_zone=r.time_zone,
-                end=r.ends_local,
-                layer=r.layer,
-            )
-            for r in rotations
-        ],
-        [schedules.Override(o.clinician_id, o.starts_at, o.ends_at) for o in overrides],
-        at,
+        [_rotation(r) for r in rotations], [_override(o) for o in overrides], at
     )
 
 
-async def on_call_at(
-    session: AsyncSession, *, at: datetime, schedule_id: uuid.UUID | None = None
-) -> OnCallOut:
-    query = select(Schedule).order_by(Schedule.created_at)
+async def _schedules(session: AsyncSession, schedule_id: uuid.UUID | None) -> list[Schedule]:
+    """Every schedule, oldest first, or the one asked for (404 when there is none such)."""
+    query = select(Schedule).order_by(Schedule.created_at, Schedule.id)
     if schedule_id is not None:
         query = query.where(Schedule.id == schedule_id)
     found = list(await session.scalars(query))
     if schedule_id is not None and not found:
         raise NotFound(f"no schedule {schedule_id}")
+    return found
+
+
+async def on_call_at(
+    session: AsyncSession, *, at: datetime, schedule_id: uuid.UUID | None = None
+) -> OnCallOut:
+    found = await _schedules(session, schedule_id)
     entries = []
     for schedule in found:
         who = await schedule_on_call(session, schedule_id=schedule.id, at=at)
@@ -353,6 +365,66 @@ async def on_call_at(
             )
         )
     return OnCallOut(at=at, oncall=entries)
+
+
+async def coverage_between(
+    session: AsyncSession, *, start: datetime, end: datetime, schedule_id: uuid.UUID | None = None
+) -> CoverageOut:
+    """Who covers each schedule over [start, end), as segments that tile it (gaps included).
+
+    Four queries whatever the window or the number of schedules (the schedules, all their
+    rotations, the overrides overlapping the window, the clinicians' names); the walk itself
+    is `schedules.coverage`, in memory, on `on_call`'s rules."""
+    found = await _schedules(session, schedule_id)
+    ids = [s.id for s in found]
+    rotations: dict[uuid.UUID, list[schedules.Rotation]] = {i: [] for i in ids}
+    overrides: dict[uuid.UUID, list[schedules.Override]] = {i: [] for i in ids}
+    if ids:
+        for r in await session.scalars(select(RotationRow).where(RotationRow.schedule_id.in_(ids))):
+            rotations[r.schedule_id].append(_rotation(r))
+        for o in await session.scalars(
+            select(OverrideRow)
+            .where(
+                OverrideRow.schedule_id.in_(ids),
+                OverrideRow.starts_at < end,
+                OverrideRow.ends_at > start,
+            )
+            .order_by(OverrideRow.created_at)  # oldest first: on_call lets the newest win
+        ):
+            overrides[o.schedule_id].append(_override(o))
+    walked = {i: schedules.coverage(rotations[i], overrides[i], start, end) for i in ids}
+    names = await _names(session, {s.clinician for w in walked.values() for s in w})
+    return CoverageOut(
+        start=start,
+        end=end,
+        schedules=[
+            ScheduleCoverage(
+                schedule_id=schedule.id,
+                schedule=schedule.name,
+                segments=[
+                    CoverageSegment(
+                        start=s.start,
+                        end=s.end,
+                        clinician_id=s.clinician,
+                        clinician=names.get(s.clinician) if s.clinician else None,
+                        source=s.source,
+                    )
+                    for s in walked[schedule.id]
+                ],
+            )
+            for schedule in found
+        ],
+    )
+
+
+async def _names(session: AsyncSession, ids: set[uuid.UUID | None]) -> dict[uuid.UUID, str]:
+    wanted = {i for i in ids if i is not None}
+    if not wanted:
+        return {}
+    rows = await session.execute(
+        select(Clinician.id, Clinician.name).where(Clinician.id.in_(wanted))
+    )
+    return {row.id: row.name for row in rows}
 
 
 # Escalation policies.

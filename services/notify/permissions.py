@@ -30,6 +30,7 @@ ROUTES: RouteTable = {
     ("POST", "/v1/schedules/{schedule_id}/overrides"): _WRITE,
     ("DELETE", "/v1/schedules/{schedule_id}/overrides/{override_id}"): _WRITE,
     ("GET", "/v1/oncall"): _READ,
+    ("GET", "/v1/oncall/coverage"): _READ,
     ("POST", "/v1/policies"): _WRITE,
     ("GET", "/v1/policies"): _READ,
     ("GET", "/v1/policies/{policy_id}"): _READ,

@@ -233,6 +233,29 @@ class OnCallOut(BaseModel):
     oncall: list[OnCallEntry]
 
 
+class CoverageSegment(BaseModel):
+    start: datetime
+    end: datetime
+    clinician_id: uuid.UUID | None  # all three None: nobody covers this stretch (a gap)
+    clinician: str | None
+    source: str | None  # "rotation" | "override"
+
+
+class ScheduleCoverage(BaseModel):
+    schedule_id: uuid.UUID
+    schedule: str
+    #: Consecutive, tiling [from, to) exactly; neighbours with the same cover are merged.
+    segments: list[CoverageSegment]
+
+
+class CoverageOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    start: datetime = Field(alias="from")
+    end: datetime = Field(alias="to")
+    schedules: list[ScheduleCoverage]
+
+
 def time_zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
