@@ -18,6 +18,7 @@ _PLAN = "/v1/safety-plans/{plan_id}"
 ROUTES: RouteTable = {
     **HEALTH_ROUTES,
     ("POST", "/v1/screenings"): Access(_P.SCREENINGS_SUBMIT),
+    ("GET", "/v1/screenings"): _READ,
     ("GET", "/v1/screenings/{screening_id}"): _READ,
     # safety plans
     ("GET", _PLAN): _READ,

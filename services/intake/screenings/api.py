@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
+from pydantic import AfterValidator, AwareDatetime
+from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError
 
+from services.intake.models import Screening
 from services.intake.permissions import ROUTES
 from services.intake.safety_plans.service import is_overdue
 from services.intake.screenings.schemas import (
@@ -16,14 +20,19 @@ from services.intake.screenings.schemas import (
     CaseView,
     Contact,
     RiskOut,
+    RiskSummary,
+    SafetyPlanRef,
     SafetyPlanSummary,
     ScreeningAccepted,
     ScreeningIn,
+    ScreeningListItem,
 )
 from services.intake.screenings.service import (
     ConcurrentDuplicate,
+    ScreeningFilters,
     get_case,
     opened,
+    screenings_listed,
     submit_screening,
     validated_answers,
 )
@@ -31,7 +40,9 @@ from shared import audit
 from shared.auth import CurrentPrincipal, Permission, Visibility, guarded
 from shared.db import transaction
 from shared.errors import Forbidden, NotFound, Unprocessable
+from shared.events import RiskLevelName
 from shared.http import Session, Sessions
+from shared.pagination import LIST_ERRORS, Paging, position_page
 from shared.text import NO_CONTROL
 
 router = APIRouter(prefix="/v1", route_class=guarded(ROUTES))
@@ -44,6 +55,24 @@ BreakGlassReason = Annotated[
     Header(alias="X-Break-Glass-Reason", min_length=10, max_length=500, pattern=NO_CONTROL),
 ]
 CorrelationHeader = Annotated[str | None, Header(alias="X-Correlation-Id", max_length=200)]
+
+
+def _utc(moment: datetime) -> datetime:
+    """The moment in UTC: one with no UTC equivalent (year 1 at +01:00) is a 422, not a 500
+    from the database driver."""
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("out of range") from None
+
+
+Since = Annotated[
+    Annotated[AwareDatetime, AfterValidator(_utc)] | None,
+    Query(description="received at or after this time (with an offset, e.g. 2026-12-01T00:00Z)"),
+]
+Levels = Annotated[
+    list[RiskLevelName] | None, Query(max_length=5, description="risk level; repeat for several")
+]
 
 
 @router.post(
@@ -152,4 +181,50 @@ async def get_screening(
         view.contact = Contact.model_validate(contact) if contact else None
     return JSONResponse(
         view.model_dump(mode="json", exclude=hidden), headers={"Cache-Control": "no-store"}
+    )
+
+
+@router.get("/screenings", response_model=list[ScreeningListItem], responses=LIST_ERRORS)
+async def list_screenings(
+    session: Session,
+    principal: CurrentPrincipal,
+    page: Paging,
+    since: Since = None,
+    flagged: bool | None = None,
+    level: Levels = None,
+    status: Literal["received", "assessed"] | None = None,
+) -> list[ScreeningListItem]:
+    """The screenings the caller may read (the case view's scope), newest first; `limit` at
+    most 500, `Link: rel="next"` pages on.
+
+    A worklist, not a record: no contact, notes or answers, and nothing is decrypted. It does
+    name each screening's subject_id beside its risk, which says who is at risk: the gate
+    records the read in the audit trail like any `cases:read` (one entry per page, naming the
+    collection)."""
+    filters = ScreeningFilters(since, flagged, tuple(level or ()), status)
+    rows = await position_page(
+        session,
+        screenings_listed(principal, filters),
+        Screening.received_at,
+        Screening.id,
+        page=page,
+        descending=True,
+    )
+    page.response.headers["Cache-Control"] = "no-store"
+    return [_listed(row) for row in rows]
+
+
+def _listed(row: Row[Any]) -> ScreeningListItem:
+    risk = row.risk
+    return ScreeningListItem(
+        id=row.id,
+        subject_id=row.subject_id,
+        source=row.source,
+        instrument=row.instrument,
+        status=row.status,
+        created_at=row.received_at,
+        risk=RiskSummary.model_validate(risk) if risk else None,
+        safety_plan=SafetyPlanRef(id=row.plan_id, status=row.plan_status, due_at=row.plan_due_at)
+        if row.plan_id is not None
+        else None,
     )

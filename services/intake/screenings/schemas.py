@@ -86,3 +86,33 @@ class CaseView(BaseModel):
     #: clinicians, supervisors, admins); both keys are left out for anyone else.
     contact: Contact | None = None
     notes: str | None = None
+
+
+# --- the list (GET /v1/screenings): what a worklist row needs, never contact or notes -------
+
+
+class RiskSummary(BaseModel):
+    """The assessment's outcome; its rule details stay on the case view."""
+
+    level: str
+    flagged: bool
+    reasons: list[str]
+    assessed_at: datetime
+
+
+class SafetyPlanRef(BaseModel):
+    id: uuid.UUID
+    status: str
+    due_at: datetime
+
+
+class ScreeningListItem(BaseModel):
+    id: uuid.UUID
+    subject_id: str
+    source: str
+    instrument: str
+    status: str
+    #: When intake received it (the case view's `received_at`); the list's order.
+    created_at: datetime
+    risk: RiskSummary | None
+    safety_plan: SafetyPlanRef | None

@@ -6,11 +6,12 @@ import hashlib
 import json
 import logging
 import uuid
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import select, true
+from sqlalchemy import ColumnElement, literal, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake.fhir.resthooks import enqueue_pushes
@@ -26,6 +27,7 @@ from shared.events import AlertEvent, RiskAssessed, ScreeningSubmitted, utcnow
 from shared.instruments import parse_answers
 from shared.kafka import PoisonMessage
 from shared.outbox import add_event_after, event_row
+from shared.pagination import Columns
 from shared.phi import KeyRing
 from shared.topics import SCREENING_SUBMITTED
 
@@ -254,6 +256,60 @@ async def get_screening(
     if screening is None:
         raise NotFound(f"no screening {screening_id}")
     return screening
+
+
+#: The assessment's fields the list filters on, written into the statement rather than bound:
+#: the planner matches the statistics on these expressions (migrations/0012_lists.sql) only to
+#: the same text, so it knows how common a level is, also in a cached generic plan.
+_FLAGGED = literal("flagged", literal_execute=True)
+_LEVEL = literal("level", literal_execute=True)
+
+
+@dataclass(frozen=True)
+class ScreeningFilters:
+    """What `GET /v1/screenings` narrows the list to; None (or no levels) is no condition."""
+
+    since: datetime | None = None
+    #: True or False matches assessed screenings only: one not assessed yet is neither.
+    flagged: bool | None = None
+    levels: tuple[str, ...] = ()
+    status: str | None = None
+
+    def conditions(self) -> list[ColumnElement[bool]]:
+        out: list[ColumnElement[bool]] = []
+        if self.since is not None:
+            out.append(Screening.received_at >= self.since)
+        if self.flagged is not None:
+            out.append(Screening.risk[_FLAGGED].as_boolean() == self.flagged)
+        if self.levels:
+            out.append(Screening.risk[_LEVEL].astext.in_(self.levels))
+        if self.status is not None:
+            out.append(Screening.status == self.status)
+        return out
+
+
+def screenings_listed(principal: Principal, filters: ScreeningFilters) -> Columns:
+    """The caller's screenings (scope in the WHERE, as for the case view) with their plan's id,
+    status and due time: one statement for a whole page, the plan by its unique screening_id.
+
+    Columns, not entities: `contact`, `notes` and the answers are never read, so nothing is
+    decrypted and no PHI leaves the database for a list."""
+    return (
+        select(
+            Screening.id,
+            Screening.subject_id,
+            Screening.source,
+            Screening.instrument,
+            Screening.status,
+            Screening.received_at,
+            Screening.risk,
+            SafetyPlan.id.label("plan_id"),
+            SafetyPlan.status.label("plan_status"),
+            SafetyPlan.due_at.label("plan_due_at"),
+        )
+        .outerjoin(SafetyPlan, SafetyPlan.screening_id == Screening.id)
+        .where(visible(principal), *filters.conditions())
+    )
 
 
 _RECORD_RISK = """
