@@ -21,6 +21,7 @@ ROUTES: RouteTable = {
     ("GET", "/v1/screenings"): _READ,
     ("GET", "/v1/screenings/{screening_id}"): _READ,
     # safety plans
+    ("GET", "/v1/safety-plans"): _READ,
     ("GET", _PLAN): _READ,
     ("GET", f"{_PLAN}/revisions"): _READ,
     ("GET", f"{_PLAN}/revisions/{{version}}"): _READ,

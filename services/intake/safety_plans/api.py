@@ -11,12 +11,13 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, Header, Path, Request
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
-from sqlalchemy import ColumnElement
+from sqlalchemy import ColumnElement, Row
 from starlette.concurrency import run_in_threadpool
 
 from services.intake.models import SafetyPlan, SafetyPlanRevision
@@ -27,7 +28,9 @@ from services.intake.scope import visible
 from shared.auth import CurrentPrincipal, guarded
 from shared.db import transaction
 from shared.errors import DomainError, Unprocessable
+from shared.events import utcnow
 from shared.http import Session, Sessions
+from shared.pagination import LIST_ERRORS, Paging, position_page
 from shared.text import NO_CONTROL
 
 router = APIRouter(prefix="/v1/safety-plans", tags=["safety plans"], route_class=guarded(ROUTES))
@@ -193,6 +196,72 @@ def _revision(revision: SafetyPlanRevision, *, with_snapshot: bool) -> dict[str,
 
 
 # --- reading ---------------------------------------------------------------------------------
+
+
+class Review(BaseModel):
+    """The clinician's review of the plan as it stands (a later change voids it)."""
+
+    by: str
+    at: datetime
+
+
+class SafetyPlanListItem(BaseModel):
+    """A worklist row: where the plan stands, never what it says (its entries are PHI)."""
+
+    id: uuid.UUID
+    screening_id: uuid.UUID
+    status: Literal["open", "complete"]
+    version: int
+    due_at: datetime
+    created_at: datetime
+    overdue: bool
+    reviewed: Review | None
+    risk_level: str
+
+
+@router.get("", response_model=list[SafetyPlanListItem], responses=LIST_ERRORS)
+async def list_safety_plans(
+    session: Session,
+    principal: CurrentPrincipal,
+    page: Paging,
+    overdue: Annotated[
+        bool | None, Query(description="open plans past their due time (or all others)")
+    ] = None,
+    status: Literal["open", "complete"] | None = None,
+    screening_id: uuid.UUID | None = None,
+) -> list[SafetyPlanListItem]:
+    """The plans of the screenings the caller may read, newest first; with `overdue=true`, the
+    longest overdue first. `limit` at most 500, `Link: rel="next"` pages on.
+
+    No entry, reason, emergency outcome or review note is read (nothing is decrypted). Each row
+    names its screening beside its risk level, so the gate records the read in the audit trail
+    like any `cases:read` (one entry per page, naming the collection)."""
+    now = utcnow()
+    query = plans.plans_listed(
+        visible(principal), plans.PlanFilters(overdue, status, screening_id), now
+    )
+    soonest_due = overdue is True
+    at = SafetyPlan.due_at if soonest_due else SafetyPlan.created_at
+    rows = await position_page(
+        session, query, at, SafetyPlan.id, page=page, descending=not soonest_due
+    )
+    page.response.headers["Cache-Control"] = "no-store"
+    return [_listed(row) for row in rows]
+
+
+def _listed(row: Row[Any]) -> SafetyPlanListItem:
+    reviewed = Review(by=row.reviewed_by, at=row.reviewed_at) if row.reviewed_at else None
+    return SafetyPlanListItem(
+        id=row.id,
+        screening_id=row.screening_id,
+        status=row.status,
+        version=row.version,
+        due_at=row.due_at,
+        created_at=row.created_at,
+        overdue=row.overdue,
+        reviewed=reviewed,
+        risk_level=row.risk_level,
+    )
 
 
 @router.get(

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, select, true
+from sqlalchemy import ColumnElement, Select, and_, func, not_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import flag_modified
 
@@ -29,6 +29,7 @@ from shared.db import driver
 from shared.errors import Conflict, Forbidden, NotFound, Unprocessable
 from shared.events import SafetyPlanEvent, utcnow
 from shared.outbox import add_event
+from shared.pagination import Columns
 from shared.phi import ring_of
 from shared.topics import SAFETY_PLAN_EVENTS
 
@@ -128,6 +129,11 @@ def plan_snapshot(plan: SafetyPlan) -> dict[str, Any]:
 
 def is_overdue(plan: SafetyPlan, now: datetime | None = None) -> bool:
     return plan.status == "open" and plan.due_at < (now or utcnow())
+
+
+def overdue_at(now: datetime) -> ColumnElement[bool]:
+    """`is_overdue` as SQL, for lists: the same rule (open, and past its due time)."""
+    return and_(SafetyPlan.status == "open", SafetyPlan.due_at < now)
 
 
 def completion_problems(plan: SafetyPlan) -> list[dict[str, str]]:
@@ -288,6 +294,49 @@ async def get_plan(
     if plan is None:
         raise NotFound(f"no safety plan {plan_id}")
     return plan
+
+
+@dataclass(frozen=True)
+class PlanFilters:
+    """What `GET /v1/safety-plans` narrows the list to; None is no condition."""
+
+    overdue: bool | None = None
+    status: str | None = None
+    screening_id: uuid.UUID | None = None
+
+    def conditions(self, now: datetime) -> list[ColumnElement[bool]]:
+        out: list[ColumnElement[bool]] = []
+        if self.overdue is not None:
+            out.append(overdue_at(now) if self.overdue else not_(overdue_at(now)))
+        if self.status is not None:
+            out.append(SafetyPlan.status == self.status)
+        if self.screening_id is not None:
+            out.append(SafetyPlan.screening_id == self.screening_id)
+        return out
+
+
+def plans_listed(visible: ColumnElement[bool], filters: PlanFilters, now: datetime) -> Columns:
+    """The plans of the screenings the caller may see (`visible`, through the plan's screening,
+    as for one plan), with whether each is overdue at `now`.
+
+    Columns, not the entity: loading a `SafetyPlan` decrypts its steps, emergency task and
+    review note, and a list shows none of them."""
+    return (
+        select(
+            SafetyPlan.id,
+            SafetyPlan.screening_id,
+            SafetyPlan.status,
+            SafetyPlan.version,
+            SafetyPlan.due_at,
+            SafetyPlan.created_at,
+            SafetyPlan.reviewed_by,
+            SafetyPlan.reviewed_at,
+            SafetyPlan.risk_level,
+            overdue_at(now).label("overdue"),
+        )
+        .join(Screening, Screening.id == SafetyPlan.screening_id)
+        .where(visible, *filters.conditions(now))
+    )
 
 
 async def list_revisions(
