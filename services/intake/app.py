@@ -75,6 +75,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     app.include_router(safety_plans_api.router)
     app.include_router(fhir_api.router)
     app.include_router(access_api.router)
+    app.include_router(access_api.me_router)
     app.include_router(audit_api.router)
     app.include_router(audit_api.fhir_router)
     return seal(app)

@@ -53,4 +53,5 @@ ROUTES: RouteTable = {
     ("POST", "/v1/api-keys"): Access(_P.API_KEYS),
     ("GET", "/v1/api-keys"): Access(_P.API_KEYS),
     ("DELETE", "/v1/api-keys/{key_id}"): Access(_P.API_KEYS),
+    ("GET", "/v1/me"): Access(_P.SELF_READ),
 }

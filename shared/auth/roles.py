@@ -34,6 +34,8 @@ class Permission(StrEnum):
     #: Who read or changed one screening's record (its access log).
     ACCESS_LOG_READ = "access-log:read"
     API_KEYS = "api-keys:manage"
+    #: Who the credential is (`GET /v1/me`): every role, so a console can show its holder.
+    SELF_READ = "self:read"
     #: Not in the contract's table (risk's own reads): clinicians, supervisors and admins.
     ASSESSMENTS_READ = "assessments:read"
 
@@ -60,15 +62,24 @@ _CLINICAL = frozenset(
         _P.ONCALL_READ,
         _P.ASSESSMENTS_READ,
         _P.ACCESS_LOG_READ,
+        _P.SELF_READ,
     }
 )
 
 #: The contract's table ("Access"). Scope within a permission comes from `VISIBILITY`.
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.HOTLINE: frozenset(
-        {_P.SCREENINGS_SUBMIT, _P.CASES_READ, _P.CASES_READ_CONTACT, _P.SAFETY_PLANS_EDIT}
+        {
+            _P.SCREENINGS_SUBMIT,
+            _P.CASES_READ,
+            _P.CASES_READ_CONTACT,
+            _P.SAFETY_PLANS_EDIT,
+            _P.SELF_READ,
+        }
     ),
-    Role.EHR: frozenset({_P.SCREENINGS_SUBMIT, _P.FHIR_SUBMIT, _P.CASES_READ, _P.SUBSCRIPTIONS}),
+    Role.EHR: frozenset(
+        {_P.SCREENINGS_SUBMIT, _P.FHIR_SUBMIT, _P.CASES_READ, _P.SUBSCRIPTIONS, _P.SELF_READ}
+    ),
     Role.CLINICIAN: _CLINICAL,
     Role.SUPERVISOR: _CLINICAL | {_P.ONCALL_WRITE, _P.AUDIT_READ},
     Role.ADMIN: frozenset(Permission),

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.intake.models import ApiKey, outbox
 from services.intake.permissions import ROUTES
 from shared import audit
-from shared.auth import Role, guarded
+from shared.auth import CurrentPrincipal, Role, guarded
 from shared.auth.credentials import Credential, key_digest, new_key
 from shared.auth.directory import Authority
 from shared.db import SessionFactory, driver, transaction
@@ -34,6 +34,8 @@ from shared.text import printable
 from shared.topics import ACCESS_EVENTS
 
 router = APIRouter(prefix="/v1/api-keys", tags=["access"], route_class=guarded(ROUTES))
+#: Who the caller is: what the console shows and checks its pages against.
+me_router = APIRouter(prefix="/v1", tags=["access"], route_class=guarded(ROUTES))
 
 #: Who acted, as revisions and acknowledgements name the key's holder: printable, 100 at most.
 Name = Annotated[str, StringConstraints(strip_whitespace=True), printable(100)]
@@ -196,3 +198,20 @@ async def revoke_key(key_id: uuid.UUID, request: Request, sessions: Sessions) ->
         credential = _credential(row)
     request.app.state.runtime.gate.directory.apply(credential)
     return Response(status_code=204)
+
+
+class Me(BaseModel):
+    name: str
+    role: Role
+    identifier_systems: list[str]
+
+
+@me_router.get("/me", response_model=Me)
+async def who_am_i(principal: CurrentPrincipal) -> Me:
+    """The credential's holder and role (never the credential): how the console knows whom it
+    signed in, and which screens to offer."""
+    return Me(
+        name=principal.name,
+        role=principal.role,
+        identifier_systems=list(principal.identifier_systems),
+    )

@@ -160,6 +160,8 @@ async def get_screening(
         source=screening.source,
         external_id=screening.external_id,
         instrument=screening.instrument,
+        answers=screening.answers,
+        imminent_danger=screening.imminent_danger,
         status=screening.status,
         received_at=screening.received_at,
         risk=RiskOut.model_validate(screening.risk) if screening.risk else None,
