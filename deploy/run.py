@@ -30,6 +30,7 @@ from typing import IO
 
 from deploy.localstack import PROJECT_ROOT, LocalStack, LocalStackError, port_in_use
 from deploy.supervise import Child, Console, Supervisor, print_tail, wait_ready
+from services.console.session import new_session_key
 from services.intake.audit.checkpoints import new_signing_key
 from shared.auth.credentials import new_key
 from shared.phi import new_phi_key
@@ -41,7 +42,8 @@ STOP_TIMEOUT = 15.0  # seconds a service gets to drain after SIGTERM before SIGK
 
 @dataclass(frozen=True)
 class Service:
-    """One of the three services, as `python -m services.<name>` with its port variables."""
+    """One of the services (or the console), as `python -m services.<name>` with its port
+    variables."""
 
     name: str
     default_port: int
@@ -66,6 +68,8 @@ SERVICES = (
     Service("intake", 8001, "36"),
     Service("risk", 8002, "35"),
     Service("notify", 8003, "33"),
+    # Last: it only calls the three services' HTTP APIs.
+    Service("console", 8004, "32"),
 )
 
 
@@ -164,6 +168,11 @@ def run(
         env["AUDIT_SIGNING_KEY"] = signing.read_text().strip()
     if not env.get("PHI_KEYS"):
         env["PHI_KEYS"] = local_secret(data_dir, "phi-keys", new_phi_key).read_text().strip()
+    if not env.get("CONSOLE_SESSION_KEYS"):
+        sealed = local_secret(data_dir, "console-session-key", new_session_key)
+        env["CONSOLE_SESSION_KEYS"] = sealed.read_text().strip()
+    for service in services:  # the console finds the services where this run starts them
+        env.setdefault(f"{service.name.upper()}_URL", service.url(env))
 
     stack_log = logging.getLogger("deploy.localstack")
     stack_log.addHandler(_ConsoleLogHandler(console))

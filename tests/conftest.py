@@ -18,7 +18,7 @@ from shared.migrate import migrate
 from tests.support.keys import ADMIN, AUDIT_SIGNING_KEY, BOOTSTRAP, PHI_KEYS
 from tests.support.otlp import Collector
 from tests.support.receiver import Receiver
-from tests.support.services import ServiceProcesses
+from tests.support.services import CONSOLE_PORT, ServiceProcesses
 
 WEBHOOK_SECRET = "test-webhook-secret"
 
@@ -98,6 +98,8 @@ def services(
             # Every e2e test runs traced: spans go to the session's collector, in 0.1 s.
             "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint,
             "OTEL_BSP_SCHEDULE_DELAY": "100",
+            # The ack page's link to the case (tests/console).
+            "CONSOLE_PUBLIC_URL": f"http://127.0.0.1:{CONSOLE_PORT}",
             "PATH": __import__("os").environ["PATH"],
         },
         ports={name: free_port() for name in ("intake", "risk", "notify")},

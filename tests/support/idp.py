@@ -4,6 +4,8 @@ JWKS on 127.0.0.1, and tokens signed the way Keycloak or Entra ID sign them."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
 import time
 import uuid
@@ -11,13 +13,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
 import jwt
 import uvicorn
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from deploy.localstack import free_port
@@ -37,6 +40,11 @@ class IdentityProvider:
     keys: dict[str, tuple[Any, str]] = field(default_factory=dict)  # kid -> (private key, alg)
     published: list[str] = field(default_factory=list)  # kids in the JWKS
     jwks_fetches: int = 0
+    #: Who signs in at the authorization endpoint (the stand-in asks nobody anything).
+    login_subject: str = "user-1"
+    login_roles: tuple[str, ...] = ("clinician",)
+    #: Authorization codes given out: code -> (PKCE challenge, redirect_uri).
+    codes: dict[str, tuple[str, str]] = field(default_factory=dict)
     _server: uvicorn.Server | None = None
     _task: asyncio.Task | None = None
 
@@ -84,8 +92,46 @@ class IdentityProvider:
 
     async def _discovery(self, request: Request) -> JSONResponse:
         return JSONResponse(
-            {"issuer": self.issuer, "jwks_uri": f"{self.issuer}/protocol/openid-connect/certs"}
+            {
+                "issuer": self.issuer,
+                "jwks_uri": f"{self.issuer}/protocol/openid-connect/certs",
+                "authorization_endpoint": f"{self.issuer}/protocol/openid-connect/auth",
+                "token_endpoint": f"{self.issuer}/protocol/openid-connect/token",
+                "code_challenge_methods_supported": ["S256"],
+            }
         )
+
+    async def _authorize(self, request: Request) -> Response:
+        """The authorization endpoint of a public client: S256 PKCE required, as Keycloak can
+        be told to; the person is `login_subject`, already signed in."""
+        query = request.query_params
+        if query.get("response_type") != "code" or query.get("code_challenge_method") != "S256":
+            return JSONResponse({"error": "invalid_request"}, 400)
+        code = uuid.uuid4().hex
+        self.codes[code] = (query["code_challenge"], query["redirect_uri"])
+        target = f"{query['redirect_uri']}?{urlencode({'code': code, 'state': query['state']})}"
+        return RedirectResponse(target, status_code=302)
+
+    async def _token(self, request: Request) -> JSONResponse:
+        """Code for token, once, with the verifier whose S256 is the challenge."""
+        form = await request.form()
+        code = str(form.get("code", ""))
+        challenge, redirect_uri = self.codes.pop(code, ("", ""))
+        verifier = str(form.get("code_verifier", "")).encode()
+        expected = base64.urlsafe_b64encode(hashlib.sha256(verifier).digest()).rstrip(b"=")
+        if (
+            not challenge
+            or expected.decode() != challenge
+            or form.get("redirect_uri") != redirect_uri
+            or form.get("grant_type") != "authorization_code"
+        ):
+            return JSONResponse({"error": "invalid_grant"}, 400)
+        token = self.token(
+            self.published[0],
+            sub=self.login_subject,
+            realm_access={"roles": list(self.login_roles)},
+        )
+        return JSONResponse({"access_token": token, "token_type": "Bearer", "expires_in": 300})
 
     async def _jwks(self, request: Request) -> JSONResponse:
         self.jwks_fetches += 1
@@ -99,6 +145,8 @@ class IdentityProvider:
             routes=[
                 Route(f"{prefix}/.well-known/openid-configuration", self._discovery),
                 Route(f"{prefix}/protocol/openid-connect/certs", self._jwks),
+                Route(f"{prefix}/protocol/openid-connect/auth", self._authorize),
+                Route(f"{prefix}/protocol/openid-connect/token", self._token, methods=["POST"]),
             ]
         )
         self._server, self._task = await serve(app, self.port)

@@ -13,8 +13,12 @@ from pathlib import Path
 
 import httpx
 
+from deploy.localstack import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("intake", "risk", "notify")
+#: The session console's port, known before the services start: notify's ack page links there.
+CONSOLE_PORT = free_port()
 
 
 @dataclass
