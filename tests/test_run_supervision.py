@@ -32,7 +32,7 @@ class Run:
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
-        self.ports = {name: free_port() for name in ("intake", "risk", "notify")}
+        self.ports = {name: free_port() for name in ("intake", "risk", "notify", "console")}
         self.console = data_dir / "console.log"
         env = {
             k: v
@@ -141,6 +141,10 @@ def _pid_file(path: Path) -> int:
 
 
 def test_make_run_starts_again_whatever_dies_and_stops_on_sigterm(run: Run) -> None:
+    # The console is served too, and signs in with the run's own admin key.
+    assert run.request("console", "/readyz")[0] == 200
+    with urllib.request.urlopen(run.url("console") + "/login", timeout=10) as login:
+        assert 'name="key"' in login.read().decode()
     notify = run.service_pid("notify")
     os.kill(notify, signal.SIGKILL)
     run.said("notify killed by SIGKILL")
