@@ -18,6 +18,7 @@ from services.notify import alerts, oncall
 from services.notify.models import Alert, Delivery, DeliveryAttempt
 from services.notify.permissions import ROUTES
 from services.notify.schemas import (
+    OUT_OF_RANGE,
     AlertListItem,
     AlertOut,
     AttemptOut,
@@ -33,6 +34,7 @@ from services.notify.schemas import (
     PolicyOut,
     ScheduleIn,
     ScheduleOut,
+    in_range,
 )
 from services.notify.service import acknowledge, resolve
 from services.notify.signing import ack_link_valid
@@ -49,10 +51,6 @@ router = APIRouter(prefix="/v1", route_class=guarded(ROUTES))
 MAX_EXPIRES = 253_402_300_799
 
 
-#: Instants the list and coverage routes take: wide enough for any roster or history, narrow
-#: enough that no offset or window arithmetic leaves Python's datetime range (a 500 otherwise).
-EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 #: The longest coverage window: a month's roster, not a year's worth of steps per request.
 MAX_WINDOW = timedelta(days=31)
 
@@ -67,13 +65,9 @@ def _instant(value: datetime | None, *, field: str) -> datetime | None:
         return None
     if value.tzinfo is None:
         raise _invalid(field, "add a time zone offset such as Z or -05:00")
-    try:
-        instant = value.astimezone(UTC)
-    except OverflowError:  # year 1 at +01:00, year 9999 at -05:00
-        instant = None
-    if instant is None or not EARLIEST <= instant < LATEST:
-        raise _invalid(field, "must be between 1970 and 9000")
-    return instant
+    if not in_range(value):
+        raise _invalid(field, OUT_OF_RANGE)
+    return value.astimezone(UTC)
 
 
 def _problems(description: str) -> dict[int | str, dict[str, Any]]:
@@ -299,12 +293,9 @@ async def who_is_on_call(
     schedule_id: Annotated[uuid.UUID | None, Query()] = None,
 ) -> OnCallOut:
     """Who covers each schedule at `at` (default now); `at` carries its offset, e.g. Z."""
-    if at is not None and at.tzinfo is None:
-        raise Unprocessable(
-            "`at` needs a time zone offset",
-            problems=[{"field": "at", "problem": "add an offset such as Z or -05:00"}],
-        )
-    return await oncall.on_call_at(session, at=at or utcnow(), schedule_id=schedule_id)
+    return await oncall.on_call_at(
+        session, at=_instant(at, field="at") or utcnow(), schedule_id=schedule_id
+    )
 
 
 @router.get(

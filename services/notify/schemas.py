@@ -2,12 +2,12 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.text import printable
 
@@ -62,6 +62,32 @@ class AttemptOut(BaseModel):
 
 
 # On-call configuration: clinicians, schedules, escalation policies.
+
+#: The times notify takes (rotations, overrides, the list and coverage windows): any roster's,
+#: and narrow enough that shift arithmetic (a wall-clock time in a zone as an instant, a shift or
+#: a month added) stays inside Python's datetime range. A rotation starting in year 1 east of
+#: UTC was stored and then failed every on-call look-up, pages included, with OverflowError.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+OUT_OF_RANGE = "must be between 1970 and 9000"
+
+
+def in_range(value: datetime) -> bool:
+    """Whether `value` is within EARLIEST..LATEST: an aware value as an instant, a naive one
+    (a wall-clock time) as written."""
+    if value.tzinfo is None:
+        return EARLIEST.replace(tzinfo=None) <= value < LATEST.replace(tzinfo=None)
+    try:
+        return EARLIEST <= value.astimezone(UTC) < LATEST
+    except OverflowError:  # year 1 at +01:00, year 9999 at -05:00
+        return False
+
+
+def _supported(value: datetime | None) -> datetime | None:
+    if value is not None and not in_range(value):
+        raise ValueError(OUT_OF_RANGE)
+    return value
+
 
 _EMAIL = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;]+$")
 RiskLevelIn = Literal["moderate", "high", "imminent"]
@@ -127,6 +153,8 @@ class RotationIn(BaseModel):
     #: Higher layers win where they cover; defaults to the order given.
     layer: int | None = Field(None, ge=0, le=1000)
 
+    _times_supported = field_validator("start", "end")(_supported)
+
     @model_validator(mode="after")
     def _zone_and_window(self) -> RotationIn:
         zone = time_zone(self.time_zone)
@@ -153,6 +181,8 @@ class OverrideIn(BaseModel):
     clinician_id: uuid.UUID
     start: AwareDatetime
     end: AwareDatetime
+
+    _times_supported = field_validator("start", "end")(_supported)
 
     @model_validator(mode="after")
     def _window(self) -> OverrideIn:

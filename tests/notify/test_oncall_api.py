@@ -136,3 +136,30 @@ async def test_contact_methods_are_added_and_removed(
     assert gone.status_code == 204
     methods = (await notify.get(f"/v1/clinicians/{a.id}")).json()["contact_methods"]
     assert [m["kind"] for m in methods] == ["webhook"]
+
+
+async def test_times_outside_1970_to_9000_are_refused_not_stored(
+    notify: httpx.AsyncClient, roster: Roster
+) -> None:
+    """Year 1 east of UTC or 9999 west of it has no instant in Python's range: such a rotation
+    was stored, and then every on-call look-up (pages included) failed with OverflowError."""
+    a = await roster.clinician("a")
+    rotation = {"clinician_ids": [a.id], "shift_hours": 1, "time_zone": "Asia/Tokyo"}
+    for start in ("0001-01-01T00:00:00", "9999-12-31T23:00:00-05:00"):
+        made = await notify.post(
+            "/v1/schedules", json={"name": "s", "rotations": [{**rotation, "start": start}]}
+        )
+        assert made.status_code == 422, made.text
+        assert made.json()["problems"][0]["field"] == "rotations.0.start"
+    schedule = await notify.post("/v1/schedules", json={"name": "s", "rotations": []})
+    cover = {
+        "clinician_id": a.id,
+        "start": "0001-01-01T00:00:00+01:00",
+        "end": "2026-01-01T00:00:00Z",
+    }
+    added = await notify.post(f"/v1/schedules/{schedule.json()['id']}/overrides", json=cover)
+    assert added.status_code == 422 and added.json()["problems"][0]["field"] == "start"
+    at = await notify.get("/v1/oncall", params={"at": "0001-01-01T00:00:00+01:00"})
+    assert at.status_code == 422 and at.json()["problems"] == [
+        {"field": "at", "problem": "must be between 1970 and 9000"}
+    ]
