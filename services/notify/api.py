@@ -76,6 +76,7 @@ def _problems(description: str) -> dict[int | str, dict[str, Any]]:
 
 @router.get(
     "/alerts",
+    response_model=list[AlertListItem],
     responses=_problems(
         "an unknown status, `since` without an offset or out of range, a bad limit"
     ),
@@ -94,7 +95,7 @@ async def list_alerts(
         datetime | None, Query(description="created or changed at or after (with offset)")
     ] = None,
     limit: Limit = 100,
-) -> list[AlertListItem]:
+) -> Response:
     """Alerts most urgent first (risk level, then escalation level, then oldest), each with
     who was paged for it (`paged`: never an address).
 
@@ -107,7 +108,8 @@ async def list_alerts(
         since=_instant(since, field="since"),
         limit=limit,
     )
-    return await alerts.list_alerts(session, wanted)
+    found = await alerts.list_alerts(session, wanted)
+    return Response(alerts.as_json(found), media_type="application/json")
 
 
 @router.get("/alerts/{alert_id}")
