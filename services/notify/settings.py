@@ -39,6 +39,8 @@ class NotifySettings(ServiceSettings):
     public_url: str = Field("http://127.0.0.1:8003", validation_alias="NOTIFY_PUBLIC_URL")
     #: Intake's base URL as clinicians reach it; pages link to the case (no PHI in the page itself).
     intake_public_url: str = Field("http://127.0.0.1:8001", validation_alias="INTAKE_PUBLIC_URL")
+    #: The web console as clinicians reach it: the ack page links to the alert's case there.
+    console_public_url: str = Field("http://127.0.0.1:8004", validation_alias="CONSOLE_PUBLIC_URL")
     ack_link_ttl_seconds: int = Field(24 * 3600, validation_alias="ACK_LINK_TTL_SECONDS")
     #: Acknowledgement deadline per risk level before escalation (clinical-rules.md defaults).
     ack_deadline_seconds: dict[str, int] = Field(
