@@ -58,14 +58,8 @@ def _login_page(
         oidc=bool(console.settings.oidc_issuer),
         title="Sign in",
     )
-    response.set_cookie(
-        LOGIN_COOKIE,
-        console.sealer.seal_value({"csrf": token}),
-        max_age=LOGIN_SECONDS,
-        path="/login",
-        secure=console.settings.cookie_secure,
-        httponly=True,
-        samesite="strict",
+    console.set_signin_cookie(
+        response, LOGIN_COOKIE, {"csrf": token}, max_age=LOGIN_SECONDS, samesite="strict"
     )
     return response
 
@@ -219,13 +213,11 @@ async def oidc_start(request: Request, next: str = "/") -> Response:
         nonce=generate_token(24),
     )
     response = RedirectResponse(url, status_code=303)
-    response.set_cookie(
+    console.set_signin_cookie(
+        response,
         OIDC_COOKIE,
-        console.sealer.seal_value({"state": state, "verifier": verifier, "next": safe_next(next)}),
+        {"state": state, "verifier": verifier, "next": safe_next(next)},
         max_age=OIDC_SECONDS,
-        path="/login",
-        secure=console.settings.cookie_secure,
-        httponly=True,
         # Lax: the identity provider sends the person back with a cross-site navigation.
         samesite="lax",
     )

@@ -14,7 +14,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
 from fastapi import FastAPI, Request, Response
@@ -91,6 +91,27 @@ class Console:
             secure=self.settings.cookie_secure,
             httponly=True,
             samesite="strict",
+        )
+
+    def set_signin_cookie(
+        self,
+        response: Response,
+        name: str,
+        value: dict[str, str],
+        *,
+        max_age: int,
+        samesite: Literal["strict", "lax"],
+    ) -> None:
+        """A short-lived cookie of a sign-in under way (its form's CSRF token, an OIDC state
+        and PKCE verifier), sealed like the session and sent to /login only."""
+        response.set_cookie(
+            name,
+            self.sealer.seal_value(value),
+            max_age=max_age,
+            path="/login",
+            secure=self.settings.cookie_secure,
+            httponly=True,
+            samesite=samesite,
         )
 
     def end_session(self, response: Response) -> None:
@@ -208,13 +229,18 @@ def page_route(table: dict[tuple[str, str], Page]) -> type[APIRoute]:
                     console.end_session(response)
                     return response
                 except UpstreamError as exc:
-                    response = render(
-                        request,
-                        "error.html",
-                        exc.status_code,
-                        title=_TITLES.get(exc.status_code, "Problem"),
-                        message=exc.message,
-                    )
+                    if request.headers.get("hx-request"):
+                        # A live refresh: say so in place of the list (htmx swaps only a 2xx;
+                        # a stale list shown as live would mislead) and keep refreshing.
+                        response = render(request, "_problem.html", message=exc.message)
+                    else:
+                        response = render(
+                            request,
+                            "error.html",
+                            exc.status_code,
+                            title=_TITLES.get(exc.status_code, "Problem"),
+                            message=exc.message,
+                        )
                 if page.touch:
                     console.set_session(response, user.touched(time.time()))
                 return response

@@ -18,6 +18,7 @@ from services.console.app import create_app
 from services.console.instruments import INSTRUMENTS, FormProblem, answers_from_form
 from services.console.pages import PAGES
 from services.console.session import SessionSealer, new_session_key
+from services.console.settings import ConsoleSettings
 from shared.auth.guard import api_routes
 from tests.support.keys import KEYS
 from tests.support.services import ServiceProcesses
@@ -286,3 +287,30 @@ async def test_the_console_is_ready_without_a_database_or_kafka(console: Service
             "risk": True,
             "notify": True,
         }
+
+
+async def test_a_live_refresh_says_when_a_service_cannot_answer() -> None:
+    """notify away: the open-alerts list is replaced by a notice (not left looking live), and
+    a whole page says so with a 503."""
+    settings = ConsoleSettings(
+        NOTIFY_URL="http://127.0.0.1:9",
+        INTAKE_URL="http://127.0.0.1:9",
+        CONSOLE_SESSION_KEYS=new_session_key(),
+    )
+    app = create_app(settings)
+    app.state.console = console = web.Console(settings)
+    session = console.sealer.start(
+        credential="k" * 30, name="dr-lee", role="clinician", method="api-key"
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(
+        transport=transport,
+        base_url="http://console",
+        cookies={console.cookie: console.sealer.seal(session)},
+    ) as client:
+        live = await client.get("/alerts/live", headers={"HX-Request": "true"})
+        assert live.status_code == 200 and "Cannot refresh right now" in live.text
+        assert "<html" not in live.text
+        page = await client.get("/")
+        assert page.status_code == 503 and "notify cannot be reached" in page.text
+    await console.upstream.aclose()
