@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install stack-up stack-down bench chaos fuzz lint typecheck compose-check deploy-check clean
+.PHONY: run test install stack-up stack-down bench chaos fuzz screenshots lint typecheck compose-check deploy-check clean
 
 ## run: install what is needed, start PostgreSQL, Kafka and the three services; Ctrl-C stops all
 run: install
@@ -31,6 +31,10 @@ bench: install
 ## chaos: kill every part in turn under load on its own stack (.local/chaos), check the history
 chaos: install
 	$(PY) -m bench.chaos $(if $(BROKERS),--brokers $(BROKERS)) $(CHAOS_ARGS)
+
+## screenshots: the console's journeys in Chromium, writing the README's docs/screenshots
+screenshots: install
+	SCREENSHOTS_DIR=docs/screenshots $(PY) -m pytest tests/console/test_journeys.py -q
 
 ## fuzz: schemathesis over the three services (as admin, own stack in .local/fuzz): 0 failures
 fuzz: install

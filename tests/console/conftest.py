@@ -7,6 +7,7 @@ them (it holds no state, and only calls the services' HTTP APIs).
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -18,8 +19,10 @@ from services.console.session import new_session_key
 from tests.support.services import CONSOLE_PORT, ServiceProcesses
 
 CHROMIUM = "/usr/bin/chromium"
-#: Screenshots of the journeys, shown in the README.
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+ROOT = Path(__file__).resolve().parents[2]
+#: Screenshots of the journeys: in .local/screenshots on every run, and in docs/screenshots (the
+#: README's) with `make screenshots` (SCREENSHOTS_DIR), so a test run leaves the tree clean.
+SCREENSHOTS = ROOT / os.environ.get("SCREENSHOTS_DIR", ".local/screenshots")
 #: Where nothing listens: the console must never try its database or a topic.
 NOWHERE = {
     "DATABASE_URL": "postgresql+asyncpg://nobody@127.0.0.1:9/none",
