@@ -68,9 +68,11 @@ SERVICES = (
     Service("intake", 8001, "36"),
     Service("risk", 8002, "35"),
     Service("notify", 8003, "33"),
-    # Last: it only calls the three services' HTTP APIs.
-    Service("console", 8004, "32"),
 )
+#: The web console: started last, since it only calls the three services' HTTP APIs.
+CONSOLE = Service("console", 8004, "32")
+#: What `make run` starts (the benchmarks and `make chaos` start the three services only).
+EVERYTHING = (*SERVICES, CONSOLE)
 
 
 class _Shutdown(BaseException):
@@ -134,7 +136,7 @@ def local_secret(data_dir: Path, name: str, make: Callable[[], str]) -> Path:
 
 def run(
     data_dir: Path = DEFAULT_DATA_DIR,
-    services: Sequence[Service] = SERVICES,
+    services: Sequence[Service] = EVERYTHING,
     console: Console | None = None,
     *,
     kafka_port: int = 9092,
@@ -314,13 +316,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.brokers > 1 and args.data_dir == DEFAULT_DATA_DIR:
         args.data_dir = DEFAULT_DATA_DIR.with_name(f"run-{args.brokers}-brokers")
-    services: tuple[Service, ...] = SERVICES
+    services: tuple[Service, ...] = EVERYTHING
     if args.only:
         wanted = {name.strip() for name in args.only.split(",")}
-        unknown = wanted - {s.name for s in SERVICES}
+        unknown = wanted - {s.name for s in EVERYTHING}
         if unknown:
             parser.error(f"unknown service(s): {', '.join(sorted(unknown))}")
-        services = tuple(s for s in SERVICES if s.name in wanted)
+        services = tuple(s for s in EVERYTHING if s.name in wanted)
     return run(
         args.data_dir.resolve(),
         services,
