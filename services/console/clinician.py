@@ -15,10 +15,11 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 
+from services.console.hotline import recent_screenings
 from services.console.instruments import INSTRUMENTS, answered
 from services.console.pages import PAGES
 from services.console.upstream import Conflict, Missing, UpstreamError
-from services.console.web import api, api_send, console_of, page_route, render, user_of
+from services.console.web import api, api_send, console_of, may, page_route, render, user_of
 from shared.auth.roles import Permission
 
 router = APIRouter(route_class=page_route(PAGES))
@@ -49,9 +50,7 @@ async def open_alerts(request: Request) -> list[dict[str, Any]]:
 async def home(request: Request) -> Response:
     """The signed-in person's work: open alerts for clinicians, recent screenings for hotline."""
     user = user_of(request)
-    from services.console.hotline import recent_screenings  # the two homes, one route
-
-    if Permission.ALERTS_READ in _permissions(user.role):
+    if may(user.role, Permission.ALERTS_READ):
         alerts = await open_alerts(request)
         return render(
             request,
@@ -60,7 +59,7 @@ async def home(request: Request) -> Response:
             title="Open alerts",
             live_seconds=console_of(request).settings.live_seconds,
         )
-    if Permission.SCREENINGS_SUBMIT in _permissions(user.role):
+    if may(user.role, Permission.SCREENINGS_SUBMIT):
         screenings = await recent_screenings(request)
         return render(
             request,
@@ -75,12 +74,6 @@ async def home(request: Request) -> Response:
         title="Nothing here",
         message="This role has no screens in the console.",
     )
-
-
-def _permissions(role: str) -> frozenset[Permission]:
-    from shared.auth.roles import ROLE_PERMISSIONS, Role
-
-    return ROLE_PERMISSIONS[Role(role)]
 
 
 @router.get("/alerts/live")
@@ -117,7 +110,7 @@ async def resolve(alert_id: uuid.UUID, request: Request) -> Response:
 
 async def _alert_details(request: Request, alert_ids: list[str]) -> list[dict[str, Any]]:
     """Each alert of the case with its attempts (never their target addresses)."""
-    if not _may(request, Permission.ALERTS_READ):
+    if not may(user_of(request).role, Permission.ALERTS_READ):
         return []
 
     async def one(alert_id: str) -> dict[str, Any] | None:
@@ -130,10 +123,6 @@ async def _alert_details(request: Request, alert_ids: list[str]) -> list[dict[st
         return found
 
     return [a for a in await asyncio.gather(*(one(i) for i in alert_ids)) if a]
-
-
-def _may(request: Request, permission: Permission) -> bool:
-    return permission in _permissions(user_of(request).role)
 
 
 def timeline(case: dict[str, Any], alerts: list[dict[str, Any]]) -> list[tuple[str, str]]:
