@@ -55,6 +55,10 @@ CONSUMER_SESSION_TIMEOUT_MS = 6000
 #: the poll loop or beside it, and even when a client of its own asked for the log's end; why is
 #: not found yet (README, "Failure").
 STALL_SECONDS = 0.0
+#: A consumer still joining its group after this long is made anew (see `EventConsumer._poll`).
+REJOIN_SECONDS = 30.0
+#: How long an offset commit, or the stop of a consumer, may take.
+HANDOVER_SECONDS = 10.0
 
 
 class PoisonMessage(Exception):
@@ -175,7 +179,9 @@ class _Offsets:
         return asyncio.get_running_loop().time() - self._last >= COMMIT_INTERVAL
 
     async def commit(self, partitions: Iterable[TopicPartition] | None = None) -> None:
-        """Commit what was applied (on `partitions` only, when given)."""
+        """Commit what was applied (on `partitions` only, when given), giving up after
+        HANDOVER_SECONDS (aiokafka retries a commit for as long as the broker is away; the
+        messages are then applied again by their next reader, and dropped by event id)."""
         chosen = set(self._pending if partitions is None else partitions)
         offsets = {tp: offset for tp, offset in self._pending.items() if tp in chosen}
         for tp in offsets:
@@ -184,7 +190,9 @@ class _Offsets:
         if not offsets:
             return
         try:
-            await self._consumer.commit(offsets)
+            await asyncio.wait_for(self._consumer.commit(offsets), HANDOVER_SECONDS)
+        except TimeoutError:
+            log.warning("consumer %s: offsets not committed in time", self._group_id)
         except (CommitFailedError, IllegalStateError) as exc:
             # The group rebalanced meanwhile: the new owner gets these messages again and
             # drops them by event id.
@@ -310,6 +318,7 @@ class EventConsumer:
         max_attempts: int = 3,
         security: Mapping[str, Any] | None = None,
         stall_seconds: float = STALL_SECONDS,
+        rejoin_seconds: float = REJOIN_SECONDS,
     ) -> None:
         self._bootstrap = bootstrap_servers
         self._security = dict(security or {})
@@ -323,6 +332,7 @@ class EventConsumer:
         self._producer = producer
         self._max_attempts = max_attempts
         self._stall_seconds = stall_seconds
+        self._rejoin_seconds = rejoin_seconds
         #: The Kafka consumer of the moment (made anew after a failure or a stall).
         self._kafka: AIOKafkaConsumer | None = None
         self.stats = ConsumerStats()
@@ -410,7 +420,7 @@ class EventConsumer:
         try:
             while not self._closing.is_set():
                 wait = COMMIT_INTERVAL if offsets.pending else 0.5
-                batches = await consumer.getmany(timeout_ms=int(wait * 1000), max_records=500)
+                batches = await self._poll(consumer, wait)
                 if batches:
                     progress.moved()
                     await self._process_batch([r for rs in batches.values() for r in rs])
@@ -425,7 +435,55 @@ class EventConsumer:
                 await asyncio.gather(watch, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await offsets.commit()
-            await consumer.stop()
+            await self._stop(consumer)
+
+    async def _poll(
+        self, consumer: AIOKafkaConsumer, wait: float
+    ) -> dict[TopicPartition, list[ConsumerRecord]]:
+        """What `consumer` fetched within `wait` seconds.
+
+        While the consumer (re)joins its group, aiokafka's getmany waits for the new assignment,
+        however long it takes. After a broker was killed under load, make chaos saw a consumer
+        log "Heartbeat failed: local member_id was not recognized; resetting and re-joining
+        group" and never join again: getmany never returned, with no error, for minutes, while
+        the screenings of its partitions went unassessed. A rebalance takes seconds (members
+        that do not rejoin are dropped after the session timeout), so a poll that has not
+        returned after `rejoin_seconds` means a stuck client, and it is made anew."""
+        try:
+            return await asyncio.wait_for(
+                consumer.getmany(timeout_ms=int(wait * 1000), max_records=500),
+                wait + self._rejoin_seconds,
+            )
+        except TimeoutError:
+            raise ConsumerStalled(
+                f"joining its group for over {self._rejoin_seconds:.0f} s"
+            ) from None
+
+    async def _stop(self, consumer: AIOKafkaConsumer) -> None:
+        """Stop `consumer` and leave its group.
+
+        A client whose group coordination hangs (the stuck rejoin of `_poll`) does
+        not stop: `stop()` waits for its coordination task. Cancelling that wait cancels the
+        task, but the client's heartbeat goes on, so it would stay a member of the group and
+        hold the group's next rebalance for minutes (the new consumer could not join). The rest
+        of aiokafka's stop is then done by hand, by the private names of aiokafka 0.14 (pinned
+        below 0.15; tests/shared/test_consumer_stall.py fails if they move)."""
+        try:
+            await asyncio.wait_for(consumer.stop(), HANDOVER_SECONDS)
+            return
+        except TimeoutError:
+            log.warning("consumer %s: the client did not stop; leaving by hand", self._group_id)
+        coordinator = consumer._coordinator
+        for step in (
+            coordinator._stop_heartbeat_task,
+            coordinator._maybe_leave_group,
+            consumer._fetcher.close,
+            consumer._client.close,
+        ):
+            try:
+                await asyncio.wait_for(step(), HANDOVER_SECONDS)
+            except Exception as exc:
+                log.warning("consumer %s: %s failed (%r)", self._group_id, step.__name__, exc)
 
     async def _process_batch(self, records: list[ConsumerRecord]) -> None:
         """Apply a poll's messages in one transaction: one commit (one WAL flush, ~3 ms on the

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.consumer.group_coordinator import GroupCoordinator
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -23,6 +25,7 @@ def _consumer(
     *,
     seen: list[int],
     stall_seconds: float = 10.0,
+    rejoin_seconds: float = 60.0,
 ) -> EventConsumer:
     """A consumer of `topic` in a group of the test's own, noting each event's `n` in `seen`."""
 
@@ -37,6 +40,7 @@ def _consumer(
         processed_events=processed_events_table(MetaData(schema="risk")),
         producer=producer,
         stall_seconds=stall_seconds,
+        rejoin_seconds=rejoin_seconds,
     )
 
 
@@ -117,5 +121,61 @@ async def test_a_consumer_without_partitions_says_for_how_long(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await producer.stop()
+        await engine.dispose()
+
+
+async def test_a_consumer_whose_rejoin_hangs_is_made_anew(
+    stack: LocalStack, database_url: str, topic: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a broker SIGKILL, make chaos saw a consumer begin to rejoin its group ("local
+    member_id was not recognized") and never finish, polling nothing in silence. Here the
+    client's rejoin hangs once, inside aiokafka; the consumer is made anew and reads on."""
+    hung = asyncio.Event()
+    prepare = GroupCoordinator._on_join_prepare
+
+    async def hangs_once(self: GroupCoordinator, previous_assignment: object) -> None:
+        await prepare(self, previous_assignment)  # the listener hears of the revocation
+        if previous_assignment is not None and not hung.is_set():
+            hung.set()
+            await asyncio.Event().wait()
+
+    monkeypatch.setattr(GroupCoordinator, "_on_join_prepare", hangs_once)
+    seen: list[int] = []
+    engine = create_engine(database_url, pool_size=2)
+    producer = create_producer(stack.bootstrap_servers, client_id="rejoin-test")
+    await producer.start()
+    consumer = _consumer(stack, engine, producer, topic, seen=seen, rejoin_seconds=3)
+    task = asyncio.create_task(consumer.run())
+    raw = AIOKafkaProducer(bootstrap_servers=stack.bootstrap_servers)
+    await raw.start()
+
+    async def send(n: int) -> None:
+        envelope = Envelope(type="t", correlation_id="rejoin-test", data={"n": n})
+        await raw.send_and_wait(topic, envelope.encode(), key=b"k")
+
+    try:
+        await asyncio.wait_for(consumer.joined.wait(), 30)
+        await send(0)
+        deadline = time.monotonic() + 15
+        while seen != [0]:
+            assert time.monotonic() < deadline, "the first message was not read"
+            await asyncio.sleep(0.05)
+
+        stuck = consumer._kafka
+        assert stuck is not None
+        stuck._coordinator.request_rejoin()  # what an unknown member id makes the client do
+        await asyncio.wait_for(hung.wait(), 10)
+        await send(1)
+        deadline = time.monotonic() + 30
+        while seen != [0, 1]:
+            assert time.monotonic() < deadline, "the consumer whose rejoin hung never read on"
+            await asyncio.sleep(0.05)
+        assert consumer.stats.stalls == 1
+        assert consumer._kafka is not stuck
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await raw.stop()
         await producer.stop()
         await engine.dispose()
