@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy import ColumnElement, literal, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import defer
 
 from services.intake.fhir.resthooks import enqueue_pushes
 from services.intake.models import AlertView, SafetyPlan, Screening, outbox, sealed
@@ -228,19 +229,30 @@ async def get_case(
     break_glass: bool = False,
 ) -> tuple[Screening, list[AlertView], SafetyPlan | None]:
     """The case, if `principal` may see it; `break_glass`: whatever its scope (the caller has
-    given a reason, which the audit entry records)."""
-    screening = await get_screening(
-        session, screening_id=screening_id, principal=principal, break_glass=break_glass
-    )
-    alerts = list(
-        await session.scalars(
-            select(AlertView)
-            .where(AlertView.screening_id == screening_id)
+    given a reason, which the audit entry records).
+
+    One statement (a row per alert, the screening and its plan joined to each): the case view is
+    what a clinician opens from a page, and its audit entry is committed before the answer, so
+    its reads are one round trip rather than three. The plan's entries and review note are not
+    loaded (nor decrypted): the view shows the plan's state, not its words."""
+    scope = true() if break_glass else visible(principal)
+    rows = (
+        await session.execute(
+            select(Screening, SafetyPlan, AlertView)
+            .outerjoin(SafetyPlan, SafetyPlan.screening_id == Screening.id)
+            .outerjoin(AlertView, AlertView.screening_id == Screening.id)
+            .where(Screening.id == screening_id, scope)
             .order_by(AlertView.created_at)
+            .options(
+                defer(SafetyPlan.steps, raiseload=True),
+                defer(SafetyPlan.review_note, raiseload=True),
+            )
         )
-    )
-    plan = await session.scalar(select(SafetyPlan).where(SafetyPlan.screening_id == screening_id))
-    return screening, alerts, plan
+    ).all()
+    if not rows:
+        raise NotFound(f"no screening {screening_id}")
+    screening, plan, _ = rows[0]
+    return screening, [alert for _, _, alert in rows if alert is not None], plan
 
 
 async def get_screening(
