@@ -42,6 +42,17 @@ from shared.topics import dlq
 log = logging.getLogger(__name__)
 
 Handler = Callable[[AsyncSession, Envelope], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A topic's handler that applies a poll's events of that topic at once, in their order,
+    in the poll's transaction (a statement for many, not one each): the audit trail appends a
+    poll's entries under one lock of its head. A single event comes as a list of one."""
+
+    apply: Callable[[AsyncSession, list[Envelope]], Awaitable[None]]
+
+
 #: A Kafka message's headers.
 Headers = Sequence[tuple[str, bytes]]
 
@@ -311,7 +322,7 @@ class EventConsumer:
         *,
         bootstrap_servers: str,
         group_id: str,
-        handlers: Mapping[str, Handler],
+        handlers: Mapping[str, Handler | Batch],
         sessions: SessionFactory,
         processed_events: Table,
         producer: Producer | AIOKafkaProducer,
@@ -500,12 +511,17 @@ class EventConsumer:
                 envelopes = [(record.topic, self._decode(record)) for record in records]
                 fresh = await self._claim(session, envelopes)
                 outcomes = []
+                batched: dict[str, list[Envelope]] = {}
                 for record, (topic, envelope) in zip(records, envelopes, strict=True):
                     first_time = envelope.event_id in fresh
                     fresh.discard(envelope.event_id)  # a second copy in the batch is a duplicate
-                    if first_time:
+                    if first_time and isinstance(self._handlers[topic], Batch):
+                        batched.setdefault(topic, []).append(envelope)
+                    elif first_time:
                         await self._handle(session, topic, envelope, record.headers)
                     outcomes.append(first_time)
+                for topic, group in batched.items():
+                    await self._handle_batch(session, topic, group)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -568,7 +584,10 @@ class EventConsumer:
         effect) when the event was processed before."""
         if not await self._claim(session, [(topic, envelope)]):
             return False
-        await self._handle(session, topic, envelope, headers)
+        if isinstance(self._handlers[topic], Batch):
+            await self._handle_batch(session, topic, [envelope])
+        else:
+            await self._handle(session, topic, envelope, headers)
         return True
 
     async def _claim(
@@ -592,12 +611,32 @@ class EventConsumer:
                 kind=SpanKind.CONSUMER,
                 attributes={"messaging.system": "kafka", "messaging.destination": topic},
             ):
-                await self._handlers[topic](session, envelope)
+                handler = self._handlers[topic]
+                assert not isinstance(handler, Batch)
+                await handler(session, envelope)
         except ValidationError as exc:
-            fields = ", ".join(".".join(map(str, e["loc"])) for e in exc.errors())
-            raise PoisonMessage(f"{envelope.type}: invalid data ({fields})") from exc
+            raise _invalid(envelope, exc) from exc
         finally:
             CORRELATION.reset(token)
+
+    async def _handle_batch(self, session: AsyncSession, topic: str, group: list[Envelope]) -> None:
+        """`group`'s events, all of `topic`, to its `Batch` handler (one span for them all)."""
+        handler = self._handlers[topic]
+        assert isinstance(handler, Batch)
+        with tracing.span(
+            f"consume {topic}",
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.destination": topic,
+                "messaging.batch.message_count": len(group),
+            },
+        ):
+            try:
+                await handler.apply(session, group)
+            except ValidationError as exc:
+                # Which one: the batch is rolled back and its events applied one by one.
+                raise _invalid(group[0], exc) from exc
 
     async def _dead_letter(self, record: ConsumerRecord, reason: str) -> None:
         log.error(
@@ -614,3 +653,9 @@ class EventConsumer:
             dlq(record.topic), value=record.value, key=record.key, headers=headers
         )
         self.stats.dead_lettered += 1
+
+
+def _invalid(envelope: Envelope, exc: ValidationError) -> PoisonMessage:
+    """The dead-letter reason of an event whose data its handler refused (fields, no values)."""
+    fields = ", ".join(".".join(map(str, e["loc"])) for e in exc.errors())
+    return PoisonMessage(f"{envelope.type}: invalid data ({fields})")

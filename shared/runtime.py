@@ -34,6 +34,7 @@ from shared.db import (
     warm_pool,
 )
 from shared.kafka import (
+    Batch,
     EventConsumer,
     Handler,
     Producer,
@@ -165,7 +166,7 @@ async def open_runtime(
     schema: str,
     metadata: MetaData,
     consumer_group: str | None = None,
-    handlers: Mapping[str, Handler] | None = None,
+    handlers: Mapping[str, Handler | Batch] | None = None,
     prepare: Callable[[SessionFactory], Awaitable[None]] | None = None,
     sealed: Sequence[Sealed] = (),
     retention: Sequence[Rule] = (),

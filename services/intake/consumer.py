@@ -10,11 +10,11 @@ from services.intake.screenings.service import apply_alert_event, apply_assessme
 from services.intake.settings import IntakeSettings
 from shared.audit import AuditRecorded
 from shared.events import AlertEvent, Envelope, RiskAssessed
-from shared.kafka import Handler
+from shared.kafka import Batch, Handler
 from shared.topics import ALERT_EVENTS, AUDIT_EVENTS, RISK_ASSESSED
 
 
-def handlers(settings: IntakeSettings) -> dict[str, Handler]:
+def handlers(settings: IntakeSettings) -> dict[str, Handler | Batch]:
     async def on_risk_assessed(session: AsyncSession, envelope: Envelope) -> None:
         await apply_assessment(
             session,
@@ -26,11 +26,11 @@ def handlers(settings: IntakeSettings) -> dict[str, Handler]:
     async def on_alert_event(session: AsyncSession, envelope: Envelope) -> None:
         await apply_alert_event(session, event=AlertEvent.model_validate(envelope.data))
 
-    async def on_audit_entry(session: AsyncSession, envelope: Envelope) -> None:
-        await audit_trail.append(session, AuditRecorded.model_validate(envelope.data))
+    async def on_audit_entries(session: AsyncSession, envelopes: list[Envelope]) -> None:
+        await audit_trail.append(session, [AuditRecorded.model_validate(e.data) for e in envelopes])
 
     return {
         RISK_ASSESSED: on_risk_assessed,
         ALERT_EVENTS: on_alert_event,
-        AUDIT_EVENTS: on_audit_entry,
+        AUDIT_EVENTS: Batch(on_audit_entries),
     }

@@ -23,8 +23,8 @@ from fhir.resources.R4B.bundle import Bundle
 
 from services.intake.audit.checkpoints import new_signing_key, signing_key, write_checkpoint
 from services.intake.audit.retention import retire
-from services.intake.audit.service import APPEND
-from shared.audit import FIELDS, AuditRecorded, canonical, new_entry
+from services.intake.audit.service import append_rows
+from shared.audit import AuditRecorded, new_entry
 from shared.db import asyncpg_dsn
 from shared.migrate import migrate
 from tests.support.cases import HIGH_CSSRS, screening
@@ -176,8 +176,10 @@ async def test_verify_passes_on_the_live_trail_and_its_checkpoints(
 
 
 async def _append(conn: asyncpg.Connection, count: int) -> None:
-    for i in range(count):
-        entry = AuditRecorded(
+    """`count` entries, appended as the consumer does: a poll's entries at once (here two
+    polls), a redelivered one among them left out."""
+    entries = [
+        AuditRecorded(
             **new_entry(
                 service="intake",
                 actor=f"user-{i}",
@@ -190,7 +192,19 @@ async def _append(conn: asyncpg.Connection, count: int) -> None:
                 correlation_id=str(uuid.uuid4()),
             )
         ).model_dump()
-        await conn.execute(APPEND, *(entry[f] for f in FIELDS), canonical(entry))
+        for i in range(count)
+    ]
+    half = count // 2
+    async with conn.transaction():
+        await append_rows(conn, entries[:half])
+    async with conn.transaction():
+        await append_rows(conn, [*entries[half - 1 : half], *entries[half:]])
+    tail = await conn.fetch(
+        "SELECT seq, entry_id FROM intake.audit_log ORDER BY seq DESC LIMIT $1", count
+    )
+    tail = tail[::-1]  # the entries just appended, each once, in order, in a row
+    assert [r["entry_id"] for r in tail] == [e["entry_id"] for e in entries]
+    assert [r["seq"] for r in tail] == list(range(tail[0]["seq"], tail[0]["seq"] + count))
 
 
 @pytest.fixture

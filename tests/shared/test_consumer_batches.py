@@ -8,6 +8,7 @@ import time
 import uuid
 
 import asyncpg
+import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import MetaData
@@ -16,7 +17,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from deploy.localstack import LocalStack
 from shared.db import create_engine, create_session_factory
 from shared.events import Envelope
-from shared.kafka import EventConsumer, PoisonMessage, create_producer, processed_events_table
+from shared.kafka import (
+    Batch,
+    EventConsumer,
+    Handler,
+    PoisonMessage,
+    create_producer,
+    processed_events_table,
+)
 from shared.topics import dlq
 from tests.support.kafka import read_all
 
@@ -32,15 +40,25 @@ async def _until(check, timeout: float = 15.0) -> None:  # type: ignore[no-untyp
         await asyncio.sleep(0.05)
 
 
+@pytest.mark.parametrize("batched", [False, True], ids=["per-event", "batch-handler"])
 async def test_a_poll_is_one_transaction_and_a_failure_falls_back_to_one_by_one(
-    stack: LocalStack, database_url: str, db: asyncpg.Pool, topic: str
+    stack: LocalStack, database_url: str, db: asyncpg.Pool, topic: str, batched: bool
 ) -> None:
+    """Also with a `Batch` handler (the audit trail's): it gets a poll's events in one call,
+    and a poison event among them is dead-lettered alone."""
     seen: list[int] = []
+    calls: list[int] = []  # events per call of the handler
 
-    async def handler(session: AsyncSession, envelope: Envelope) -> None:
-        if envelope.data["n"] < 0:
+    async def apply(session: AsyncSession, envelopes: list[Envelope]) -> None:
+        calls.append(len(envelopes))
+        if any(e.data["n"] < 0 for e in envelopes):
             raise PoisonMessage("negative n")
-        seen.append(envelope.data["n"])
+        seen.extend(e.data["n"] for e in envelopes)
+
+    async def one(session: AsyncSession, envelope: Envelope) -> None:
+        await apply(session, [envelope])
+
+    handler: Handler | Batch = Batch(apply) if batched else one
 
     engine = create_engine(database_url, pool_size=2)
     producer = create_producer(stack.bootstrap_servers, client_id="batch-test")
@@ -67,6 +85,8 @@ async def test_a_poll_is_one_transaction_and_a_failure_falls_back_to_one_by_one(
         assert seen == list(range(20))
         assert consumer.stats.batches >= 1
         assert consumer.stats.batches < 20, "twenty polls for twenty messages: no batching"
+        if batched:
+            assert len(calls) < 20 and sum(calls) == 20, calls
         # Offsets are committed once the messages are applied and the flow pauses.
         admin = AIOKafkaAdminClient(bootstrap_servers=stack.bootstrap_servers)
         await admin.start()

@@ -1,10 +1,11 @@
 """The one audit trail: entries appended in a hash chain, read back, and verified.
 
-Intake's consumer appends every `audit.recorded` event (its own and risk's and notify's) with
-`APPEND`, one statement: it locks the chain's head row (so appends are serialised across
-replicas), inserts the entry with the next seq and the hash over the previous hash, the seq and
-the entry's canonical form (`shared.audit.chain_hash`, computed here by PostgreSQL's sha256 over
-the same text), and moves the head. `verify` recomputes the chain from the rows.
+Intake's consumer appends every `audit.recorded` event (its own and risk's and notify's) a
+poll at a time (`append`): it locks the chain's head row (so appends are serialised across
+replicas), gives each new entry the next seq and the hash over the previous hash, the seq and
+the entry's canonical form (`shared.audit.chain_hash`, the function `verify` uses), inserts them
+all in one statement and moves the head: four round trips for a poll's entries, not one each.
+`verify` recomputes the chain from the rows.
 """
 
 from __future__ import annotations
@@ -18,31 +19,47 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake.audit.checkpoints import anchored, check_checkpoints
-from shared.audit import FIELDS, GENESIS, AuditRecorded, canonical, chain_hash
+from shared.audit import FIELDS, GENESIS, AuditRecorded, chain_hash
 from shared.db import driver
 
 _COLUMNS = ", ".join(FIELDS)
-APPEND = f"""
-    WITH head AS (SELECT seq, hash FROM intake.audit_head FOR UPDATE),
-    entry AS (
-        INSERT INTO intake.audit_log (seq, {_COLUMNS}, prev_hash, hash)
-        SELECT head.seq + 1, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, head.hash,
-               encode(sha256(convert_to(
-                   head.hash || '|' || (head.seq + 1)::text || '|' || $13, 'UTF8')), 'hex')
-          FROM head
-        ON CONFLICT (entry_id) DO NOTHING
-        RETURNING seq, hash
-    )
-    UPDATE intake.audit_head SET seq = entry.seq, hash = entry.hash FROM entry
+_TYPES = {"entry_id": "uuid", "at": "timestamptz"}  # the others are text
+_HEAD = "SELECT seq, hash FROM intake.audit_head FOR UPDATE"
+_KNOWN = "SELECT entry_id FROM intake.audit_log WHERE entry_id = ANY($1::uuid[])"
+_ARRAYS = ", ".join(
+    f"${i}::{t}[]"
+    for i, t in enumerate(("bigint", *(_TYPES.get(f, "text") for f in FIELDS), "text", "text"), 1)
+)
+_INSERT = f"""
+    INSERT INTO intake.audit_log (seq, {_COLUMNS}, prev_hash, hash)
+    SELECT * FROM unnest({_ARRAYS})
 """
+_MOVE = "UPDATE intake.audit_head SET seq = $1, hash = $2"
 
 
-async def append(session: AsyncSession, entry: AuditRecorded) -> None:
-    """Append one entry (in the consumer's transaction); a redelivered one is ignored."""
-    values = entry.model_dump()
-    await (await driver(session)).execute(
-        APPEND, *(values[name] for name in FIELDS), canonical(values)
-    )
+async def append(session: AsyncSession, entries: Sequence[AuditRecorded]) -> None:
+    """Append `entries` in their order, in the consumer's transaction."""
+    await append_rows(await driver(session), [entry.model_dump() for entry in entries])
+
+
+async def append_rows(conn: asyncpg.Connection, entries: Sequence[dict[str, Any]]) -> None:
+    """Append `entries` (dicts of FIELDS) in their order, within `conn`'s transaction; an
+    entry already in the trail (a redelivery) is left out."""
+    head = await conn.fetchrow(_HEAD)  # first: another replica's appends wait from here on
+    known = {row[0] for row in await conn.fetch(_KNOWN, [e["entry_id"] for e in entries])}
+    seq, prev = head["seq"], head["hash"]
+    rows = []
+    for entry in entries:
+        if entry["entry_id"] in known:
+            continue
+        known.add(entry["entry_id"])
+        seq += 1
+        digest = chain_hash(prev, seq, entry)
+        rows.append((seq, *(entry[name] for name in FIELDS), prev, digest))
+        prev = digest
+    if rows:
+        await conn.execute(_INSERT, *(list(column) for column in zip(*rows, strict=True)))
+        await conn.execute(_MOVE, seq, prev)
 
 
 @dataclass(frozen=True)
