@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -44,54 +47,71 @@ def _consumer(
     )
 
 
-async def test_a_consumer_stuck_with_messages_waiting_is_made_anew(
-    stack: LocalStack, database_url: str, topic: str
-) -> None:
+@dataclass
+class _Run:
+    consumer: EventConsumer
+    seen: list[int]
+    send: Callable[[int], Awaitable[None]]
+
+    async def until_seen(self, expected: list[int], timeout: float, why: str) -> None:
+        deadline = time.monotonic() + timeout
+        while self.seen != expected:
+            assert time.monotonic() < deadline, why
+            await asyncio.sleep(0.05)
+
+
+@contextlib.asynccontextmanager
+async def _running(
+    stack: LocalStack, database_url: str, topic: str, **settings: float
+) -> AsyncIterator[_Run]:
+    """A consumer of `topic` running, joined and past its first message (`n` 0)."""
     seen: list[int] = []
     engine = create_engine(database_url, pool_size=2)
     producer = create_producer(stack.bootstrap_servers, client_id="stall-test")
     await producer.start()
-    consumer = _consumer(stack, engine, producer, topic, seen=seen, stall_seconds=2)
+    consumer = _consumer(stack, engine, producer, topic, seen=seen, **settings)
     task = asyncio.create_task(consumer.run())
     raw = AIOKafkaProducer(bootstrap_servers=stack.bootstrap_servers)
     await raw.start()
+
+    async def send(n: int) -> None:
+        envelope = Envelope(type="t", correlation_id="stall-test", data={"n": n})
+        await raw.send_and_wait(topic, envelope.encode(), key=b"k")
+
     try:
         await asyncio.wait_for(consumer.joined.wait(), 30)
-        await raw.send_and_wait(
-            topic, Envelope(type="t", correlation_id="stall-test", data={"n": 0}).encode(), key=b"k"
-        )
-        deadline = time.monotonic() + 15
-        while seen != [0]:
-            assert time.monotonic() < deadline, "the first message was not read"
-            await asyncio.sleep(0.05)
-
-        # The client goes on polling but fetches nothing (what a broker outage once left it
-        # doing); a paused partition is exactly that.
-        stuck = consumer._kafka
-        assert stuck is not None
-        stuck.pause(*stuck.assignment())
-        await raw.send_and_wait(
-            topic, Envelope(type="t", correlation_id="stall-test", data={"n": 1}).encode(), key=b"k"
-        )
-        await asyncio.sleep(1)
-        assert seen == [0], "a paused partition fetched"
-
-        deadline = time.monotonic() + 20
-        while seen != [0, 1]:
-            assert time.monotonic() < deadline, "the stuck consumer was never made anew"
-            await asyncio.sleep(0.05)
-        assert consumer.stats.stalls == 1
-        assert consumer._kafka is not stuck
-
-        # Caught up and quiet is not stuck: no more renewals while nothing arrives.
-        await asyncio.sleep(5)
-        assert consumer.stats.stalls == 1
+        run = _Run(consumer, seen, send)
+        await send(0)
+        await run.until_seen([0], 15, "the first message was not read")
+        yield run
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await raw.stop()
         await producer.stop()
         await engine.dispose()
+
+
+async def test_a_consumer_stuck_with_messages_waiting_is_made_anew(
+    stack: LocalStack, database_url: str, topic: str
+) -> None:
+    async with _running(stack, database_url, topic, stall_seconds=2) as run:
+        # The client goes on polling but fetches nothing (what a broker outage once left it
+        # doing); a paused partition is exactly that.
+        stuck = run.consumer._kafka
+        assert stuck is not None
+        stuck.pause(*stuck.assignment())
+        await run.send(1)
+        await asyncio.sleep(1)
+        assert run.seen == [0], "a paused partition fetched"
+
+        await run.until_seen([0, 1], 20, "the stuck consumer was never made anew")
+        assert run.consumer.stats.stalls == 1
+        assert run.consumer._kafka is not stuck
+
+        # Caught up and quiet is not stuck: no more renewals while nothing arrives.
+        await asyncio.sleep(5)
+        assert run.consumer.stats.stalls == 1
 
 
 async def test_a_consumer_without_partitions_says_for_how_long(
@@ -141,41 +161,12 @@ async def test_a_consumer_whose_rejoin_hangs_is_made_anew(
             await asyncio.Event().wait()
 
     monkeypatch.setattr(GroupCoordinator, "_on_join_prepare", hangs_once)
-    seen: list[int] = []
-    engine = create_engine(database_url, pool_size=2)
-    producer = create_producer(stack.bootstrap_servers, client_id="rejoin-test")
-    await producer.start()
-    consumer = _consumer(stack, engine, producer, topic, seen=seen, rejoin_seconds=3)
-    task = asyncio.create_task(consumer.run())
-    raw = AIOKafkaProducer(bootstrap_servers=stack.bootstrap_servers)
-    await raw.start()
-
-    async def send(n: int) -> None:
-        envelope = Envelope(type="t", correlation_id="rejoin-test", data={"n": n})
-        await raw.send_and_wait(topic, envelope.encode(), key=b"k")
-
-    try:
-        await asyncio.wait_for(consumer.joined.wait(), 30)
-        await send(0)
-        deadline = time.monotonic() + 15
-        while seen != [0]:
-            assert time.monotonic() < deadline, "the first message was not read"
-            await asyncio.sleep(0.05)
-
-        stuck = consumer._kafka
+    async with _running(stack, database_url, topic, rejoin_seconds=3) as run:
+        stuck = run.consumer._kafka
         assert stuck is not None
         stuck._coordinator.request_rejoin()  # what an unknown member id makes the client do
         await asyncio.wait_for(hung.wait(), 10)
-        await send(1)
-        deadline = time.monotonic() + 30
-        while seen != [0, 1]:
-            assert time.monotonic() < deadline, "the consumer whose rejoin hung never read on"
-            await asyncio.sleep(0.05)
-        assert consumer.stats.stalls == 1
-        assert consumer._kafka is not stuck
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await raw.stop()
-        await producer.stop()
-        await engine.dispose()
+        await run.send(1)
+        await run.until_seen([0, 1], 30, "the consumer whose rejoin hung never read on")
+        assert run.consumer.stats.stalls == 1
+        assert run.consumer._kafka is not stuck
