@@ -67,9 +67,12 @@ CONSUMER_SESSION_TIMEOUT_MS = 6000
 #: not found yet (README, "Failure").
 STALL_SECONDS = 0.0
 #: A consumer still joining its group after this long is made anew (see `EventConsumer._poll`).
-REJOIN_SECONDS = 30.0
+REJOIN_SECONDS = 60.0
 #: How long an offset commit, or the stop of a consumer, may take.
 HANDOVER_SECONDS = 10.0
+#: How long the commit of revoked partitions may hold up a rebalance: less than the group's
+#: rebalance timeout (the session timeout), or this member would be left out of the new round.
+REVOKE_COMMIT_SECONDS = 4.0
 
 
 class PoisonMessage(Exception):
@@ -189,10 +192,15 @@ class _Offsets:
     def due(self) -> bool:
         return asyncio.get_running_loop().time() - self._last >= COMMIT_INTERVAL
 
-    async def commit(self, partitions: Iterable[TopicPartition] | None = None) -> None:
+    async def commit(
+        self,
+        partitions: Iterable[TopicPartition] | None = None,
+        *,
+        timeout: float = HANDOVER_SECONDS,
+    ) -> None:
         """Commit what was applied (on `partitions` only, when given), giving up after
-        HANDOVER_SECONDS (aiokafka retries a commit for as long as the broker is away; the
-        messages are then applied again by their next reader, and dropped by event id)."""
+        `timeout` (aiokafka retries a commit for as long as the broker is away; the messages
+        are then applied again by their next reader, and dropped by event id)."""
         chosen = set(self._pending if partitions is None else partitions)
         offsets = {tp: offset for tp, offset in self._pending.items() if tp in chosen}
         for tp in offsets:
@@ -201,7 +209,7 @@ class _Offsets:
         if not offsets:
             return
         try:
-            await asyncio.wait_for(self._consumer.commit(offsets), HANDOVER_SECONDS)
+            await asyncio.wait_for(self._consumer.commit(offsets), timeout)
         except TimeoutError:
             log.warning("consumer %s: offsets not committed in time", self._group_id)
         except (CommitFailedError, IllegalStateError) as exc:
@@ -219,7 +227,7 @@ class _Rebalance(ConsumerRebalanceListener):
         """Hand over what was applied, so the next owner does not get it again. (A rebalance
         does not make the service unready: its HTTP side still works.)"""
         if self.offsets is not None:
-            await self.offsets.commit(revoked)
+            await self.offsets.commit(revoked, timeout=REVOKE_COMMIT_SECONDS)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         # aiokafka rebalances eagerly: `assigned` is the whole new assignment.
@@ -446,6 +454,7 @@ class EventConsumer:
                 await asyncio.gather(watch, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await offsets.commit()
+            self._kafka = None  # nothing asks the old client anything any more (metrics' lag)
             await self._stop(consumer)
 
     async def _poll(
@@ -473,26 +482,40 @@ class EventConsumer:
     async def _stop(self, consumer: AIOKafkaConsumer) -> None:
         """Stop `consumer` and leave its group.
 
-        A client whose group coordination hangs (the stuck rejoin of `_poll`) does
-        not stop: `stop()` waits for its coordination task. Cancelling that wait cancels the
-        task, but the client's heartbeat goes on, so it would stay a member of the group and
-        hold the group's next rebalance for minutes (the new consumer could not join). The rest
-        of aiokafka's stop is then done by hand, by the private names of aiokafka 0.14 (pinned
-        below 0.15; tests/shared/test_consumer_stall.py fails if they move)."""
+        A client whose group coordination hangs (the stuck rejoin of `_poll`) does not stop:
+        `stop()` waits for its coordination task (and one that failed raises its error first).
+        Cancelling that wait cancels the task, but the client's heartbeat goes on, so it would
+        stay a member of the group and hold the group's next rebalance for minutes (the new
+        consumer could not join). The rest of aiokafka's stop is then done by hand, by the
+        private names of aiokafka 0.14 (pinned below 0.15; tests/shared/test_consumer_stall.py
+        fails if they move): the heartbeat and the offsets' refresh stop, the group is left
+        (when the member still has a generation; one the coordinator forgot has nothing to
+        leave) and the connections close."""
         try:
             await asyncio.wait_for(consumer.stop(), HANDOVER_SECONDS)
             return
-        except TimeoutError:
-            log.warning("consumer %s: the client did not stop; leaving by hand", self._group_id)
+        except Exception as exc:  # TimeoutError, or the coordination task's own failure
+            log.warning(
+                "consumer %s: the client did not stop (%r); stopping it by hand",
+                self._group_id,
+                exc,
+            )
         coordinator = consumer._coordinator
         for step in (
             coordinator._stop_heartbeat_task,
+            coordinator._stop_commit_offsets_refresh_task,
             coordinator._maybe_leave_group,
             consumer._fetcher.close,
             consumer._client.close,
         ):
             try:
                 await asyncio.wait_for(step(), HANDOVER_SECONDS)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise
+                # A cancellation out of the client's own tasks: on to the next step.
+                log.warning("consumer %s: %s was cancelled", self._group_id, step.__name__)
             except Exception as exc:
                 log.warning("consumer %s: %s failed (%r)", self._group_id, step.__name__, exc)
 

@@ -184,4 +184,4 @@ class Clinician:
                         self.acked[str(row["screening_id"])] = time.monotonic()
                         return
 
-        await asyncio.gather(*(ack(row) for row in rows))
+        await asyncio.gather(*(ack(row) for row in rows), return_exceptions=True)
