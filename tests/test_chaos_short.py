@@ -33,3 +33,24 @@ def test_kill_notify_then_the_broker_under_load_and_the_history_holds() -> None:
     for fault in report["faults"]:
         assert fault["first_page_after_back_s"] is not None
         assert fault["first_page_after_back_s"] < 10, fault
+
+
+def test_a_short_soak_samples_the_tables_and_checks_its_history(tmp_path: Path) -> None:
+    """`make chaos CHAOS_ARGS="--soak N"` in small: no faults (the 200,000-screening soak once
+    ran 78 minutes and then failed in its check on a run without fault windows)."""
+    soak = ["--soak", "300", "--rate", "30", "--replicas", "1", "--soak-settle", "0"]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.chaos", *soak, "--dir", str(tmp_path / "soak")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-6000:]
+    assert "history holds" in done.stdout
+    assert "RSS MiB then" in done.stdout, done.stdout[-3000:]
+    report = json.loads(next((tmp_path / "soak" / "results").glob("chaos-*.json")).read_text())
+    assert report["faults"] == [] and report["figures"]["accepted"] == 300, report["figures"]
+    last = report["samples"][-1]
+    assert last["rows"]["intake.screenings"] == 300
+    assert set(last["rss_mib"]) >= {"intake-1", "risk-1", "notify-1"}, last["rss_mib"]

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -246,7 +247,8 @@ async def check(
     )
     verdict.series = [(at - t0, page - at) for at, page in sent_flagged]
     level0 = sorted(p.at for p in pages if p.escalation_level == 0)
-    for window, following in zip(windows, [*windows[1:], None], strict=True):
+    # Each fault with the one after it (none after the last; a soak has no faults at all).
+    for window, following in itertools.zip_longest(windows, windows[1:]):
         after = [at for at in level0 if at > window.back]
         near = [
             page - at for at, page in sent_flagged if window.start <= at < window.start + AROUND

@@ -83,7 +83,7 @@ def plot(verdict: Verdict, windows: list[Window], t0: float, path: Path) -> Path
 
 async def main_async(args: argparse.Namespace, say: Callable[[str], None] = print) -> int:
     # The short run has a folder of its own: `make test` may run while a `make chaos` does.
-    root = DEFAULT_DIR.with_name("chaos-short") if args.short else DEFAULT_DIR
+    root = args.dir or (DEFAULT_DIR.with_name("chaos-short") if args.short else DEFAULT_DIR)
     stack = ChaosStack(
         root=root,
         replicas=1 if args.short else args.replicas,
@@ -126,10 +126,12 @@ async def main_async(args: argparse.Namespace, say: Callable[[str], None] = prin
         say(f"load stopped after {load_end - t0:.0f} s; waiting for the system to catch up")
         await settle(stack.database_url, stack.url("receiver"), hotline.sent, load_end, ack_share)
         if args.soak:  # retention catches up with the last minutes of load
-            await asyncio.sleep(180)
+            await asyncio.sleep(args.soak_settle)
         acks_done.set()
         await asyncio.gather(acks, sampling)
         await sampler.sample(t0)
+        if args.soak:  # first: it is what the soak is for
+            say(soak_report(sampler.samples))
         verdict = await check(
             stack.database_url,
             stack.url("receiver"),
@@ -151,8 +153,6 @@ async def main_async(args: argparse.Namespace, say: Callable[[str], None] = prin
     if not verdict.ok:  # what the services said about it (CI keeps nothing else)
         for name, process in sorted(stack.processes.items()):
             say(f"--- {name}: its last warnings and errors ---\n{troubles(process.log)}")
-    if args.soak:
-        say(soak_report(sampler.samples))
     out = stack.root / "results"
     out.mkdir(parents=True, exist_ok=True)
     stem = f"chaos-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -164,7 +164,7 @@ async def main_async(args: argparse.Namespace, say: Callable[[str], None] = prin
         "windows": [w.json(t0) for w in faults.windows],
         "samples": sampler.samples,
     }
-    (out / f"{stem}.json").write_text(json.dumps(report, indent=2))
+    (out / f"{stem}.json").write_text(json.dumps(report, indent=2, default=str))
     say(f"figures: {out / (stem + '.json')}")
     say(f"plot:    {plot(verdict, faults.windows, t0, out / (stem + '.png'))}")
     return 0 if verdict.ok else 1
@@ -191,6 +191,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--settle", type=float, default=8.0, help="seconds between faults")
     p.add_argument("--short", action="store_true", help="one replica, two faults (make test)")
     p.add_argument("--soak", type=int, default=0, help="N screenings, no faults, tables sampled")
+    p.add_argument(
+        "--soak-settle",
+        type=float,
+        default=180.0,
+        help="seconds the soak waits after the load for retention to catch up (180)",
+    )
+    p.add_argument("--dir", type=Path, default=None, help="stack data, logs and results")
     p.add_argument(
         "--brokers", type=int, choices=(1, 3), default=1, help="Kafka nodes (3: RF 3, min ISR 2)"
     )
