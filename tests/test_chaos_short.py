@@ -13,9 +13,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_kill_notify_then_the_broker_under_load_and_the_history_holds() -> None:
+def _chaos(*args: str) -> str:
+    """`make chaos CHAOS_ARGS=args`: its output, once it has said the history holds."""
     done = subprocess.run(
-        [sys.executable, "-m", "bench.chaos", "--short"],
+        [sys.executable, "-m", "bench.chaos", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -23,6 +24,11 @@ def test_kill_notify_then_the_broker_under_load_and_the_history_holds() -> None:
     )
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-6000:]
     assert "history holds" in done.stdout
+    return done.stdout
+
+
+def test_kill_notify_then_the_broker_under_load_and_the_history_holds() -> None:
+    _chaos("--short")
     figures = sorted((ROOT / ".local" / "chaos-short" / "results").glob("chaos-*.json"))[-1]
     report = json.loads(figures.read_text())
     counts = report["figures"]
@@ -39,16 +45,8 @@ def test_a_short_soak_samples_the_tables_and_checks_its_history(tmp_path: Path) 
     """`make chaos CHAOS_ARGS="--soak N"` in small: no faults (the 200,000-screening soak once
     ran 78 minutes and then failed in its check on a run without fault windows)."""
     soak = ["--soak", "300", "--rate", "30", "--replicas", "1", "--soak-settle", "0"]
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.chaos", *soak, "--dir", str(tmp_path / "soak")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-6000:]
-    assert "history holds" in done.stdout
-    assert "RSS MiB then" in done.stdout, done.stdout[-3000:]
+    out = _chaos(*soak, "--dir", str(tmp_path / "soak"))
+    assert "RSS MiB then" in out, out[-3000:]
     report = json.loads(next((tmp_path / "soak" / "results").glob("chaos-*.json")).read_text())
     assert report["faults"] == [] and report["figures"]["accepted"] == 300, report["figures"]
     last = report["samples"][-1]
