@@ -118,6 +118,19 @@ async def test_a_clinician_on_a_phone_sees_the_alert_live_calls_back_and_acknowl
     await page.screenshot(path=screenshots / "clinician-phone-alerts.png")
 
     await tab_to(page, f"#alert-{alert_id} a")
+    # The list refreshes under the clinician's focus (every second here, and its "s ago" changes
+    # each time): the focus stays on the link, so Enter opens the case whenever it is pressed.
+    await page.evaluate(
+        "window.swaps = 0; document.body.addEventListener('htmx:afterSwap', () => window.swaps++)"
+    )
+    for _ in range(150):  # (the page's CSP forbids wait_for_function's eval)
+        if await page.evaluate("window.swaps") >= 2:
+            break
+        await asyncio.sleep(0.1)
+    assert await page.evaluate("window.swaps") >= 2, "the list did not refresh"
+    assert await page.evaluate(
+        "(s) => document.activeElement.matches(s)", f"#alert-{alert_id} a"
+    ), "a live refresh took the focus away"
     await page.keyboard.press("Enter")
     await page.wait_for_url(re.compile(rf"/cases/{sid}$"))
     callback = page.get_by_role("link", name=re.compile("^Call back"))
@@ -372,6 +385,44 @@ async def test_the_ack_link_of_a_page_leads_to_the_case_after_sign_in(
     await page.wait_for_url(re.compile(rf"/cases/{sid}(#alert-{alert_id})?$"))
     await expect(page.get_by_role("heading", name=re.compile("Case"))).to_be_visible()
     assert urlsplit(page.url).netloc == urlsplit(base).netloc
+    await context.close()
+
+
+async def test_a_live_list_is_swapped_only_when_it_changed(
+    console: ServiceProcesses, browser: Browser
+) -> None:
+    """The open alerts refresh every second here; an answer the same as the last one leaves the
+    list alone (the reader's place, a screen reader's quiet)."""
+    base = console.url("console")
+    context = await browser.new_context(**PHONE)
+    page = await context.new_page()
+    await sign_in(page, base, KEYS["clinician"])
+    answer = {"body": '<p class="ok" id="same">Nothing new.</p>'}
+
+    async def live(route: Any) -> None:
+        await route.fulfill(status=200, content_type="text/html", body=answer["body"])
+
+    await page.route("**/alerts/live", live)
+    await page.evaluate(
+        "window.asked = 0; window.swapped = 0;"
+        "document.body.addEventListener('htmx:beforeSwap', () => window.asked++);"
+        "document.body.addEventListener('htmx:afterSwap', () => window.swapped++)"
+    )
+
+    async def counts(asked: int) -> tuple[int, int]:
+        for _ in range(150):  # (the page's CSP forbids wait_for_function's eval)
+            if await page.evaluate("window.asked") >= asked:
+                break
+            await asyncio.sleep(0.1)
+        return await page.evaluate("[window.asked, window.swapped]")
+
+    asked, swapped = await counts(3)
+    assert asked >= 3 and swapped == 1, (asked, swapped)
+    await expect(page.locator("#same")).to_have_text("Nothing new.")
+    answer["body"] = '<p class="ok" id="same">Something new.</p>'
+    await expect(page.locator("#same")).to_have_text("Something new.", timeout=15_000)
+    asked, swapped = await counts(asked + 3)
+    assert swapped == 2, (asked, swapped)
     await context.close()
 
 
