@@ -42,17 +42,32 @@ log = logging.getLogger(__name__)
 
 _TARGET = sealed("deliveries")
 
+#: Claims up to $2 due pages: first the pages of a round 0 (an alert's first page, an
+#: escalation's, and their retries: pages nobody has had yet), oldest first, then repeats of
+#: unanswered pages, at most $3 of them. A backlog of alerts nobody acknowledges (paged again
+#: every few minutes) must not hold up a new alert's first page: it would wait behind every
+#: repeat due before it, and for a slot, when those repeats go to addresses that answer slowly.
 _CLAIM = """
+    WITH first AS (
+        SELECT id FROM notify.deliveries
+         WHERE status = 'pending' AND repeat_round = 0 AND due_at <= now()
+           AND (lease_until IS NULL OR lease_until < now())
+         ORDER BY due_at
+         LIMIT $2
+           FOR UPDATE SKIP LOCKED
+    ), again AS (
+        SELECT id FROM notify.deliveries
+         WHERE status = 'pending' AND repeat_round > 0 AND due_at <= now()
+           AND (lease_until IS NULL OR lease_until < now())
+         ORDER BY due_at
+         LIMIT least($3, $2 - (SELECT count(*) FROM first))
+           FOR UPDATE SKIP LOCKED
+    )
     UPDATE notify.deliveries AS d
        SET lease_until = now() + make_interval(secs => $1), attempts = d.attempts + 1
       FROM notify.alerts AS a
      WHERE a.id = d.alert_id
-       AND d.id IN (SELECT id FROM notify.deliveries
-                     WHERE status = 'pending' AND due_at <= now()
-                       AND (lease_until IS NULL OR lease_until < now())
-                     ORDER BY due_at
-                     LIMIT $2
-                     FOR UPDATE SKIP LOCKED)
+       AND d.id IN (SELECT id FROM first UNION ALL SELECT id FROM again)
     RETURNING d.id, d.attempts, d.escalation_level, d.repeat_round, d.channel, d.target,
               a.id AS alert_id, a.screening_id, a.risk_level, a.urgency, a.reasons, a.created_at,
               a.traceparent
@@ -71,7 +86,9 @@ _WAIT_FOR_ACK = """
 _STILL_PENDING = "SELECT status = 'pending' FROM notify.deliveries WHERE id = $1"
 _NEXT_DUE = """
     SELECT (SELECT min(greatest(due_at, coalesce(lease_until, due_at)))
-              FROM notify.deliveries WHERE status = 'pending') AS page,
+              FROM notify.deliveries WHERE status = 'pending' AND repeat_round = 0) AS page,
+           (SELECT min(greatest(due_at, coalesce(lease_until, due_at)))
+              FROM notify.deliveries WHERE status = 'pending' AND repeat_round > 0) AS repeat,
            (SELECT min(escalate_at) FROM notify.alerts
              WHERE escalate_at IS NOT NULL AND status IN ('delivered', 'escalated')) AS escalation
 """
@@ -104,9 +121,12 @@ class Deliverer:
             max_sleep=MAX_SLEEP_SECONDS,
         )
         self._in_flight: set[asyncio.Task] = set()
+        #: The sends of repeats among them: they never take the slots kept for first pages.
+        self._repeats_in_flight: set[asyncio.Task] = set()
         #: When the next page and the next escalation are due (None: nothing pending), read by
         #: each pass; before the first pass nothing is known, so it looks for overdue alerts.
         self._next_page: datetime | None = None
+        self._next_repeat: datetime | None = None
         self._next_escalation: datetime | None = None
         self._deadlines_read = False
         self._slots = asyncio.Semaphore(settings.delivery_concurrency)
@@ -141,16 +161,21 @@ class Deliverer:
                 async with transaction(self._sessions) as session:
                     lags = await escalate_overdue(session, settings=self._settings)
             free = self._settings.delivery_concurrency - len(self._in_flight)
+            repeats = min(free, self._settings.repeat_slots - len(self._repeats_in_flight))
             async with self._sessions() as session:
                 conn = await driver(session, begin=False)
-                pages = await self._claim(conn, free) if free > 0 else []
+                pages = await self._claim(conn, free, max(repeats, 0)) if free > 0 else []
                 due = await conn.fetchrow(_NEXT_DUE)
-            self._next_page, self._next_escalation = due["page"], due["escalation"]
+            self._next_page, self._next_repeat = due["page"], due["repeat"]
+            self._next_escalation = due["escalation"]
             self._deadlines_read = True
             for page in pages:
                 task = asyncio.create_task(self._send(page))
                 self._in_flight.add(task)
                 task.add_done_callback(self._in_flight.discard)
+                if page.repeat_round:
+                    self._repeats_in_flight.add(task)
+                    task.add_done_callback(self._repeats_in_flight.discard)
             for lag in lags:
                 self._metrics.escalation_lag.observe(max(0.0, lag))
                 self._metrics.escalations.labels(reason="timeout").inc()
@@ -163,8 +188,8 @@ class Deliverer:
             return True
         return self._next_escalation is not None and self._next_escalation <= utcnow()
 
-    async def _claim(self, conn: asyncpg.Connection, limit: int) -> list[Page]:
-        rows = await conn.fetch(_CLAIM, self._settings.delivery_lease_seconds, limit)
+    async def _claim(self, conn: asyncpg.Connection, limit: int, repeats: int) -> list[Page]:
+        rows = await conn.fetch(_CLAIM, self._settings.delivery_lease_seconds, limit, repeats)
         return [
             Page(
                 delivery_id=r["id"],
@@ -196,14 +221,14 @@ class Deliverer:
 
     async def _next_due_in(self) -> float | None:
         """Seconds until the next page or deadline, as read by the last pass."""
+        free = len(self._in_flight) < self._settings.delivery_concurrency
         due = [
             at
             for at in (
                 # Every slot busy: a due page cannot start before one frees, and each finished
                 # send wakes the loop. Without this the loop would spin on a due time past.
-                self._next_page
-                if len(self._in_flight) < self._settings.delivery_concurrency
-                else None,
+                self._next_page if free else None,
+                self._next_repeat if free and self._repeat_slot_free() else None,
                 self._next_escalation,
             )
             if at is not None
@@ -284,11 +309,22 @@ class Deliverer:
             except Exception:
                 # The lease expires and the page is retried: at least once, never lost.
                 log.exception("could not record the outcome of page %s", page.delivery_id)
-            if len(self._in_flight) >= self._settings.delivery_concurrency:
-                # This send held the last slot: a due page may be waiting for it. Every other
-                # change a recorded outcome makes (a retry's due time, a deadline, the pages of
-                # an escalation) wakes the loop through the triggers on those columns.
+            held_last = len(self._in_flight) >= self._settings.delivery_concurrency or (
+                page.repeat_round > 0 and not self._repeat_slot_free()
+            )
+            # The slot is free from here (the loop woken below must count it free).
+            if (this := asyncio.current_task()) is not None:
+                self._in_flight.discard(this)
+                self._repeats_in_flight.discard(this)
+            if held_last:
+                # This send held the last slot (or the last for repeats): a due page may be
+                # waiting for it. Every other change a recorded outcome makes (a retry's due
+                # time, a deadline, the pages of an escalation) wakes the loop through the
+                # triggers on those columns.
                 self._loop.wake()
+
+    def _repeat_slot_free(self) -> bool:
+        return len(self._repeats_in_flight) < self._settings.repeat_slots
 
     async def _still_pending(self, page: Page) -> bool:
         try:

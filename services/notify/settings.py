@@ -60,10 +60,18 @@ class NotifySettings(ServiceSettings):
     retry_max_seconds: float = Field(30.0, validation_alias="RETRY_MAX_SECONDS")
     #: Retry cadence while no on-call target is configured at all (the alert waits, never lost).
     no_target_retry_seconds: float = Field(30.0, validation_alias="NO_TARGET_RETRY_SECONDS")
-    delivery_concurrency: int = Field(64, validation_alias="DELIVERY_CONCURRENCY")
+    delivery_concurrency: int = Field(64, ge=1, validation_alias="DELIVERY_CONCURRENCY")
     #: How long a claimed page is reserved for the process sending it; a process that dies
     #: mid-send leaves a claim that expires after this, and the page goes out again.
     delivery_lease_seconds: float = Field(15.0, validation_alias="DELIVERY_LEASE_SECONDS")
+
+    @property
+    def repeat_slots(self) -> int:
+        """How many sends may be repeats of unanswered pages: an eighth of the slots (at least
+        one) is kept for first pages, so a new alert never waits for a repeat to finish."""
+        if self.delivery_concurrency == 1:
+            return 1
+        return self.delivery_concurrency - max(1, self.delivery_concurrency // 8)
 
     @property
     def send_budget_seconds(self) -> float:
