@@ -9,11 +9,11 @@ from services.notify import reminders, watchdog
 from services.notify.service import open_alert
 from services.notify.settings import NotifySettings
 from shared.events import Envelope, RiskAssessed
-from shared.kafka import Handler
+from shared.kafka import Batch, Handler
 from shared.topics import RISK_ASSESSED, SAFETY_PLAN_EVENTS, SCREENING_SUBMITTED
 
 
-def handlers(settings: NotifySettings) -> dict[str, Handler]:
+def handlers(settings: NotifySettings) -> dict[str, Handler | Batch]:
     async def on_risk_assessed(session: AsyncSession, envelope: Envelope) -> None:
         assessed = RiskAssessed.model_validate(envelope.data)
         await watchdog.on_assessed(session, assessed)
@@ -25,13 +25,13 @@ def handlers(settings: NotifySettings) -> dict[str, Handler]:
                 correlation_id=envelope.correlation_id,
             )
 
-    async def on_submitted(session: AsyncSession, envelope: Envelope) -> None:
+    async def on_submitted(session: AsyncSession, envelopes: list[Envelope]) -> None:
         await watchdog.on_submitted(
-            session, envelope, deadline=settings.assessment_deadline_seconds
+            session, envelopes, deadline=settings.assessment_deadline_seconds
         )
 
     return {
-        SCREENING_SUBMITTED: on_submitted,
+        SCREENING_SUBMITTED: Batch(on_submitted),
         RISK_ASSESSED: on_risk_assessed,
         SAFETY_PLAN_EVENTS: reminders.on_safety_plan_event,
     }

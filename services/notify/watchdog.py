@@ -59,9 +59,12 @@ class DelayedAssessment:
     )
 
 
+#: A poll's submissions in one statement (the watchdog must cost the alert path little: one
+#: statement per submission made notify's poll a third slower, and the hop from assessment to
+#: alert with it). In screening id order, as every replica locks them; one row per screening.
 _SUBMITTED = """
     INSERT INTO notify.awaited_assessments (screening_id, due_at, correlation_id)
-    VALUES ($1, $2, $3)
+    SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::text[])
     ON CONFLICT (screening_id) DO UPDATE SET due_at = excluded.due_at,
                                              correlation_id = excluded.correlation_id
      WHERE notify.awaited_assessments.due_at IS NULL
@@ -85,13 +88,20 @@ _NEXT_DUE = """
 """
 
 
-async def on_submitted(session: AsyncSession, envelope: Envelope, *, deadline: float) -> None:
-    submitted = ScreeningSubmitted.model_validate(envelope.data)
+async def on_submitted(
+    session: AsyncSession, envelopes: list[Envelope], *, deadline: float
+) -> None:
+    """Await the assessment of each submission of a poll (a `Batch` handler)."""
+    due: dict[uuid.UUID, tuple[datetime, str]] = {}
+    for envelope in envelopes:
+        submitted = ScreeningSubmitted.model_validate(envelope.data)
+        due.setdefault(
+            submitted.screening_id,
+            (submitted.submitted_at + timedelta(seconds=deadline), envelope.correlation_id),
+        )
+    ids = sorted(due)
     await (await driver(session)).execute(
-        _SUBMITTED,
-        submitted.screening_id,
-        submitted.submitted_at + timedelta(seconds=deadline),
-        envelope.correlation_id,
+        _SUBMITTED, ids, [due[i][0] for i in ids], [due[i][1] for i in ids]
     )
 
 
