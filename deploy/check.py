@@ -90,7 +90,7 @@ def crd_schemas(paths: Iterable[Path]) -> dict[tuple[str, str], dict[str, Any]]:
 
 def validate(doc: dict[str, Any], crds: dict[tuple[str, str], dict[str, Any]], where: str) -> str:
     """Validate one manifest; returns its `Kind/name`."""
-    kind, api = doc.get("kind"), doc.get("apiVersion")
+    kind, api = str(doc.get("kind")), str(doc.get("apiVersion"))
     name = f"{kind}/{doc.get('metadata', {}).get('name')}"
     schema = crds.get((api, kind))
     try:
