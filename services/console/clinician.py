@@ -46,6 +46,16 @@ async def open_alerts(request: Request) -> list[dict[str, Any]]:
     return list(answer["alerts"] if isinstance(answer, dict) else answer)
 
 
+def alerts_summary(alerts: list[dict[str, Any]]) -> str:
+    """What the page's status line says of the list (and a screen reader, when it changes)."""
+    if not alerts:
+        return "No open alerts."
+    top = alerts[0]
+    step = f", escalation step {top['escalation_level']}" if top.get("escalation_level") else ""
+    count = f"{len(alerts)} open alert{'' if len(alerts) == 1 else 's'}"
+    return f"{count}, the most urgent at {top['risk_level']} risk{step}."
+
+
 @router.get("/")
 async def home(request: Request) -> Response:
     """The signed-in person's work: open alerts for clinicians, recent screenings for hotline."""
@@ -56,6 +66,7 @@ async def home(request: Request) -> Response:
             request,
             "alerts.html",
             alerts=alerts,
+            summary=alerts_summary(alerts),
             title="Open alerts",
             live_seconds=console_of(request).settings.live_seconds,
         )
@@ -81,7 +92,7 @@ async def alerts_live(request: Request) -> Response:
     """The open-alerts list alone, for the page's live refresh (it does not extend the
     session: a screen left open still logs off)."""
     alerts = await open_alerts(request)
-    return render(request, "_alerts.html", alerts=alerts)
+    return render(request, "_alerts.html", alerts=alerts, summary=alerts_summary(alerts))
 
 
 @router.get("/alerts/{alert_id}")

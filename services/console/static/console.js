@@ -16,9 +16,9 @@
       });
     });
   }
-  // A live list (data-live) is swapped only when its answer changed: an unchanged list keeps
-  // the reader's place and a screen reader's quiet. (When it changes, htmx gives the focus back
-  // to the element of the same id: each link in a live list has one.)
+  // A live list (data-live) is swapped only when its answer differs from the last one. When it
+  // is, htmx gives the focus back to the element of the same id (each link in a live list has
+  // one), so a refresh never takes the keyboard's place away.
   var lastAnswer = new WeakMap();
   document.addEventListener("htmx:beforeSwap", function (event) {
     var target = event.detail.target;
@@ -27,6 +27,17 @@
       event.detail.shouldSwap = false;
     }
     lastAnswer.set(target, event.detail.serverResponse);
+  });
+  // The list itself is not a live region (a screen reader would read all of it at every
+  // refresh, its times change each time): its status line (data-status, role=status) takes the
+  // list's summary (data-summary), and only a summary that changed is written, and so spoken.
+  document.addEventListener("htmx:afterSwap", function (event) {
+    var target = event.detail.target;
+    var status = document.getElementById(target.getAttribute("data-status") || "");
+    var summary = target.querySelector("[data-summary]");
+    if (!status || !summary) { return; }
+    var text = summary.getAttribute("data-summary");
+    if (status.textContent !== text) { status.textContent = text; }
   });
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("form[data-skip-logic]").forEach(function (form) {
