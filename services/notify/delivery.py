@@ -252,76 +252,86 @@ class Deliverer:
         return page.target if page.target is not None else self._settings.oncall_webhook_url
 
     async def _send(self, page: Page) -> None:
-        async with self._slots:
-            started = utcnow()
-            # Claimed a moment ago, but acknowledged (or resolved) since? A claimed page may
-            # have waited for a slot, or its process may have been paused: no attempt starts
-            # after its alert was acknowledged. (One on the wire when the ack lands goes out.)
-            if not await self._still_pending(page):
-                return
-            address = self.address(page)
-            if address is None:
-                outcome = Outcome("temporary_failure", error="no on-call target configured")
-            else:
-                try:
-                    # The whole exchange, not each step of it (an SMTP conversation is a dozen
-                    # steps, each with the channel's own timeout): a send that outlived its
-                    # lease could be sent again by another replica meanwhile.
-                    async with asyncio.timeout(self._settings.send_budget_seconds):
-                        with tracing.span(
-                            f"page {page.channel}",
-                            parent=page.traceparent,
-                            kind=SpanKind.CLIENT,
-                            attributes={
-                                "triage.escalation_level": page.escalation_level,
-                                "triage.attempt": page.attempt,
-                            },
-                        ):
-                            outcome = await self._channels[page.channel].send(
-                                page, address, self.payload(page)
-                            )
-                except TimeoutError:
-                    outcome = Outcome(
-                        "temporary_failure",
-                        error=f"no answer in {self._settings.send_budget_seconds:g} s",
-                    )
-                except Exception as exc:
-                    # A bug or a bad address must not kill the send: the attempt is recorded
-                    # and retried, then escalated, like any failure.
-                    log.exception("page %s: the %s channel raised", page.delivery_id, page.channel)
-                    outcome = Outcome("temporary_failure", error=type(exc).__name__)
-            attempt = DeliveryAttempt(
-                delivery_id=page.delivery_id,
-                attempt=page.attempt,
-                target=_recorded_target(page.channel, address),
-                started_at=started,
-                finished_at=utcnow(),
-                http_status=outcome.http_status,
-                outcome=outcome.outcome,
-                error=outcome.error,
-                worker=self.worker,
-            )
-            self._count(page, outcome)
-            if outcome.outcome != "delivered":
-                log.warning("page %s attempt %d: %s", page.delivery_id, page.attempt, outcome.error)
+        try:
+            async with self._slots:
+                await self._attempt(page)
+        finally:
+            self._release(page)
+
+    def _release(self, page: Page) -> None:
+        """Free the send's slot, and wake the loop if a due page may be waiting for it, also
+        when the send stopped early (its alert was acknowledged meanwhile)."""
+        held_last = len(self._in_flight) >= self._settings.delivery_concurrency or (
+            page.repeat_round > 0 and not self._repeat_slot_free()
+        )
+        # Free from here (the loop woken below must count it free; the tasks' done callbacks
+        # would come later).
+        if (this := asyncio.current_task()) is not None:
+            self._in_flight.discard(this)
+            self._repeats_in_flight.discard(this)
+        if held_last:
+            # Every other change a recorded outcome makes (a retry's due time, a deadline, the
+            # pages of an escalation) wakes the loop through the triggers on those columns.
+            self._loop.wake()
+
+    async def _attempt(self, page: Page) -> None:
+        """One attempt of `page`, recorded."""
+        started = utcnow()
+        # Claimed a moment ago, but acknowledged (or resolved) since? A claimed page may
+        # have waited for a slot, or its process may have been paused: no attempt starts
+        # after its alert was acknowledged. (One on the wire when the ack lands goes out.)
+        if not await self._still_pending(page):
+            return
+        address = self.address(page)
+        if address is None:
+            outcome = Outcome("temporary_failure", error="no on-call target configured")
+        else:
             try:
-                await self._record(page, attempt, outcome, waiting=address is None)
-            except Exception:
-                # The lease expires and the page is retried: at least once, never lost.
-                log.exception("could not record the outcome of page %s", page.delivery_id)
-            held_last = len(self._in_flight) >= self._settings.delivery_concurrency or (
-                page.repeat_round > 0 and not self._repeat_slot_free()
-            )
-            # The slot is free from here (the loop woken below must count it free).
-            if (this := asyncio.current_task()) is not None:
-                self._in_flight.discard(this)
-                self._repeats_in_flight.discard(this)
-            if held_last:
-                # This send held the last slot (or the last for repeats): a due page may be
-                # waiting for it. Every other change a recorded outcome makes (a retry's due
-                # time, a deadline, the pages of an escalation) wakes the loop through the
-                # triggers on those columns.
-                self._loop.wake()
+                # The whole exchange, not each step of it (an SMTP conversation is a dozen
+                # steps, each with the channel's own timeout): a send that outlived its
+                # lease could be sent again by another replica meanwhile.
+                async with asyncio.timeout(self._settings.send_budget_seconds):
+                    with tracing.span(
+                        f"page {page.channel}",
+                        parent=page.traceparent,
+                        kind=SpanKind.CLIENT,
+                        attributes={
+                            "triage.escalation_level": page.escalation_level,
+                            "triage.attempt": page.attempt,
+                        },
+                    ):
+                        outcome = await self._channels[page.channel].send(
+                            page, address, self.payload(page)
+                        )
+            except TimeoutError:
+                outcome = Outcome(
+                    "temporary_failure",
+                    error=f"no answer in {self._settings.send_budget_seconds:g} s",
+                )
+            except Exception as exc:
+                # A bug or a bad address must not kill the send: the attempt is recorded
+                # and retried, then escalated, like any failure.
+                log.exception("page %s: the %s channel raised", page.delivery_id, page.channel)
+                outcome = Outcome("temporary_failure", error=type(exc).__name__)
+        attempt = DeliveryAttempt(
+            delivery_id=page.delivery_id,
+            attempt=page.attempt,
+            target=_recorded_target(page.channel, address),
+            started_at=started,
+            finished_at=utcnow(),
+            http_status=outcome.http_status,
+            outcome=outcome.outcome,
+            error=outcome.error,
+            worker=self.worker,
+        )
+        self._count(page, outcome)
+        if outcome.outcome != "delivered":
+            log.warning("page %s attempt %d: %s", page.delivery_id, page.attempt, outcome.error)
+        try:
+            await self._record(page, attempt, outcome, waiting=address is None)
+        except Exception:
+            # The lease expires and the page is retried: at least once, never lost.
+            log.exception("could not record the outcome of page %s", page.delivery_id)
 
     def _repeat_slot_free(self) -> bool:
         return len(self._repeats_in_flight) < self._settings.repeat_slots

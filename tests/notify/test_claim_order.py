@@ -7,13 +7,15 @@ the running notify never sees them (nor its wake-ups: NOTIFY is sent at commit o
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
 
-from services.notify.delivery import _CLAIM
+from services.notify.channels import Page
+from services.notify.delivery import _CLAIM, Deliverer
 from services.notify.settings import NotifySettings
 from tests.support.services import ServiceProcesses
 
@@ -51,16 +53,17 @@ async def _page(
 async def test_a_new_alerts_first_page_goes_before_a_backlog_of_repeats(
     services: ServiceProcesses, db: asyncpg.Pool
 ) -> None:
-    now = datetime.now(UTC)
+    # Long overdue: before any page another test left due, so each claim reaches these first.
+    then = datetime(2000, 1, 1, tzinfo=UTC)
     with pytest.raises(_Rollback):
         async with db.acquire() as conn, conn.transaction():
-            # Five alerts nobody answered for an hour, each due to be paged again a minute ago.
+            # Five alerts nobody answered, each due to be paged again an hour before the new one.
             repeats = []
             for n in range(5):
-                old = await _alert(conn, status="escalated", rounds=3, at=now - timedelta(hours=1))
-                repeats.append(await _page(conn, old, 3, now - timedelta(minutes=1, seconds=n)))
-            new = await _alert(conn, status="pending", rounds=0, at=now)
-            first = await _page(conn, new, 0, now - timedelta(milliseconds=1))
+                old = await _alert(conn, status="escalated", rounds=3, at=then)
+                repeats.append(await _page(conn, old, 3, then + timedelta(minutes=1, seconds=n)))
+            new = await _alert(conn, status="pending", rounds=0, at=then + timedelta(hours=1))
+            first = await _page(conn, new, 0, then + timedelta(hours=1))
             ours = {first, *repeats}
 
             async def claim(limit: int, repeat_limit: int) -> set[uuid.UUID]:
@@ -72,7 +75,7 @@ async def test_a_new_alerts_first_page_goes_before_a_backlog_of_repeats(
 
             # Two free slots, one of them open to repeats: the first page, and the oldest repeat
             # (due first) with the other. (By due time alone, two repeats would have gone.)
-            assert await claim(2, 1) == {first, repeats[4]}
+            assert await claim(2, 1) == {first, repeats[0]}
             # No slot open to repeats: the first page alone.
             assert await claim(3, 0) == {first}
             # Slots enough: everything due.
@@ -86,3 +89,54 @@ def test_an_eighth_of_the_slots_at_least_one_is_kept_for_first_pages(
 ) -> None:
     monkeypatch.setenv("DELIVERY_CONCURRENCY", str(slots))
     assert NotifySettings().repeat_slots == repeats
+
+
+def _deliverer(slots: int) -> Deliverer:
+    settings = NotifySettings(DELIVERY_CONCURRENCY=slots)  # type: ignore[call-arg]
+    return Deliverer(
+        sessions=None,  # type: ignore[arg-type]  # (the sends here stop before any statement)
+        channels={},
+        settings=settings,
+        secrets=["s" * 32],
+        listen_dsn="postgresql://unused",
+        metrics=None,  # type: ignore[arg-type]
+    )
+
+
+def _repeat_page() -> Page:
+    return Page(
+        delivery_id=uuid.uuid4(),
+        attempt=1,
+        escalation_level=0,
+        repeat_round=2,
+        alert_id=uuid.uuid4(),
+        screening_id=uuid.uuid4(),
+        risk_level="high",
+        urgency="urgent",
+        reasons=[],
+        created_at=datetime.now(UTC),
+        channel="webhook",
+        target=None,
+    )
+
+
+async def test_a_send_stopped_by_an_acknowledgement_frees_its_slot_and_wakes_the_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The last repeat slot, held by a page whose alert was acknowledged meanwhile: the slot is
+    free when the loop wakes, and it wakes (else a due page waits for the next timer)."""
+    deliverer = _deliverer(slots=2)  # one slot for repeats, one kept for first pages
+    assert NotifySettings(DELIVERY_CONCURRENCY=2).repeat_slots == 1  # type: ignore[call-arg]
+
+    async def acknowledged(page: Page) -> bool:
+        return False
+
+    monkeypatch.setattr(deliverer, "_still_pending", acknowledged)
+    send = asyncio.create_task(deliverer._send(_repeat_page()))
+    deliverer._in_flight.add(send)
+    deliverer._repeats_in_flight.add(send)
+    woken = deliverer._loop._wake
+    assert not woken.is_set()
+    await send
+    assert woken.is_set(), "the loop was not woken"
+    assert not deliverer._in_flight and not deliverer._repeats_in_flight
