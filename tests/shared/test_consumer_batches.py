@@ -26,7 +26,7 @@ from shared.kafka import (
     processed_events_table,
 )
 from shared.topics import dlq
-from tests.support.kafka import read_all
+from tests.support.kafka import read_all, stop_consumer
 
 
 def _event(n: int) -> Envelope:
@@ -125,8 +125,4 @@ async def test_a_poll_is_one_transaction_and_a_failure_falls_back_to_one_by_one(
         dead = await read_all(stack.bootstrap_servers, dlq(topic), timeout=2)
         assert [Envelope.decode(r.value).data["n"] for r in dead] == [-1]
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await raw.stop()
-        await producer.stop()
-        await engine.dispose()
+        await stop_consumer(task, raw.stop, producer.stop, engine.dispose)

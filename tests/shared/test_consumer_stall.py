@@ -18,6 +18,7 @@ from deploy.localstack import LocalStack
 from shared.db import create_engine, create_session_factory
 from shared.events import Envelope
 from shared.kafka import EventConsumer, create_producer, processed_events_table
+from tests.support.kafka import stop_consumer
 
 
 def _consumer(
@@ -85,11 +86,7 @@ async def _running(
         await run.until_seen([0], 15, "the first message was not read")
         yield run
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await raw.stop()
-        await producer.stop()
-        await engine.dispose()
+        await stop_consumer(task, raw.stop, producer.stop, engine.dispose)
 
 
 async def test_a_consumer_stuck_with_messages_waiting_is_made_anew(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
@@ -68,3 +69,11 @@ async def read_every_topic(bootstrap: str) -> list[ConsumerRecord]:
         return records
     finally:
         await consumer.stop()
+
+
+async def stop_consumer(task: asyncio.Task, *closers: Callable[[], Awaitable[object]]) -> None:
+    """Cancel a consumer's running task, then close what it used, in order."""
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    for close in closers:
+        await close()
