@@ -69,9 +69,8 @@ class NotifySettings(ServiceSettings):
     def repeat_slots(self) -> int:
         """How many sends may be repeats of unanswered pages: an eighth of the slots (at least
         one) is kept for first pages, so a new alert never waits for a repeat to finish."""
-        if self.delivery_concurrency == 1:
-            return 1
-        return self.delivery_concurrency - max(1, self.delivery_concurrency // 8)
+        kept = max(1, self.delivery_concurrency // 8)
+        return max(1, self.delivery_concurrency - kept)  # one slot alone is shared
 
     @property
     def send_budget_seconds(self) -> float:
