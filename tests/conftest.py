@@ -85,6 +85,14 @@ def services(
             "ALERT_WEBHOOK_SECRET": WEBHOOK_SECRET,
             "RETRY_BASE_SECONDS": "0.1",
             "FINAL_REPAGE_SECONDS": "1",
+            # Some tests leave a screening unassessed on purpose (the dead-letter test's poison
+            # submission). With the default 30 s, notify's watchdog pages it "assessment
+            # delayed" at `high` half a minute later, through whatever policy another test has
+            # bound to `high` by then, and that page takes a reply scripted for that test's
+            # pager (seen: the final-repage test got 2 pages of 3, its scripted 410 spent on the
+            # watchdog's page). The watchdog is tested on a notify of its own
+            # (tests/e2e/test_assessment_watchdog.py, 2 s).
+            "ASSESSMENT_DEADLINE_SECONDS": "3600",
             "API_KEYS_BOOTSTRAP": BOOTSTRAP,
             # The route matrix alone presents ~50 bad credentials from 127.0.0.1; the limit on
             # them is tested on an intake of its own (tests/e2e/test_access_settings.py).
