@@ -1,4 +1,4 @@
-"""`python -m bench` (`make bench`): see bench/run.py and the README's "Benchmark" section."""
+"""`python -m bench` (`make bench`): see bench/run.py and docs/performance.md, "Benchmark"."""
 
 import sys
 

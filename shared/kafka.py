@@ -64,7 +64,7 @@ CONSUMER_SESSION_TIMEOUT_MS = 6000
 #: no check. Off by default: with it, the first page after a quiet spell came one to two seconds
 #: later (contract vignettes: page p50 1.0-2.6 s, 0.18-0.34 s without), whether the check ran in
 #: the poll loop or beside it, and even when a client of its own asked for the log's end; why is
-#: not found yet (README, "Failure").
+#: not found yet (docs/operations.md, "Failure").
 STALL_SECONDS = 0.0
 #: A consumer still joining its group after this long is made anew (see `EventConsumer._poll`).
 REJOIN_SECONDS = 60.0

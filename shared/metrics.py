@@ -1,4 +1,4 @@
-"""The Prometheus metrics every service exports on `GET /metrics` (README, "Operations").
+"""The Prometheus metrics every service exports on `GET /metrics` (docs/operations.md, "Metrics").
 
 One registry per app, made with it (`base_app`), no global state. What the hot path would pay
 for is not counted on it: HTTP requests are counted by one small ASGI middleware; the consumer's,

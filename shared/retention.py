@@ -7,7 +7,7 @@ at once take different rows, and a row being worked on is left alone), with a pa
 batches so that a large backlog never competes with the screenings for long. A child table's
 rule comes before its parent's (a delivery's attempts, then the delivery).
 
-What is kept, and for how long (README, "Failure"): processed event ids PROCESSED_EVENTS_DAYS
+What is kept, and for how long (docs/operations.md): processed event ids PROCESSED_EVENTS_DAYS
 (longer than any topic keeps a message that could be redelivered), finished deliveries, pushes,
 reminders and their attempts RECORDS_DAYS, idempotency keys IDEMPOTENCY_KEYS_DAYS. Never a
 pending one. The audit trail has its own retention (AUDIT_RETENTION_DAYS, intake's audit).

@@ -69,7 +69,7 @@ def serve(app_factory: str, settings: ServiceSettings, *, service: str) -> None:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
-        # HTTPS when both are set (README, "Access"); plain HTTP on 127.0.0.1 otherwise.
+        # HTTPS when both are set (docs/security.md, "Transport"); else HTTP on 127.0.0.1.
         ssl_certfile=settings.tls_cert_file,
         ssl_keyfile=settings.tls_key_file,
     )

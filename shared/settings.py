@@ -44,13 +44,13 @@ class ServiceSettings(BaseSettings):
     log_format: Literal["json", "text"] = Field("json", validation_alias="LOG_FORMAT")
     #: Seconds between safety sweeps of the outbox, in case a NOTIFY wake-up was missed.
     outbox_sweep_seconds: float = Field(5.0, validation_alias="OUTBOX_SWEEP_SECONDS")
-    # --- stopping (README, "Failure") ---
+    # --- stopping (docs/operations.md, "Failure") ---
     #: On SIGTERM readiness answers 503 at once; requests are still served this long, so a load
     #: balancer that polls readiness stops sending before the listener closes.
     shutdown_delay_seconds: float = Field(0.0, ge=0, validation_alias="SHUTDOWN_DELAY_SECONDS")
     #: Then requests in flight get this long to finish before their connections are closed.
     shutdown_grace_seconds: float = Field(10.0, ge=0, validation_alias="SHUTDOWN_GRACE_SECONDS")
-    # --- retention (shared/retention.py; README, "Failure") ---
+    # --- retention (shared/retention.py; docs/operations.md, "Failure") ---
     #: Event ids a consumer has applied: longer than any topic keeps a message.
     processed_events_days: float = Field(14.0, gt=0, validation_alias="PROCESSED_EVENTS_DAYS")
     #: Finished deliveries, pushes, reminders and their attempts.
@@ -61,7 +61,7 @@ class ServiceSettings(BaseSettings):
     #: Largest request body accepted, in bytes.
     max_body_bytes: int = Field(64 * 1024, validation_alias="MAX_BODY_BYTES")
 
-    # --- access (README, "Access") ---
+    # --- access (docs/security.md) ---
     #: `name:role:key[:system|system],...`: keys created at start when they do not exist yet.
     api_keys_bootstrap: str = Field("", validation_alias="API_KEYS_BOOTSTRAP", repr=False)
     #: A replica that has not read the access topic to its end for this long refuses keys.

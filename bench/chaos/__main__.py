@@ -1,4 +1,4 @@
-"""`python -m bench.chaos` (`make chaos`): see bench/chaos/run.py and the README's "Failure"."""
+"""`python -m bench.chaos` (`make chaos`): see bench/chaos/run.py and docs/operations.md."""
 
 import sys
 

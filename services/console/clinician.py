@@ -26,7 +26,7 @@ router = APIRouter(route_class=page_route(PAGES))
 
 #: Most urgent first, as notify orders them.
 LEVELS = ("imminent", "high", "moderate", "low", "none")
-#: What each level starts (README, "Clinical rules": what each level starts).
+#: What each level starts (docs/clinical-rules.md, "What each level starts").
 NEXT_STEPS = {
     "imminent": "Imminent risk: do not leave the person alone. The on-call clinician is being "
     "paged now for a STAT safety evaluation, and a safety plan with emergency coordination "

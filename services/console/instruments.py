@@ -1,5 +1,5 @@
 """The screening forms: each instrument's questions, in the API's field names, with the skip
-logic the rules use (README, "Clinical rules").
+logic the rules use (docs/clinical-rules.md).
 
 A question carries `shown_when`: the answers that make it asked. The page's script hides a
 question not asked (and disables its inputs, so the browser does not send it); without the

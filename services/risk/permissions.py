@@ -1,5 +1,5 @@
 """Risk's permission table (deny by default). The contract's table is silent on risk's reads:
-clinicians, supervisors and admins may read them (README, "Access")."""
+clinicians, supervisors and admins may read them (docs/api.md, "Access")."""
 
 from __future__ import annotations
 

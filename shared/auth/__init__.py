@@ -1,4 +1,4 @@
-"""Access control shared by the three services: credentials, roles, the gate (README, "Access")."""
+"""Access control shared by the three services: credentials, roles, the gate (docs/security.md)."""
 
 from shared.auth.guard import PUBLIC, Access, CurrentPrincipal, Gate, RouteTable, guarded, seal
 from shared.auth.principal import Principal

@@ -1,5 +1,5 @@
 """The console's journeys in a real browser (Chromium, driven by Playwright), each page checked
-with axe-core (0 serious or critical violations), screenshots written for the README.
+with axe-core (0 serious or critical violations), screenshots written for docs/console.md.
 
 1. a flagged screening reaches a signed-in clinician's phone live; the case shows the callback
    number; acknowledging (keyboard only) stops the pages;

@@ -77,8 +77,8 @@ class CaseView(BaseModel):
     source: str
     external_id: str | None
     instrument: str
-    #: The instrument's answers as submitted (field names in the README), so a clinician sees
-    #: what was asked and answered; a skipped question is absent or null.
+    #: The instrument's answers as submitted (field names in docs/clinical-rules.md), so a
+    #: clinician sees what was asked and answered; a skipped question is absent or null.
     answers: dict[str, Any]
     imminent_danger: bool
     status: str
