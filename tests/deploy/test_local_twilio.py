@@ -1,0 +1,372 @@
+"""The local Twilio stand-in (deploy/phones) answers as Twilio documents it, and its webhooks
+validate with the official `twilio` package's RequestValidator.
+
+In process: the provider over httpx's ASGI transport, and its webhooks carried to a small
+receiver app (standing in for notify) that records each request and whether its
+X-Twilio-Signature validates, and answers the TwiML a test sets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI, Request, Response
+from twilio.request_validator import RequestValidator
+
+from deploy.phones.app import create_app
+from deploy.phones.runtime import Runtime
+from deploy.phones.settings import PhonesSettings
+
+ACCOUNT = "AC" + "0123456789abcdef" * 2
+TOKEN = "f" * 32
+NOTIFY = "http://notify.test"
+PHONES = "http://phones.test"
+PROVIDER_NUMBER = "+15555550100"
+BASE = f"/2010-04-01/Accounts/{ACCOUNT}"
+
+
+@dataclass
+class Received:
+    path: str
+    url: str
+    params: dict[str, str]
+    signature: str
+    valid: bool
+
+
+class Receiver:
+    """Notify's side of the webhooks: records them, answers `answers[path]` as TwiML."""
+
+    def __init__(self) -> None:
+        self.requests: list[Received] = []
+        self.answers: dict[str, str] = {}
+        self.app = FastAPI()
+        validator = RequestValidator(TOKEN)
+
+        @self.app.api_route("/{path:path}", methods=["GET", "POST"])
+        async def anything(request: Request, path: str) -> Response:
+            params = {k: str(v) for k, v in (await request.form()).items()}
+            signature = request.headers.get("X-Twilio-Signature", "")
+            url = str(request.url)
+            valid = bool(validator.validate(url, params, signature))
+            self.requests.append(Received("/" + path, url, params, signature, valid))
+            return Response(self.answers.get("/" + path, ""), media_type="application/xml")
+
+    def to(self, path: str) -> list[Received]:
+        return [r for r in self.requests if r.path == path]
+
+
+async def eventually(check: Callable[[], Any], timeout: float = 10.0) -> Any:
+    """Poll until `check()` is truthy (the provider's callbacks are asynchronous)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not (result := check()):
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+    return result
+
+
+@dataclass
+class Setup:
+    api: httpx.AsyncClient  # authenticated as the account
+    client: httpx.AsyncClient  # no credentials: pages and the test API
+    receiver: Receiver
+    runtime: Runtime
+
+
+@pytest.fixture
+async def phones() -> AsyncIterator[Setup]:
+    receiver = Receiver()
+    settings = PhonesSettings(
+        account_sid=ACCOUNT, auth_token=TOKEN, sms_url=f"{NOTIFY}/v1/twilio/sms"
+    )  # type: ignore[call-arg]
+    app = create_app(settings, transport=httpx.ASGITransport(app=receiver.app))
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        httpx.AsyncClient(transport=transport, base_url=PHONES, auth=(ACCOUNT, TOKEN)) as api,
+        httpx.AsyncClient(transport=transport, base_url=PHONES) as client,
+    ):
+        yield Setup(api, client, receiver, app.state.runtime)
+        await app.state.runtime.close()
+
+
+async def send_text(setup: Setup, to: str = "+15551230001", **extra: str) -> httpx.Response:
+    form = {
+        "To": to,
+        "From": PROVIDER_NUMBER,
+        "Body": "Alert A7: high risk screening, reply 1 to acknowledge",
+        "StatusCallback": f"{NOTIFY}/v1/twilio/status",
+        **extra,
+    }
+    return await setup.api.post(f"{BASE}/Messages.json", data=form)
+
+
+async def test_the_rest_api_wants_the_accounts_basic_credentials(phones: Setup) -> None:
+    form = {"To": "+15551230001", "From": PROVIDER_NUMBER, "Body": "hi"}
+    for auth in (None, (ACCOUNT, "wrong-token"), ("AC" + "1" * 32, TOKEN)):
+        refused = await phones.client.post(f"{BASE}/Messages.json", data=form, auth=auth)
+        assert refused.status_code == 401
+        assert refused.json() == {
+            "code": 20003,
+            "message": "Authenticate",
+            "more_info": "https://www.twilio.com/docs/errors/20003",
+            "status": 401,
+        }
+        assert refused.headers["WWW-Authenticate"].startswith("Basic")
+    garbled = await phones.client.post(
+        f"{BASE}/Messages.json", data=form, headers={"Authorization": "Basic %%%"}
+    )
+    assert garbled.status_code == 401
+    other = await phones.api.post(f"/2010-04-01/Accounts/AC{'2' * 32}/Messages.json", data=form)
+    assert other.status_code == 404 and other.json()["code"] == 20404
+    accepted = await phones.api.post(f"{BASE}/Messages.json", data=form)
+    assert accepted.status_code == 201
+
+
+async def test_a_text_is_queued_as_twilio_answers_and_its_receipts_are_signed(
+    phones: Setup,
+) -> None:
+    created = await send_text(phones)
+    assert created.status_code == 201
+    message = created.json()
+    assert re.fullmatch(r"SM[0-9a-f]{32}", message["sid"])
+    assert message["status"] == "queued"
+    assert message["to"] == "+15551230001"
+    assert message["from"] == PROVIDER_NUMBER
+    assert message["body"].startswith("Alert A7")
+    assert message["account_sid"] == ACCOUNT
+    assert message["direction"] == "outbound-api"
+    assert message["api_version"] == "2010-04-01"
+    assert message["uri"] == f"{BASE}/Messages/{message['sid']}.json"
+    assert message["num_segments"] == "1" and message["error_code"] is None
+    assert parsedate_to_datetime(message["date_created"]).tzinfo is not None
+
+    receipts = await eventually(lambda: len(phones.receiver.to("/v1/twilio/status")) == 2)
+    receipts = phones.receiver.to("/v1/twilio/status")
+    assert [r.params["MessageStatus"] for r in receipts] == ["sent", "delivered"]
+    for receipt in receipts:
+        assert receipt.valid, "X-Twilio-Signature does not validate"
+        assert receipt.params["MessageSid"] == message["sid"]
+        assert receipt.params["AccountSid"] == ACCOUNT
+        assert receipt.params["From"] == PROVIDER_NUMBER
+        assert receipt.params["To"] == "+15551230001"
+        assert "ErrorCode" not in receipt.params
+    fetched = await phones.api.get(f"{BASE}/Messages/{message['sid']}.json")
+    assert fetched.json()["status"] == "delivered"
+    assert fetched.json()["date_sent"] is not None
+
+
+async def test_the_signature_is_twilios_and_fails_when_a_parameter_changes(
+    phones: Setup,
+) -> None:
+    await send_text(phones)
+    receipt = (await eventually(lambda: phones.receiver.to("/v1/twilio/status")))[0]
+    validator = RequestValidator(TOKEN)
+    assert validator.validate(receipt.url, receipt.params, receipt.signature)
+    tampered = {**receipt.params, "MessageStatus": "failed"}
+    assert not validator.validate(receipt.url, tampered, receipt.signature)
+    assert not validator.validate(receipt.url + "?x=1", receipt.params, receipt.signature)
+    assert not RequestValidator("another-token").validate(
+        receipt.url, receipt.params, receipt.signature
+    )
+
+
+async def test_a_bad_to_or_no_body_is_twilios_400(phones: Setup) -> None:
+    bad_to = await send_text(phones, to="555-0001")
+    assert bad_to.status_code == 400
+    assert bad_to.json()["code"] == 21211 and bad_to.json()["status"] == 400
+    assert "555-0001" not in bad_to.text  # a phone number is PHI, never in an error
+    no_body = await send_text(phones, Body="")
+    assert no_body.status_code == 400 and no_body.json()["code"] == 21602
+    no_to = await send_text(phones, to="")
+    assert no_to.status_code == 400 and no_to.json()["code"] == 21604
+
+
+async def test_a_text_to_an_unreachable_phone_ends_undelivered_30003(phones: Setup) -> None:
+    number = "+15551230002"
+    switched = await phones.client.post(
+        f"/_local/phones/{number}/unreachable", json={"unreachable": True}
+    )
+    assert switched.status_code == 200
+    await send_text(phones, to=number)
+    receipts = await eventually(lambda: len(phones.receiver.to("/v1/twilio/status")) == 2)
+    receipts = phones.receiver.to("/v1/twilio/status")
+    assert [r.params["MessageStatus"] for r in receipts] == ["sent", "undelivered"]
+    assert receipts[1].params["ErrorCode"] == "30003" and receipts[1].valid
+    state = (await phones.client.get(f"/_local/phones/{number}")).json()
+    assert state["messages"][0]["error_code"] == 30003
+
+
+async def test_a_reply_is_posted_signed_to_the_inbound_url_and_its_message_shown(
+    phones: Setup,
+) -> None:
+    number = "+15551230003"
+    await send_text(phones, to=number)
+    phones.receiver.answers["/v1/twilio/sms"] = (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        "<Response><Message>Alert A7 acknowledged, thank you</Message></Response>"
+    )
+    replied = await phones.client.post(f"/_local/phones/{number}/reply", json={"Body": "1"})
+    assert replied.status_code == 200
+    inbound = phones.receiver.to("/v1/twilio/sms")
+    assert len(inbound) == 1 and inbound[0].valid
+    params = inbound[0].params
+    assert params["From"] == number and params["To"] == PROVIDER_NUMBER
+    assert params["Body"] == "1" and params["NumMedia"] == "0"
+    assert params["AccountSid"] == ACCOUNT
+    assert re.fullmatch(r"SM[0-9a-f]{32}", params["MessageSid"])
+    assert replied.json()["callbacks"][0]["status_code"] == 200
+
+    state = (await phones.client.get(f"/_local/phones/{number}")).json()
+    newest = state["messages"][0]
+    assert newest["direction"] == "outbound-reply"
+    assert newest["body"] == "Alert A7 acknowledged, thank you"
+    assert newest["to"] == number and newest["from"] == PROVIDER_NUMBER
+    page = await phones.client.get(f"/phones/{number}")
+    assert page.status_code == 200
+    assert "Alert A7 acknowledged, thank you" in page.text
+    assert '<label for="body">' in page.text and "<h1>" in page.text
+
+
+async def test_stop_blocks_the_next_text_with_21610_until_start(phones: Setup) -> None:
+    number = "+15551230004"
+    assert (await send_text(phones, to=number)).status_code == 201
+    await phones.client.post(f"/_local/phones/{number}/reply", json={"Body": "STOP"})
+    assert phones.receiver.to("/v1/twilio/sms")[0].params["Body"] == "STOP"
+    refused = await send_text(phones, to=number)
+    assert refused.status_code == 400
+    assert refused.json()["code"] == 21610
+    await phones.client.post(f"/_local/phones/{number}/reply", json={"Body": "START"})
+    assert (await send_text(phones, to=number)).status_code == 201
+
+
+GATHER = (
+    "<Response>"
+    '<Gather numDigits="1" action="/v1/twilio/voice/ack" method="POST">'
+    "<Say>Alert A7. Press 1 to acknowledge.</Say></Gather>"
+    "<Say>We did not hear from you.</Say>"
+    "</Response>"
+)
+
+
+async def start_call(setup: Setup, to: str, **extra: str) -> dict[str, Any]:
+    form = {
+        "To": to,
+        "From": PROVIDER_NUMBER,
+        "Url": f"{NOTIFY}/v1/twilio/voice",
+        "StatusCallback": f"{NOTIFY}/v1/twilio/call-status",
+        **extra,
+    }
+    created = await setup.api.post(f"{BASE}/Calls.json", data=form)
+    assert created.status_code == 201, created.text
+    call: dict[str, Any] = created.json()
+    assert re.fullmatch(r"CA[0-9a-f]{32}", call["sid"]) and call["status"] == "queued"
+    assert call["direction"] == "outbound-api" and call["to"] == to
+    assert call["uri"] == f"{BASE}/Calls/{call['sid']}.json"
+
+    async def status() -> str:
+        return str((await setup.client.get(f"/_local/calls/{call['sid']}")).json()["status"])
+
+    deadline = asyncio.get_running_loop().time() + 10
+    while await status() != "ringing":
+        assert asyncio.get_running_loop().time() < deadline, "the call never rang"
+        await asyncio.sleep(0.01)
+    return call
+
+
+async def test_a_call_answered_gathers_1_and_completes(phones: Setup) -> None:
+    phones.receiver.answers["/v1/twilio/voice"] = GATHER
+    phones.receiver.answers["/v1/twilio/voice/ack"] = (
+        "<Response><Say>Acknowledged.</Say><Hangup/></Response>"
+    )
+    call = await start_call(phones, "+15551230005", MachineDetection="Enable")
+    sid = call["sid"]
+
+    answered = await phones.client.post(f"/_local/calls/{sid}/answer")
+    assert answered.status_code == 200
+    assert answered.json()["status"] == "in-progress"
+    assert answered.json()["waiting_for_digits"] is True
+    assert "says: Alert A7. Press 1 to acknowledge." in answered.json()["transcript"]
+    (fetch,) = phones.receiver.to("/v1/twilio/voice")
+    assert fetch.valid
+    assert fetch.params["CallSid"] == sid and fetch.params["AccountSid"] == ACCOUNT
+    assert fetch.params["CallStatus"] == "in-progress"
+    assert fetch.params["Direction"] == "outbound-api"
+    assert fetch.params["From"] == PROVIDER_NUMBER and fetch.params["To"] == "+15551230005"
+    assert fetch.params["AnsweredBy"] == "human"
+
+    pressed = await phones.client.post(f"/_local/calls/{sid}/press", json={"Digits": "1"})
+    assert pressed.status_code == 200
+    (action,) = phones.receiver.to("/v1/twilio/voice/ack")
+    assert action.valid and action.params["Digits"] == "1"
+    assert action.url == f"{NOTIFY}/v1/twilio/voice/ack"  # relative to the document
+    assert pressed.json()["status"] == "completed"
+    assert "says: Acknowledged." in pressed.json()["transcript"]
+
+    (completed,) = phones.receiver.to("/v1/twilio/call-status")  # only `completed` by default
+    assert completed.valid
+    assert completed.params["CallStatus"] == "completed"
+    assert completed.params["CallSid"] == sid
+    assert completed.params["CallDuration"].isdigit()
+    assert completed.params["CallbackSource"] == "call-progress-events"
+    fetched = await phones.api.get(f"{BASE}/Calls/{sid}.json")
+    assert fetched.json()["status"] == "completed" and fetched.json()["answered_by"] == "human"
+
+
+async def test_a_call_not_answered_reports_no_answer(phones: Setup) -> None:
+    call = await start_call(
+        phones, "+15551230006", StatusCallbackEvent="initiated ringing answered completed"
+    )
+    ended = await phones.client.post(f"/_local/calls/{call['sid']}/no-answer")
+    assert ended.json()["status"] == "no-answer"
+    events = phones.receiver.to("/v1/twilio/call-status")
+    assert [e.params["CallStatus"] for e in events] == ["initiated", "ringing", "no-answer"]
+    assert all(e.valid for e in events)
+    assert phones.receiver.to("/v1/twilio/voice") == []  # nobody answered: no TwiML fetched
+    too_late = await phones.client.post(f"/_local/calls/{call['sid']}/answer")
+    assert too_late.status_code == 409
+
+
+async def test_voicemail_is_answered_by_machine_start(phones: Setup) -> None:
+    phones.receiver.answers["/v1/twilio/voice"] = GATHER
+    call = await start_call(phones, "+15551230007", MachineDetection="Enable")
+    await phones.client.post(f"/_local/calls/{call['sid']}/machine")
+    (fetch,) = phones.receiver.to("/v1/twilio/voice")
+    assert fetch.params["AnsweredBy"] == "machine_start"
+    silent = await phones.client.post(f"/_local/calls/{call['sid']}/silence")
+    assert silent.json()["status"] == "completed"  # after the Gather: <Say>, then the end
+    assert "says: We did not hear from you." in silent.json()["transcript"]
+    (completed,) = phones.receiver.to("/v1/twilio/call-status")
+    assert completed.params["AnsweredBy"] == "machine_start"
+
+
+async def test_the_pages_list_the_phones_and_offer_the_call_buttons(phones: Setup) -> None:
+    phones.receiver.answers["/v1/twilio/voice"] = GATHER
+    call = await start_call(phones, "+15551230008")
+    index = await phones.client.get("/")
+    assert index.status_code == 200 and "+15551230008" in index.text
+    page = await phones.client.get("/phones/+15551230008")
+    for button in ("Answer", "Voicemail", "Hang up", "No answer", "Busy"):
+        assert f">{button}</button>" in page.text
+    answered = await phones.client.post(f"/phones/+15551230008/calls/{call['sid']}/answer")
+    assert answered.status_code == 303
+    page = await phones.client.get("/phones/+15551230008")
+    assert ">Press 1</button>" in page.text and '<label for="d-' in page.text
+    hung = await phones.client.post(f"/phones/+15551230008/calls/{call['sid']}/hangup")
+    assert hung.status_code == 303
+    assert (await phones.client.get(f"/_local/calls/{call['sid']}")).json()["status"] == (
+        "completed"
+    )
+
+
+def test_the_basic_credentials_are_the_ones_twilios_client_sends() -> None:
+    """What twilio-python puts in Authorization is what the provider checks."""
+    encoded = base64.b64encode(f"{ACCOUNT}:{TOKEN}".encode()).decode()
+    assert httpx.BasicAuth(ACCOUNT, TOKEN)._auth_header == f"Basic {encoded}"
