@@ -9,9 +9,13 @@ X-Twilio-Signature validates, and answers the TwiML a test sets.
 from __future__ import annotations
 
 import asyncio
-import base64
+import contextlib
+import os
 import re
-from collections.abc import AsyncIterator, Callable
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -19,8 +23,13 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI, Request, Response
+from twilio.base.exceptions import TwilioRestException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.http.response import Response as TwilioResponse
 from twilio.request_validator import RequestValidator
+from twilio.rest import Client
 
+from deploy.localstack import free_port
 from deploy.phones.app import create_app
 from deploy.phones.runtime import Runtime
 from deploy.phones.settings import PhonesSettings
@@ -110,8 +119,12 @@ async def send_text(setup: Setup, to: str = "+15551230001", **extra: str) -> htt
 
 async def test_the_rest_api_wants_the_accounts_basic_credentials(phones: Setup) -> None:
     form = {"To": "+15551230001", "From": PROVIDER_NUMBER, "Body": "hi"}
-    for auth in (None, (ACCOUNT, "wrong-token"), ("AC" + "1" * 32, TOKEN)):
-        refused = await phones.client.post(f"{BASE}/Messages.json", data=form, auth=auth)
+    url = f"{BASE}/Messages.json"
+    for refused in (
+        await phones.client.post(url, data=form),
+        await phones.client.post(url, data=form, auth=(ACCOUNT, "wrong-token")),
+        await phones.client.post(url, data=form, auth=("AC" + "1" * 32, TOKEN)),
+    ):
         assert refused.status_code == 401
         assert refused.json() == {
             "code": 20003,
@@ -366,7 +379,73 @@ async def test_the_pages_list_the_phones_and_offer_the_call_buttons(phones: Setu
     )
 
 
-def test_the_basic_credentials_are_the_ones_twilios_client_sends() -> None:
-    """What twilio-python puts in Authorization is what the provider checks."""
-    encoded = base64.b64encode(f"{ACCOUNT}:{TOKEN}".encode()).decode()
-    assert httpx.BasicAuth(ACCOUNT, TOKEN)._auth_header == f"Basic {encoded}"
+class _Redirected(TwilioHttpClient):
+    """twilio-python's own HTTP client, sent to the local provider instead of api.twilio.com."""
+
+    def __init__(self, base: str) -> None:
+        super().__init__(timeout=10)
+        self._base = base
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> TwilioResponse:
+        local = url.replace("https://api.twilio.com", self._base)
+        return super().request(method, local, *args, **kwargs)
+
+
+@pytest.fixture
+def served() -> Iterator[str]:
+    """`python -m deploy.phones` on a free port."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "PHONES_PORT": str(port),
+        "PHONES_ACCOUNT_SID": ACCOUNT,
+        "PHONES_AUTH_TOKEN": TOKEN,
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "deploy.phones"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{base}/readyz").status_code == 200:
+                    break
+            assert proc.poll() is None, "deploy.phones ended while starting"
+            assert time.monotonic() < deadline, "deploy.phones did not start in time"
+            time.sleep(0.05)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        if proc.stderr:
+            proc.stderr.close()
+
+
+def test_twilios_own_client_sends_texts_and_calls_through_the_server(served: str) -> None:
+    """The official client (its auth, its form encoding, its JSON parsing) works against
+    `python -m deploy.phones` unchanged, except for the base URL."""
+    client = Client(ACCOUNT, TOKEN, http_client=_Redirected(served))
+    message = client.messages.create(to="+15551230009", from_=PROVIDER_NUMBER, body="Alert A7")
+    assert message.sid.startswith("SM") and message.status == "queued"
+    assert message.date_created is not None and message.to == "+15551230009"
+    deadline = time.monotonic() + 10
+    while client.messages(message.sid).fetch().status != "delivered":
+        assert time.monotonic() < deadline, "the text was never delivered"
+        time.sleep(0.05)
+    call = client.calls.create(
+        to="+15551230009", from_=PROVIDER_NUMBER, url="http://127.0.0.1:9/voice"
+    )
+    assert call.sid.startswith("CA") and call.status == "queued"
+    canceled = client.calls(call.sid).update(status="canceled")
+    assert canceled.status == "canceled"
+    with pytest.raises(TwilioRestException) as refused:
+        client.messages.create(to="not a number", from_=PROVIDER_NUMBER, body="x")
+    assert refused.value.code == 21211 and refused.value.status == 400
+    wrong = Client(ACCOUNT, "wrong-token", http_client=_Redirected(served))
+    with pytest.raises(TwilioRestException) as unauthorised:
+        wrong.messages.create(to="+15551230009", from_=PROVIDER_NUMBER, body="x")
+    assert unauthorised.value.status == 401 and unauthorised.value.code == 20003
