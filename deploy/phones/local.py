@@ -8,8 +8,9 @@ listens on loopback, for one developer's machine or one test session.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
 
 from deploy.phones.messaging import Messaging
@@ -17,7 +18,20 @@ from deploy.phones.runtime import Runtime
 from deploy.phones.store import Call, Phone
 from deploy.phones.voice import CallError, Voice
 
-router = APIRouter(prefix="/_local")
+
+def same_origin(request: Request) -> None:
+    """Refuse a browser's cross-site request: the provider signs what a phone sends, and
+    notify trusts that signature, so another site open in the developer's browser must not
+    be able to post a reply ("1") or press a key through it. Browsers send Origin on every
+    cross-site POST; tests and curl send none."""
+    origin = request.headers.get("Origin")
+    if request.method in ("GET", "HEAD") or origin is None:
+        return
+    if urlsplit(origin).netloc != request.headers.get("Host"):
+        raise HTTPException(403, "cross-site request refused")
+
+
+router = APIRouter(prefix="/_local", dependencies=[Depends(same_origin)])
 
 
 class Reply(BaseModel):

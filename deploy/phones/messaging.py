@@ -56,6 +56,12 @@ class Messaging:
             raise errors.missing(
                 21617, "The concatenated message body exceeds the 1600 character limit."
             )
+        if from_ and from_ != self._rt.settings.number:  # not a number of this account
+            raise errors.missing(
+                21606,
+                "The From phone number is not a valid, SMS-capable inbound phone number or "
+                "short code for your account.",
+            )
         sender = from_ or self._rt.settings.number
         phone = self._rt.store.phone(to)
         if sender in phone.opted_out:

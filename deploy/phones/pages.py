@@ -4,7 +4,11 @@ the phone would have.
 
 Server-rendered with plain forms (POST, then a redirect back), so everything works with the
 keyboard and without a script; the one small inline script reloads the page every few seconds
-while nothing is being typed, so a new page or call shows up by itself. No external assets.
+while nobody is using it, so a new page or call shows up by itself. No external assets.
+
+A form POST from another site is refused (its Origin is not this server): the provider signs
+what a phone sends, and notify trusts those signatures, so a web page open in the developer's
+browser must not be able to acknowledge an alert through it.
 """
 
 from __future__ import annotations
@@ -12,17 +16,17 @@ from __future__ import annotations
 from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import DictLoader, Environment, select_autoescape
 
-from deploy.phones.local import perform
+from deploy.phones.local import perform, same_origin
 from deploy.phones.messaging import Messaging
 from deploy.phones.runtime import Runtime
 from deploy.phones.store import Call
 from deploy.phones.voice import CallError, Voice
 
-router = APIRouter()
+router = APIRouter(dependencies=[Depends(same_origin)])
 
 _LAYOUT = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -40,10 +44,13 @@ form.inline{display:inline} label{font-weight:600}
 <header><p><a href="/">All phones</a></p></header>
 <main>{% block main %}{% endblock %}</main>
 <script>
+// Reload while nobody is using the page: not while a control has the keyboard focus (a
+// keyboard user would be sent back to the top) nor while a field holds typed text.
 setInterval(function () {
-  var typing = Array.prototype.some.call(document.querySelectorAll("input[type=text]"),
-    function (f) { return f.value !== "" || f === document.activeElement; });
-  if (!typing) { location.reload(); }
+  var focused = document.activeElement && document.activeElement !== document.body;
+  var typed = Array.prototype.some.call(document.querySelectorAll("input[type=text]"),
+    function (f) { return f.value !== ""; });
+  if (!focused && !typed) { location.reload(); }
 }, 3000);
 </script>
 </body></html>"""

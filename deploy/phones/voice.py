@@ -52,14 +52,20 @@ class Voice:
             raise errors.missing(21213, "No 'From' number is specified")
         if not is_e164(to):
             raise errors.invalid_to()
+        if from_ != self._rt.settings.number:
+            raise errors.missing(
+                21210, "The source phone number provided is not yet verified for your account."
+            )
         url, document = form.get("Url") or None, form.get("Twiml") or None
         if url is None and document is None:
             raise errors.missing(21205, "Url parameter is required.")
+        if url is not None and not re.match(r"https?://[^/?#]+", url):
+            raise errors.missing(21205, "Url is not a valid URL.")
         wanted = {word.lower() for value in events for word in value.split()} or {"completed"}
         if not wanted <= EVENTS:
             raise errors.missing(21626, "Invalid StatusCallbackEvent")
         try:
-            timeout = min(max(int(form.get("Timeout", "60")), 5), 600)
+            timeout = min(max(int(form.get("Timeout", "60")), 1), 600)
         except ValueError:
             raise errors.missing(21217, "Invalid Timeout") from None
         call = Call(

@@ -379,6 +379,69 @@ async def test_the_pages_list_the_phones_and_offer_the_call_buttons(phones: Setu
     )
 
 
+async def test_a_call_unanswered_for_its_timeout_ends_no_answer(phones: Setup) -> None:
+    call = await start_call(phones, "+15551230010", Timeout="1")
+    completed = await eventually(lambda: phones.receiver.to("/v1/twilio/call-status"))
+    assert completed[0].params["CallStatus"] == "no-answer" and completed[0].valid
+    assert completed[0].params["CallSid"] == call["sid"]
+
+
+async def test_a_call_to_an_unreachable_phone_fails(phones: Setup) -> None:
+    number = "+15551230011"
+    await phones.client.post(f"/_local/phones/{number}/unreachable", json={"unreachable": True})
+    form = {"To": number, "From": PROVIDER_NUMBER, "Url": f"{NOTIFY}/v1/twilio/voice"}
+    form["StatusCallback"] = f"{NOTIFY}/v1/twilio/call-status"
+    assert (await phones.api.post(f"{BASE}/Calls.json", data=form)).status_code == 201
+    await phones.runtime.idle()
+    (completed,) = phones.receiver.to("/v1/twilio/call-status")
+    assert completed.params["CallStatus"] == "failed" and completed.valid
+
+
+async def test_a_get_url_and_a_relative_redirect_are_followed_signed(phones: Setup) -> None:
+    phones.receiver.answers["/v1/twilio/voice"] = (
+        '<Response><Say>One moment.</Say><Redirect method="POST">next</Redirect></Response>'
+    )
+    phones.receiver.answers["/v1/twilio/next"] = "<Response><Hangup/></Response>"
+    call = await start_call(phones, "+15551230012", Method="GET")
+    done = await phones.client.post(f"/_local/calls/{call['sid']}/answer")
+    assert done.json()["status"] == "completed"
+    (first,) = phones.receiver.to("/v1/twilio/voice")
+    assert "CallSid=" in first.url and first.params == {} and first.valid  # GET: in the query
+    (second,) = phones.receiver.to("/v1/twilio/next")
+    assert second.valid and second.params["CallSid"] == call["sid"]
+
+
+async def test_only_the_accounts_number_may_send(phones: Setup) -> None:
+    text = await send_text(phones, From="+15550009999")
+    assert text.status_code == 400 and text.json()["code"] == 21606
+    form = {"To": "+15551230013", "From": "+15550009999", "Url": f"{NOTIFY}/v1/twilio/voice"}
+    call = await phones.api.post(f"{BASE}/Calls.json", data=form)
+    assert call.status_code == 400 and call.json()["code"] == 21210
+    no_url = await phones.api.post(
+        f"{BASE}/Calls.json", data={**form, "From": PROVIDER_NUMBER, "Url": ""}
+    )
+    assert no_url.status_code == 400 and no_url.json()["code"] == 21205
+
+
+async def test_a_cross_site_form_cannot_act_for_a_phone(phones: Setup) -> None:
+    """Another site open in the developer's browser must not acknowledge an alert."""
+    number = "+15551230014"
+    await send_text(phones, to=number)
+    evil = {"Origin": "https://evil.example"}
+    refused = await phones.client.post(f"/phones/{number}/reply", data={"body": "1"}, headers=evil)
+    assert refused.status_code == 403
+    refused = await phones.client.post(
+        f"/_local/phones/{number}/reply", json={"Body": "1"}, headers=evil
+    )
+    assert refused.status_code == 403
+    assert phones.receiver.to("/v1/twilio/sms") == []
+    own = await phones.client.post(
+        f"/phones/{number}/reply", data={"body": "1"}, headers={"Origin": PHONES}
+    )
+    assert own.status_code == 303
+    assert phones.receiver.to("/v1/twilio/sms")[0].params["Body"] == "1"
+
+
 class _Redirected(TwilioHttpClient):
     """twilio-python's own HTTP client, sent to the local provider instead of api.twilio.com."""
 
