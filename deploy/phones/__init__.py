@@ -23,18 +23,21 @@ Twilio's REST API (basic auth AccountSid:AuthToken; 401/20003 otherwise):
     POST /2010-04-01/Accounts/{AccountSid}/Messages.json   To, From | MessagingServiceSid,
         Body, StatusCallback -> 201 Message (status queued); then StatusCallback gets sent and
         delivered (undelivered, ErrorCode 30003, for an unreachable phone). Errors: 21604 no
-        To, 21603 no From, 21211 bad To, 21602 no Body, 21617 body over 1600, 21610 opted out.
+        To, 21603 no From, 21606 From not the account's number (PHONES_NUMBER), 21211 bad To,
+        21602 no Body, 21617 body over 1600, 21610 opted out (the phone texted STOP).
     GET  .../Messages/{sid}.json
     POST .../Calls.json   To, From, Url (+Method) | Twiml, StatusCallback (+Method),
         StatusCallbackEvent (initiated ringing answered completed; default completed),
-        MachineDetection, Timeout (default 60 s: then no-answer) -> 201 Call (status queued).
-        Errors: 21201 no To, 21213 no From, 21211 bad To, 21205 no Url/Twiml.
+        MachineDetection (AnsweredBy human or machine_start), Timeout (1-600 s, default 60:
+        then no-answer) -> 201 Call (status queued). Errors: 21201 no To, 21213 no From,
+        21210 From not the account's number, 21211 bad To, 21205 no or bad Url (nor Twiml).
     GET  .../Calls/{sid}.json;  POST .../Calls/{sid}.json Status=canceled|completed
 
 Pages: GET / (the phones), GET /phones/{number} (texts and calls, newest first, reply box,
 call buttons).
 
-Test API (JSON, no auth, loopback only):
+Test API (JSON, no auth, loopback only; like the pages' forms, a browser's cross-site POST,
+one with a foreign Origin, is refused with 403):
     GET  /_local/phones                      {"phones": [numbers]}
     GET  /_local/phones/{number}             {number, unreachable, opted_out_from,
         messages: [...], calls: [...]} newest first; each message is Twilio's resource plus

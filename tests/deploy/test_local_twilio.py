@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -512,3 +513,67 @@ def test_twilios_own_client_sends_texts_and_calls_through_the_server(served: str
     with pytest.raises(TwilioRestException) as unauthorised:
         wrong.messages.create(to="+15551230009", from_=PROVIDER_NUMBER, body="x")
     assert unauthorised.value.status == 401 and unauthorised.value.code == 20003
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+async def _accessible(page: Any) -> None:
+    """axe-core: no serious or critical violation (labels, names, contrast, landmarks)."""
+    from axe_playwright_python.async_playwright import Axe
+
+    results = await Axe().run(page)
+    bad = [
+        (v["id"], [n["target"] for n in v["nodes"]][:3])
+        for v in results.response["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+    assert not bad, f"{page.url}: {bad}"
+
+
+async def _tab_to(page: Any, selector: str, limit: int = 40) -> None:
+    """Tab until `selector` has the focus: the page works by keyboard alone."""
+    for _ in range(limit):
+        if await page.evaluate("(s) => document.activeElement.matches(s)", selector):
+            return
+        await page.keyboard.press("Tab")
+    raise AssertionError(f"{selector} cannot be reached with Tab")
+
+
+@pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason=f"no Chromium at {CHROMIUM}")
+async def test_the_phone_pages_are_accessible_and_work_by_keyboard(served: str) -> None:
+    from playwright.async_api import async_playwright, expect
+
+    number = "+15551230015"
+    async with httpx.AsyncClient(base_url=served, auth=(ACCOUNT, TOKEN)) as api:
+        form = {"To": number, "From": PROVIDER_NUMBER, "Body": "Alert A7: reply 1"}
+        assert (await api.post(f"{BASE}/Messages.json", data=form)).status_code == 201
+        form = {"To": number, "From": PROVIDER_NUMBER, "Url": "http://127.0.0.1:9/voice"}
+        call = (await api.post(f"{BASE}/Calls.json", data=form)).json()
+        deadline = time.monotonic() + 10
+        while (await api.get(f"{BASE}/Calls/{call['sid']}.json")).json()["status"] != "ringing":
+            assert time.monotonic() < deadline, "the call never rang"
+            await asyncio.sleep(0.02)
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM)
+        try:
+            page = await browser.new_page()
+            await page.goto(served + "/")
+            await _accessible(page)
+            await _tab_to(page, 'a[href^="/phones/"]')
+            await page.keyboard.press("Enter")
+            await page.wait_for_url(re.compile(r"/phones/"))
+            await expect(page.get_by_role("heading", level=1)).to_have_text(f"Phone {number}")
+            await _accessible(page)
+            await _tab_to(page, 'form[action$="/answer"] button')
+            await page.keyboard.press("Enter")
+            # Its Url answers nothing (a closed port): Twilio's application error, then the end.
+            await expect(page.get_by_text("application error (11200)", exact=False)).to_be_visible()
+            await page.get_by_label("Reply by text").fill("1")
+            await page.keyboard.press("Enter")
+            await expect(
+                page.get_by_role("heading", name=re.compile("Sent by this phone"))
+            ).to_be_visible()
+            await _accessible(page)
+        finally:
+            await browser.close()
