@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from deploy.phones.messaging import Messaging
 from deploy.phones.runtime import Runtime
+from deploy.phones.settings import is_e164
 from deploy.phones.store import Call, Phone
 from deploy.phones.voice import CallError, Voice
 
@@ -76,8 +77,16 @@ async def phone(request: Request, number: str) -> dict[str, Any]:
     return phone_json(found)
 
 
+def e164(number: str) -> str:
+    """A phone is an E.164 number; anything else in the path is no phone of this provider."""
+    if not is_e164(number):
+        raise HTTPException(404, "no such phone: phones are E.164 numbers")
+    return number
+
+
 @router.post("/phones/{number}/reply")
 async def reply(request: Request, number: str, body: Reply) -> dict[str, Any]:
+    e164(number)
     messaging: Messaging = request.app.state.messaging
     message = await messaging.reply(number, body.Body, body.To)
     return message.as_json()
@@ -85,6 +94,7 @@ async def reply(request: Request, number: str, body: Reply) -> dict[str, Any]:
 
 @router.post("/phones/{number}/unreachable")
 async def unreachable(request: Request, number: str, body: Reachable) -> dict[str, Any]:
+    e164(number)
     found = _runtime(request).store.phone(number)
     found.unreachable = body.unreachable
     return phone_json(found)

@@ -73,7 +73,8 @@ class Messaging:
             from_=sender,
             body=body,
             direction="outbound-api",
-            status="queued",
+            # Twilio: "accepted" when a Messaging Service is to pick the sender
+            status="accepted" if service and not from_ else "queued",
             status_callback=form.get("StatusCallback") or None,
             messaging_service_sid=service,
         )

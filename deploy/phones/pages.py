@@ -20,7 +20,7 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import DictLoader, Environment, select_autoescape
 
-from deploy.phones.local import perform, same_origin
+from deploy.phones.local import e164, perform, same_origin
 from deploy.phones.messaging import Messaging
 from deploy.phones.runtime import Runtime
 from deploy.phones.store import Call
@@ -175,7 +175,7 @@ async def phone_page(request: Request, number: str) -> str:
 @router.post("/phones/{number}/reply")
 async def reply(request: Request, number: str, body: Annotated[str, Form()]) -> RedirectResponse:
     messaging: Messaging = request.app.state.messaging
-    await messaging.reply(number, body[:1600])
+    await messaging.reply(e164(number), body[:1600])
     return _back(number)
 
 
@@ -183,7 +183,7 @@ async def reply(request: Request, number: str, body: Annotated[str, Form()]) -> 
 async def reachable(
     request: Request, number: str, unreachable: Annotated[str, Form()]
 ) -> RedirectResponse:
-    _runtime(request).store.phone(number).unreachable = unreachable == "true"
+    _runtime(request).store.phone(e164(number)).unreachable = unreachable == "true"
     return _back(number)
 
 

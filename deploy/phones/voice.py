@@ -159,13 +159,18 @@ class Voice:
         return call
 
     async def silence(self, sid: str) -> Call:
-        """The <Gather> times out with no input: Twilio goes on with the verbs after it."""
+        """The <Gather> times out: the digits pressed so far go to its action, as Twilio sends
+        them; with none, Twilio goes on with the verbs after it."""
         call = self.call(sid)
         async with self._locks[sid]:
             self._expect(call, "in-progress")
             gathering = call.gathering
             if gathering is None:
                 raise CallError("no <Gather> is waiting for input")
+            if gathering.digits:
+                call.transcript.append("no more input")
+                await self._submit(call, gathering, None)
+                return call
             call.gathering = None
             call.transcript.append("no input")
             await self._run(call, gathering.rest, gathering.document_url, 0)

@@ -246,6 +246,11 @@ async def test_a_reply_is_posted_signed_to_the_inbound_url_and_its_message_shown
     page = await phones.client.get(f"/phones/{number}")
     assert page.status_code == 200
     assert "Alert A7 acknowledged, thank you" in page.text
+    await phones.client.post(f"/_local/phones/{number}/reply", json={"Body": "<b>ack</b>"})
+    page = await phones.client.get(f"/phones/{number}")
+    assert "&lt;b&gt;ack&lt;/b&gt;" in page.text and "<b>ack" not in page.text
+    not_a_phone = await phones.client.post("/_local/phones/nobody/reply", json={"Body": "1"})
+    assert not_a_phone.status_code == 404
     assert '<label for="body">' in page.text and "<h1>" in page.text
 
 
@@ -378,6 +383,30 @@ async def test_the_pages_list_the_phones_and_offer_the_call_buttons(phones: Setu
     assert (await phones.client.get(f"/_local/calls/{call['sid']}")).json()["status"] == (
         "completed"
     )
+
+
+async def test_a_gather_without_num_digits_ends_on_finish_key_or_timeout(phones: Setup) -> None:
+    phones.receiver.answers["/v1/twilio/voice"] = (
+        '<Response><Gather action="/v1/twilio/code"><Say>Enter the code.</Say></Gather></Response>'
+    )
+    phones.receiver.answers["/v1/twilio/code"] = (
+        '<Response><Gather action="/v1/twilio/code2"><Say>Again.</Say></Gather></Response>'
+    )
+    call = await start_call(phones, "+15551230016")
+    sid = call["sid"]
+    await phones.client.post(f"/_local/calls/{sid}/answer")
+    await phones.client.post(f"/_local/calls/{sid}/press", json={"Digits": "12"})
+    assert phones.receiver.to("/v1/twilio/code") == []  # still listening
+    await phones.client.post(f"/_local/calls/{sid}/press", json={"Digits": "3#"})
+    (code,) = phones.receiver.to("/v1/twilio/code")
+    assert code.params["Digits"] == "123" and code.params["FinishedOnKey"] == "#"
+    await phones.client.post(f"/_local/calls/{sid}/press", json={"Digits": "45"})
+    timed_out = await phones.client.post(f"/_local/calls/{sid}/silence")
+    (code2,) = phones.receiver.to("/v1/twilio/code2")
+    assert code2.params["Digits"] == "45" and "FinishedOnKey" not in code2.params
+    assert timed_out.json()["status"] == "completed"  # the answer was empty: the call ends
+    bad = await phones.client.post(f"/_local/calls/{sid}/press", json={"Digits": "x"})
+    assert bad.status_code == 422
 
 
 async def test_a_call_unanswered_for_its_timeout_ends_no_answer(phones: Setup) -> None:
