@@ -88,7 +88,7 @@ _PHONE = """{% extends "layout" %}{% block title %}{{ phone.number }}{% endblock
 <article aria-labelledby="h-{{ call.sid }}">
 <h3 id="h-{{ call.sid }}">Call from {{ call.from_ }} — {{ call.status }}
  {%- if call.answered_by %} ({{ call.answered_by }}){% endif %}</h3>
-<p class="meta">{{ call.date_created.strftime("%H:%M:%S") }} · {{ call.sid }}</p>
+<p class="meta">{{ call.date_created.strftime("%H:%M:%S UTC") }} · {{ call.sid }}</p>
 {% if call.transcript %}<ol>{% for line in call.transcript %}<li>{{ line }}</li>{% endfor %}
 </ol>{% endif %}
 {% if not call.ended %}<div role="group" aria-label="Call actions">
@@ -122,7 +122,7 @@ _PHONE = """{% extends "layout" %}{% block title %}{{ phone.number }}{% endblock
 <h3>{{ "Sent by this phone to " ~ m.to if m.direction == "inbound"
  else "Text from " ~ m.from_ }} — {{ m.status }}{% if m.error_code %}
  (error {{ m.error_code }}){% endif %}</h3>
-<p class="meta">{{ m.date_created.strftime("%H:%M:%S") }} · {{ m.sid }}</p>
+<p class="meta">{{ m.date_created.strftime("%H:%M:%S UTC") }} · {{ m.sid }}</p>
 <p>{{ m.body }}</p>
 </article>
 {% endif %}
