@@ -18,6 +18,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import secrets
 import signal
 import sys
 import threading
@@ -48,10 +49,11 @@ class Service:
     name: str
     default_port: int
     color: str  # ANSI colour of its console prefix
+    module_name: str | None = None  # when not services.<name>
 
     @property
     def module(self) -> str:
-        return f"services.{self.name}"
+        return self.module_name or f"services.{self.name}"
 
     def port(self, env: Mapping[str, str]) -> int:
         return int(env.get(f"{self.name.upper()}_PORT", self.default_port))
@@ -73,6 +75,12 @@ SERVICES = (
 CONSOLE = Service("console", 8004, "32")
 #: What `make run` starts (the benchmarks and `make chaos` start the three services only).
 EVERYTHING = (*SERVICES, CONSOLE)
+#: The local Twilio stand-in (deploy/phones): started first, beside notify, when no real
+#: Twilio account is configured (TWILIO_ACCOUNT_SID unset), so paging by SMS and voice works
+#: on a laptop; its pages are the clinicians' phones.
+PHONES = Service("phones", 8005, "34", module_name="deploy.phones")
+#: The number the local provider texts and calls from (a fictional 555-01xx number).
+LOCAL_TWILIO_NUMBER = "+15555550100"
 
 
 class _Shutdown(BaseException):
@@ -134,6 +142,31 @@ def local_secret(data_dir: Path, name: str, make: Callable[[], str]) -> Path:
     return path
 
 
+def _new_account_sid() -> str:
+    return "AC" + secrets.token_hex(16)
+
+
+def _new_auth_token() -> str:
+    return secrets.token_hex(16)
+
+
+def _local_twilio(env: dict[str, str], data_dir: Path) -> None:
+    """The local provider's account (made once, kept with the other secrets), given to it as
+    PHONES_* and to notify as TWILIO_*, as a real account would be; replies go to notify."""
+    sid = local_secret(data_dir, "twilio-account-sid", _new_account_sid).read_text().strip()
+    token = local_secret(data_dir, "twilio-auth-token", _new_auth_token).read_text().strip()
+    number = env.setdefault("PHONES_NUMBER", LOCAL_TWILIO_NUMBER)
+    env.update(
+        PHONES_ACCOUNT_SID=sid,
+        PHONES_AUTH_TOKEN=token,
+        TWILIO_ACCOUNT_SID=sid,
+        TWILIO_AUTH_TOKEN=token,
+        TWILIO_API_BASE=PHONES.url(env),
+        TWILIO_FROM_NUMBER=number,
+    )
+    env.setdefault("PHONES_SMS_URL", env["NOTIFY_URL"] + "/v1/twilio/sms")
+
+
 def run(
     data_dir: Path = DEFAULT_DATA_DIR,
     services: Sequence[Service] = EVERYTHING,
@@ -152,6 +185,8 @@ def run(
     if lock is None:
         console.say(f"another `make run` is already running on {data_dir}")
         return 1
+    if any(s.name == "notify" for s in services) and not env.get("TWILIO_ACCOUNT_SID"):
+        services = (PHONES, *services)
     for service in services:
         if port_in_use(service.port(env)):
             console.say(
@@ -175,6 +210,8 @@ def run(
         env["CONSOLE_SESSION_KEYS"] = sealed.read_text().strip()
     for service in services:  # the console finds the services where this run starts them
         env.setdefault(f"{service.name.upper()}_URL", service.url(env))
+    if PHONES in services:
+        _local_twilio(env, data_dir)
 
     stack_log = logging.getLogger("deploy.localstack")
     stack_log.addHandler(_ConsoleLogHandler(console))

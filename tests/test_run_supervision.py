@@ -8,12 +8,14 @@ the session stack is disturbed.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,12 +34,15 @@ class Run:
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
-        self.ports = {name: free_port() for name in ("intake", "risk", "notify", "console")}
+        self.ports = {
+            name: free_port() for name in ("intake", "risk", "notify", "console", "phones")
+        }
         self.console = data_dir / "console.log"
         env = {
             k: v
             for k, v in os.environ.items()
             if k not in ("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS", "API_KEYS_BOOTSTRAP")
+            and not k.startswith(("TWILIO_", "PHONES_"))
         }
         env.update({f"{n.upper()}_PORT": str(p) for n, p in self.ports.items()}, NO_COLOR="1")
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -145,6 +150,26 @@ def test_make_run_starts_again_whatever_dies_and_stops_on_sigterm(run: Run) -> N
     assert run.request("console", "/readyz")[0] == 200
     with urllib.request.urlopen(run.url("console") + "/login", timeout=10) as login:
         assert 'name="key"' in login.read().decode()
+    # No Twilio account configured: the local stand-in runs beside notify, with the run's own
+    # generated account, and notify is told where it is.
+    assert f"phones  {run.url('phones')}" in run.text()
+    account = (run.data_dir / "secrets" / "twilio-account-sid").read_text().strip()
+    token = (run.data_dir / "secrets" / "twilio-auth-token").read_text().strip()
+    text = urllib.request.Request(
+        f"{run.url('phones')}/2010-04-01/Accounts/{account}/Messages.json",
+        data=urllib.parse.urlencode(
+            {"To": "+15551230001", "From": "+15555550100", "Body": "hi"}
+        ).encode(),
+        headers={
+            "Authorization": "Basic " + base64.b64encode(f"{account}:{token}".encode()).decode()
+        },
+    )
+    with urllib.request.urlopen(text, timeout=10) as created:
+        assert created.status == 201
+    notify_env = psutil.Process(run.service_pid("notify")).environ()
+    assert notify_env["TWILIO_API_BASE"] == run.url("phones")
+    assert notify_env["TWILIO_ACCOUNT_SID"] == account
+    assert notify_env["TWILIO_FROM_NUMBER"] == "+15555550100"
     notify = run.service_pid("notify")
     os.kill(notify, signal.SIGKILL)
     run.said("notify killed by SIGKILL")
