@@ -36,6 +36,7 @@ from tests.support.keys import (
     HOTLINE2,
     SUPERVISOR,
 )
+from tests.support.services import ServiceProcesses
 
 CANARY = {"name": "Audit Canary Person", "phone": "+1 555 0142 9931"}
 CANARY_NOTES = "audit canary note: keeps pills in the kitchen drawer"
@@ -297,3 +298,21 @@ async def test_retention_retires_a_prefix_anchored_by_a_checkpoint(lone_trail: s
         await conn.close()
     cut = _verify(lone_trail)
     assert cut.returncode == 1 and "entry 6" in cut.stdout, cut.stdout
+
+
+async def test_reads_of_a_screenings_assessments_reach_the_trail(
+    intake: httpx.AsyncClient, services: ServiceProcesses
+) -> None:
+    sid = (await intake.post("/v1/screenings", json=screening(HIGH_CSSRS), headers=HOTLINE)).json()[
+        "id"
+    ]
+    deadline = time.monotonic() + 10
+    async with httpx.AsyncClient(base_url=services.url("risk"), headers=CLINICIAN) as risk:
+        while (
+            read := await risk.get("/v1/assessments", params={"screening_id": sid})
+        ).status_code != 200:
+            assert time.monotonic() < deadline, read.text
+            await asyncio.sleep(0.1)
+    resource = f"screening/{sid}"  # reads before risk had assessed it: outcome not_found
+    got = await _entries(intake, 1, action="assessments_of", resource=resource, outcome="success")
+    assert [(e["service"], e["actor"]) for e in got] == [("risk", "dr-lee")]
