@@ -540,3 +540,40 @@ async def test_an_entry_dropped_as_already_processed_is_missing_by_number(
     await _put_back(db, row)
     again = _verify(database_url)
     assert again.returncode == 0, again.stdout
+
+
+async def test_retention_of_numbered_entries_is_signed_and_a_forged_record_is_caught(
+    lone_trail: str,
+) -> None:
+    """Retention removes numbered entries too; its signed record says up to which number each
+    service's entries are gone, so the rest still verify. A record forged (the database cannot
+    check a signature) lets a delete through, but not past verify."""
+    conn = await asyncpg.connect(asyncpg_dsn(lone_trail))
+    try:
+        await _queue(conn, 3)
+        await _deliver(conn)  # entries 6-8, intake's numbers 1-3
+        assert await write_checkpoint(conn, signing_key(AUDIT_SIGNING_KEY)) == 8
+        await _queue(conn, 1)
+        await _deliver(conn)  # entry 9, number 4
+        key = signing_key(AUDIT_SIGNING_KEY)
+        assert await retire(conn, key, before=datetime.now(UTC) + timedelta(days=1)) == 7
+        marks = await conn.fetchval("SELECT marks FROM intake.audit_prunings")
+        assert json.loads(marks) == {"intake": 2}
+    finally:
+        await conn.close()
+    kept = _verify(lone_trail)
+    assert kept.returncode == 0 and "2 entries verified" in kept.stdout, kept.stdout
+    conn = await asyncpg.connect(asyncpg_dsn(lone_trail))
+    try:
+        await conn.execute(
+            "INSERT INTO intake.audit_prunings (before_seq, hash, at, marks, key_id, signature)"
+            " SELECT 9, hash, now(), '{}', 'x', 'AA==' FROM intake.audit_log WHERE seq = 9;"
+            "INSERT INTO intake.audit_checkpoints (seq, hash, at, key_id, signature)"
+            " SELECT 9, hash, now(), 'x', 'AA==' FROM intake.audit_log WHERE seq = 9"
+        )
+        assert await _as_the_services(conn, "DELETE FROM intake.audit_log WHERE seq < 9")
+    finally:
+        await conn.close()
+    cut = _verify(lone_trail)
+    assert cut.returncode == 1, cut.stdout
+    assert "checkpoint at entry 9 has a bad signature" in cut.stdout, cut.stdout
