@@ -82,7 +82,8 @@ def _pruning_payload(before_seq: int, chain_hash: str, at: datetime, marks: str)
 
 
 def marks_text(marks: dict[str, int]) -> str:
-    """Per service, the highest entry number retention removed: the form that is signed."""
+    """Per service and lane (`intake/3`), the highest entry number retention removed: the form
+    that is signed."""
     return json.dumps(dict(sorted(marks.items())), separators=(",", ":"))
 
 

@@ -1,13 +1,14 @@
 """Each service's numbering of its audit entries, checked: a number missing is an entry lost.
 
-A service's outbox numbers its audit entries 1, 2, 3, … at commit (shared/migrations/0006), and
-the number travels in the entry, covered by its chain hash. An entry deleted from the outbox
-before the relay sent it, or dropped by the consumer because its id was put in
-`processed_events` first, never reaches the chain, so the chain alone cannot show it; its
-number's absence can. Expected per service: every number after the highest one retention
-removed (the signed pruning record's marks) up to the service's counter; a number still in the
-service's outbox (or set aside there) is on its way, not missing. One that was sent but not yet
-appended (a moment in transit) is given `grace` seconds before it is reported.
+A service's outbox numbers its audit entries at commit (shared/migrations/0006) in 16 lanes,
+each counting 1, 2, 3, … without gaps (number = count * 16 + lane), and the number travels in
+the entry, covered by its chain hash. An entry deleted from the outbox before the relay sent it,
+or dropped by the consumer because its id was put in `processed_events` first, never reaches the
+chain, so the chain alone cannot show it; its number's absence can. Expected per service and
+lane: every count after the highest one retention removed (the signed pruning record's marks,
+keyed `service/lane`) up to the lane's counter; a number still in the service's outbox (or set
+aside there) is on its way, not missing. One that was sent but not yet appended (a moment in
+transit) is given `grace` seconds before it is reported.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ import asyncpg
 
 from shared.migrate import SERVICES
 from shared.topics import AUDIT_EVENTS
+
+#: The counters a service numbers its entries with (shared/migrations/0006).
+LANES = 16
 
 _TRAIL = """
     SELECT service, service_seq FROM intake.audit_log WHERE service_seq IS NOT NULL
@@ -39,16 +43,14 @@ async def _queued(conn: asyncpg.Connection, service: str) -> set[int]:
     return numbers
 
 
-def _spans(numbers: list[int], most: int = 10) -> str:
-    """`3, 7-9, 12` (the first `most` spans)."""
-    spans: list[tuple[int, int]] = []
-    for n in numbers:
-        if spans and spans[-1][1] == n - 1:
-            spans[-1] = (spans[-1][0], n)
-        else:
-            spans.append((n, n))
-    text = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans[:most])
-    return text + (", …" if len(spans) > most else "")
+def _listed(numbers: list[int], most: int = 10) -> str:
+    """`3, 19, 35` (the first `most`)."""
+    return ", ".join(map(str, numbers[:most])) + (", …" if len(numbers) > most else "")
+
+
+def mark_key(service: str, number: int) -> str:
+    """The key of a retention record's marks for the lane of `number`."""
+    return f"{service}/{number % LANES}"
 
 
 async def _problems(conn: asyncpg.Connection, floors: Mapping[str, int]) -> dict[str, str]:
@@ -58,27 +60,31 @@ async def _problems(conn: asyncpg.Connection, floors: Mapping[str, int]) -> dict
     found: dict[str, str] = {}
     for service in sorted({*SERVICES, *trail}):
         seen = trail.get(service, Counter())
-        counter = 0
+        counters: dict[int, int] = {}
         if service in SERVICES:
-            counter = int(await conn.fetchval(f"SELECT n FROM {service}.audit_counter") or 0)
-        floor = floors.get(service, 0)
+            for row in await conn.fetch(f"SELECT lane, n FROM {service}.audit_counter"):
+                counters[int(row["lane"])] = int(row["n"])
         twice = sorted(n for n, times in seen.items() if times > 1)
         if twice:
-            found[service] = f"{service}: entry numbers {_spans(twice)} are in the trail twice"
+            found[service] = f"{service}: entry numbers {_listed(twice)} are in the trail twice"
             continue
-        beyond = sorted(n for n in seen if n > counter) if service in SERVICES else []
+        beyond = sorted(n for n in seen if n // LANES > counters.get(n % LANES, 0))
         if beyond:
             found[service] = (
-                f"{service}: entry numbers {_spans(beyond)} are past the service's counter"
-                f" ({counter}: it was set back)"
+                f"{service}: entry numbers {_listed(beyond)} are past the service's counters"
+                " (they were set back)"
             )
             continue
-        expected = set(range(floor + 1, counter + 1))
+        expected = {
+            count * LANES + lane
+            for lane, top in counters.items()
+            for count in range(floors.get(f"{service}/{lane}", lane) // LANES + 1, top + 1)
+        }
         missing = sorted(expected - set(seen) - await _queued(conn, service))
         if missing:
             found[service] = (
-                f"{service}: entry numbers {_spans(missing)} are missing from the trail"
-                f" (of {floor + 1}-{counter}; deleted before they reached it)"
+                f"{service}: entry numbers {_listed(missing)} are missing from the trail"
+                " (deleted before they reached it)"
             )
     return found
 

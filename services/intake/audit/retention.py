@@ -4,10 +4,10 @@ Entries older than `AUDIT_RETENTION_DAYS` (six years by default: HIPAA's retenti
 records) are removed as a prefix, up to the newest entry older than the cut-off that a signed
 checkpoint names, which is kept: the checkpoint vouches for its hash, so `triage audit verify`
 anchors the kept chain there. Each pruning leaves a signed record (`intake.audit_prunings`): the
-first entry kept and, per service, the highest entry number removed so far, so verify knows the
-missing prefix was retention's and where each service's numbering resumes. The database lets the
-delete through only when such a record covers it (intake migration 0013); a prefix removed any
-other way fails verification.
+first entry kept and, per service and numbering lane, the highest entry number removed so far,
+so verify knows the missing prefix was retention's and where each service's numbering resumes.
+The database lets the delete through only when such a record covers it (intake migration 0013);
+a prefix removed any other way fails verification.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import asyncpg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from services.intake.audit.checkpoints import marks_text, sign_pruning
+from services.intake.audit.numbering import LANES, mark_key
 from shared.events import utcnow
 
 _ANCHOR = """
@@ -30,7 +31,7 @@ _ANCHOR = """
 _PREVIOUS = "SELECT marks FROM intake.audit_prunings ORDER BY before_seq DESC LIMIT 1"
 _REMOVED = """
     SELECT service, max(service_seq) AS mark FROM intake.audit_log
-     WHERE seq < $1 AND service_seq IS NOT NULL GROUP BY service
+     WHERE seq < $1 AND service_seq IS NOT NULL GROUP BY service, service_seq % $2
 """
 _RECORD = """
     INSERT INTO intake.audit_prunings (before_seq, hash, at, marks, key_id, signature)
@@ -49,8 +50,9 @@ async def retire(conn: asyncpg.Connection, key: Ed25519PrivateKey, *, before: da
             return 0  # retired by an earlier pass
         previous = await conn.fetchval(_PREVIOUS)
         marks: dict[str, int] = json.loads(previous) if previous else {}
-        for row in await conn.fetch(_REMOVED, anchor["seq"]):
-            marks[row["service"]] = max(marks.get(row["service"], 0), int(row["mark"]))
+        for row in await conn.fetch(_REMOVED, anchor["seq"], LANES):
+            lane = mark_key(row["service"], int(row["mark"]))
+            marks[lane] = max(marks.get(lane, 0), int(row["mark"]))
         text, at = marks_text(marks), utcnow()
         key_id, signature = sign_pruning(key, anchor["seq"], anchor["hash"], at, text)
         await conn.execute(_RECORD, anchor["seq"], anchor["hash"], at, text, key_id, signature)

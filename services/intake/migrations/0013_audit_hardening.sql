@@ -3,8 +3,9 @@
 --   * each entry keeps its service's number (`service_seq`, shared/migrations/0006), covered by
 --     its chain hash; entries from before this migration have none;
 --   * retention writes a signed record of each pruning (`audit_prunings`: the first entry kept
---     and, per service, the highest number removed so far), and may delete only entries such a
---     record covers: a session that sets triage.audit_retention alone can no longer delete;
+--     and, per service and numbering lane, the highest number removed so far), and may delete
+--     only entries such a record covers: a session that sets triage.audit_retention alone can
+--     no longer delete;
 --   * the chain's head may only move forward, to the last entry of the chain.
 
 ALTER TABLE intake.audit_log ADD COLUMN service_seq bigint;
@@ -13,7 +14,7 @@ CREATE TABLE intake.audit_prunings (
     before_seq  bigint      PRIMARY KEY,  -- the first entry kept (a checkpoint names it)
     hash        text        NOT NULL,     -- its hash
     at          timestamptz NOT NULL,
-    marks       text        NOT NULL,     -- JSON: per service, the highest number removed so far
+    marks       text        NOT NULL,     -- JSON: per service/lane, the highest number removed
     key_id      text        NOT NULL,
     signature   text        NOT NULL
 );
