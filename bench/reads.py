@@ -64,7 +64,12 @@ async def audit_trail(database_url: str, signing_key: str) -> dict[str, object]:
     verify = await asyncio.to_thread(
         subprocess.run,
         [str(triage), "audit", "verify"],
-        env={**os.environ, "DATABASE_URL": database_url, "AUDIT_SIGNING_KEY": signing_key},
+        env={  # the signing key's own public half, whatever AUDIT_VERIFY_KEY the shell has
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "AUDIT_VERIFY_KEY": "",
+            "AUDIT_SIGNING_KEY": signing_key,
+        },
         capture_output=True,
         text=True,
         timeout=600,

@@ -32,7 +32,7 @@ from typing import IO
 from deploy.localstack import PROJECT_ROOT, LocalStack, LocalStackError, port_in_use
 from deploy.supervise import Child, Console, Supervisor, print_tail, wait_ready
 from services.console.session import new_session_key
-from services.intake.audit.checkpoints import new_signing_key
+from services.intake.audit.checkpoints import new_signing_key, public_key_text, signing_key
 from shared.auth.credentials import new_key
 from shared.phi import new_phi_key
 
@@ -203,6 +203,11 @@ def run(
     if not env.get("AUDIT_SIGNING_KEY"):
         signing = local_secret(data_dir, "audit-signing-key", new_signing_key)
         env["AUDIT_SIGNING_KEY"] = signing.read_text().strip()
+    if not env.get("AUDIT_VERIFY_KEY"):  # what `triage audit verify` needs: the public half
+        env["AUDIT_VERIFY_KEY"] = public_key_text(signing_key(env["AUDIT_SIGNING_KEY"]))
+    verify_key = data_dir / "secrets" / "audit-verify-key"  # for `triage` in another shell
+    verify_key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    verify_key.write_text(env["AUDIT_VERIFY_KEY"] + "\n")
     if not env.get("PHI_KEYS"):
         env["PHI_KEYS"] = local_secret(data_dir, "phi-keys", new_phi_key).read_text().strip()
     if not env.get("CONSOLE_SESSION_KEYS"):

@@ -48,6 +48,8 @@ FIELDS = (
     "correlation_id",
     "reason",
 )
+#: Added later: in the canonical form only when set, so entries written before it still verify.
+NUMBERED = "service_seq"
 
 
 class AuditRecorded(EventData):
@@ -65,6 +67,11 @@ class AuditRecorded(EventData):
     client: str
     correlation_id: str
     reason: str | None = None
+    #: The service's own number for the entry, 1, 2, 3, … without gaps, given at commit by the
+    #: outbox (shared/migrations/0006): a number missing from the trail is an entry that never
+    #: reached it. None in the entries queued by the code (the number is not known yet), and in
+    #: entries written before the numbering.
+    service_seq: int | None = None
 
     def event(self) -> Envelope:
         """The envelope, with the entry's id as its event id (redeliveries are dropped)."""
@@ -83,6 +90,8 @@ def canonical(entry: dict[str, Any]) -> str:
         elif value is not None:
             value = str(value)
         values[name] = value
+    if entry.get(NUMBERED) is not None:
+        values[NUMBERED] = str(entry[NUMBERED])
     return json.dumps(values, separators=(",", ":"), ensure_ascii=False)
 
 

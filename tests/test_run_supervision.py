@@ -24,6 +24,7 @@ import psutil
 import pytest
 
 from deploy.localstack import PROJECT_ROOT, free_port
+from services.intake.audit.checkpoints import public_key_text, signing_key
 from tests.support.cases import HIGH_CSSRS, screening
 
 pytestmark = pytest.mark.integration
@@ -146,6 +147,12 @@ def _pid_file(path: Path) -> int:
 
 
 def test_make_run_starts_again_whatever_dies_and_stops_on_sigterm(run: Run) -> None:
+    # `triage audit verify` needs the public key only: the run derives it and passes it on.
+    secrets = run.data_dir / "secrets"
+    public = (secrets / "audit-verify-key").read_text().strip()
+    signing = signing_key((secrets / "audit-signing-key").read_text().strip())
+    assert public == public_key_text(signing)
+    assert psutil.Process(run.service_pid("intake")).environ()["AUDIT_VERIFY_KEY"] == public
     # The console is served too, and signs in with the run's own admin key.
     assert run.request("console", "/readyz")[0] == 200
     with urllib.request.urlopen(run.url("console") + "/login", timeout=10) as login:

@@ -7,8 +7,10 @@
     triage dlq replay       back onto the source topic (or outbox), idempotent by event id
 
 The database is `DATABASE_URL`, else the local stack's (`make run`, which must be running); so is
-the broker (`KAFKA_BOOTSTRAP_SERVERS`); the checkpoints' key is `AUDIT_SIGNING_KEY`, else the local
-stack's (.local/run/secrets).
+the broker (`KAFKA_BOOTSTRAP_SERVERS`); the checkpoints' public key is `AUDIT_VERIFY_KEY`, else the
+local stack's (.local/run/secrets, written by `make run`), else the one derived from
+`AUDIT_SIGNING_KEY`: verifying needs no private key. `AUDIT_RETENTION_DAYS` (as intake's) is the
+horizon before which a trail may start without a signed retention record (older prunings).
 """
 
 from __future__ import annotations
@@ -51,22 +53,33 @@ def local_secret(variable: str, file: str) -> str:
 
 
 def audit_public_key() -> Any:
-    """The checkpoints' public key (AUDIT_SIGNING_KEY), or None."""
-    from services.intake.audit.checkpoints import signing_key
+    """The checkpoints' public key (AUDIT_VERIFY_KEY; else derived from AUDIT_SIGNING_KEY), or
+    None."""
+    from services.intake.audit.checkpoints import signing_key, verify_key
 
+    public = local_secret("AUDIT_VERIFY_KEY", "audit-verify-key")
+    if public:
+        return verify_key(public)
     encoded = local_secret("AUDIT_SIGNING_KEY", "audit-signing-key")
     return signing_key(encoded).public_key() if encoded else None
 
 
 async def audit_verify(url: str) -> int:
     from services.intake.audit.service import verify
+    from services.intake.settings import IntakeSettings
 
-    public = audit_public_key()
+    try:
+        public = audit_public_key()
+    except ValueError as exc:
+        print(f"audit: {exc}")
+        return 2
     if public is None:
-        print("audit: no AUDIT_SIGNING_KEY: checking the chain without its checkpoints")
+        print("audit: no AUDIT_VERIFY_KEY: checking the chain without its checkpoints")
+    days = IntakeSettings.model_fields["audit_retention_days"].default
+    days = float(os.environ.get("AUDIT_RETENTION_DAYS") or days)
     conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
-        verdict = await verify(conn, public)
+        verdict = await verify(conn, public, retention_days=days)
     finally:
         await conn.close()
     if verdict.failure is not None:

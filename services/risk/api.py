@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 
 from services.risk.permissions import ROUTES
 from services.risk.service import get_assessments
+from shared import audit
 from shared.auth import guarded
 from shared.errors import NotFound
 from shared.http import Session
@@ -24,6 +25,7 @@ async def current_ruleset(request: Request) -> dict[str, Any]:
 
 @router.get("/assessments", responses={404: {"description": "no assessment of that screening"}})
 async def assessments_of(screening_id: uuid.UUID, session: Session) -> list[dict[str, Any]]:
+    audit.about(f"screening/{screening_id}")  # a query parameter: the guard names the collection
     rows = await get_assessments(session, screening_id=screening_id)
     if not rows:
         raise NotFound(f"no assessment for screening {screening_id}")

@@ -32,9 +32,15 @@ from shared.errors import ErrorBody, Forbidden, ServiceUnavailable, Unauthentica
 log = logging.getLogger(__name__)
 
 _WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-#: Reads that leave a trace: a person's record (and the trail itself). Every write does.
+#: Reads that leave a trace: a person's record, its risk assessments (and the trail itself).
+#: Every write does.
 _AUDITED_READS = frozenset(
-    {Permission.CASES_READ, Permission.AUDIT_READ, Permission.ACCESS_LOG_READ}
+    {
+        Permission.CASES_READ,
+        Permission.ASSESSMENTS_READ,
+        Permission.AUDIT_READ,
+        Permission.ACCESS_LOG_READ,
+    }
 )
 #: Answers that are refusals, and the outcome their entry records.
 _REFUSED = {401: "denied", 403: "denied", 404: "not_found"}

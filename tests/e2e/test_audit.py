@@ -21,12 +21,21 @@ import pytest
 from fhir.resources.R4B.auditevent import AuditEvent
 from fhir.resources.R4B.bundle import Bundle
 
-from services.intake.audit.checkpoints import new_signing_key, signing_key, write_checkpoint
+from services.intake.audit.checkpoints import (
+    new_signing_key,
+    public_key_text,
+    signing_key,
+    write_checkpoint,
+)
 from services.intake.audit.retention import retire
 from services.intake.audit.service import append_rows
-from shared.audit import AuditRecorded, new_entry
+from services.intake.models import outbox as intake_outbox
+from shared.audit import AuditRecorded, chain_hash, new_entry
 from shared.db import asyncpg_dsn
+from shared.events import Envelope
 from shared.migrate import migrate
+from shared.outbox import event_row, insert_sql
+from shared.topics import AUDIT_EVENTS
 from tests.support.cases import HIGH_CSSRS, screening
 from tests.support.keys import (
     AUDIT_SIGNING_KEY,
@@ -36,6 +45,7 @@ from tests.support.keys import (
     HOTLINE2,
     SUPERVISOR,
 )
+from tests.support.services import ServiceProcesses
 
 CANARY = {"name": "Audit Canary Person", "phone": "+1 555 0142 9931"}
 CANARY_NOTES = "audit canary note: keeps pills in the kitchen drawer"
@@ -151,11 +161,21 @@ async def test_the_trail_refuses_update_delete_and_truncate(db: asyncpg.Pool) ->
 
 
 def _verify(
-    database_url: str, signing_key: str = AUDIT_SIGNING_KEY
+    database_url: str, signing_key: str = AUDIT_SIGNING_KEY, *, private: bool = False
 ) -> subprocess.CompletedProcess[str]:
+    """`triage audit verify` with the public key only (AUDIT_VERIFY_KEY) of `signing_key`, or
+    (`private`) with the signing key alone, as before AUDIT_VERIFY_KEY."""
+    from services.intake.audit.checkpoints import signing_key as decode
+
+    public = public_key_text(decode(signing_key)) if signing_key else ""
+    keys = (
+        {"AUDIT_VERIFY_KEY": "", "AUDIT_SIGNING_KEY": signing_key}
+        if private
+        else {"AUDIT_VERIFY_KEY": public, "AUDIT_SIGNING_KEY": ""}
+    )
     return subprocess.run(
         [str(TRIAGE), "audit", "verify"],
-        env={**os.environ, "DATABASE_URL": database_url, "AUDIT_SIGNING_KEY": signing_key},
+        env={**os.environ, "DATABASE_URL": database_url, **keys},
         capture_output=True,
         text=True,
         timeout=60,
@@ -173,6 +193,8 @@ async def test_verify_passes_on_the_live_trail_and_its_checkpoints(
     done = _verify(database_url)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.startswith("audit: ") and "entries verified" in done.stdout
+    with_private = _verify(database_url, private=True)  # the older setting still works
+    assert with_private.returncode == 0, with_private.stdout + with_private.stderr
 
 
 async def _append(conn: asyncpg.Connection, count: int) -> None:
@@ -282,18 +304,278 @@ async def test_retention_retires_a_prefix_anchored_by_a_checkpoint(lone_trail: s
     conn = await asyncpg.connect(asyncpg_dsn(lone_trail))
     try:
         await _append(conn, 2)  # entries 6 and 7, after the checkpoint at 5
-        assert await retire(conn, before=datetime.now(UTC) - timedelta(days=1)) == 0
-        assert await retire(conn, before=datetime.now(UTC) + timedelta(days=1)) == 4
+        key = signing_key(AUDIT_SIGNING_KEY)
+        assert await retire(conn, key, before=datetime.now(UTC) - timedelta(days=1)) == 0
+        assert await retire(conn, key, before=datetime.now(UTC) + timedelta(days=1)) == 4
         assert await conn.fetchval("SELECT min(seq) FROM intake.audit_log") == 5
     finally:
         await conn.close()
     kept = _verify(lone_trail)
     assert kept.returncode == 0 and "3 entries verified" in kept.stdout, kept.stdout
     conn = await asyncpg.connect(asyncpg_dsn(lone_trail))
-    try:  # a prefix cut anywhere but at a checkpoint
-        await conn.execute("SET triage.audit_retention = 'on'")
+    try:  # a prefix cut anywhere but at a checkpoint (as a superuser could, past the triggers)
+        await conn.execute("SET session_replication_role = replica")
         await conn.execute("DELETE FROM intake.audit_log WHERE seq = 5")
     finally:
         await conn.close()
     cut = _verify(lone_trail)
     assert cut.returncode == 1 and "entry 6" in cut.stdout, cut.stdout
+
+
+async def test_reads_of_a_screenings_assessments_reach_the_trail(
+    intake: httpx.AsyncClient, services: ServiceProcesses
+) -> None:
+    sid = (await intake.post("/v1/screenings", json=screening(HIGH_CSSRS), headers=HOTLINE)).json()[
+        "id"
+    ]
+    deadline = time.monotonic() + 10
+    async with httpx.AsyncClient(base_url=services.url("risk"), headers=CLINICIAN) as risk:
+        while (
+            read := await risk.get("/v1/assessments", params={"screening_id": sid})
+        ).status_code != 200:
+            assert time.monotonic() < deadline, read.text
+            await asyncio.sleep(0.1)
+    resource = f"screening/{sid}"  # reads before risk had assessed it: outcome not_found
+    got = await _entries(intake, 1, action="assessments_of", resource=resource, outcome="success")
+    assert [(e["service"], e["actor"]) for e in got] == [("risk", "dr-lee")]
+
+
+def _read(i: int) -> dict:
+    return new_entry(
+        service="intake",
+        actor=f"reader-{i}",
+        role="clinician",
+        credential_id="k",
+        action="get_screening",
+        resource=f"screening/{uuid.uuid4()}",
+        outcome="success",
+        client="127.0.0.1",
+        correlation_id=str(uuid.uuid4()),
+    )
+
+
+async def _queue(conn: asyncpg.Connection, count: int) -> None:
+    """`count` reads' entries queued in intake's outbox as a request queues them (the outbox
+    numbers each at commit)."""
+    for i in range(count):
+        event = AuditRecorded(**_read(i)).event()
+        row = event_row(topic=AUDIT_EVENTS, key=event.data["resource"], event=event)
+        await conn.execute(insert_sql(intake_outbox), *row)
+
+
+async def _deliver(conn: asyncpg.Connection) -> None:
+    """What the relay, the broker and intake's consumer do with the queued entries, without the
+    broker (this database has no services): each entry not yet processed is appended, in order."""
+    async with conn.transaction():
+        rows = await conn.fetch(
+            "DELETE FROM intake.outbox WHERE topic = $1 RETURNING id, event_id, value", AUDIT_EVENTS
+        )
+        rows = sorted(rows, key=lambda r: r["id"])
+        claimed = await conn.fetch(
+            "INSERT INTO intake.processed_events (event_id, topic)"
+            " SELECT unnest($1::uuid[]), $2 ON CONFLICT DO NOTHING RETURNING event_id",
+            [r["event_id"] for r in rows],
+            AUDIT_EVENTS,
+        )
+        fresh = {r["event_id"] for r in claimed}
+        entries = [
+            AuditRecorded.model_validate(Envelope.decode(r["value"]).data).model_dump()
+            for r in rows
+            if r["event_id"] in fresh
+        ]
+        await append_rows(conn, entries)
+
+
+async def _as_the_services(conn: asyncpg.Connection, statements: str) -> bool:
+    """Run `statements` as the services' own database role would (the retention setting on):
+    True when the database let them through. When it refused, they are run again as a superuser
+    who disables the triggers could: verify must catch them either way."""
+    try:
+        async with conn.transaction():
+            await conn.execute("SET LOCAL triage.audit_retention = 'on'")
+            await conn.execute(statements)
+    except asyncpg.RaiseError as refused:
+        assert "append-only" in str(refused) or "only moves forward" in str(refused)
+        async with conn.transaction():
+            await conn.execute("SET LOCAL session_replication_role = replica")
+            await conn.execute(statements)
+        return False
+    return True
+
+
+async def test_a_prefix_deleted_with_the_retention_setting_is_caught(lone_trail: str) -> None:
+    """Deleting everything before a recent checkpoint (entry 5) is not retention's doing."""
+    conn = await asyncpg.connect(asyncpg_dsn(lone_trail))
+    try:
+        await _queue(conn, 2)
+        await _deliver(conn)  # entries 6 and 7
+        allowed = await _as_the_services(conn, "DELETE FROM intake.audit_log WHERE seq < 5")
+    finally:
+        await conn.close()
+    assert not allowed, "the services' role could delete with the retention setting alone"
+    done = _verify(lone_trail)
+    assert done.returncode == 1, done.stdout
+    assert "entries 1-4 are missing" in done.stdout, done.stdout
+
+
+async def test_newest_entries_rewritten_with_the_head_are_caught(lone_trail: str) -> None:
+    """After the checkpoint at 5: entries 6 and 7 replaced by a rewritten 6 alone (7 hidden),
+    hashes recomputed and the head moved onto it, before any checkpoint signs it."""
+    conn = await asyncpg.connect(asyncpg_dsn(lone_trail))
+    try:
+        await _queue(conn, 2)
+        await _deliver(conn)
+        six = dict(await conn.fetchrow("SELECT * FROM intake.audit_log WHERE seq = 6"))
+        seven = await conn.fetchval("SELECT service_seq FROM intake.audit_log WHERE seq = 7")
+        forged = {**six, "actor": "someone-else"}
+        digest = chain_hash(six["prev_hash"], 6, forged)
+        allowed = await _as_the_services(
+            conn,
+            "DELETE FROM intake.audit_log WHERE seq >= 6;"
+            "UPDATE intake.audit_head SET (seq, hash) ="
+            " (SELECT seq, hash FROM intake.audit_log WHERE seq = 5)",
+        )
+        assert not allowed, "the services' role could delete the newest entries"
+        await append_rows(conn, [forged])  # the forger's entry 6, chained and the head moved
+        assert await conn.fetchval("SELECT hash FROM intake.audit_head") == digest
+    finally:
+        await conn.close()
+    done = _verify(lone_trail)
+    assert done.returncode == 1, done.stdout
+    assert f"intake: entry numbers {seven} are missing" in done.stdout, done.stdout
+
+
+async def test_a_checkpoint_refuses_to_sign_a_forged_head(
+    lone_trail: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The head moved back onto entry 6 to hide entry 7 (as a superuser past the triggers): the
+    next checkpoint finds the chain does not hold up to it and signs nothing."""
+    conn = await asyncpg.connect(asyncpg_dsn(lone_trail))
+    try:
+        await _append(conn, 2)  # entries 6 and 7
+        async with conn.transaction():
+            await conn.execute("SET LOCAL session_replication_role = replica")
+            await conn.execute(
+                "UPDATE intake.audit_head SET (seq, hash) ="
+                " (SELECT seq, hash FROM intake.audit_log WHERE seq = 6)"
+            )
+        with caplog.at_level("ERROR", logger="services.intake.audit.checkpoints"):
+            assert await write_checkpoint(conn, signing_key(AUDIT_SIGNING_KEY)) is None
+        assert await conn.fetchval("SELECT max(seq) FROM intake.audit_checkpoints") == 5
+    finally:
+        await conn.close()
+    assert "audit checkpoint refused" in caplog.text
+    assert "entry 6" in caplog.text and "ends at 7" in caplog.text
+
+
+async def _caught_in_the_outbox(
+    intake: httpx.AsyncClient, db: asyncpg.Pool, attack: str
+) -> asyncpg.Record:
+    """A read's entry caught in intake's outbox before the relay sends it (audit entries wait
+    up to a second for its next pass), and `attack` run on it (parameter: the entry's key): the
+    row as it was queued."""
+    for _ in range(20):
+        sid = uuid.uuid4()
+        assert (await intake.get(f"/v1/screenings/{sid}", headers=CLINICIAN)).status_code == 404
+        row = await db.fetchrow(attack, f"screening/{sid}")
+        if row is not None:
+            return row
+    raise AssertionError("the relay sent every entry before the test could reach it")
+
+
+def _number(row: asyncpg.Record) -> int:
+    return int(Envelope.decode(row["value"]).data["service_seq"])
+
+
+async def _put_back(db: asyncpg.Pool, row: asyncpg.Record) -> None:
+    """Queue the entry again (its number kept): the trail is whole again for the other tests."""
+    await db.execute(
+        "INSERT INTO intake.outbox (event_id, topic, key, value) VALUES ($1, $2, $3, $4)",
+        row["event_id"],
+        row["topic"],
+        row["key"],
+        row["value"],
+    )
+    deadline = time.monotonic() + 15
+    find = "SELECT 1 FROM intake.audit_log WHERE entry_id = $1"
+    while not await db.fetchval(find, row["event_id"]):
+        assert time.monotonic() < deadline, "the entry put back never reached the trail"
+        await asyncio.sleep(0.1)
+
+
+async def test_an_entry_deleted_from_the_outbox_is_missing_by_number(
+    intake: httpx.AsyncClient, database_url: str, db: asyncpg.Pool
+) -> None:
+    row = await _caught_in_the_outbox(
+        intake,
+        db,
+        "DELETE FROM intake.outbox WHERE key = $1 RETURNING event_id, topic, key, value",
+    )
+    done = _verify(database_url)
+    assert done.returncode == 1, done.stdout
+    assert f"intake: entry numbers {_number(row)} are missing" in done.stdout, done.stdout
+    await _put_back(db, row)
+    again = _verify(database_url)
+    assert again.returncode == 0, again.stdout
+
+
+async def test_an_entry_dropped_as_already_processed_is_missing_by_number(
+    intake: httpx.AsyncClient, database_url: str, db: asyncpg.Pool
+) -> None:
+    row = await _caught_in_the_outbox(
+        intake,
+        db,
+        "WITH queued AS (SELECT event_id, topic, key, value FROM intake.outbox WHERE key = $1),"
+        " claimed AS (INSERT INTO intake.processed_events (event_id, topic)"
+        "  SELECT event_id, topic FROM queued ON CONFLICT DO NOTHING RETURNING event_id)"
+        " SELECT queued.* FROM queued JOIN claimed USING (event_id)",
+    )
+    deadline = time.monotonic() + 15  # the relay sends it; intake's consumer drops it
+    while await db.fetchval("SELECT 1 FROM intake.outbox WHERE event_id = $1", row["event_id"]):
+        assert time.monotonic() < deadline, "the relay never sent the entry"
+        await asyncio.sleep(0.1)
+    done = _verify(database_url)
+    assert done.returncode == 1, done.stdout
+    assert f"intake: entry numbers {_number(row)} are missing" in done.stdout, done.stdout
+    await db.execute("DELETE FROM intake.processed_events WHERE event_id = $1", row["event_id"])
+    await _put_back(db, row)
+    again = _verify(database_url)
+    assert again.returncode == 0, again.stdout
+
+
+async def test_retention_of_numbered_entries_is_signed_and_a_forged_record_is_caught(
+    lone_trail: str,
+) -> None:
+    """Retention removes numbered entries too; its signed record says up to which number each
+    service's entries are gone, so the rest still verify. A record forged (the database cannot
+    check a signature) lets a delete through, but not past verify."""
+    conn = await asyncpg.connect(asyncpg_dsn(lone_trail))
+    try:
+        await _queue(conn, 3)
+        await _deliver(conn)  # entries 6-8, intake's first three in one lane
+        seven = await conn.fetchval("SELECT service_seq FROM intake.audit_log WHERE seq = 7")
+        assert await write_checkpoint(conn, signing_key(AUDIT_SIGNING_KEY)) == 8
+        await _queue(conn, 1)
+        await _deliver(conn)  # entry 9
+        key = signing_key(AUDIT_SIGNING_KEY)
+        assert await retire(conn, key, before=datetime.now(UTC) + timedelta(days=1)) == 7
+        marks = await conn.fetchval("SELECT marks FROM intake.audit_prunings")
+        assert json.loads(marks) == {f"intake/{seven % 16}": seven}
+    finally:
+        await conn.close()
+    kept = _verify(lone_trail)
+    assert kept.returncode == 0 and "2 entries verified" in kept.stdout, kept.stdout
+    conn = await asyncpg.connect(asyncpg_dsn(lone_trail))
+    try:
+        await conn.execute(
+            "INSERT INTO intake.audit_prunings (before_seq, hash, at, marks, key_id, signature)"
+            " SELECT 9, hash, now(), '{}', 'x', 'AA==' FROM intake.audit_log WHERE seq = 9;"
+            "INSERT INTO intake.audit_checkpoints (seq, hash, at, key_id, signature)"
+            " SELECT 9, hash, now(), 'x', 'AA==' FROM intake.audit_log WHERE seq = 9"
+        )
+        assert await _as_the_services(conn, "DELETE FROM intake.audit_log WHERE seq < 9")
+    finally:
+        await conn.close()
+    cut = _verify(lone_trail)
+    assert cut.returncode == 1, cut.stdout
+    assert "checkpoint at entry 9 has a bad signature" in cut.stdout, cut.stdout

@@ -10,28 +10,34 @@ all in one statement and moves the head: four round trips for a poll's entries, 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.intake.audit.checkpoints import anchored, check_checkpoints
-from shared.audit import FIELDS, GENESIS, AuditRecorded, chain_hash
+from services.intake.audit.checkpoints import anchored, check_checkpoints, pruning_signed
+from services.intake.audit.numbering import numbering_failure
+from shared.audit import FIELDS, GENESIS, NUMBERED, AuditRecorded, chain_hash
 from shared.db import driver
+from shared.events import utcnow
 
-_COLUMNS = ", ".join(FIELDS)
-_TYPES = {"entry_id": "uuid", "at": "timestamptz"}  # the others are text
+COLUMNS = ", ".join((*FIELDS, NUMBERED))
+_TYPES = {"entry_id": "uuid", "at": "timestamptz", NUMBERED: "bigint"}  # the others are text
 _HEAD = "SELECT seq, hash FROM intake.audit_head FOR UPDATE"
 _KNOWN = "SELECT entry_id FROM intake.audit_log WHERE entry_id = ANY($1::uuid[])"
 _ARRAYS = ", ".join(
     f"${i}::{t}[]"
-    for i, t in enumerate(("bigint", *(_TYPES.get(f, "text") for f in FIELDS), "text", "text"), 1)
+    for i, t in enumerate(
+        ("bigint", *(_TYPES.get(f, "text") for f in (*FIELDS, NUMBERED)), "text", "text"), 1
+    )
 )
 _INSERT = f"""
-    INSERT INTO intake.audit_log (seq, {_COLUMNS}, prev_hash, hash)
+    INSERT INTO intake.audit_log (seq, {COLUMNS}, prev_hash, hash)
     SELECT * FROM unnest({_ARRAYS})
 """
 _MOVE = "UPDATE intake.audit_head SET seq = $1, hash = $2"
@@ -55,7 +61,8 @@ async def append_rows(conn: asyncpg.Connection, entries: Sequence[dict[str, Any]
         known.add(entry["entry_id"])
         seq += 1
         digest = chain_hash(prev, seq, entry)
-        rows.append((seq, *(entry[name] for name in FIELDS), prev, digest))
+        numbered = entry.get(NUMBERED)
+        rows.append((seq, *(entry[name] for name in FIELDS), numbered, prev, digest))
         prev = digest
     if rows:
         await conn.execute(_INSERT, *(list(column) for column in zip(*rows, strict=True)))
@@ -100,12 +107,63 @@ def check_chain(
     return Verdict(len(rows))
 
 
-async def verify(conn: asyncpg.Connection, public: Ed25519PublicKey | None = None) -> Verdict:
-    """The chain, then (with the signing key's public half) every signed checkpoint."""
+_PRUNINGS = "SELECT before_seq, hash, at, marks, signature FROM intake.audit_prunings"
+
+
+def _prefix(
+    rows: Sequence[dict[str, Any]],
+    checkpoints: list[dict[str, Any]],
+    prunings: list[dict[str, Any]],
+    public: Ed25519PublicKey | None,
+    retention_days: float | None,
+) -> tuple[bool, dict[str, int], str | None]:
+    """Whether the entries before the first kept one were removed by retention: (anchored,
+    per service the highest number removed, failure). Retention leaves a signed record naming
+    the first entry it kept; a trail pruned before such records were written is accepted when
+    its first entry is older than the retention horizon and a checkpoint names it."""
+    if public is None:
+        return False, {}, None
+    for pruning in prunings:
+        if not pruning_signed(pruning, public):
+            return (
+                False,
+                {},
+                f"the retention record at entry {pruning['before_seq']} has a bad signature",
+            )
+    if not rows or rows[0]["seq"] == 1:
+        return False, {}, None
+    first = rows[0]
+    record = next((p for p in prunings if p["before_seq"] == first["seq"]), None)
+    if record is not None and record["hash"] == first["hash"] and anchored(checkpoints, first):
+        return True, {k: int(v) for k, v in json.loads(record["marks"]).items()}, None
+    if (
+        record is None
+        and retention_days is not None
+        and first["at"] < utcnow() - timedelta(days=retention_days)
+        and anchored(checkpoints, first)
+    ):
+        return True, {}, None
+    return (
+        False,
+        {},
+        f"entries 1-{first['seq'] - 1} are missing: no signed retention record covers their"
+        f" removal, and entry {first['seq']} is younger than the retention horizon",
+    )
+
+
+async def verify(
+    conn: asyncpg.Connection,
+    public: Ed25519PublicKey | None = None,
+    *,
+    retention_days: float | None = None,
+    grace: float = 3.0,
+) -> Verdict:
+    """The chain, then (with the checkpoints' public key) every signed checkpoint and retention
+    record, then each service's numbering of its entries."""
     rows = [
         dict(r)
         for r in await conn.fetch(
-            f"SELECT seq, {_COLUMNS}, prev_hash, hash FROM intake.audit_log ORDER BY seq"
+            f"SELECT seq, {COLUMNS}, prev_hash, hash FROM intake.audit_log ORDER BY seq"
         )
     ]
     head = await conn.fetchrow("SELECT seq, hash FROM intake.audit_head")
@@ -115,9 +173,15 @@ async def verify(conn: asyncpg.Connection, public: Ed25519PublicKey | None = Non
             "SELECT seq, hash, at, signature FROM intake.audit_checkpoints ORDER BY seq"
         )
     ]
+    prunings = [dict(r) for r in await conn.fetch(_PRUNINGS + " ORDER BY before_seq")]
     # A cut tail is caught by the checkpoints first: the head row may have been rewritten too.
     failure = check_checkpoints(checkpoints, {r["seq"]: r["hash"] for r in rows}, public)
     if failure is not None:
         return Verdict(len(rows), failure)
-    ok = bool(rows) and public is not None and anchored(checkpoints, rows[0])
-    return check_chain(rows, dict(head) if head else None, anchored=ok)
+    ok, floors, failure = _prefix(rows, checkpoints, prunings, public, retention_days)
+    if failure is not None:
+        return Verdict(len(rows), failure)
+    verdict = check_chain(rows, dict(head) if head else None, anchored=ok)
+    if verdict.failure is not None:
+        return verdict
+    return Verdict(len(rows), await numbering_failure(conn, floors, grace=grace))
