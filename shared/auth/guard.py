@@ -190,7 +190,6 @@ def guarded(table: RouteTable, *, error_model: Any = ErrorBody) -> type[APIRoute
                 gate: Gate = runtime.gate
                 # Kept for good in the entry: a plain, short id, or a fresh one.
                 correlation = valid_correlation(request.headers.get("x-correlation-id"))
-                request.state.correlation_id = correlation
                 entry = audit.new_entry(
                     service=runtime.schema,
                     actor="anonymous",
