@@ -17,7 +17,8 @@ class IntakeSettings(ServiceSettings):
     #: first of a few well-known system paths (DejaVu Sans), else PDF's Latin-1 core font.
     safety_plan_pdf_font: str | None = Field(None, validation_alias="SAFETY_PLAN_PDF_FONT")
     #: EHR rest-hooks (services/intake/fhir/resthooks.py): attempts per RiskAssessment push, the
-    #: backoff between them (doubling from the base, capped, with jitter) and the HTTP timeout.
+    #: backoff between them (doubling from the base, capped, with jitter), the deadline of one
+    #: push and how many go out at once.
     fhir_push_max_attempts: int = Field(10, validation_alias="FHIR_PUSH_MAX_ATTEMPTS")
     fhir_push_retry_base_seconds: float = Field(
         0.5, validation_alias="FHIR_PUSH_RETRY_BASE_SECONDS"

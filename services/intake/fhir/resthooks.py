@@ -7,7 +7,10 @@ exists if and only if the assessment was recorded. A trigger NOTIFYs at commit a
 pusher at once; between pushes it sleeps exactly until the next retry is due. Claims take a lease
 with ``FOR UPDATE SKIP LOCKED``, so replicas never send one attempt twice, and a process that dies
 mid-send leaves a lease that expires: at least once, with a constant ``X-Triage-Event-Id`` for the
-EHR to deduplicate. Every attempt is recorded.
+EHR to deduplicate. Every attempt is recorded. A push takes at most FHIR_PUSH_TIMEOUT_SECONDS,
+all of it, and reads a few KB of the answer at most (shared/webhooks.py `post_signed`), and one
+endpoint (host and port) holds at most FHIR_PUSH_PER_ENDPOINT of the slots: an EHR whose
+endpoint answers a byte at a time, or for ever, slows its own pushes and nobody else's.
 
 The body is the RiskAssessment as rendered when the assessment was applied: it refers to the
 EHR's own QuestionnaireResponse and Patient, and carries no PHI the EHR did not send.
