@@ -10,6 +10,7 @@ import json
 import logging
 import re
 import sys
+import uuid
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
@@ -21,6 +22,19 @@ CORRELATION: ContextVar[str | None] = ContextVar("correlation_id", default=None)
 #: What a client-given correlation id may look like to be logged: anything else could carry
 #: text a person typed, or forge log lines.
 _SAFE_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
+
+
+#: What a client-given correlation id may be to be kept (in the audit trail, beside the request):
+#: anything else is replaced by a fresh one at the gate.
+_KEPT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def valid_correlation(value: str | None) -> str:
+    """The client's correlation id when it is short and plain, else a fresh one: an id is kept
+    for good (audit entries), so it must not carry typed text, nor any length a client likes."""
+    if value is not None and _KEPT_ID.fullmatch(value):
+        return value
+    return str(uuid.uuid4())
 
 
 def safe_correlation(value: str | None) -> str | None:

@@ -217,6 +217,7 @@ async def open_runtime(
             writes=settings.rate_limits,
             failed_auth=settings.auth_failure_limit,
             storage_uri=settings.rate_limit_storage_uri,
+            recorded_refusals=settings.audit_refusal_limit,
         ),
         oidc=OidcVerifier(
             issuer=settings.oidc_issuer,

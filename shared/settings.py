@@ -86,6 +86,10 @@ class ServiceSettings(BaseSettings):
     )
     #: Refused credentials from one client address before further ones get 429.
     auth_failure_limit: str = Field("30/minute", validation_alias="AUTH_FAILURE_LIMIT")
+    #: Refusals of callers without a valid credential (none, a bad one, a bad signed link) that
+    #: leave an audit entry, per client address; past it they are refused unrecorded, so a flood
+    #: cannot fill the permanent trail.
+    audit_refusal_limit: str = Field("300/minute", validation_alias="AUDIT_REFUSAL_LIMIT")
     rate_limit_storage_uri: str = Field("memory://", validation_alias="RATE_LIMIT_STORAGE_URI")
 
     # --- transport ---

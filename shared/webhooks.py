@@ -1,18 +1,27 @@
 """Outgoing webhooks: the contract's signature, the retry schedule, and how an answer is read.
 
-Alert pages (notify) and EHR rest-hooks (intake) are both signed POSTs retried with backoff; the
-receiving side verifies them the same way, so the scheme lives here once.
+Alert pages and reminders (notify) and EHR rest-hooks (intake) are all signed POSTs retried with
+backoff; the receiving side verifies them the same way, so the scheme lives here once, and so
+does the one way they are sent (`post_signed`): within a total deadline, reading at most a few KB
+of the answer, so that no receiver, however slow or endless its answer, holds a sender's slot or
+its memory.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import random
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import httpx
+
+#: The most of an answer's body read: nobody needs it (the status says it all), and reading a
+#: little lets a short answer end cleanly and its connection be reused.
+READ_LIMIT = 4096
 
 
 def webhook_signature(secrets: Sequence[str], timestamp: int, body: bytes) -> str:
@@ -59,3 +68,58 @@ def classify(status: int) -> str:
 def redact(url: str) -> str:
     """A target as recorded: scheme, host and path; a query may carry a token."""
     return str(httpx.URL(url).copy_with(query=None, fragment=None))
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What one signed POST came to."""
+
+    outcome: str  # "delivered" | "temporary_failure" | "permanent_failure"
+    http_status: int | None = None
+    error: str | None = None
+    #: The receiver's Retry-After header, as given (None when absent).
+    retry_after: str | None = None
+
+
+async def post_signed(
+    client: httpx.AsyncClient,
+    url: str,
+    body: bytes,
+    *,
+    secrets: Sequence[str],
+    event_id: object,
+    deadline: float,
+    content_type: str = "application/json",
+    read_limit: int = READ_LIMIT,
+) -> Answer:
+    """POST `body` signed, all of it (connect, TLS, sending, the answer) within `deadline`
+    seconds, and read at most `read_limit` bytes of the answer.
+
+    httpx's timeout bounds each network step, not the exchange: a receiver writing a byte every
+    few seconds would hold the request for ever, and an endless body would be read into memory
+    whole. The status decides the outcome; the body is only drained a little, as it comes (raw:
+    no decompression), and the connection is closed when more is left.
+    """
+    headers = signed_headers(secrets, body, event_id=event_id, content_type=content_type)
+    status: int | None = None
+    retry_after: str | None = None
+    try:
+        async with asyncio.timeout(deadline):
+            async with client.stream("POST", url, content=body, headers=headers) as response:
+                status, retry_after = response.status_code, response.headers.get("retry-after")
+                read = 0
+                async for chunk in response.aiter_raw():
+                    read += len(chunk)
+                    if read >= read_limit:
+                        break
+    except TimeoutError:
+        if status is None:
+            return Answer("temporary_failure", error=f"no answer within {deadline:g} s")
+    except httpx.HTTPError as exc:
+        if status is None:
+            return Answer("temporary_failure", error=type(exc).__name__)
+    # The status came within the deadline: what followed (the body) changes nothing.
+    assert status is not None
+    outcome = classify(status)
+    error = None if outcome == "delivered" else f"HTTP {status}"
+    return Answer(outcome, http_status=status, error=error, retry_after=retry_after)

@@ -84,6 +84,8 @@ def services(
             "ONCALL_WEBHOOK_URL": receiver.url,
             "ALERT_WEBHOOK_SECRET": WEBHOOK_SECRET,
             "RETRY_BASE_SECONDS": "0.1",
+            # A rest-hook push gives up after 3 s, all of it (tests/e2e/test_resthook_limits.py).
+            "FHIR_PUSH_TIMEOUT_SECONDS": "3",
             "FINAL_REPAGE_SECONDS": "1",
             # Some tests leave a screening unassessed on purpose (the dead-letter test's poison
             # submission). With the default 30 s, notify's watchdog pages it "assessment

@@ -17,7 +17,8 @@ class IntakeSettings(ServiceSettings):
     #: first of a few well-known system paths (DejaVu Sans), else PDF's Latin-1 core font.
     safety_plan_pdf_font: str | None = Field(None, validation_alias="SAFETY_PLAN_PDF_FONT")
     #: EHR rest-hooks (services/intake/fhir/resthooks.py): attempts per RiskAssessment push, the
-    #: backoff between them (doubling from the base, capped, with jitter) and the HTTP timeout.
+    #: backoff between them (doubling from the base, capped, with jitter), the deadline of one
+    #: push and how many go out at once.
     fhir_push_max_attempts: int = Field(10, validation_alias="FHIR_PUSH_MAX_ATTEMPTS")
     fhir_push_retry_base_seconds: float = Field(
         0.5, validation_alias="FHIR_PUSH_RETRY_BASE_SECONDS"
@@ -25,8 +26,25 @@ class IntakeSettings(ServiceSettings):
     fhir_push_retry_max_seconds: float = Field(
         300.0, validation_alias="FHIR_PUSH_RETRY_MAX_SECONDS"
     )
-    fhir_push_timeout_seconds: float = Field(10.0, validation_alias="FHIR_PUSH_TIMEOUT_SECONDS")
-    fhir_push_concurrency: int = Field(8, validation_alias="FHIR_PUSH_CONCURRENCY")
+    #: How long one push may take, all of it (connect, TLS, sending, the answer); at most 24 s
+    #: (four fifths of a push's 30 s lease).
+    fhir_push_timeout_seconds: float = Field(
+        10.0, gt=0, validation_alias="FHIR_PUSH_TIMEOUT_SECONDS"
+    )
+    fhir_push_concurrency: int = Field(8, ge=1, validation_alias="FHIR_PUSH_CONCURRENCY")
+    #: Pushes on the wire to one endpoint (host and port) at once, across replicas; unset, a
+    #: quarter of FHIR_PUSH_CONCURRENCY (at least one): one slow EHR never holds every slot.
+    fhir_push_per_endpoint: int | None = Field(
+        None, ge=1, validation_alias="FHIR_PUSH_PER_ENDPOINT"
+    )
+
+    @property
+    def fhir_push_endpoint_slots(self) -> int:
+        """The slots one endpoint may hold (FHIR_PUSH_PER_ENDPOINT, or its default)."""
+        if self.fhir_push_per_endpoint is not None:
+            return self.fhir_push_per_endpoint
+        return max(1, self.fhir_push_concurrency // 4)
+
     #: Ed25519 private key (32 bytes, base64) that signs the audit trail's checkpoints; kept
     #: outside the database (`make run` generates one in .local/run/secrets). Unset: no
     #: checkpoints, and a warning at start.

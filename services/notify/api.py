@@ -129,6 +129,17 @@ async def get_alert(alert_id: uuid.UUID, session: Session) -> dict[str, Any]:
     }
 
 
+def _check_link(request: Request, alert_id: uuid.UUID, expires: int, sig: str) -> None:
+    """403 for a link not signed with the ack key (or expired). It counts as a bad credential
+    from the caller's address: past AUTH_FAILURE_LIMIT the answer is 429, as for bad keys, so
+    links cannot be guessed (nor the trail filled) from one address; good links still work."""
+    if ack_link_valid(request.app.state.ack_keys, alert_id, expires, sig):
+        return
+    limits = request.app.state.runtime.gate.limits
+    limits.failed_auth(request.client.host if request.client else "-")
+    raise Forbidden("the acknowledgement link is invalid or has expired")
+
+
 @router.post("/alerts/{alert_id}/ack")
 async def ack_alert(
     alert_id: uuid.UUID,
@@ -142,8 +153,7 @@ async def ack_alert(
     With the page's signed link (`expires` and `sig`) no credential is needed; otherwise the
     acknowledgement is recorded under the credential's name."""
     if sig is not None:
-        if not ack_link_valid(request.app.state.secrets, alert_id, expires or 0, sig):
-            raise Forbidden("the acknowledgement link is invalid or has expired")
+        _check_link(request, alert_id, expires or 0, sig)
         by = "ack_link"
     else:
         by = request.state.principal.name
@@ -174,8 +184,7 @@ async def ack_page(
     sig: Annotated[str, Query(max_length=128, pattern="^[0-9a-f]+$")],
 ) -> HTMLResponse:
     """What a clinician's phone opens from the page: one button, so a link preview cannot ack."""
-    if not ack_link_valid(request.app.state.secrets, alert_id, expires, sig):
-        raise Forbidden("the acknowledgement link is invalid or has expired")
+    _check_link(request, alert_id, expires, sig)
     alert = await session.get(Alert, alert_id)
     if alert is None:
         raise NotFound(f"no alert {alert_id}")

@@ -14,8 +14,9 @@ from services.notify.channels import EmailChannel, WebhookChannel
 from services.notify.delivery import Deliverer
 from services.notify.metrics import PROBES, Metrics
 from services.notify.models import SCHEMA, SEALED, Base, retention
-from services.notify.service import webhook_secret
+from services.notify.service import ack_link_secret, webhook_secret
 from services.notify.settings import NotifySettings
+from services.notify.signing import ack_key
 from services.notify.watchdog import start_watchdog
 from shared.auth import seal
 from shared.db import asyncpg_dsn, transaction
@@ -40,11 +41,15 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
         ) as runtime:
             async with transaction(runtime.sessions) as session:
                 secret = await webhook_secret(session, configured=cfg.alert_webhook_secret)
-            # During a rotation pages carry both signatures and ack links verify under either.
+                ack_secret = await ack_link_secret(session, configured=cfg.ack_link_secret)
+            # During a rotation pages carry both signatures.
             app.state.secrets = [secret] + (
                 [cfg.alert_webhook_secret_previous] if cfg.alert_webhook_secret_previous else []
             )
-            reminders.start_sender(runtime, settings=cfg, secrets=app.state.secrets)
+            # Ack links are signed with the first key and verify under either.
+            app.state.ack_keys = [
+                ack_key(s) for s in (ack_secret, cfg.ack_link_secret_previous) if s
+            ]
             app.state.watchdog = start_watchdog(runtime, settings=cfg)
             app.state.paging = metrics = Metrics(app.state.metrics.registry)
             timeout = httpx.Timeout(cfg.delivery_timeout_seconds)
@@ -56,20 +61,19 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
                 httpx.AsyncClient(timeout=timeout, limits=limits) as client,
                 httpx.AsyncClient(timeout=timeout, transport=guarded_transport) as guarded,
             ):
+                webhook = WebhookChannel(
+                    http=client,
+                    guarded=guarded,
+                    trusted=[cfg.oncall_webhook_url] if cfg.oncall_webhook_url else [],
+                    secrets=app.state.secrets,
+                    timeout=cfg.delivery_timeout_seconds,
+                )
+                _, reminding = reminders.start_sender(runtime, settings=cfg, channel=webhook)
                 deliverer = Deliverer(
                     sessions=runtime.sessions,
-                    channels={
-                        "webhook": WebhookChannel(
-                            http=client,
-                            guarded=guarded,
-                            trusted=[cfg.oncall_webhook_url] if cfg.oncall_webhook_url else [],
-                            secrets=app.state.secrets,
-                            timeout=cfg.delivery_timeout_seconds,
-                        ),
-                        "email": EmailChannel(cfg),
-                    },
+                    channels={"webhook": webhook, "email": EmailChannel(cfg)},
                     settings=cfg,
-                    secrets=app.state.secrets,
+                    ack_keys=app.state.ack_keys,
                     listen_dsn=asyncpg_dsn(cfg.database_url),
                     metrics=metrics,
                     phi=runtime.phi,
@@ -80,9 +84,10 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
                 try:
                     yield
                 finally:
-                    # Stop sending before the HTTP client closes; in-flight pages are recorded.
+                    # Stop sending before the HTTP clients close; in-flight pages are recorded.
                     task.cancel()
-                    await asyncio.gather(task, return_exceptions=True)
+                    reminding.cancel()
+                    await asyncio.gather(task, reminding, return_exceptions=True)
 
     app = base_app(title="triage notify", lifespan=lifespan)
     app.include_router(health_router(lambda: app.state.runtime.readiness()))

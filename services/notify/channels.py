@@ -8,7 +8,6 @@ with backoff. A page carries ids, the level, urgency and reasons, and links: nev
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import uuid
@@ -23,7 +22,7 @@ import aiosmtplib
 import httpx
 
 from services.notify.settings import NotifySettings
-from shared.webhooks import classify, signed_headers
+from shared.webhooks import post_signed
 
 
 @dataclass(frozen=True)
@@ -93,7 +92,12 @@ def retry_after(value: str | None, *, now: float | None = None) -> float | None:
 
 
 class WebhookChannel:
-    """POSTs the page signed as the contract says, with every current secret (rotation)."""
+    """POSTs the page signed as the contract says, with every current secret (rotation).
+
+    The one way notify POSTs anything (pages and reminders alike, services/notify/reminders.py):
+    within the channel's deadline, the whole exchange, reading at most a few KB of the answer
+    (shared/webhooks.py `post_signed`), and through the SSRF guard unless the address is the
+    operator's own."""
 
     def __init__(
         self,
@@ -114,22 +118,23 @@ class WebhookChannel:
         self._timeout = timeout
 
     async def send(self, page: Page, address: str, payload: dict[str, Any]) -> Outcome:
+        return await self.post(address, payload, event_id=page.delivery_id)
+
+    async def post(self, address: str, payload: dict[str, Any], *, event_id: object) -> Outcome:
+        """POST `payload` signed to `address`; `event_id` is the same on every retry."""
         body = json.dumps(payload, separators=(",", ":")).encode()
-        headers = signed_headers(self._secrets, body, event_id=page.delivery_id)
-        try:
-            async with asyncio.timeout(self._timeout):
-                client = self._http if address in self._trusted else self._guarded
-                response = await client.post(address, content=body, headers=headers)
-        except TimeoutError:
-            return Outcome("temporary_failure", error=f"no answer within {self._timeout:g} s")
-        except httpx.HTTPError as exc:
-            return Outcome("temporary_failure", error=type(exc).__name__)
-        status = response.status_code
-        outcome = classify(status)
-        if outcome == "delivered":
-            return Outcome(outcome, http_status=status)
-        wait = retry_after(response.headers.get("retry-after")) if status in (429, 503) else None
-        return Outcome(outcome, http_status=status, error=f"HTTP {status}", retry_after=wait)
+        client = self._http if address in self._trusted else self._guarded
+        answer = await post_signed(
+            client,
+            address,
+            body,
+            secrets=self._secrets,
+            event_id=event_id,
+            deadline=self._timeout,
+        )
+        status = answer.http_status
+        wait = retry_after(answer.retry_after) if status in (429, 503) else None
+        return Outcome(answer.outcome, http_status=status, error=answer.error, retry_after=wait)
 
 
 def email_message(page: Page, payload: dict[str, Any], *, sender: str, to: str) -> EmailMessage:

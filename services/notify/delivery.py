@@ -103,7 +103,7 @@ class Deliverer:
         sessions: SessionFactory,
         channels: dict[str, Channel],
         settings: NotifySettings,
-        secrets: list[str],
+        ack_keys: list[bytes],
         listen_dsn: str,
         metrics: Metrics,
         phi: KeyRing | None = None,
@@ -112,7 +112,8 @@ class Deliverer:
         self._phi = phi
         self._channels = channels
         self._settings = settings
-        self._secrets = secrets
+        #: The first signs the ack links in pages (services/notify/signing.py).
+        self._ack_keys = ack_keys
         self._metrics = metrics
         self._loop = WakeLoop(
             name="deliverer",
@@ -238,7 +239,7 @@ class Deliverer:
     def payload(self, page: Page) -> dict:
         ack_url = ack_link(
             self._settings.public_url,
-            self._secrets[0],
+            self._ack_keys[0],
             page.alert_id,
             self._settings.ack_link_ttl_seconds,
         )

@@ -3,9 +3,11 @@
 Intake announces `safety_plan.overdue` once per plan on triage.safety-plan.events.v1. Here the
 announcement becomes one reminder row, unique per plan, so a redelivered (or re-announced) event
 adds nothing. The row is also the durable timer: a sender claims due rows with a lease
-(`FOR UPDATE SKIP LOCKED`, so two replicas never send one attempt), POSTs the reminder signed as
-the contract signs pages, and retries with backoff until it is delivered or given up. It sleeps
-until the next due attempt and is woken by a NOTIFY when a reminder is recorded: no polling.
+(`FOR UPDATE SKIP LOCKED`, so two replicas never send one attempt), POSTs the reminder through
+the pages' own webhook channel (signed as the contract signs pages, within the channel's deadline,
+the answer read only a little, through the SSRF guard unless the address is the operator's), and
+retries with backoff until it is delivered or given up. It sleeps until the next due attempt
+and is woken by a NOTIFY when a reminder is recorded: no polling.
 
 A reminder carries ids, the level and the due time, never an entry of the plan (PHI).
 """
@@ -13,26 +15,25 @@ A reminder carries ids, the level and the due time, never an entry of the plan (
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import httpx
 from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
+from services.notify.channels import WebhookChannel
 from services.notify.models import Base
 from services.notify.settings import NotifySettings
 from shared.db import SessionFactory, asyncpg_dsn, transaction
 from shared.events import Envelope, SafetyPlanEvent, utcnow
 from shared.runtime import Runtime
 from shared.wakeup import WakeLoop
-from shared.webhooks import backoff_seconds, classify, signed_headers
+from shared.webhooks import backoff_seconds
 
 log = logging.getLogger(__name__)
 
@@ -137,13 +138,13 @@ class ReminderSender:
         *,
         sessions: SessionFactory,
         settings: NotifySettings,
-        secrets: list[str],
+        channel: WebhookChannel,
         batch_size: int = 20,
     ) -> None:
         self._sessions = sessions
         self._settings = settings
-        #: Shared with the app: a secret rotation is seen by the next attempt.
-        self._secrets = secrets
+        #: The pages' webhook channel (services/notify/channels.py): the one signed POST.
+        self._channel = channel
         self._batch_size = batch_size
         # A leased reminder is due again when its lease runs out: that bounds the sleep.
         self._loop = WakeLoop(
@@ -161,16 +162,13 @@ class ReminderSender:
 
     async def run(self) -> None:
         """Send until cancelled."""
-        timeout = httpx.Timeout(self._settings.delivery_timeout_seconds)
-        async with httpx.AsyncClient(timeout=timeout) as http:
-            await self._loop.run(lambda: self.run_due(http), self._next_due_in)
+        await self._loop.run(self.run_due, self._next_due_in)
 
-    async def run_due(self, http: httpx.AsyncClient) -> None:
+    async def run_due(self) -> None:
         while True:
             claimed = await self._claim()
-            results = await asyncio.gather(
-                *(self._send(http, c) for c in claimed), return_exceptions=True
-            )
+            sends = (self._send(c) for c in claimed)
+            results = await asyncio.gather(*sends, return_exceptions=True)
             for claim, result in zip(claimed, results, strict=True):
                 if isinstance(result, Exception):
                     # Its lease runs out and it is sent again: at least once, never lost.
@@ -195,22 +193,15 @@ class ReminderSender:
                 for r in rows
             ]
 
-    async def _send(self, http: httpx.AsyncClient, reminder: Claimed) -> None:
+    async def _send(self, reminder: Claimed) -> None:
         target = self._settings.oncall_webhook_url
         status: int | None = None
         error: str | None
         if target is None:
             outcome, error = "no_target", "no on-call target configured"
         else:
-            body = json.dumps(reminder.payload(), separators=(",", ":")).encode()
-            headers = signed_headers(self._secrets, body, event_id=reminder.id)
-            try:
-                response = await http.post(target, content=body, headers=headers)
-                status = response.status_code
-                outcome = classify(status)
-                error = None if outcome == "delivered" else f"HTTP {status}"
-            except httpx.HTTPError as exc:
-                outcome, error = "temporary_failure", type(exc).__name__
+            sent = await self._channel.post(target, reminder.payload(), event_id=reminder.id)
+            outcome, status, error = sent.outcome, sent.http_status, sent.error
         try:
             await self._record(reminder, outcome=outcome, http_status=status, error=error)
         except Exception:
@@ -279,9 +270,8 @@ class ReminderSender:
 
 
 def start_sender(
-    runtime: Runtime, *, settings: NotifySettings, secrets: list[str]
-) -> ReminderSender:
-    """Run the sender for the service's lifetime (the runtime cancels it at shutdown)."""
-    sender = ReminderSender(sessions=runtime.sessions, settings=settings, secrets=secrets)
-    runtime.spawn(sender.run(), name="notify-reminders")
-    return sender
+    runtime: Runtime, *, settings: NotifySettings, channel: WebhookChannel
+) -> tuple[ReminderSender, asyncio.Task[None]]:
+    """Run the sender until its task is cancelled (before the channel's clients close)."""
+    sender = ReminderSender(sessions=runtime.sessions, settings=settings, channel=channel)
+    return sender, runtime.spawn(sender.run(), name="notify-reminders")

@@ -57,19 +57,30 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SECRET_KEY = "alert_webhook_secret"
+#: The secret ack links are signed with (a key derived from it: services/notify/signing.py).
+ACK_SECRET_KEY = "ack_link_secret"
 #: Alerts still being paged. `failed` means nobody answered the whole policy; it is re-paged.
 OPEN = ("pending", "delivered", "escalated", "failed")
 
 
 async def webhook_secret(session: AsyncSession, *, configured: str | None) -> str:
     """The configured secret, or the one generated at first start (kept across restarts)."""
+    return await stored_secret(session, SECRET_KEY, configured=configured)
+
+
+async def ack_link_secret(session: AsyncSession, *, configured: str | None) -> str:
+    """ACK_LINK_SECRET, or the one generated at first start (kept across restarts)."""
+    return await stored_secret(session, ACK_SECRET_KEY, configured=configured)
+
+
+async def stored_secret(session: AsyncSession, key: str, *, configured: str | None) -> str:
+    """The configured secret, or the one stored under `key`, generated (sealed) at first start;
+    replicas starting together agree on the first one stored."""
     if configured:
         return configured
-    value = sealed("settings").seal(ring_of(session), {"key": SECRET_KEY}, secrets.token_hex(32))
-    await session.execute(
-        insert(Setting).values(key=SECRET_KEY, value=value).on_conflict_do_nothing()
-    )
-    return (await session.get(Setting, SECRET_KEY)).value  # type: ignore[union-attr]
+    value = sealed("settings").seal(ring_of(session), {"key": key}, secrets.token_hex(32))
+    await session.execute(insert(Setting).values(key=key, value=value).on_conflict_do_nothing())
+    return (await session.get(Setting, key)).value  # type: ignore[union-attr]
 
 
 async def _publish(session: AsyncSession, alert: Alert, what: str, **extra: object) -> None:

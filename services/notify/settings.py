@@ -31,9 +31,16 @@ class NotifySettings(ServiceSettings):
 
     #: Signs outgoing webhooks; generated at first start and stored when unset.
     alert_webhook_secret: str | None = Field(None, validation_alias="ALERT_WEBHOOK_SECRET")
-    #: The secret being rotated out: pages carry both signatures, ack links verify under either.
+    #: The secret being rotated out: pages carry both signatures.
     alert_webhook_secret_previous: str | None = Field(
         None, validation_alias="ALERT_WEBHOOK_SECRET_PREVIOUS"
+    )
+    #: Ack links are signed with a key derived from this (never with the webhook secret, which
+    #: every pager gateway holds); generated at first start and stored when unset.
+    ack_link_secret: str | None = Field(None, validation_alias="ACK_LINK_SECRET", repr=False)
+    #: The ack link secret being rotated out: links signed with it are still accepted.
+    ack_link_secret_previous: str | None = Field(
+        None, validation_alias="ACK_LINK_SECRET_PREVIOUS", repr=False
     )
     #: The base URL clinicians reach notify at; used to build the signed ack_url in each page.
     public_url: str = Field("http://127.0.0.1:8003", validation_alias="NOTIFY_PUBLIC_URL")

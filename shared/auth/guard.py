@@ -28,6 +28,7 @@ from shared.auth.principal import Principal
 from shared.auth.ratelimit import RateLimits
 from shared.auth.roles import Permission
 from shared.errors import ErrorBody, Forbidden, ServiceUnavailable, Unauthenticated
+from shared.logging import valid_correlation
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +194,8 @@ def guarded(table: RouteTable, *, error_model: Any = ErrorBody) -> type[APIRoute
                     return await handler(request)
                 runtime = request.app.state.runtime
                 gate: Gate = runtime.gate
+                # Kept for good in the entry: a plain, short id, or a fresh one.
+                correlation = valid_correlation(request.headers.get("x-correlation-id"))
                 entry = audit.new_entry(
                     service=runtime.schema,
                     actor="anonymous",
@@ -202,10 +205,13 @@ def guarded(table: RouteTable, *, error_model: Any = ErrorBody) -> type[APIRoute
                     resource=resource(request.path_params),
                     outcome="success",
                     client=request.client.host if request.client else "-",
-                    correlation_id=request.headers.get("x-correlation-id") or str(uuid.uuid4()),
+                    correlation_id=correlation,
                 )
-                if access is not None and access.signed_link and "sig" in request.query_params:
-                    entry["actor"] = "signed-link"  # the route itself checks the signature
+                signed = access is not None and access.signed_link and "sig" in request.query_params
+                if signed:
+                    # The route checks the signature; a bad one counts as a bad credential
+                    # (`RateLimits.failed_auth`: 429 past AUTH_FAILURE_LIMIT).
+                    entry["actor"] = "signed-link"
                 else:
                     try:
                         principal = await gate.authenticate(request)
@@ -227,7 +233,7 @@ def guarded(table: RouteTable, *, error_model: Any = ErrorBody) -> type[APIRoute
                     if request.method in _WRITES:
                         gate.limits.write(principal)
                     request.state.principal = principal
-                if request.method not in _WRITES and access.permission not in _AUDITED_READS:  # type: ignore[union-attr]
+                if request.method not in _WRITES and access.permission not in _AUDITED_READS:  # type: ignore[union-attr,operator]
                     return await handler(request)
                 with audit.scope(audit.AuditScope(runtime.outbox, entry)) as scope:
                     try:
@@ -236,7 +242,11 @@ def guarded(table: RouteTable, *, error_model: Any = ErrorBody) -> type[APIRoute
                         # Not there or outside the caller's scope (404), or a bad signed link
                         # (403): refusals worth a trace.
                         status = getattr(exc, "status_code", 0)
-                        if status in _REFUSED and not scope.written:
+                        if (
+                            status in _REFUSED
+                            and not scope.written
+                            and (not signed or gate.limits.refusal_recorded(entry["client"]))
+                        ):
                             entry["outcome"] = _REFUSED[status]
                             await audit.record_alone(
                                 runtime.audit_sessions,
@@ -249,6 +259,8 @@ def guarded(table: RouteTable, *, error_model: Any = ErrorBody) -> type[APIRoute
                 # of its own) is written now, and a failure to write is a 503, not an answer.
                 if response.status_code in _REFUSED:
                     entry["outcome"] = _REFUSED[response.status_code]
+                    if signed and not gate.limits.refusal_recorded(entry["client"]):
+                        return response
                 if (response.status_code < 400 or response.status_code in _REFUSED) and not (
                     scope.written
                 ):

@@ -33,8 +33,9 @@ class RateLimits:
             Role(role): parse(limit) for role, limit in writes.items() if limit
         }
         self._failed_auth = parse(failed_auth)
-        #: Refusals of requests without a credential leave an entry each, up to this many per
-        #: address: past it they are still refused (401), but a flood cannot flood the trail.
+        #: Refusals of requests without a valid credential (or with a bad signed link) leave an
+        #: entry each, up to this many per address: past it they are still refused, but a flood
+        #: cannot flood the trail (AUDIT_REFUSAL_LIMIT).
         self._recorded_refusals = parse(recorded_refusals)
 
     def write(self, principal: Principal) -> None:

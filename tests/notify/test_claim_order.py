@@ -97,7 +97,7 @@ def _deliverer(slots: int) -> Deliverer:
         sessions=None,  # type: ignore[arg-type]  # (the sends here stop before any statement)
         channels={},
         settings=settings,
-        secrets=["s" * 32],
+        ack_keys=[b"k" * 32],
         listen_dsn="postgresql://unused",
         metrics=None,  # type: ignore[arg-type]
     )

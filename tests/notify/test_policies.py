@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import time
 import uuid
 
 from services.notify.channels import retry_after
 from services.notify.policies import Level, Plan, Step, fallback_plan, level_delay, next_step
 from services.notify.service import retry_delay
 from services.notify.settings import NotifySettings
-from services.notify.signing import ack_link, ack_link_valid
+from services.notify.signing import ack_key, ack_link, ack_link_valid
 from shared.webhooks import classify
 
 TWO_LEVELS = Plan(levels=(Level(delay_seconds=60), Level()), repeats=1)
@@ -52,11 +55,21 @@ def test_backoff_grows_with_jitter_and_honours_retry_after_up_to_the_cap() -> No
 
 
 def test_ack_links_verify_under_the_current_and_the_previous_secret() -> None:
+    new, old_key = ack_key("new-secret"), ack_key("old-secret")
     alert_id = uuid.uuid4()
-    old = ack_link("http://notify", "old-secret", alert_id, 60)
+    old = ack_link("http://notify", old_key, alert_id, 60)
     query = dict(p.split("=") for p in old.split("?")[1].split("&"))
     expires, sig = int(query["expires"]), query["sig"]
-    assert ack_link_valid(["new-secret", "old-secret"], alert_id, expires, sig)
-    assert not ack_link_valid(["new-secret"], alert_id, expires, sig)
-    assert not ack_link_valid(["old-secret"], uuid.uuid4(), expires, sig), "bound to its alert"
-    assert not ack_link_valid(["old-secret"], alert_id, expires - 3600, sig), "expired"
+    assert ack_link_valid([new, old_key], alert_id, expires, sig)
+    assert not ack_link_valid([new], alert_id, expires, sig)
+    assert not ack_link_valid([old_key], uuid.uuid4(), expires, sig), "bound to its alert"
+    assert not ack_link_valid([old_key], alert_id, expires - 3600, sig), "expired"
+
+
+def test_the_ack_key_is_derived_not_the_secret_itself() -> None:
+    """A link MACed with the secret as it stands (what a holder of the webhook secret could
+    make, when one secret served both) does not verify under the derived key."""
+    alert_id, expires = uuid.uuid4(), int(time.time()) + 60
+    raw = hmac.new(b"shared", f"ack.{alert_id}.{expires}".encode(), hashlib.sha256).hexdigest()
+    assert not ack_link_valid([ack_key("shared")], alert_id, expires, raw)
+    assert ack_key("shared") != ack_key("shared2") and len(ack_key("shared")) == 32

@@ -5,8 +5,15 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 
-from shared.logging import CORRELATION, JsonFormatter, TextFormatter, safe_correlation
+from shared.logging import (
+    CORRELATION,
+    JsonFormatter,
+    TextFormatter,
+    safe_correlation,
+    valid_correlation,
+)
 
 
 def _record(msg: str = "relay published %d", *args: object) -> logging.LogRecord:
@@ -37,6 +44,15 @@ def test_a_correlation_id_that_could_carry_text_is_not_logged() -> None:
     assert safe_correlation("Jane Doe called\nfake line") == "(not loggable)"
     assert safe_correlation("x" * 129) == "(not loggable)"
     assert safe_correlation("urn:uuid:1b4e28ba-2fa1-11d2-883f-0016d3cca427") is not None
+
+
+def test_a_correlation_id_is_kept_only_when_plain_and_short() -> None:
+    """What the gate keeps in an audit entry: <= 128 of [A-Za-z0-9._:-], else a fresh id."""
+    for kept in ("c0ffee-42", "urn:uuid:1b4e28ba-2fa1-11d2-883f-0016d3cca427", "x" * 128):
+        assert valid_correlation(kept) == kept
+    for odd in (None, "", "x" * 129, "Jane Doe", "a/b", "a@b", "id\nforged"):
+        fresh = valid_correlation(odd)
+        assert fresh != odd and str(uuid.UUID(fresh)) == fresh
 
 
 async def test_a_request_without_a_correlation_id_does_not_inherit_the_last_one() -> None:

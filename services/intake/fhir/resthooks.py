@@ -7,7 +7,10 @@ exists if and only if the assessment was recorded. A trigger NOTIFYs at commit a
 pusher at once; between pushes it sleeps exactly until the next retry is due. Claims take a lease
 with ``FOR UPDATE SKIP LOCKED``, so replicas never send one attempt twice, and a process that dies
 mid-send leaves a lease that expires: at least once, with a constant ``X-Triage-Event-Id`` for the
-EHR to deduplicate. Every attempt is recorded.
+EHR to deduplicate. Every attempt is recorded. A push takes at most FHIR_PUSH_TIMEOUT_SECONDS,
+all of it, and reads a few KB of the answer at most (shared/webhooks.py `post_signed`), and one
+endpoint (host and port) holds at most FHIR_PUSH_PER_ENDPOINT of the slots: an EHR whose
+endpoint answers a byte at a time, or for ever, slows its own pushes and nobody else's.
 
 The body is the RiskAssessment as rendered when the assessment was applied: it refers to the
 EHR's own QuestionnaireResponse and Patient, and carries no PHI the EHR did not send.
@@ -25,7 +28,7 @@ from typing import Annotated, Any
 
 import httpx
 from pydantic import BaseModel, ConfigDict, StringConstraints, field_validator
-from sqlalchemy import ColumnElement, false, func, select, text, true, update
+from sqlalchemy import ColumnElement, false, select, text, true, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -42,7 +45,7 @@ from shared.phi import ring_of
 from shared.runtime import Runtime
 from shared.text import printable
 from shared.wakeup import WakeLoop
-from shared.webhooks import backoff_seconds, classify, redact, signed_headers
+from shared.webhooks import backoff_seconds, post_signed, redact
 
 log = logging.getLogger(__name__)
 
@@ -246,19 +249,61 @@ async def enqueue_pushes(
 
 # --- delivery ----------------------------------------------------------------------------------
 
+#: Where a push goes, for sharing the slots out: the endpoint's scheme-less authority
+#: (host and port), so one EHR's endpoints on one host share one share.
+_ORIGIN = "lower(substring(s.endpoint from '^[^:/?#]+://([^/?#]*)'))"
+#: Pushes due now, each with its origin's place in line: pushes of that origin on the wire
+#: (leased, by any replica) plus its rank among that origin's due ones. A push whose place is
+#: past the share waits: one endpoint, however slow, holds at most its share of the slots.
+_LINE = f"""
+    WITH busy AS (
+        SELECT {_ORIGIN} AS origin, count(*) AS n
+          FROM intake.fhir_pushes AS p JOIN intake.fhir_subscriptions AS s
+            ON s.id = p.subscription_id
+         WHERE p.status = 'pending' AND p.lease_until >= now()
+         GROUP BY 1
+    ), due AS (
+        SELECT p.id, p.due_at, {_ORIGIN} AS origin
+          FROM intake.fhir_pushes AS p JOIN intake.fhir_subscriptions AS s
+            ON s.id = p.subscription_id
+         WHERE p.status = 'pending' AND p.due_at <= now()
+           AND (p.lease_until IS NULL OR p.lease_until < now())
+    ), line AS (
+        SELECT due.id, due.due_at, due.origin,
+               coalesce(busy.n, 0) + row_number() OVER (PARTITION BY due.origin
+                                                        ORDER BY due.due_at, due.id) AS place
+          FROM due LEFT JOIN busy USING (origin)
+    )
+"""
 _CLAIM = text(
-    """
+    _LINE
+    + """
     UPDATE intake.fhir_pushes AS p
        SET lease_until = now() + make_interval(secs => :lease), attempts = p.attempts + 1
       FROM intake.fhir_subscriptions AS s
      WHERE s.id = p.subscription_id
        AND p.id IN (SELECT id FROM intake.fhir_pushes
-                     WHERE status = 'pending' AND due_at <= now()
+                     WHERE id IN (SELECT id FROM line WHERE place <= :share
+                                   ORDER BY due_at LIMIT :limit)
+                       AND status = 'pending' AND due_at <= now()
                        AND (lease_until IS NULL OR lease_until < now())
-                     ORDER BY due_at
-                     LIMIT :limit
-                     FOR UPDATE SKIP LOCKED)
+                       FOR UPDATE SKIP LOCKED)
     RETURNING p.id, p.attempts, p.body, s.endpoint, s.id AS subscription_id, s.secret
+    """
+)
+#: When the next push may start: the next due one of an origin with a free place in its share,
+#: or the first lease that runs out (a push on the wire is due again, or frees a place, then).
+_NEXT_DUE = text(
+    _LINE
+    + """
+    SELECT least(
+        (SELECT min(due_at) FROM line WHERE place <= :share),
+        (SELECT min(greatest(due_at, lease_until)) FROM intake.fhir_pushes
+          WHERE status = 'pending' AND lease_until >= now()),
+        (SELECT min(due_at) FROM intake.fhir_pushes
+          WHERE status = 'pending' AND due_at > now()
+            AND (lease_until IS NULL OR lease_until < now()))
+    )
     """
 )
 
@@ -289,8 +334,14 @@ class Pusher:
         )
         self._in_flight: set[asyncio.Task[None]] = set()
 
+    @property
+    def deadline(self) -> float:
+        """How long one push may take, all of it: FHIR_PUSH_TIMEOUT_SECONDS, and well within the
+        lease, so that no replica sends it again while it can still succeed."""
+        return min(self._settings.fhir_push_timeout_seconds, 0.8 * LEASE.total_seconds())
+
     async def run(self) -> None:
-        timeout = httpx.Timeout(self._settings.fhir_push_timeout_seconds)
+        timeout = httpx.Timeout(self.deadline)
         # Every endpoint came through the API: connections go only where the policy allows.
         transport = GuardedTransport(OutboundPolicy.from_settings(self._settings))
         async with httpx.AsyncClient(timeout=timeout, transport=transport) as http:
@@ -303,9 +354,7 @@ class Pusher:
     async def _drain(self) -> None:
         """Let pushes on the wire finish and be recorded (shutdown)."""
         if self._in_flight:
-            await asyncio.wait(
-                self._in_flight, timeout=self._settings.fhir_push_timeout_seconds + 1
-            )
+            await asyncio.wait(self._in_flight, timeout=self.deadline + 1)
 
     async def run_due(self, http: httpx.AsyncClient) -> None:
         while True:
@@ -314,7 +363,14 @@ class Pusher:
                 return
             async with transaction(self._sessions) as session:
                 rows = (
-                    await session.execute(_CLAIM, {"lease": LEASE.total_seconds(), "limit": free})
+                    await session.execute(
+                        _CLAIM,
+                        {
+                            "lease": LEASE.total_seconds(),
+                            "limit": free,
+                            "share": self._settings.fhir_push_endpoint_slots,
+                        },
+                    )
                 ).mappings()
                 ring = ring_of(session)
                 claimed = [
@@ -337,26 +393,27 @@ class Pusher:
     async def _next_due_in(self) -> float | None:
         if len(self._in_flight) >= self._settings.fhir_push_concurrency:
             return None  # every slot is busy; a finished push wakes the loop
-        # A push on the wire is due again only when its lease expires (or its outcome wakes us).
-        due = func.greatest(FhirPush.due_at, func.coalesce(FhirPush.lease_until, FhirPush.due_at))
+        # A push on the wire is due again only when its lease expires (or its outcome wakes us);
+        # one whose endpoint holds its share waits until one of that endpoint's pushes ends.
         async with self._sessions() as session:
             next_due = await session.scalar(
-                select(func.min(due)).where(FhirPush.status == "pending")
+                _NEXT_DUE, {"share": self._settings.fhir_push_endpoint_slots}
             )
         return None if next_due is None else (next_due - utcnow()).total_seconds()
 
     async def _send(self, http: httpx.AsyncClient, push: Claimed) -> None:
         started = utcnow()
-        body = push.body.encode()
-        headers = signed_headers([push.secret], body, event_id=push.push_id, content_type=FHIR_JSON)
-        status: int | None = None
-        try:
-            response = await http.post(push.endpoint, content=body, headers=headers)
-            status = response.status_code
-            outcome = classify(status)
-            error = None if outcome == "delivered" else f"HTTP {status}"
-        except httpx.HTTPError as exc:
-            outcome, error = "temporary_failure", type(exc).__name__
+        # Within the deadline, all of it, the answer read only a little (shared/webhooks.py).
+        answer = await post_signed(
+            http,
+            push.endpoint,
+            push.body.encode(),
+            secrets=[push.secret],
+            event_id=push.push_id,
+            deadline=self.deadline,
+            content_type=FHIR_JSON,
+        )
+        status, outcome, error = answer.http_status, answer.outcome, answer.error
         if outcome != "delivered":
             log.warning("fhir push %s attempt %d: %s", push.push_id, push.attempt, error)
         attempt = FhirPushAttempt(
