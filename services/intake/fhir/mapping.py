@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake.fhir.models import FhirResponse
 from services.intake.models import Screening
+from services.intake.scope import replay_scope
 from services.intake.screenings.schemas import ScreeningIn
 from services.intake.screenings.service import submit_screening, validated_answers
 from shared.auth import Principal, Visibility
@@ -587,9 +588,13 @@ async def submit_fhir_screening(
                 "this credential posts only resources with an identifier in its own systems",
             )
     if conditional is not None:
+        # In the caller's replay scope only, as a replay is (scope.replay_scope).
         existing = await session.scalar(
             select(Screening).where(
-                Screening.source == "ehr", Screening.external_id == conditional.external_id
+                Screening.replay_scope
+                == replay_scope(principal, identifier.system if identifier else None),
+                Screening.source == "ehr",
+                Screening.external_id == conditional.external_id,
             )
         )
         if existing is not None:
