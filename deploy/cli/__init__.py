@@ -80,6 +80,7 @@ async def phi_rotate(url: str, batch: int) -> int:
     from tqdm import tqdm
 
     from services.intake.models import SEALED as INTAKE
+    from services.intake.screenings.digest import old_digests, rewrite_old_digests
     from services.notify.models import SEALED as NOTIFY
     from shared.phi import KeyRing
     from shared.phi_rotation import remaining, rotate
@@ -95,9 +96,13 @@ async def phi_rotate(url: str, batch: int) -> int:
         total = await remaining(conn, ring, columns)
         with tqdm(total=total, unit="row", desc=f"re-encrypting under {ring.current}") as bar:
             done = await rotate(conn, ring, columns, batch=batch, progress=bar.update)
+        # Request digests made before they left PHI out (services/intake/screenings/digest.py).
+        with tqdm(total=await old_digests(conn), unit="row", desc="request digests") as bar:
+            digests = await rewrite_old_digests(conn, batch=batch, progress=bar.update)
     finally:
         await conn.close()
     print(f"phi: {done} rows re-encrypted under {ring.current}")
+    print(f"phi: {digests} request digests rewritten without PHI")
     return 0
 
 

@@ -4,6 +4,7 @@ them; keys rotate; a service refuses to start without its keys."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -19,6 +20,7 @@ import httpx
 import pytest
 
 from deploy.localstack import free_port
+from services.intake.screenings.schemas import ScreeningIn
 from shared.db import asyncpg_dsn
 from shared.migrate import migrate
 from shared.phi import KeyRing, Sealed, aad, new_phi_key, token_kid
@@ -320,3 +322,95 @@ def test_a_service_refuses_to_start_without_its_keys_when_rows_are_encrypted(
     procs = ServiceProcesses(env=keyless, ports={service: free_port()}, log_dir=tmp_path)
     with pytest.raises(RuntimeError, match="PHI_KEYS is not set"):
         procs.start(service, timeout=60)
+
+
+def _unkeyed_hash(body: dict[str, Any]) -> str:
+    """What a dump holder computes to ask "did this number call?": SHA-256 over the request
+    (the digest stored before, contact and notes included)."""
+    canonical = json.dumps(
+        ScreeningIn.model_validate(body).model_dump(mode="json"),
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def test_request_digests_hold_no_contact_or_notes_and_replays_still_compare_them(
+    intake: httpx.AsyncClient, db: asyncpg.Pool
+) -> None:
+    subject = f"digest-{uuid.uuid4().hex[:8]}"
+    bodies = [
+        screening(HIGH_CSSRS, subject_id=subject, contact=CANARY, notes=CANARY_NOTES),
+        screening(HIGH_CSSRS, subject_id=subject, contact={"phone": "+1 555 0100"}, notes="x"),
+    ]
+    keys = [uuid.uuid4().hex, uuid.uuid4().hex]
+    ids = []
+    for body, key in zip(bodies, keys, strict=True):
+        posted = await intake.post(
+            "/v1/screenings", json=body, headers={**HOTLINE, "Idempotency-Key": key}
+        )
+        assert posted.status_code == 202
+        ids.append(uuid.UUID(posted.json()["id"]))
+    stored = [
+        await db.fetchval("SELECT request_hash FROM intake.screenings WHERE id = $1", sid)
+        for sid in ids
+    ]
+    keyed = [
+        await db.fetchval(
+            "SELECT request_hash FROM intake.idempotency_keys WHERE screening_id = $1", sid
+        )
+        for sid in ids
+    ]
+    for body, digests in zip(bodies, zip(stored, keyed, strict=True), strict=True):
+        assert _unkeyed_hash(body) not in digests, "a dump answers: did this number call?"
+    assert stored[0] == stored[1] and keyed[0] == keyed[1], "contact and notes are not in it"
+
+    # Replays still tell the same request from one with another number or other notes.
+    first = {**HOTLINE, "Idempotency-Key": keys[0]}
+    again = await intake.post("/v1/screenings", json=bodies[0], headers=first)
+    assert (again.status_code, again.json()["id"]) == (200, str(ids[0]))
+    other_phone = {**bodies[0], "contact": {**CANARY, "phone": "+1 555 0100"}}
+    assert (await intake.post("/v1/screenings", json=other_phone, headers=first)).status_code == 409
+    other_notes = {**bodies[0], "notes": "other words"}
+    assert (await intake.post("/v1/screenings", json=other_notes, headers=first)).status_code == 409
+    message = {**bodies[0], "external_id": f"call-{uuid.uuid4().hex}"}
+    assert (await intake.post("/v1/screenings", json=message, headers=HOTLINE)).status_code == 202
+    moved = {**message, "contact": None}
+    assert (await intake.post("/v1/screenings", json=moved, headers=HOTLINE)).status_code == 409
+
+
+async def test_old_request_digests_compare_until_rotation_rewrites_them(
+    intake: httpx.AsyncClient, db: asyncpg.Pool, database_url: str, services: ServiceProcesses
+) -> None:
+    """A screening and its Idempotency-Key stored before (the unkeyed hash of the request):
+    a replay still compares with it, and `triage phi rotate` rewrites it without PHI."""
+    body = screening(HIGH_CSSRS, contact=CANARY, notes=CANARY_NOTES)
+    body["external_id"] = f"call-{uuid.uuid4().hex}"
+    key = {**HOTLINE, "Idempotency-Key": uuid.uuid4().hex}
+    sid = uuid.UUID((await intake.post("/v1/screenings", json=body, headers=key)).json()["id"])
+    old = _unkeyed_hash(body)
+    await db.execute("UPDATE intake.screenings SET request_hash = $2 WHERE id = $1", sid, old)
+    await db.execute(
+        "UPDATE intake.idempotency_keys SET request_hash = $2 WHERE screening_id = $1", sid, old
+    )
+    other = {**body, "notes": "other words"}
+
+    async def replays() -> None:
+        for headers in (key, HOTLINE):  # by Idempotency-Key, and by external_id
+            again = await intake.post("/v1/screenings", json=body, headers=headers)
+            assert (again.status_code, again.json()["id"]) == (200, str(sid))
+            assert (
+                await intake.post("/v1/screenings", json=other, headers=headers)
+            ).status_code == 409
+
+    await replays()
+    env = services.env_for(DATABASE_URL=database_url)
+    done = _run([str(TRIAGE), "phi", "rotate"], env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for table in ("screenings", "idempotency_keys"):
+        column = "id" if table == "screenings" else "screening_id"
+        digest = await db.fetchval(
+            f"SELECT request_hash FROM intake.{table} WHERE {column} = $1", sid
+        )
+        assert digest != old and CANARY["phone"] not in digest, table
+    await replays()

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,6 +19,7 @@ from services.intake.fhir.resthooks import enqueue_pushes
 from services.intake.models import AlertView, SafetyPlan, Screening, outbox, sealed
 from services.intake.safety_plans.service import open_safety_plan
 from services.intake.scope import replay_scope, visible
+from services.intake.screenings.digest import request_digest, same_request
 from services.intake.screenings.schemas import ScreeningIn
 from shared import audit
 from shared.auth import Principal
@@ -29,15 +30,10 @@ from shared.instruments import parse_answers
 from shared.kafka import PoisonMessage
 from shared.outbox import add_event_after, event_row
 from shared.pagination import Columns
-from shared.phi import KeyRing
+from shared.phi import KeyRing, ring_of
 from shared.topics import SCREENING_SUBMITTED
 
 log = logging.getLogger(__name__)
-
-
-def request_hash(payload: ScreeningIn) -> str:
-    canonical = json.dumps(payload.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def validated_answers(payload: ScreeningIn) -> dict[str, Any]:
@@ -117,17 +113,18 @@ async def submit_screening(
     a look-up only for an Idempotency-Key, then one statement that stores the screening and its
     event, or finds that the EHR message was sent before.
     """
-    digest = request_hash(payload)
+    digest = request_digest(payload, answers)
     replay = replay_scope(principal, filed_under)
+    ring = phi if phi is not None else ring_of(session)
     if idempotency_key is not None:
         idempotency_key = f"{principal.credential_id}:{idempotency_key}"
     conn = await driver(session, begin=not alone or idempotency_key is not None)
     if idempotency_key is not None:
         key = await conn.fetchrow(_FIND_KEY, idempotency_key)
         if key is not None:
-            if key["request_hash"] != digest:
-                raise Conflict("Idempotency-Key was already used with a different request body")
             stored = await _stored(session, key["screening_id"])
+            if not same_request(key["request_hash"], payload, answers, _phi(stored, ring)):
+                raise Conflict("Idempotency-Key was already used with a different request body")
             audit.about(f"screening/{stored.id}")
             return stored, False
     now = utcnow()
@@ -182,7 +179,7 @@ async def submit_screening(
     if inserted is None:
         if scope is not None and fused is not None:
             scope.unstage()  # nothing was inserted: the entry goes in at commit instead
-        resent = await _resent(session, payload, digest, replay)
+        resent = await _resent(session, payload, answers, replay, ring)
         audit.about(f"screening/{resent.id}")
         return resent, False
     if idempotency_key is not None and not await conn.fetchval(
@@ -205,6 +202,13 @@ def opened(screening: Screening, phi: KeyRing | None) -> tuple[dict[str, Any] | 
     return (json.loads(contact) if contact else None), _NOTES.open(phi, screening, screening.notes)
 
 
+def _phi(
+    screening: Screening, phi: KeyRing | None
+) -> Callable[[], tuple[dict[str, Any] | None, str | None]]:
+    """The screening's contact and notes, opened when a replay is compared with them."""
+    return lambda: opened(screening, phi)
+
+
 async def _stored(session: AsyncSession, screening_id: uuid.UUID) -> Screening:
     screening = await session.get(Screening, screening_id)
     assert screening is not None  # the key's foreign key
@@ -212,7 +216,11 @@ async def _stored(session: AsyncSession, screening_id: uuid.UUID) -> Screening:
 
 
 async def _resent(
-    session: AsyncSession, payload: ScreeningIn, digest: str, replay: str
+    session: AsyncSession,
+    payload: ScreeningIn,
+    answers: dict[str, Any],
+    replay: str,
+    phi: KeyRing | None,
 ) -> Screening:
     """The screening a message with this source and external_id already created in `replay`."""
     existing = await session.scalar(
@@ -224,7 +232,7 @@ async def _resent(
     )
     if existing is None:  # the conflicting insert was rolled back after all: try again
         raise ConcurrentDuplicate(payload.external_id)
-    if existing.request_hash != digest:
+    if not same_request(existing.request_hash, payload, answers, _phi(existing, phi)):
         raise Conflict(
             f"external_id was already used by source {payload.source!r} with a different screening"
         )
