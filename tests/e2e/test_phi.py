@@ -24,9 +24,12 @@ from services.intake.screenings.schemas import ScreeningIn
 from shared.db import asyncpg_dsn
 from shared.migrate import migrate
 from shared.phi import KeyRing, Sealed, aad, new_phi_key, token_kid
+from tests.notify.pagers import Pagers
+from tests.notify.roster import Roster
 from tests.support.cases import HIGH_CSSRS, IMMINENT_ASQ, screening
 from tests.support.kafka import read_every_topic
 from tests.support.keys import CLINICIAN, HOTLINE
+from tests.support.receiver import Receiver
 from tests.support.safety_plans import if_match
 from tests.support.services import ServiceProcesses
 from tests.support.waits import wait_case
@@ -311,6 +314,20 @@ async def test_rotation_re_encrypts_every_row_under_the_current_key(lone_db: str
     again = _run([str(TRIAGE), "phi", "rotate"], env)
     assert again.returncode == 0 and "0 rows re-encrypted" in again.stdout
 
+    # Rotation sealed the database: a value in clear now is planted, refused, never encrypted.
+    conn = await asyncpg.connect(asyncpg_dsn(lone_db))
+    try:
+        for schema in ("intake", "notify"):
+            assert await conn.fetchval(f"SELECT count(*) FROM {schema}.phi_sealed") == 1
+        planted = "planted after rotation: https://pager.example.org/insider"
+        await conn.execute("UPDATE notify.contact_methods SET address = $1", planted)
+    finally:
+        await conn.close()
+    refused = _run([str(TRIAGE), "phi", "rotate"], env)
+    assert refused.returncode == 1 and "stopped" in refused.stdout
+    assert "not encrypted in a sealed database" in refused.stderr
+    assert planted not in refused.stdout + refused.stderr
+
 
 @pytest.mark.parametrize("service", ["intake", "notify"])
 def test_a_service_refuses_to_start_without_its_keys_when_rows_are_encrypted(
@@ -414,3 +431,67 @@ async def test_old_request_digests_compare_until_rotation_rewrites_them(
         )
         assert digest != old and CANARY["phone"] not in digest, table
     await replays()
+
+
+def _logged(services: ServiceProcesses, service: str) -> str:
+    return (services.log_dir / f"{service}.log").read_text(errors="replace")
+
+
+async def test_a_plain_value_planted_in_a_sealed_column_is_refused_and_logged(
+    intake: httpx.AsyncClient, db: asyncpg.Pool, services: ServiceProcesses
+) -> None:
+    """The session's database was created encrypted: a value without the `phi1:` tag in a
+    sealed column is not a value intake wrote; it is refused, and the log names where, not what."""
+    sid = await _post(intake)
+    planted = "planted plain note: call this number instead"
+    notes = "UPDATE intake.screenings SET notes = $2 WHERE id = $1 RETURNING 1"
+    sealed = await db.fetchval("SELECT notes FROM intake.screenings WHERE id = $1", uuid.UUID(sid))
+    await db.execute(notes, uuid.UUID(sid), planted)
+    try:
+        read = await intake.get(f"/v1/screenings/{sid}", headers=CLINICIAN)
+        assert read.status_code == 500 and read.json()["error"] == "phi_unreadable", read.text
+        assert planted not in read.text
+        log = _logged(services, "intake")
+        assert f"intake.screenings.notes of {sid}" in log and planted not in log
+    finally:
+        await db.execute(notes, uuid.UUID(sid), sealed)
+    assert (await intake.get(f"/v1/screenings/{sid}", headers=CLINICIAN)).status_code == 200
+
+
+@pytest.fixture
+async def roster(
+    notify: httpx.AsyncClient, pagers: Pagers, db: asyncpg.Pool
+) -> AsyncIterator[Roster]:
+    on_call = Roster(notify, pagers, db)
+    yield on_call
+    await on_call.cleanup()
+
+
+async def test_a_planted_page_address_is_refused_and_the_fallback_is_paged(
+    intake: httpx.AsyncClient,
+    db: asyncpg.Pool,
+    roster: Roster,
+    pagers: Pagers,
+    receiver: Receiver,
+    services: ServiceProcesses,
+) -> None:
+    """A plain address planted in place of a clinician's (encrypted) one never gets the page:
+    the address is refused and the page goes to the fallback (ONCALL_WEBHOOK_URL)."""
+    clinician = await roster.clinician("planted")
+    method = await db.fetchval(
+        "SELECT id FROM notify.contact_methods WHERE clinician_id = $1", uuid.UUID(clinician.id)
+    )
+    address = "UPDATE notify.contact_methods SET address = $2 WHERE id = $1"
+    sealed = await db.fetchval("SELECT address FROM notify.contact_methods WHERE id = $1", method)
+    await db.execute(address, method, pagers.url("planted-by-an-insider"))
+    try:
+        await roster.policy(["high"], [{"clinician_ids": [clinician.id]}])
+        posted = await intake.post("/v1/screenings", json=screening(HIGH_CSSRS))
+        sid = posted.json()["id"]
+        assert await receiver.wait_for(sid, timeout=10), "the fallback is paged"
+        assert pagers.pages("planted-by-an-insider", sid) == []
+        log = _logged(services, "notify")
+        assert f"notify.contact_methods.address of {method}" in log
+        assert pagers.url("planted-by-an-insider") not in log
+    finally:  # the clinicians' list reads every address: later tests list them
+        await db.execute(address, method, sealed)

@@ -577,6 +577,8 @@ async def submit_fhir_screening(
     ``If-None-Exist`` is a conditional create: a match is returned whatever the body says. Without
     it the identifier is the screening's ``external_id``, whose replay rules are intake's own (the
     same content returns the first screening, different content under one identifier is 409).
+    Both look only in the caller's replay scope (``scope.replay_scope``: an ehr credential's the
+    identifier's system, anyone else's its own credential), never at another caller's screenings.
     """
     identifier = mapped.identifier or conditional
     if principal.visibility == Visibility.SYSTEMS:
