@@ -4,6 +4,7 @@ them; keys rotate; a service refuses to start without its keys."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import importlib.util
 import json
@@ -20,10 +21,21 @@ import httpx
 import pytest
 
 from deploy.localstack import free_port
+from services.intake.models import SEALED as INTAKE_SEALED
 from services.intake.screenings.schemas import ScreeningIn
-from shared.db import asyncpg_dsn
+from shared.db import asyncpg_dsn, create_engine, create_session_factory
 from shared.migrate import migrate
-from shared.phi import KeyRing, Sealed, aad, new_phi_key, token_kid
+from shared.phi import (
+    RING,
+    KeyRing,
+    PhiUnreadable,
+    Sealed,
+    aad,
+    check_sealed,
+    new_phi_key,
+    token_kid,
+    watch_sealed,
+)
 from tests.notify.pagers import Pagers
 from tests.notify.roster import Roster
 from tests.support.cases import HIGH_CSSRS, IMMINENT_ASQ, screening
@@ -495,3 +507,41 @@ async def test_a_planted_page_address_is_refused_and_the_fallback_is_paged(
         assert pagers.url("planted-by-an-insider") not in log
     finally:  # the clinicians' list reads every address: later tests list them
         await db.execute(address, method, sealed)
+
+
+async def test_a_database_stored_in_clear_is_sealed_by_rotation_and_services_follow(
+    lone_db: str,
+) -> None:
+    """Values stored before encryption are read as they are, until `triage phi rotate` has
+    encrypted them: from then on a running service refuses values in clear (it looks for the
+    seal until it finds it), and one started without PHI_KEYS is refused."""
+    old = new_phi_key()
+    ring = KeyRing.parse(old)
+    assert ring is not None
+    conn = await asyncpg.connect(asyncpg_dsn(lone_db))
+    try:
+        ids = await _seed(conn, ring)  # the last screening is stored in clear
+    finally:
+        await conn.close()
+    engine = create_engine(lone_db, pool_size=2)
+    sessions = create_session_factory(engine, info={RING: ring})
+    notes = Sealed("intake.screenings", "notes")
+    try:
+        assert not await check_sealed(sessions, ring, INTAKE_SEALED, "intake")
+        assert notes.open(ring, {"id": ids[4]}, "note 4") == "note 4"
+        watcher = asyncio.create_task(watch_sealed(sessions, ring, "intake", every=0.05))
+        env = {**os.environ, "DATABASE_URL": lone_db, "PHI_KEYS": old}
+        done = _run([str(TRIAGE), "phi", "rotate"], env)
+        assert done.returncode == 0, done.stdout + done.stderr
+        for _ in range(100):
+            if ring.state.sealed:
+                break
+            await asyncio.sleep(0.02)
+        watcher.cancel()
+        assert ring.state.sealed, "the running service saw the seal"
+        with pytest.raises(PhiUnreadable):
+            notes.open(ring, {"id": ids[4]}, "note 4")
+        with pytest.raises(RuntimeError, match="PHI_KEYS is not set"):
+            await check_sealed(sessions, None, INTAKE_SEALED, "intake")
+    finally:
+        await engine.dispose()
