@@ -47,7 +47,7 @@ from shared.db import driver, is_transient
 from shared.errors import Conflict, NotFound
 from shared.events import AlertEvent, Envelope, RiskAssessed, utcnow
 from shared.outbox import add_event, add_event_after, event_row
-from shared.phi import ring_of
+from shared.phi import PhiUnreadable, ring_of
 from shared.topics import ALERT_EVENTS
 from shared.webhooks import backoff_seconds
 
@@ -62,14 +62,35 @@ OPEN = ("pending", "delivered", "escalated", "failed")
 
 
 async def webhook_secret(session: AsyncSession, *, configured: str | None) -> str:
-    """The configured secret, or the one generated at first start (kept across restarts)."""
+    """The configured secret, or the one generated at first start (kept across restarts).
+
+    A stored secret that cannot be read (its key left the ring, or one planted in clear in a
+    sealed database: whoever chose it could sign acknowledgement links and stop pages) is
+    replaced by a new one, logged, rather than keeping notify from starting: paging goes on,
+    and receivers take the new secret (or configure ALERT_WEBHOOK_SECRET)."""
     if configured:
         return configured
-    value = sealed("settings").seal(ring_of(session), {"key": SECRET_KEY}, secrets.token_hex(32))
+    ring, column, row = ring_of(session), sealed("settings"), {"key": SECRET_KEY}
+    value = column.seal(ring, row, secrets.token_hex(32))
     await session.execute(
         insert(Setting).values(key=SECRET_KEY, value=value).on_conflict_do_nothing()
     )
-    return (await session.get(Setting, SECRET_KEY)).value  # type: ignore[union-attr]
+    # The column, not the entity: opened here, so a value that cannot be read is handled.
+    current = select(Setting.value).where(Setting.key == SECRET_KEY)
+    stored = await session.scalar(current)
+    try:
+        secret: str = column.open(ring, row, stored)
+        return secret
+    except PhiUnreadable:
+        log.error("the generated page-signing secret cannot be read: a new one replaces it")
+    # Only if no other replica replaced it meanwhile; then every replica reads the same one.
+    await session.execute(
+        update(Setting)
+        .where(Setting.key == SECRET_KEY, Setting.value == stored)
+        .values(value=value)
+    )
+    secret = column.open(ring, row, await session.scalar(current))
+    return secret
 
 
 async def _publish(session: AsyncSession, alert: Alert, what: str, **extra: object) -> None:

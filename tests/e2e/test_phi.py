@@ -23,7 +23,8 @@ import pytest
 from deploy.localstack import free_port
 from services.intake.models import SEALED as INTAKE_SEALED
 from services.intake.screenings.schemas import ScreeningIn
-from shared.db import asyncpg_dsn, create_engine, create_session_factory
+from services.notify.service import SECRET_KEY, webhook_secret
+from shared.db import asyncpg_dsn, create_engine, create_session_factory, transaction
 from shared.migrate import migrate
 from shared.phi import (
     RING,
@@ -32,6 +33,7 @@ from shared.phi import (
     Sealed,
     aad,
     check_sealed,
+    is_token,
     new_phi_key,
     token_kid,
     watch_sealed,
@@ -544,4 +546,30 @@ async def test_a_database_stored_in_clear_is_sealed_by_rotation_and_services_fol
         with pytest.raises(RuntimeError, match="PHI_KEYS is not set"):
             await check_sealed(sessions, None, INTAKE_SEALED, "intake")
     finally:
+        await engine.dispose()
+
+
+async def test_a_planted_page_signing_secret_is_replaced_not_used(lone_db: str) -> None:
+    """Notify's generated secret signs pages and acknowledgement links: one planted in clear
+    would let its author stop pages. It is refused and replaced (once, for every replica)."""
+    ring = KeyRing.parse(new_phi_key())
+    assert ring is not None
+    ring.state.sealed = True
+    planted = "planted-secret-chosen-by-an-insider-0123456789"
+    conn = await asyncpg.connect(asyncpg_dsn(lone_db))
+    engine = create_engine(lone_db, pool_size=2)
+    sessions = create_session_factory(engine, info={RING: ring})
+    try:
+        await conn.execute(
+            "INSERT INTO notify.settings (key, value) VALUES ($1, $2)", SECRET_KEY, planted
+        )
+        async with transaction(sessions) as session:
+            secret = await webhook_secret(session, configured=None)
+        assert secret != planted and len(secret) == 64
+        stored = await conn.fetchval("SELECT value FROM notify.settings WHERE key = $1", SECRET_KEY)
+        assert is_token(stored)
+        async with transaction(sessions) as session:
+            assert await webhook_secret(session, configured=None) == secret
+    finally:
+        await conn.close()
         await engine.dispose()
