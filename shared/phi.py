@@ -8,13 +8,14 @@ stolen database dump holds is these tokens: no name, number or note.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
 import os
 import secrets
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -51,10 +52,20 @@ def token_kid(value: str) -> str:
     return value[len(PREFIX) :].split(":", 1)[0]
 
 
+@dataclass
+class SealState:
+    """Whether the database's sealed columns hold only encrypted values (its `phi_sealed` row):
+    then a value without the tag is refused rather than read as stored before encryption."""
+
+    sealed: bool = False
+
+
 @dataclass(frozen=True)
 class KeyRing:
     keys: dict[str, AESGCM]
     current: str
+    #: Shared by every session of the service (the ring is): set once the database is sealed.
+    state: SealState = field(default_factory=SealState, compare=False, repr=False)
 
     @classmethod
     def parse(cls, spec: str) -> KeyRing | None:
@@ -143,20 +154,39 @@ class Sealed:
         return json.loads(text) if self.json and text is not None else text
 
     def open_text(self, ring: KeyRing | None, row: object, stored: str | None) -> str | None:
-        """The stored text in clear (a JSON column's JSON text, not parsed)."""
+        """The stored text in clear (a JSON column's JSON text, not parsed).
+
+        A value without the tag is one stored before encryption, read as it is, until the
+        database is sealed (`SealState`): then it can only have been written around the
+        application (a planted page target, plan entry or secret), and it is refused: logged
+        naming the table, column and row, never the value."""
+        if stored is None:
+            return None
         if not is_token(stored):
-            return stored
-        assert stored is not None
+            if ring is None or not ring.state.sealed:
+                return stored
+            log.error(
+                "%s.%s of %s is not encrypted in a sealed database: refused",
+                self.table,
+                self.column,
+                self._row_key(row),
+            )
+            raise PhiUnreadable(
+                "this record's protected fields cannot be read; an operator has been told"
+            )
         try:
             if ring is None:
                 raise PhiKeyError("PHI_KEYS is not set")
             return ring.decrypt(stored, aad=self.aad(row))
         except (Undecryptable, PhiKeyError) as exc:
-            row_key = self.aad(row).rsplit(":", 1)[1]
+            row_key = self._row_key(row)
             log.error("%s.%s of %s does not decrypt: %s", self.table, self.column, row_key, exc)
             raise PhiUnreadable(
                 "this record's protected fields cannot be read; an operator has been told"
             ) from exc
+
+    def _row_key(self, row: object) -> str:
+        return self.aad(row).rsplit(":", 1)[1]
 
 
 def columns_of(sealed: Iterable[Sealed], table: str) -> tuple[Sealed, ...]:
@@ -246,3 +276,86 @@ async def require_ring(sessions: Any, ring: KeyRing | None, columns: Iterable[Se
             "ring (PHI_KEYS=kid:base64key,...; make run keeps it in .local/run/secrets/phi-keys)"
         )
     log.warning("PHI_KEYS is not set: protected fields are stored unencrypted")
+
+
+# --- sealing: once every sealed value is encrypted, an untagged one is refused ------------------
+
+
+def _untagged_probe(columns: Iterable[Sealed]) -> str:
+    """A statement: does any of `columns` hold a value without the tag (stored in clear)?"""
+    tables: dict[str, list[str]] = {}
+    for c in columns:
+        tables.setdefault(c.table, []).append(c.column)
+    probes = " OR ".join(
+        f"EXISTS (SELECT 1 FROM {table} WHERE "
+        + " OR ".join(f"({col} IS NOT NULL AND {col} NOT LIKE '{PREFIX}%')" for col in cols)
+        + ")"
+        for table, cols in tables.items()
+    )
+    return f"SELECT {probes}"
+
+
+_IS_SEALED = "SELECT EXISTS (SELECT 1 FROM {schema}.phi_sealed)"
+_SEAL = "INSERT INTO {schema}.phi_sealed DEFAULT VALUES ON CONFLICT DO NOTHING"
+
+
+async def is_sealed(conn: asyncpg.Connection, schema: str) -> bool:
+    return bool(await conn.fetchval(_IS_SEALED.format(schema=schema)))
+
+
+async def seal(conn: asyncpg.Connection, schema: str) -> None:
+    """Mark `schema`'s sealed columns as holding only encrypted values (`triage phi rotate`)."""
+    await conn.execute(_SEAL.format(schema=schema))
+
+
+async def check_sealed(
+    sessions: Any, ring: KeyRing | None, columns: Iterable[Sealed], schema: str
+) -> bool:
+    """At start: whether the database is sealed, sealing it when it holds no value in clear
+    (created encrypted, or all encrypted by now); `ring.state` says so to every session.
+
+    A sealed database and no ring is refused: what the service wrote would be in clear, and
+    refused when read back."""
+    columns = list(columns)
+    if not columns:
+        return False
+    async with sessions() as session:
+        sealed = bool(await session.scalar(text(_IS_SEALED.format(schema=schema))))
+        if ring is None:
+            if sealed:
+                raise RuntimeError(
+                    f"the database's {schema} PHI is sealed (encrypted only) and PHI_KEYS is not "
+                    "set: give the service its key ring"
+                )
+            return False
+        if not sealed and not await session.scalar(text(_untagged_probe(columns))):
+            await session.execute(text(_SEAL.format(schema=schema)))
+            await session.commit()
+            sealed = True
+    if sealed:
+        ring.state.sealed = True
+    else:
+        log.warning(
+            "%s holds PHI stored before encryption: run `triage phi rotate` to encrypt it; until "
+            "then a value without the encryption tag is read as it is",
+            schema,
+        )
+    return sealed
+
+
+async def watch_sealed(sessions: Any, ring: KeyRing, schema: str, *, every: float = 10.0) -> None:
+    """Until the database is sealed (`triage phi rotate` ran while the service was up), look
+    every `every` seconds; then refuse values in clear from the next read on. It then idles for
+    the service's lifetime (a runtime's loop that ends reads as a dead one)."""
+    while not ring.state.sealed:
+        await asyncio.sleep(every)
+        try:
+            async with sessions() as session:
+                found = await session.scalar(text(_IS_SEALED.format(schema=schema)))
+        except Exception as exc:  # the database is away: look again later
+            log.warning("could not read whether %s PHI is sealed: %s", schema, type(exc).__name__)
+            continue
+        if found:
+            ring.state.sealed = True
+            log.info("%s PHI is sealed: values in clear are refused from now on", schema)
+    await asyncio.Event().wait()

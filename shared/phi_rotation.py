@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from shared.phi import PREFIX, KeyRing, Sealed
+from shared.phi import PREFIX, KeyRing, Sealed, is_sealed, seal
 
 
 @dataclass(frozen=True)
@@ -72,10 +72,17 @@ async def rotate(
     """Re-encrypt every value not under `ring.current`; how many rows were rewritten.
 
     A value that does not decrypt (PhiUnreadable, naming its row) stops the run: nothing is
-    rewritten blindly, and the batches before it stay done.
+    rewritten blindly, and the batches before it stay done. Values in clear are encrypted as
+    stored before encryption, unless the schema is sealed already: then one is refused as any
+    reader refuses it (it was planted; encrypting it would launder it). Once every value is
+    encrypted, each schema is sealed (shared/phi.py `seal`).
     """
+    columns = list(columns)
+    schemas = list(dict.fromkeys(c.table.split(".", 1)[0] for c in columns))
+    sealed = {schema for schema in schemas if await is_sealed(conn, schema)}
     done = 0
     for table in _tables(columns):
+        ring.state.sealed = table.name.split(".", 1)[0] in sealed
         while True:
             async with conn.transaction():
                 await conn.execute("SET LOCAL triage.phi_rotation = 'on'")
@@ -93,4 +100,6 @@ async def rotate(
                 break
             done += len(rows)
             progress(len(rows))
+    for schema in schemas:
+        await seal(conn, schema)
     return done

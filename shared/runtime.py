@@ -43,7 +43,7 @@ from shared.kafka import (
 )
 from shared.metrics import Probe, ServiceMetrics
 from shared.outbox import OutboxRelay, notify_channel, outbox_table
-from shared.phi import RING, KeyRing, Sealed, require_ring
+from shared.phi import RING, KeyRing, Sealed, check_sealed, require_ring, watch_sealed
 from shared.retention import Pruner, Rule, processed_events
 from shared.settings import ServiceSettings
 
@@ -195,6 +195,7 @@ async def open_runtime(
     sessions = create_session_factory(engine, info={RING: ring})
     await warm_pool(engine, min(4, settings.db_pool_size))
     await require_ring(sessions, ring, sealed)
+    sealed_at_start = await check_sealed(sessions, ring, sealed, schema)
     if prepare is not None:
         await prepare(sessions)
     producer = Producer(
@@ -256,6 +257,8 @@ async def open_runtime(
         name=f"{schema}-credentials",
     )
     rt.spawn(relay.run(), name=f"{schema}-outbox-relay")
+    if ring is not None and sealed and not sealed_at_start:
+        rt.spawn(watch_sealed(sessions, ring, schema), name=f"{schema}-phi-sealed")
     rt.spawn(_keep_producing(producer), name=f"{schema}-producer-watch")
     rt.pruner = Pruner(
         sessions=sessions,

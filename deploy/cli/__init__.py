@@ -90,12 +90,9 @@ async def audit_verify(url: str) -> int:
 
 
 async def phi_rotate(url: str, batch: int) -> int:
-    from tqdm import tqdm
-
     from services.intake.models import SEALED as INTAKE
     from services.notify.models import SEALED as NOTIFY
-    from shared.phi import KeyRing
-    from shared.phi_rotation import remaining, rotate
+    from shared.phi import KeyRing, PhiUnreadable
 
     columns = (*INTAKE, *NOTIFY)
 
@@ -105,12 +102,29 @@ async def phi_rotate(url: str, batch: int) -> int:
         return 2
     conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
-        total = await remaining(conn, ring, columns)
-        with tqdm(total=total, unit="row", desc=f"re-encrypting under {ring.current}") as bar:
-            done = await rotate(conn, ring, columns, batch=batch, progress=bar.update)
+        return await _rotate(conn, ring, columns, batch)
+    except PhiUnreadable:
+        print("phi: stopped at a value that does not decrypt or is refused (the line above names")
+        print("     its table, column and row); the batches before it are done")
+        return 1
     finally:
         await conn.close()
+
+
+async def _rotate(conn: asyncpg.Connection, ring: Any, columns: tuple[Any, ...], batch: int) -> int:
+    from tqdm import tqdm
+
+    from services.intake.screenings.digest import old_digests, rewrite_old_digests
+    from shared.phi_rotation import remaining, rotate
+
+    total = await remaining(conn, ring, columns)
+    with tqdm(total=total, unit="row", desc=f"re-encrypting under {ring.current}") as bar:
+        done = await rotate(conn, ring, columns, batch=batch, progress=bar.update)
+    # Request digests made before they left PHI out (services/intake/screenings/digest.py).
+    with tqdm(total=await old_digests(conn), unit="row", desc="request digests") as bar:
+        digests = await rewrite_old_digests(conn, batch=batch, progress=bar.update)
     print(f"phi: {done} rows re-encrypted under {ring.current}")
+    print(f"phi: {digests} request digests rewritten without PHI")
     return 0
 
 

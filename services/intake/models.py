@@ -47,6 +47,8 @@ class Screening(Base):
     #: The credential that submitted it, and the identifier system it is filed under.
     submitted_by: Mapped[str | None]
     filed_under: Mapped[str | None]
+    #: Where its external_id is unique: an EHR's system, or the submitter (scope.replay_scope).
+    replay_scope: Mapped[str | None]
 
 
 class ApiKey(Base):

@@ -22,3 +22,27 @@ def visible(principal: Principal) -> ColumnElement[bool]:
         case Visibility.SYSTEMS if principal.identifier_systems:
             return Screening.filed_under.in_(principal.identifier_systems)
     return false()
+
+
+def replay_scope(principal: Principal, filed_under: str | None) -> str:
+    """The namespace a screening's `external_id` is unique in, and so where a repeat of it is
+    looked for: never across every caller, or one caller could claim another's identifier first
+    and bury the screening it names (a 409, or a replay that answers with a screening the owner
+    cannot read, whose assessment and rest-hook it never gets).
+
+    An ehr credential's is the identifier system the screening is filed under (one of its own):
+    the credentials of one EHR (a key and its successor) share it, and a repeat is always a
+    screening they can read. Anyone else's is the credential itself (hotline staff, clinicians,
+    supervisors, admins): its repeats find only its own screenings, and it reaches no one
+    else's namespace, whatever external_id it sends."""
+    if principal.visibility == Visibility.SYSTEMS and filed_under in principal.identifier_systems:
+        return f"system:{filed_under}"
+    return f"credential:{principal.credential_id}"
+
+
+def owns_identifier(principal: Principal, external_id: str) -> bool:
+    """Whether `external_id` is an identifier `system|value` in one of `principal`'s systems."""
+    return any(
+        external_id.startswith(f"{system}|") and len(external_id) > len(system) + 1
+        for system in principal.identifier_systems
+    )

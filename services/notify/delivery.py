@@ -191,28 +191,31 @@ class Deliverer:
 
     async def _claim(self, conn: asyncpg.Connection, limit: int, repeats: int) -> list[Page]:
         rows = await conn.fetch(_CLAIM, self._settings.delivery_lease_seconds, limit, repeats)
-        return [
-            Page(
-                delivery_id=r["id"],
-                attempt=r["attempts"],
-                escalation_level=r["escalation_level"],
-                repeat_round=r["repeat_round"],
-                alert_id=r["alert_id"],
-                screening_id=r["screening_id"],
-                risk_level=r["risk_level"],
-                urgency=r["urgency"],
-                reasons=list(r["reasons"]),
-                created_at=r["created_at"],
-                channel=r["channel"],
-                target=self._target(r),
-                traceparent=r["traceparent"],
-            )
-            for r in rows
-        ]
+        return [self._page(r) for r in rows]
+
+    def _page(self, r: asyncpg.Record) -> Page:
+        target = self._target(r)
+        return Page(
+            delivery_id=r["id"],
+            attempt=r["attempts"],
+            escalation_level=r["escalation_level"],
+            repeat_round=r["repeat_round"],
+            alert_id=r["alert_id"],
+            screening_id=r["screening_id"],
+            risk_level=r["risk_level"],
+            urgency=r["urgency"],
+            reasons=list(r["reasons"]),
+            created_at=r["created_at"],
+            # The fallback is a webhook: an email method whose address is refused too.
+            channel=r["channel"] if target is not None else "webhook",
+            target=target,
+            traceparent=r["traceparent"],
+        )
 
     def _target(self, row: asyncpg.Record) -> str | None:
         """The page's planned address in clear. One that does not decrypt (its key left the
-        ring) must not stop paging: the page goes to the fallback, ONCALL_WEBHOOK_URL."""
+        ring), or is refused (in clear in a sealed database: planted), must not stop paging:
+        the page goes to the fallback, ONCALL_WEBHOOK_URL."""
         try:
             target: str | None = _TARGET.open(self._phi, row, row["target"])
         except PhiUnreadable:

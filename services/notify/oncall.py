@@ -7,6 +7,7 @@ Functions here flush; the caller commits.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from services.notify.models import (
     PolicyRiskLevel,
     RotationRow,
     Schedule,
+    sealed,
 )
 from services.notify.policies import Level, Plan, plan_from_row
 from services.notify.schemas import (
@@ -48,6 +50,9 @@ from shared.db import driver
 from shared.errors import Conflict, NotFound, Unprocessable
 from shared.events import utcnow
 from shared.pagination import keyset_page
+from shared.phi import PhiUnreadable, ring_of
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -56,7 +61,8 @@ class Target:
 
     contact_method_id: uuid.UUID
     channel: str
-    address: str
+    #: None: the method's address cannot be read (refused or undecryptable): the fallback's.
+    address: str | None
     delay_seconds: int
 
 
@@ -554,10 +560,34 @@ async def level_targets(session: AsyncSession, *, level: Level, at: datetime) ->
     if not clinicians:
         return []
     rank = {c: i for i, c in enumerate(clinicians)}
-    methods = sorted(await _methods(session, clinicians), key=lambda m: rank[m.clinician_id])
-    return [
-        Target(
-            contact_method_id=m.id, channel=m.kind, address=m.address, delay_seconds=m.delay_seconds
+    # Columns, not ContactMethods: each address is opened here, so one that cannot be read (its
+    # key left the ring, or a value in clear planted in a sealed database) pages the fallback
+    # instead of failing the whole step: paging never stops on one bad address.
+    rows = await session.execute(
+        select(
+            ContactMethod.id,
+            ContactMethod.clinician_id,
+            ContactMethod.kind,
+            ContactMethod.address,
+            ContactMethod.delay_seconds,
         )
-        for m in methods
-    ]
+        .where(ContactMethod.clinician_id.in_(clinicians), ContactMethod.deleted_at.is_(None))
+        .order_by(ContactMethod.position, ContactMethod.created_at)
+    )
+    ring, column = ring_of(session), sealed("contact_methods")
+    targets = []
+    for m in sorted(rows, key=lambda m: rank[m.clinician_id]):
+        try:
+            address = column.open(ring, {"id": m.id}, m.address)
+        except PhiUnreadable:
+            log.error("contact method %s: its address cannot be read; paging the fallback", m.id)
+            address = None
+        targets.append(
+            Target(
+                contact_method_id=m.id,
+                channel=m.kind if address is not None else "webhook",
+                address=address,
+                delay_seconds=m.delay_seconds,
+            )
+        )
+    return targets

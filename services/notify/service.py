@@ -47,7 +47,7 @@ from shared.db import driver, is_transient
 from shared.errors import Conflict, NotFound
 from shared.events import AlertEvent, Envelope, RiskAssessed, utcnow
 from shared.outbox import add_event, add_event_after, event_row
-from shared.phi import ring_of
+from shared.phi import PhiUnreadable, ring_of
 from shared.topics import ALERT_EVENTS
 from shared.webhooks import backoff_seconds
 
@@ -75,12 +75,31 @@ async def ack_link_secret(session: AsyncSession, *, configured: str | None) -> s
 
 async def stored_secret(session: AsyncSession, key: str, *, configured: str | None) -> str:
     """The configured secret, or the one stored under `key`, generated (sealed) at first start;
-    replicas starting together agree on the first one stored."""
+    replicas starting together agree on the first one stored.
+
+    A stored secret that cannot be read (its key left the ring, or one planted in clear in a
+    sealed database: whoever chose it could sign pages or acknowledgement links) is replaced by
+    a new one, logged, rather than keeping notify from starting: paging goes on, and receivers
+    take the new secret (or the operator configures one)."""
     if configured:
         return configured
-    value = sealed("settings").seal(ring_of(session), {"key": key}, secrets.token_hex(32))
+    ring, column, row = ring_of(session), sealed("settings"), {"key": key}
+    value = column.seal(ring, row, secrets.token_hex(32))
     await session.execute(insert(Setting).values(key=key, value=value).on_conflict_do_nothing())
-    return (await session.get(Setting, key)).value  # type: ignore[union-attr]
+    # The column, not the entity: opened here, so a value that cannot be read is handled.
+    current = select(Setting.value).where(Setting.key == key)
+    stored = await session.scalar(current)
+    try:
+        secret: str = column.open(ring, row, stored)
+        return secret
+    except PhiUnreadable:
+        log.error("the generated secret %s cannot be read: a new one replaces it", key)
+    # Only if no other replica replaced it meanwhile; then every replica reads the same one.
+    await session.execute(
+        update(Setting).where(Setting.key == key, Setting.value == stored).values(value=value)
+    )
+    secret = column.open(ring, row, await session.scalar(current))
+    return secret
 
 
 async def _publish(session: AsyncSession, alert: Alert, what: str, **extra: object) -> None:

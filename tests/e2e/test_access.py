@@ -358,3 +358,74 @@ async def test_outbound_urls_given_through_the_api_are_checked_at_registration(
         "/v1/fhir/subscriptions", json={"endpoint": address, "identifier_system": "urn:x"}
     )
     assert hook.status_code == 422, hook.text
+
+
+async def _ehr_key(intake: httpx.AsyncClient, *systems: str) -> dict[str, str]:
+    made = await intake.post(
+        "/v1/api-keys",
+        json={"name": f"ehr-{uuid.uuid4().hex[:6]}", "role": "ehr", "identifier_systems": systems},
+    )
+    assert made.status_code == 201, made.text
+    return bearer(made.json()["key"])
+
+
+async def test_no_caller_can_take_over_an_ehrs_identifiers(intake: httpx.AsyncClient) -> None:
+    """EHR B (or anyone but A) posting A's identifier first neither refuses A's screening nor
+    answers A with a screening A cannot read; an EHR's external_id is in its own systems."""
+    system_a = f"urn:a:{uuid.uuid4().hex[:8]}"
+    ehr_a = await _ehr_key(intake, system_a)
+    ehr_b = await _ehr_key(intake, f"urn:b:{uuid.uuid4().hex[:8]}")
+    fhir = {"Content-Type": FHIR_JSON}
+    qr = fixture("phq9-lhc-forms.json", system=system_a)
+    token = f"{system_a}|{qr['identifier']['value']}"
+    as_json = screening(HIGH_CSSRS, source="ehr", external_id=token)
+
+    stolen = await intake.post("/v1/screenings", json=as_json, headers=ehr_b)
+    assert stolen.status_code == 403, "an EHR's external_id must be in one of its systems"
+    # Credentials that may post any identifier (a clinician's, a supervisor's, an admin's) post
+    # in their own namespace: they never occupy A's.
+    for other in (SUPERVISOR, CLINICIAN):
+        assert (await intake.post("/v1/screenings", json=as_json, headers=other)).status_code == 202
+    admin_fhir = await intake.post("/v1/fhir/QuestionnaireResponse", json=qr, headers=fhir)
+    assert admin_fhir.status_code == 202
+
+    posted = await intake.post("/v1/fhir/QuestionnaireResponse", json=qr, headers={**ehr_a, **fhir})
+    assert posted.status_code == 202, posted.text
+    sid = posted.json()["id"]
+    assert sid != admin_fhir.json()["id"]
+    assert (
+        await intake.get(f"/v1/fhir/QuestionnaireResponse/{sid}", headers=ehr_a)
+    ).status_code == 200
+    again = await intake.post(
+        "/v1/fhir/QuestionnaireResponse",
+        json=qr,
+        headers={**ehr_a, **fhir, "If-None-Exist": f"identifier={token}"},
+    )
+    assert (again.status_code, again.json()["id"]) == (200, sid)
+    # A's own JSON post of the identifier, and a second key of A's system, replay A's screening.
+    ehr_a2 = await _ehr_key(intake, system_a)
+    resent = await intake.post(
+        "/v1/fhir/QuestionnaireResponse", json=qr, headers={**ehr_a2, **fhir}
+    )
+    assert (resent.status_code, resent.json()["id"]) == (200, sid)
+    own = screening(HIGH_CSSRS, source="ehr", external_id=f"{system_a}|json-{uuid.uuid4().hex}")
+    first = await intake.post("/v1/screenings", json=own, headers=ehr_a)
+    second = await intake.post("/v1/screenings", json=own, headers=ehr_a2)
+    assert first.status_code == 202 and (second.status_code, second.json()["id"]) == (
+        200,
+        first.json()["id"],
+    )
+    plain = screening(HIGH_CSSRS, source="ehr", external_id=f"plain-{uuid.uuid4().hex}")
+    assert (await intake.post("/v1/screenings", json=plain, headers=ehr_a)).status_code == 403
+
+
+async def test_hotline_external_ids_are_each_credentials_own(intake: httpx.AsyncClient) -> None:
+    body = screening(HIGH_CSSRS, external_id=f"call-{uuid.uuid4().hex}")
+    first = await intake.post("/v1/screenings", json=body, headers=HOTLINE)
+    other = await intake.post("/v1/screenings", json=body, headers=HOTLINE2)
+    again = await intake.post("/v1/screenings", json=body, headers=HOTLINE)
+    assert first.status_code == other.status_code == 202
+    assert first.json()["id"] != other.json()["id"] and again.json()["id"] == first.json()["id"]
+    assert (
+        await intake.get(f"/v1/screenings/{other.json()['id']}", headers=HOTLINE2)
+    ).status_code == 200

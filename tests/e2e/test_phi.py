@@ -4,6 +4,8 @@ them; keys rotate; a service refuses to start without its keys."""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import importlib.util
 import json
 import os
@@ -19,12 +21,29 @@ import httpx
 import pytest
 
 from deploy.localstack import free_port
-from shared.db import asyncpg_dsn
+from services.intake.models import SEALED as INTAKE_SEALED
+from services.intake.screenings.schemas import ScreeningIn
+from services.notify.service import SECRET_KEY, webhook_secret
+from shared.db import asyncpg_dsn, create_engine, create_session_factory, transaction
 from shared.migrate import migrate
-from shared.phi import KeyRing, Sealed, aad, new_phi_key, token_kid
+from shared.phi import (
+    RING,
+    KeyRing,
+    PhiUnreadable,
+    Sealed,
+    aad,
+    check_sealed,
+    is_token,
+    new_phi_key,
+    token_kid,
+    watch_sealed,
+)
+from tests.notify.pagers import Pagers
+from tests.notify.roster import Roster
 from tests.support.cases import HIGH_CSSRS, IMMINENT_ASQ, screening
 from tests.support.kafka import read_every_topic
 from tests.support.keys import CLINICIAN, HOTLINE
+from tests.support.receiver import Receiver
 from tests.support.safety_plans import if_match
 from tests.support.services import ServiceProcesses
 from tests.support.waits import wait_case
@@ -309,6 +328,20 @@ async def test_rotation_re_encrypts_every_row_under_the_current_key(lone_db: str
     again = _run([str(TRIAGE), "phi", "rotate"], env)
     assert again.returncode == 0 and "0 rows re-encrypted" in again.stdout
 
+    # Rotation sealed the database: a value in clear now is planted, refused, never encrypted.
+    conn = await asyncpg.connect(asyncpg_dsn(lone_db))
+    try:
+        for schema in ("intake", "notify"):
+            assert await conn.fetchval(f"SELECT count(*) FROM {schema}.phi_sealed") == 1
+        planted = "planted after rotation: https://pager.example.org/insider"
+        await conn.execute("UPDATE notify.contact_methods SET address = $1", planted)
+    finally:
+        await conn.close()
+    refused = _run([str(TRIAGE), "phi", "rotate"], env)
+    assert refused.returncode == 1 and "stopped" in refused.stdout
+    assert "not encrypted in a sealed database" in refused.stderr
+    assert planted not in refused.stdout + refused.stderr
+
 
 @pytest.mark.parametrize("service", ["intake", "notify"])
 def test_a_service_refuses_to_start_without_its_keys_when_rows_are_encrypted(
@@ -320,3 +353,223 @@ def test_a_service_refuses_to_start_without_its_keys_when_rows_are_encrypted(
     procs = ServiceProcesses(env=keyless, ports={service: free_port()}, log_dir=tmp_path)
     with pytest.raises(RuntimeError, match="PHI_KEYS is not set"):
         procs.start(service, timeout=60)
+
+
+def _unkeyed_hash(body: dict[str, Any]) -> str:
+    """What a dump holder computes to ask "did this number call?": SHA-256 over the request
+    (the digest stored before, contact and notes included)."""
+    canonical = json.dumps(
+        ScreeningIn.model_validate(body).model_dump(mode="json"),
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def test_request_digests_hold_no_contact_or_notes_and_replays_still_compare_them(
+    intake: httpx.AsyncClient, db: asyncpg.Pool
+) -> None:
+    subject = f"digest-{uuid.uuid4().hex[:8]}"
+    bodies = [
+        screening(HIGH_CSSRS, subject_id=subject, contact=CANARY, notes=CANARY_NOTES),
+        screening(HIGH_CSSRS, subject_id=subject, contact={"phone": "+1 555 0100"}, notes="x"),
+    ]
+    keys = [uuid.uuid4().hex, uuid.uuid4().hex]
+    ids = []
+    for body, key in zip(bodies, keys, strict=True):
+        posted = await intake.post(
+            "/v1/screenings", json=body, headers={**HOTLINE, "Idempotency-Key": key}
+        )
+        assert posted.status_code == 202
+        ids.append(uuid.UUID(posted.json()["id"]))
+    stored = [
+        await db.fetchval("SELECT request_hash FROM intake.screenings WHERE id = $1", sid)
+        for sid in ids
+    ]
+    keyed = [
+        await db.fetchval(
+            "SELECT request_hash FROM intake.idempotency_keys WHERE screening_id = $1", sid
+        )
+        for sid in ids
+    ]
+    for body, digests in zip(bodies, zip(stored, keyed, strict=True), strict=True):
+        assert _unkeyed_hash(body) not in digests, "a dump answers: did this number call?"
+    assert stored[0] == stored[1] and keyed[0] == keyed[1], "contact and notes are not in it"
+
+    # Replays still tell the same request from one with another number or other notes.
+    first = {**HOTLINE, "Idempotency-Key": keys[0]}
+    again = await intake.post("/v1/screenings", json=bodies[0], headers=first)
+    assert (again.status_code, again.json()["id"]) == (200, str(ids[0]))
+    other_phone = {**bodies[0], "contact": {**CANARY, "phone": "+1 555 0100"}}
+    assert (await intake.post("/v1/screenings", json=other_phone, headers=first)).status_code == 409
+    other_notes = {**bodies[0], "notes": "other words"}
+    assert (await intake.post("/v1/screenings", json=other_notes, headers=first)).status_code == 409
+    message = {**bodies[0], "external_id": f"call-{uuid.uuid4().hex}"}
+    assert (await intake.post("/v1/screenings", json=message, headers=HOTLINE)).status_code == 202
+    moved = {**message, "contact": None}
+    assert (await intake.post("/v1/screenings", json=moved, headers=HOTLINE)).status_code == 409
+
+
+async def test_old_request_digests_compare_until_rotation_rewrites_them(
+    intake: httpx.AsyncClient, db: asyncpg.Pool, database_url: str, services: ServiceProcesses
+) -> None:
+    """A screening and its Idempotency-Key stored before (the unkeyed hash of the request):
+    a replay still compares with it, and `triage phi rotate` rewrites it without PHI."""
+    body = screening(HIGH_CSSRS, contact=CANARY, notes=CANARY_NOTES)
+    body["external_id"] = f"call-{uuid.uuid4().hex}"
+    key = {**HOTLINE, "Idempotency-Key": uuid.uuid4().hex}
+    sid = uuid.UUID((await intake.post("/v1/screenings", json=body, headers=key)).json()["id"])
+    old = _unkeyed_hash(body)
+    await db.execute("UPDATE intake.screenings SET request_hash = $2 WHERE id = $1", sid, old)
+    await db.execute(
+        "UPDATE intake.idempotency_keys SET request_hash = $2 WHERE screening_id = $1", sid, old
+    )
+    other = {**body, "notes": "other words"}
+
+    async def replays() -> None:
+        for headers in (key, HOTLINE):  # by Idempotency-Key, and by external_id
+            again = await intake.post("/v1/screenings", json=body, headers=headers)
+            assert (again.status_code, again.json()["id"]) == (200, str(sid))
+            assert (
+                await intake.post("/v1/screenings", json=other, headers=headers)
+            ).status_code == 409
+
+    await replays()
+    env = services.env_for(DATABASE_URL=database_url)
+    done = _run([str(TRIAGE), "phi", "rotate"], env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for table in ("screenings", "idempotency_keys"):
+        column = "id" if table == "screenings" else "screening_id"
+        digest = await db.fetchval(
+            f"SELECT request_hash FROM intake.{table} WHERE {column} = $1", sid
+        )
+        assert digest != old and CANARY["phone"] not in digest, table
+    await replays()
+
+
+def _logged(services: ServiceProcesses, service: str) -> str:
+    return (services.log_dir / f"{service}.log").read_text(errors="replace")
+
+
+async def test_a_plain_value_planted_in_a_sealed_column_is_refused_and_logged(
+    intake: httpx.AsyncClient, db: asyncpg.Pool, services: ServiceProcesses
+) -> None:
+    """The session's database was created encrypted: a value without the `phi1:` tag in a
+    sealed column is not a value intake wrote; it is refused, and the log names where, not what."""
+    sid = await _post(intake)
+    planted = "planted plain note: call this number instead"
+    notes = "UPDATE intake.screenings SET notes = $2 WHERE id = $1 RETURNING 1"
+    sealed = await db.fetchval("SELECT notes FROM intake.screenings WHERE id = $1", uuid.UUID(sid))
+    await db.execute(notes, uuid.UUID(sid), planted)
+    try:
+        read = await intake.get(f"/v1/screenings/{sid}", headers=CLINICIAN)
+        assert read.status_code == 500 and read.json()["error"] == "phi_unreadable", read.text
+        assert planted not in read.text
+        log = _logged(services, "intake")
+        assert f"intake.screenings.notes of {sid}" in log and planted not in log
+    finally:
+        await db.execute(notes, uuid.UUID(sid), sealed)
+    assert (await intake.get(f"/v1/screenings/{sid}", headers=CLINICIAN)).status_code == 200
+
+
+@pytest.fixture
+async def roster(
+    notify: httpx.AsyncClient, pagers: Pagers, db: asyncpg.Pool
+) -> AsyncIterator[Roster]:
+    on_call = Roster(notify, pagers, db)
+    yield on_call
+    await on_call.cleanup()
+
+
+async def test_a_planted_page_address_is_refused_and_the_fallback_is_paged(
+    intake: httpx.AsyncClient,
+    db: asyncpg.Pool,
+    roster: Roster,
+    pagers: Pagers,
+    receiver: Receiver,
+    services: ServiceProcesses,
+) -> None:
+    """A plain address planted in place of a clinician's (encrypted) one never gets the page:
+    the address is refused and the page goes to the fallback (ONCALL_WEBHOOK_URL)."""
+    clinician = await roster.clinician("planted")
+    method = await db.fetchval(
+        "SELECT id FROM notify.contact_methods WHERE clinician_id = $1", uuid.UUID(clinician.id)
+    )
+    address = "UPDATE notify.contact_methods SET address = $2 WHERE id = $1"
+    sealed = await db.fetchval("SELECT address FROM notify.contact_methods WHERE id = $1", method)
+    await db.execute(address, method, pagers.url("planted-by-an-insider"))
+    try:
+        await roster.policy(["high"], [{"clinician_ids": [clinician.id]}])
+        posted = await intake.post("/v1/screenings", json=screening(HIGH_CSSRS))
+        sid = posted.json()["id"]
+        assert await receiver.wait_for(sid, timeout=10), "the fallback is paged"
+        assert pagers.pages("planted-by-an-insider", sid) == []
+        log = _logged(services, "notify")
+        assert f"notify.contact_methods.address of {method}" in log
+        assert pagers.url("planted-by-an-insider") not in log
+    finally:  # the clinicians' list reads every address: later tests list them
+        await db.execute(address, method, sealed)
+
+
+async def test_a_database_stored_in_clear_is_sealed_by_rotation_and_services_follow(
+    lone_db: str,
+) -> None:
+    """Values stored before encryption are read as they are, until `triage phi rotate` has
+    encrypted them: from then on a running service refuses values in clear (it looks for the
+    seal until it finds it), and one started without PHI_KEYS is refused."""
+    old = new_phi_key()
+    ring = KeyRing.parse(old)
+    assert ring is not None
+    conn = await asyncpg.connect(asyncpg_dsn(lone_db))
+    try:
+        ids = await _seed(conn, ring)  # the last screening is stored in clear
+    finally:
+        await conn.close()
+    engine = create_engine(lone_db, pool_size=2)
+    sessions = create_session_factory(engine, info={RING: ring})
+    notes = Sealed("intake.screenings", "notes")
+    try:
+        assert not await check_sealed(sessions, ring, INTAKE_SEALED, "intake")
+        assert notes.open(ring, {"id": ids[4]}, "note 4") == "note 4"
+        watcher = asyncio.create_task(watch_sealed(sessions, ring, "intake", every=0.05))
+        env = {**os.environ, "DATABASE_URL": lone_db, "PHI_KEYS": old}
+        done = _run([str(TRIAGE), "phi", "rotate"], env)
+        assert done.returncode == 0, done.stdout + done.stderr
+        for _ in range(100):
+            if ring.state.sealed:
+                break
+            await asyncio.sleep(0.02)
+        watcher.cancel()
+        assert ring.state.sealed, "the running service saw the seal"
+        with pytest.raises(PhiUnreadable):
+            notes.open(ring, {"id": ids[4]}, "note 4")
+        with pytest.raises(RuntimeError, match="PHI_KEYS is not set"):
+            await check_sealed(sessions, None, INTAKE_SEALED, "intake")
+    finally:
+        await engine.dispose()
+
+
+async def test_a_planted_page_signing_secret_is_replaced_not_used(lone_db: str) -> None:
+    """Notify's generated secret signs pages and acknowledgement links: one planted in clear
+    would let its author stop pages. It is refused and replaced (once, for every replica)."""
+    ring = KeyRing.parse(new_phi_key())
+    assert ring is not None
+    ring.state.sealed = True
+    planted = "planted-secret-chosen-by-an-insider-0123456789"
+    conn = await asyncpg.connect(asyncpg_dsn(lone_db))
+    engine = create_engine(lone_db, pool_size=2)
+    sessions = create_session_factory(engine, info={RING: ring})
+    try:
+        await conn.execute(
+            "INSERT INTO notify.settings (key, value) VALUES ($1, $2)", SECRET_KEY, planted
+        )
+        async with transaction(sessions) as session:
+            secret = await webhook_secret(session, configured=None)
+        assert secret != planted and len(secret) == 64
+        stored = await conn.fetchval("SELECT value FROM notify.settings WHERE key = $1", SECRET_KEY)
+        assert is_token(stored)
+        async with transaction(sessions) as session:
+            assert await webhook_secret(session, configured=None) == secret
+    finally:
+        await conn.close()
+        await engine.dispose()

@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake.fhir.models import FhirResponse
 from services.intake.models import Screening
+from services.intake.scope import replay_scope
 from services.intake.screenings.schemas import ScreeningIn
 from services.intake.screenings.service import submit_screening, validated_answers
 from shared.auth import Principal, Visibility
@@ -576,6 +577,8 @@ async def submit_fhir_screening(
     ``If-None-Exist`` is a conditional create: a match is returned whatever the body says. Without
     it the identifier is the screening's ``external_id``, whose replay rules are intake's own (the
     same content returns the first screening, different content under one identifier is 409).
+    Both look only in the caller's replay scope (``scope.replay_scope``: an ehr credential's the
+    identifier's system, anyone else's its own credential), never at another caller's screenings.
     """
     identifier = mapped.identifier or conditional
     if principal.visibility == Visibility.SYSTEMS:
@@ -587,9 +590,13 @@ async def submit_fhir_screening(
                 "this credential posts only resources with an identifier in its own systems",
             )
     if conditional is not None:
+        # In the caller's replay scope only, as a replay is (scope.replay_scope).
         existing = await session.scalar(
             select(Screening).where(
-                Screening.source == "ehr", Screening.external_id == conditional.external_id
+                Screening.replay_scope
+                == replay_scope(principal, identifier.system if identifier else None),
+                Screening.source == "ehr",
+                Screening.external_id == conditional.external_id,
             )
         )
         if existing is not None:

@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from services.intake.models import Screening
 from services.intake.permissions import ROUTES
 from services.intake.safety_plans.service import is_overdue
+from services.intake.scope import owns_identifier
 from services.intake.screenings.schemas import (
     AlertOut,
     CaseView,
@@ -94,6 +95,13 @@ async def post_screening(
         # An EHR's (source, external_id) is how its messages are deduplicated: a hotline key
         # must not be able to claim one first.
         raise Forbidden("a hotline credential submits screenings with source hotline")
+    if (
+        principal.visibility == Visibility.SYSTEMS
+        and payload.external_id is not None
+        and not owns_identifier(principal, payload.external_id)
+    ):
+        # Never another EHR's identifier: system|value in one of the credential's own systems.
+        raise Forbidden("an ehr credential's external_id is system|value in one of its systems")
     answers = validated_answers(payload)
     if idempotency_key is not None and not idempotency_key.strip():
         raise Unprocessable("Idempotency-Key must not be blank")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,7 +18,8 @@ from sqlalchemy.orm import defer
 from services.intake.fhir.resthooks import enqueue_pushes
 from services.intake.models import AlertView, SafetyPlan, Screening, outbox, sealed
 from services.intake.safety_plans.service import open_safety_plan
-from services.intake.scope import visible
+from services.intake.scope import replay_scope, visible
+from services.intake.screenings.digest import request_digest, same_request
 from services.intake.screenings.schemas import ScreeningIn
 from shared import audit
 from shared.auth import Principal
@@ -29,15 +30,10 @@ from shared.instruments import parse_answers
 from shared.kafka import PoisonMessage
 from shared.outbox import add_event_after, event_row
 from shared.pagination import Columns
-from shared.phi import KeyRing
+from shared.phi import KeyRing, ring_of
 from shared.topics import SCREENING_SUBMITTED
 
 log = logging.getLogger(__name__)
-
-
-def request_hash(payload: ScreeningIn) -> str:
-    canonical = json.dumps(payload.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def validated_answers(payload: ScreeningIn) -> dict[str, Any]:
@@ -59,23 +55,25 @@ class ConcurrentDuplicate(Exception):
 
 
 #: The screening and its event in one statement, so a screening without an Idempotency-Key
-#: costs one round trip, atomic without a BEGIN and a COMMIT around it. A repeat of an EHR
-#: message (same source and external_id) inserts neither and returns no row: DO NOTHING waits
-#: for a concurrent insert of the same message to commit, so the look-up after it finds that row.
+#: costs one round trip, atomic without a BEGIN and a COMMIT around it. A repeat of a message
+#: (same source and external_id in the submitter's replay scope, `scope.replay_scope`) inserts
+#: neither and returns no row: DO NOTHING waits for a concurrent insert of the same message to
+#: commit, so the look-up after it finds that row.
 _SCREENING_CTE = """
     WITH screening AS (
         INSERT INTO intake.screenings (id, subject_id, source, external_id, instrument, answers,
                                        imminent_danger, contact, notes, request_hash, status,
-                                       received_at, updated_at, submitted_by, filed_under)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'received', $11, $11, $12, $13)
-        ON CONFLICT (source, external_id) WHERE external_id IS NOT NULL DO NOTHING
+                                       received_at, updated_at, submitted_by, filed_under,
+                                       replay_scope)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'received', $11, $11, $12, $13, $14)
+        ON CONFLICT (replay_scope, source, external_id) WHERE external_id IS NOT NULL DO NOTHING
         RETURNING id
     )
 """
-_INSERT_SCREENING = _SCREENING_CTE + add_event_after(outbox, "screening", first_param=14)
+_INSERT_SCREENING = _SCREENING_CTE + add_event_after(outbox, "screening", first_param=15)
 #: The same with the request's audit entry queued in the same statement.
 _INSERT_SCREENING_AUDITED = _SCREENING_CTE + add_event_after(
-    outbox, "screening", first_param=14, events=2
+    outbox, "screening", first_param=15, events=2
 )
 _FIND_KEY = "SELECT request_hash, screening_id FROM intake.idempotency_keys WHERE key = $1"
 _INSERT_KEY = """
@@ -107,22 +105,26 @@ async def submit_screening(
 
     `contact` and `notes` are stored encrypted under `phi` (bound to the screening's row).
     The screening is recorded as `principal`'s and filed under `filed_under` (object scope);
-    an Idempotency-Key is the credential's own, as with Stripe's keys per account.
+    an Idempotency-Key is the credential's own, as with Stripe's keys per account, and an
+    external_id is looked for in the submitter's replay scope only (`scope.replay_scope`): a
+    replay is always a screening the caller can read, never another caller's.
 
     Every screening passes here, so the statements go straight to asyncpg (`shared.db.driver`):
     a look-up only for an Idempotency-Key, then one statement that stores the screening and its
     event, or finds that the EHR message was sent before.
     """
-    digest = request_hash(payload)
+    digest = request_digest(payload, answers)
+    replay = replay_scope(principal, filed_under)
+    ring = phi if phi is not None else ring_of(session)
     if idempotency_key is not None:
         idempotency_key = f"{principal.credential_id}:{idempotency_key}"
     conn = await driver(session, begin=not alone or idempotency_key is not None)
     if idempotency_key is not None:
         key = await conn.fetchrow(_FIND_KEY, idempotency_key)
         if key is not None:
-            if key["request_hash"] != digest:
-                raise Conflict("Idempotency-Key was already used with a different request body")
             stored = await _stored(session, key["screening_id"])
+            if not same_request(key["request_hash"], payload, answers, _phi(stored, ring)):
+                raise Conflict("Idempotency-Key was already used with a different request body")
             audit.about(f"screening/{stored.id}")
             return stored, False
     now = utcnow()
@@ -170,13 +172,14 @@ async def submit_screening(
         now,
         screening.submitted_by,
         screening.filed_under,
+        replay,
         *event_row(topic=SCREENING_SUBMITTED, key=screening.id, event=event),
         *(fused or ()),
     )
     if inserted is None:
         if scope is not None and fused is not None:
             scope.unstage()  # nothing was inserted: the entry goes in at commit instead
-        resent = await _resent(session, payload, digest)
+        resent = await _resent(session, payload, answers, replay, ring)
         audit.about(f"screening/{resent.id}")
         return resent, False
     if idempotency_key is not None and not await conn.fetchval(
@@ -199,22 +202,37 @@ def opened(screening: Screening, phi: KeyRing | None) -> tuple[dict[str, Any] | 
     return (json.loads(contact) if contact else None), _NOTES.open(phi, screening, screening.notes)
 
 
+def _phi(
+    screening: Screening, phi: KeyRing | None
+) -> Callable[[], tuple[dict[str, Any] | None, str | None]]:
+    """The screening's contact and notes, opened when a replay is compared with them."""
+    return lambda: opened(screening, phi)
+
+
 async def _stored(session: AsyncSession, screening_id: uuid.UUID) -> Screening:
     screening = await session.get(Screening, screening_id)
     assert screening is not None  # the key's foreign key
     return screening
 
 
-async def _resent(session: AsyncSession, payload: ScreeningIn, digest: str) -> Screening:
-    """The screening an EHR message with this source and external_id already created."""
+async def _resent(
+    session: AsyncSession,
+    payload: ScreeningIn,
+    answers: dict[str, Any],
+    replay: str,
+    phi: KeyRing | None,
+) -> Screening:
+    """The screening a message with this source and external_id already created in `replay`."""
     existing = await session.scalar(
         select(Screening).where(
-            Screening.source == payload.source, Screening.external_id == payload.external_id
+            Screening.replay_scope == replay,
+            Screening.source == payload.source,
+            Screening.external_id == payload.external_id,
         )
     )
     if existing is None:  # the conflicting insert was rolled back after all: try again
         raise ConcurrentDuplicate(payload.external_id)
-    if existing.request_hash != digest:
+    if not same_request(existing.request_hash, payload, answers, _phi(existing, phi)):
         raise Conflict(
             f"external_id was already used by source {payload.source!r} with a different screening"
         )
