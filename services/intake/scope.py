@@ -41,7 +41,11 @@ def replay_scope(principal: Principal, filed_under: str | None) -> str:
 
 
 def owns_identifier(principal: Principal, external_id: str) -> bool:
-    """Whether `external_id` is an identifier `system|value` in one of `principal`'s systems."""
+    """Whether `external_id` is `principal`'s to use: an identifier `system|value` in one of its
+    systems, or a plain value (no `|`), which is its own (filed, and replayed, under its first
+    system)."""
+    if "|" not in external_id:
+        return True
     return any(
         external_id.startswith(f"{system}|") and len(external_id) > len(system) + 1
         for system in principal.identifier_systems

@@ -415,8 +415,17 @@ async def test_no_caller_can_take_over_an_ehrs_identifiers(intake: httpx.AsyncCl
         200,
         first.json()["id"],
     )
+    # A plain external_id (the contract's "ehr-msg-991") is the EHR's own: filed, and replayed,
+    # under its first system; one naming a system that is not the EHR's is refused.
     plain = screening(HIGH_CSSRS, source="ehr", external_id=f"plain-{uuid.uuid4().hex}")
-    assert (await intake.post("/v1/screenings", json=plain, headers=ehr_a)).status_code == 403
+    first = await intake.post("/v1/screenings", json=plain, headers=ehr_a)
+    again = await intake.post("/v1/screenings", json=plain, headers=ehr_a2)
+    assert first.status_code == 202 and (again.status_code, again.json()["id"]) == (
+        200,
+        first.json()["id"],
+    )
+    foreign = screening(HIGH_CSSRS, source="ehr", external_id=f"urn:x|{uuid.uuid4().hex}")
+    assert (await intake.post("/v1/screenings", json=foreign, headers=ehr_a)).status_code == 403
 
 
 async def test_hotline_external_ids_are_each_credentials_own(intake: httpx.AsyncClient) -> None:

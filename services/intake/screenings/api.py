@@ -100,8 +100,12 @@ async def post_screening(
         and payload.external_id is not None
         and not owns_identifier(principal, payload.external_id)
     ):
-        # Never another EHR's identifier: system|value in one of the credential's own systems.
-        raise Forbidden("an ehr credential's external_id is system|value in one of its systems")
+        # Never another EHR's identifier: system|value in one of the credential's own systems
+        # (a plain value is its own, filed under its first system).
+        raise Forbidden(
+            "an ehr credential's external_id names a system that is not one of its own"
+            " (use system|value in one of its systems, or a plain value)"
+        )
     answers = validated_answers(payload)
     if idempotency_key is not None and not idempotency_key.strip():
         raise Unprocessable("Idempotency-Key must not be blank")
