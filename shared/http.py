@@ -34,7 +34,7 @@ HEALTH_ROUTES: RouteTable = {
 async def _sessions(request: Request) -> SessionFactory:
     # `async def` on purpose: FastAPI runs a plain `def` dependency in its thread pool, a
     # thread hand-off per request (a tenth of intake's CPU per POST, measured by make bench).
-    return request.app.state.runtime.sessions  # type: ignore[no-any-return]
+    return request.app.state.runtime.sessions
 
 
 async def _session(request: Request) -> AsyncIterator[AsyncSession]:

@@ -12,8 +12,9 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 from sqlalchemy import MetaData, Table
@@ -105,7 +106,7 @@ class Runtime:
             return False
         return all(not t.done() for t in self.tasks)
 
-    def spawn(self, coro, *, name: str) -> asyncio.Task:
+    def spawn(self, coro: Coroutine[Any, Any, object], *, name: str) -> asyncio.Task:
         """Run a background loop for the service's lifetime; a crash is logged, not swallowed."""
         task = asyncio.create_task(coro, name=name)
         task.add_done_callback(_log_crash)

@@ -119,7 +119,9 @@ async def set_aside_rows(conn: asyncpg.Connection, topic: str | None) -> list[as
     return rows
 
 
-def _selected(letters: list[DeadLetter], topic: str | None, event_id: str | None):
+def _selected(
+    letters: list[DeadLetter], topic: str | None, event_id: str | None
+) -> list[DeadLetter]:
     return [
         letter
         for letter in letters

@@ -14,7 +14,7 @@ from shared.logging import configure_logging
 
 def main() -> int:
     try:
-        settings = PhonesSettings()  # type: ignore[call-arg]
+        settings = PhonesSettings()
     except ValidationError as exc:
         names = ", ".join(f"PHONES_{str(e['loc'][0]).upper()}" for e in exc.errors())
         print(f"deploy.phones: missing or invalid settings: {names}", file=sys.stderr)

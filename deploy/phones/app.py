@@ -25,7 +25,7 @@ def create_app(
 ) -> FastAPI:
     """`transport` carries the webhooks (tests: an in-process receiver); the network when
     unset."""
-    settings = settings or PhonesSettings()  # type: ignore[call-arg]
+    settings = settings or PhonesSettings()
     client = httpx.AsyncClient(
         transport=transport, timeout=settings.webhook_timeout_seconds, follow_redirects=True
     )

@@ -119,14 +119,14 @@ def _event(alert: Alert, what: str, **extra: object) -> Envelope:
     return AlertEvent(
         alert_id=alert.id,
         screening_id=alert.screening_id,
-        status=alert.status,  # type: ignore[arg-type]
-        risk_level=alert.risk_level,  # type: ignore[arg-type]
+        status=alert.status,
+        risk_level=alert.risk_level,
         urgency=alert.urgency,
         escalation_level=alert.escalation_level,
         created_at=alert.created_at,
         changed_at=alert.changed_at,
         version=alert.version,
-        **extra,  # type: ignore[arg-type]
+        **extra,
     ).envelope(correlation_id=alert.correlation_id, event_type=f"alert.{what}")
 
 

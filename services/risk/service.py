@@ -76,7 +76,7 @@ async def assess_screening(
         assessment_id=uuid.uuid4(),
         screening_id=submitted.screening_id,
         instrument=submitted.instrument,
-        level=str(result.level),  # type: ignore[arg-type]
+        level=str(result.level),
         flagged=is_flagged(result.level),
         reasons=list(result.reasons),
         rules_version=ruleset.version,

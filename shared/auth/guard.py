@@ -314,7 +314,7 @@ def seal(app: FastAPI) -> FastAPI:
 
 
 async def _principal(request: Request) -> Principal:
-    return request.state.principal  # type: ignore[no-any-return]
+    return request.state.principal
 
 
 #: The caller of a guarded route, in a route's signature.

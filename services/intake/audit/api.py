@@ -18,7 +18,8 @@ from pydantic import BaseModel
 from sqlalchemy import select
 
 from services.intake.audit.fhir import audit_event
-from services.intake.fhir.api import FHIR_JSON, FhirRoute
+from services.intake.fhir.api import FhirRoute
+from services.intake.fhir.mapping import FHIR_JSON
 from services.intake.models import SafetyPlan
 from services.intake.permissions import ROUTES
 from services.intake.screenings.service import get_screening

@@ -516,7 +516,7 @@ def screening_payload(
         subject_id=mapped.subject_id,
         source="ehr",
         external_id=identifier.external_id if identifier else None,
-        instrument=mapped.instrument,  # type: ignore[arg-type]
+        instrument=mapped.instrument,
         answers=mapped.answers,
     )
     try:

@@ -180,8 +180,8 @@ async def _publish(
     event = SafetyPlanEvent(
         plan_id=plan.id,
         screening_id=plan.screening_id,
-        status=plan.status,  # type: ignore[arg-type]
-        risk_level=plan.risk_level,  # type: ignore[arg-type]
+        status=plan.status,
+        risk_level=plan.risk_level,
         due_at=plan.due_at,
         changed_at=at or plan.updated_at,
         version=plan.version,

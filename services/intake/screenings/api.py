@@ -129,7 +129,7 @@ async def post_screening(
                 raise
             # A concurrent request with the same key or external_id won; the retry finds it.
     location = f"/v1/screenings/{screening.id}"
-    body = ScreeningAccepted(id=screening.id, status=screening.status)  # type: ignore[arg-type]
+    body = ScreeningAccepted(id=screening.id, status=screening.status)
     return JSONResponse(
         body.model_dump(mode="json"),
         status_code=202 if created else 200,

@@ -148,7 +148,7 @@ async def submit_screening(
     )
     event = ScreeningSubmitted(
         screening_id=screening.id,
-        source=payload.source,  # type: ignore[arg-type]
+        source=payload.source,
         instrument=payload.instrument,
         answers=answers,
         imminent_danger=payload.imminent_danger,
