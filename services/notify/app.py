@@ -9,15 +9,17 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
-from services.notify import api, consumer, reminders
-from services.notify.channels import EmailChannel, WebhookChannel
-from services.notify.delivery import Deliverer
+from services.notify import consumer
+from services.notify.alerts import api
+from services.notify.alerts.service import ack_link_secret, webhook_secret
+from services.notify.delivery.channels import EmailChannel, WebhookChannel
+from services.notify.delivery.deliverer import Deliverer
+from services.notify.delivery.signing import ack_key
 from services.notify.metrics import PROBES, Metrics
 from services.notify.models import SCHEMA, SEALED, Base, retention
-from services.notify.service import ack_link_secret, webhook_secret
+from services.notify.reminders import service as reminders
 from services.notify.settings import NotifySettings
-from services.notify.signing import ack_key
-from services.notify.watchdog import start_watchdog
+from services.notify.watchdog.service import start_watchdog
 from shared.auth import seal
 from shared.db import asyncpg_dsn, transaction
 from shared.http import base_app, health_router

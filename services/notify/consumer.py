@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.notify import reminders, watchdog
-from services.notify.service import open_alert
+from services.notify.alerts.service import open_alert
+from services.notify.reminders import service as reminders
 from services.notify.settings import NotifySettings
+from services.notify.watchdog import service as watchdog
 from shared.events import Envelope, RiskAssessed
 from shared.kafka import Batch, Handler
 from shared.topics import RISK_ASSESSED, SAFETY_PLAN_EVENTS, SCREENING_SUBMITTED

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from deploy.localstack import free_port
-from services.notify.alerts import PAGED, AlertFilter, list_query
+from services.notify.alerts.queries import PAGED, AlertFilter, list_query
 from tests.notify.pagers import Pagers
 from tests.notify.roster import Roster, wait_until
 from tests.support.cases import HIGH_CSSRS, IMMINENT_ASQ, screening

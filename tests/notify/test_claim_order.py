@@ -14,8 +14,8 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from services.notify.channels import Page
-from services.notify.delivery import _CLAIM, Deliverer
+from services.notify.delivery.channels import Page
+from services.notify.delivery.deliverer import _CLAIM, Deliverer
 from services.notify.settings import NotifySettings
 from tests.support.services import ServiceProcesses
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from services.notify.delivery import Deliverer
+from services.notify.delivery.deliverer import Deliverer
 from services.notify.metrics import Metrics
 from services.notify.models import sealed
 from services.notify.settings import NotifySettings

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.notify.schedules import Override, Rotation, Segment, coverage, handoff, on_call
+from services.notify.oncall.rotations import Override, Rotation, Segment, coverage, handoff, on_call
 
 A, B, C, D = (uuid.UUID(int=i) for i in range(1, 5))
 NY = "America/New_York"

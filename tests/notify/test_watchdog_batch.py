@@ -10,7 +10,7 @@ from datetime import timedelta
 import asyncpg
 import pytest
 
-from services.notify.watchdog import on_submitted
+from services.notify.watchdog.service import on_submitted
 from shared.db import SessionFactory, create_engine, create_session_factory, transaction
 from shared.events import Envelope, ScreeningSubmitted, utcnow
 from tests.support.services import ServiceProcesses

@@ -26,7 +26,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from services.notify.channels import WebhookChannel
+from services.notify.delivery.channels import WebhookChannel
 from services.notify.models import Base
 from services.notify.settings import NotifySettings
 from shared.db import SessionFactory, asyncpg_dsn, transaction

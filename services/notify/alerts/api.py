@@ -14,10 +14,8 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from services.notify import alerts, oncall
-from services.notify.models import Alert, Delivery, DeliveryAttempt
-from services.notify.permissions import ROUTES
-from services.notify.schemas import (
+from services.notify.alerts import queries as alerts
+from services.notify.alerts.schemas import (
     OUT_OF_RANGE,
     AlertListItem,
     AlertOut,
@@ -36,8 +34,11 @@ from services.notify.schemas import (
     ScheduleOut,
     in_range,
 )
-from services.notify.service import acknowledge, resolve
-from services.notify.signing import ack_link_valid
+from services.notify.alerts.service import acknowledge, resolve
+from services.notify.delivery.signing import ack_link_valid
+from services.notify.models import Alert, Delivery, DeliveryAttempt
+from services.notify.oncall import service as oncall
+from services.notify.permissions import ROUTES
 from shared.auth import guarded
 from shared.db import transaction
 from shared.errors import Conflict, ErrorBody, Forbidden, NotFound, Unprocessable

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.notify.service import open_alert
+from services.notify.alerts.service import open_alert
 from services.notify.settings import NotifySettings
 from shared.db import SessionFactory, asyncpg_dsn, driver, transaction
 from shared.events import (

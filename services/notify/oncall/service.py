@@ -16,19 +16,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.notify import schedules
-from services.notify.models import (
-    Clinician,
-    ContactMethod,
-    OverrideRow,
-    Policy,
-    PolicyRiskLevel,
-    RotationRow,
-    Schedule,
-    sealed,
-)
-from services.notify.policies import Level, Plan, plan_from_row
-from services.notify.schemas import (
+from services.notify.alerts.schemas import (
     ClinicianIn,
     ClinicianOut,
     ContactMethodIn,
@@ -46,6 +34,18 @@ from services.notify.schemas import (
     ScheduleIn,
     ScheduleOut,
 )
+from services.notify.models import (
+    Clinician,
+    ContactMethod,
+    OverrideRow,
+    Policy,
+    PolicyRiskLevel,
+    RotationRow,
+    Schedule,
+    sealed,
+)
+from services.notify.oncall import rotations as schedules
+from services.notify.oncall.policies import Level, Plan, plan_from_row
 from shared.db import driver
 from shared.errors import Conflict, NotFound, Unprocessable
 from shared.events import utcnow

@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.notify.schemas import AlertListItem, AlertOut
+from services.notify.alerts.schemas import AlertListItem, AlertOut
 from shared.db import driver
 
 #: Most urgent first. The very same expression is indexed (`alerts_urgency`, migration 0008);

@@ -20,17 +20,17 @@ from datetime import datetime
 import asyncpg
 from opentelemetry.trace import SpanKind
 
-from services.notify.channels import Channel, Outcome, Page, page_payload
-from services.notify.metrics import Metrics
-from services.notify.models import DELIVERIES_CHANNEL, DeliveryAttempt, sealed
-from services.notify.service import (
+from services.notify.alerts.service import (
     Recorded,
     escalate_overdue,
     record_outcome,
     wait_for_target,
 )
+from services.notify.delivery.channels import Channel, Outcome, Page, page_payload
+from services.notify.delivery.signing import ack_link
+from services.notify.metrics import Metrics
+from services.notify.models import DELIVERIES_CHANNEL, DeliveryAttempt, sealed
 from services.notify.settings import NotifySettings
-from services.notify.signing import ack_link
 from shared import tracing
 from shared.db import SessionFactory, driver, transaction
 from shared.events import utcnow

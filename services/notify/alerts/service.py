@@ -22,7 +22,7 @@ from sqlalchemy import exists, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.notify.channels import Outcome
+from services.notify.delivery.channels import Outcome
 from services.notify.models import (
     Alert,
     Delivery,
@@ -32,8 +32,7 @@ from services.notify.models import (
     outbox,
     sealed,
 )
-from services.notify.oncall import level_targets, plan_for_risk_level
-from services.notify.policies import (
+from services.notify.oncall.policies import (
     Plan,
     Step,
     fallback_plan,
@@ -41,6 +40,7 @@ from services.notify.policies import (
     next_step,
     plan_from_row,
 )
+from services.notify.oncall.service import level_targets, plan_for_risk_level
 from services.notify.settings import NotifySettings
 from shared import tracing
 from shared.db import driver, is_transient
@@ -52,7 +52,7 @@ from shared.topics import ALERT_EVENTS
 from shared.webhooks import backoff_seconds
 
 if TYPE_CHECKING:
-    from services.notify.watchdog import DelayedAssessment
+    from services.notify.watchdog.service import DelayedAssessment
 
 log = logging.getLogger(__name__)
 
