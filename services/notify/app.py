@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,18 +9,17 @@ import httpx
 from fastapi import FastAPI
 
 from services.notify import consumer
-from services.notify.alerts import api
-from services.notify.alerts.service import ack_link_secret, webhook_secret
+from services.notify.alerts import api as alerts_api
 from services.notify.delivery.channels import EmailChannel, WebhookChannel
-from services.notify.delivery.deliverer import Deliverer
+from services.notify.delivery.keys import ack_link_secret, webhook_secret
 from services.notify.delivery.signing import ack_key
 from services.notify.metrics import PROBES, Metrics
 from services.notify.models import SCHEMA, SEALED, Base, retention
-from services.notify.reminders import service as reminders
+from services.notify.oncall import api as oncall_api
 from services.notify.settings import NotifySettings
-from services.notify.watchdog.service import start_watchdog
+from services.notify.worker import start_workers
 from shared.auth import seal
-from shared.db import asyncpg_dsn, transaction
+from shared.db import transaction
 from shared.http import base_app, health_router
 from shared.outbound import GuardedTransport, OutboundPolicy
 from shared.runtime import open_runtime
@@ -52,8 +50,7 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
             app.state.ack_keys = [
                 ack_key(s) for s in (ack_secret, cfg.ack_link_secret_previous) if s
             ]
-            app.state.watchdog = start_watchdog(runtime, settings=cfg)
-            app.state.paging = metrics = Metrics(app.state.metrics.registry)
+            app.state.paging = Metrics(app.state.metrics.registry)
             timeout = httpx.Timeout(cfg.delivery_timeout_seconds)
             limits = httpx.Limits(max_connections=cfg.delivery_concurrency)
             guarded_transport = GuardedTransport(
@@ -70,28 +67,25 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
                     secrets=app.state.secrets,
                     timeout=cfg.delivery_timeout_seconds,
                 )
-                _, reminding = reminders.start_sender(runtime, settings=cfg, channel=webhook)
-                deliverer = Deliverer(
-                    sessions=runtime.sessions,
-                    channels={"webhook": webhook, "email": EmailChannel(cfg)},
+                workers = start_workers(
+                    runtime,
                     settings=cfg,
+                    webhook=webhook,
+                    channels={"webhook": webhook, "email": EmailChannel(cfg)},
                     ack_keys=app.state.ack_keys,
-                    listen_dsn=asyncpg_dsn(cfg.database_url),
-                    metrics=metrics,
-                    phi=runtime.phi,
+                    metrics=app.state.paging,
                 )
-                app.state.deliverer = deliverer
-                task = runtime.spawn(deliverer.run(), name="notify-deliverer")
+                app.state.workers = workers
+                app.state.deliverer, app.state.watchdog = workers.deliverer, workers.watchdog
                 app.state.runtime = runtime
                 try:
                     yield
                 finally:
                     # Stop sending before the HTTP clients close; in-flight pages are recorded.
-                    task.cancel()
-                    reminding.cancel()
-                    await asyncio.gather(task, reminding, return_exceptions=True)
+                    await workers.stop()
 
     app = base_app(title="triage notify", lifespan=lifespan)
     app.include_router(health_router(lambda: app.state.runtime.readiness()))
-    app.include_router(api.router)
+    app.include_router(alerts_api.router)
+    app.include_router(oncall_api.router)
     return seal(app)

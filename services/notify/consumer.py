@@ -1,5 +1,5 @@
 """Kafka handlers of notify: a flagged assessment opens the screening's one alert; every
-submission is awaited until its assessment is seen (services/notify/watchdog.py)."""
+submission is awaited until its assessment is seen (services/notify/watchdog/)."""
 
 from __future__ import annotations
 

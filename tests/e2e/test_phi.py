@@ -23,7 +23,7 @@ import pytest
 from deploy.localstack import free_port
 from services.intake.models import SEALED as INTAKE_SEALED
 from services.intake.screenings.schemas import ScreeningIn
-from services.notify.alerts.service import SECRET_KEY, webhook_secret
+from services.notify.delivery.keys import SECRET_KEY, webhook_secret
 from shared.db import asyncpg_dsn, create_engine, create_session_factory, transaction
 from shared.migrate import migrate
 from shared.phi import (

@@ -15,7 +15,8 @@ import asyncpg
 import pytest
 
 from services.notify.delivery.channels import Page
-from services.notify.delivery.deliverer import _CLAIM, Deliverer
+from services.notify.delivery.deliverer import Deliverer
+from services.notify.delivery.queries import CLAIM
 from services.notify.settings import NotifySettings
 from tests.support.services import ServiceProcesses
 
@@ -69,7 +70,7 @@ async def test_a_new_alerts_first_page_goes_before_a_backlog_of_repeats(
             async def claim(limit: int, repeat_limit: int) -> set[uuid.UUID]:
                 savepoint = conn.transaction()  # each claim starts afresh
                 await savepoint.start()
-                rows = await conn.fetch(_CLAIM, 15.0, limit, repeat_limit)
+                rows = await conn.fetch(CLAIM, 15.0, limit, repeat_limit)
                 await savepoint.rollback()
                 return {r["id"] for r in rows} & ours
 

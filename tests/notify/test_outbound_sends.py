@@ -16,7 +16,7 @@ import pytest
 
 from deploy.localstack import free_port
 from services.notify.delivery.channels import Page, WebhookChannel
-from services.notify.reminders.service import Claimed, ReminderSender
+from services.notify.reminders.sender import Claimed, ReminderSender
 from services.notify.settings import NotifySettings
 from shared.db import SessionFactory, create_engine, create_session_factory
 from shared.events import utcnow

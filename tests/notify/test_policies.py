@@ -7,8 +7,8 @@ import hmac
 import time
 import uuid
 
-from services.notify.alerts.service import retry_delay
 from services.notify.delivery.channels import retry_after
+from services.notify.delivery.service import retry_delay
 from services.notify.delivery.signing import ack_key, ack_link, ack_link_valid
 from services.notify.oncall.policies import Level, Plan, Step, fallback_plan, level_delay, next_step
 from services.notify.settings import NotifySettings

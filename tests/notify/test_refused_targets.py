@@ -12,10 +12,8 @@ from typing import Any
 
 import pytest
 
-from services.notify.delivery.deliverer import Deliverer
-from services.notify.metrics import Metrics
+from services.notify.delivery.pages import page_of
 from services.notify.models import sealed
-from services.notify.settings import NotifySettings
 from shared.phi import KeyRing, new_phi_key
 
 _TARGET = sealed("deliveries")
@@ -26,20 +24,6 @@ def _ring(*, sealed_db: bool) -> KeyRing:
     assert ring is not None
     ring.state.sealed = sealed_db
     return ring
-
-
-def _deliverer(ring: KeyRing) -> Deliverer:
-    from prometheus_client import CollectorRegistry
-
-    return Deliverer(
-        sessions=None,  # type: ignore[arg-type]  # the claim's rows are given here
-        channels={},
-        settings=NotifySettings(),
-        secrets=["s" * 32],
-        listen_dsn="postgresql://unused",
-        metrics=Metrics(CollectorRegistry()),
-        phi=ring,
-    )
 
 
 def _row(ring: KeyRing, channel: str, target: str | None, *, seal: bool = True) -> dict[str, Any]:
@@ -65,14 +49,14 @@ def _row(ring: KeyRing, channel: str, target: str | None, *, seal: bool = True) 
 @pytest.mark.parametrize("channel", ["email", "webhook"])
 def test_a_planted_target_in_a_sealed_database_pages_the_fallback_webhook(channel: str) -> None:
     ring = _ring(sealed_db=True)
-    page = _deliverer(ring)._page(_row(ring, channel, "insider@example.org", seal=False))
+    page = page_of(_row(ring, channel, "insider@example.org", seal=False), ring)
     assert page.target is None and page.channel == "webhook"
 
 
 def test_a_sealed_target_and_one_stored_before_encryption_are_paged_as_planned() -> None:
     ring = _ring(sealed_db=True)
-    page = _deliverer(ring)._page(_row(ring, "email", "dr@clinic.example.org"))
+    page = page_of(_row(ring, "email", "dr@clinic.example.org"), ring)
     assert (page.channel, page.target) == ("email", "dr@clinic.example.org")
     before = _ring(sealed_db=False)
-    old = _deliverer(before)._page(_row(before, "email", "dr@clinic.example.org", seal=False))
+    old = page_of(_row(before, "email", "dr@clinic.example.org", seal=False), before)
     assert (old.channel, old.target) == ("email", "dr@clinic.example.org")

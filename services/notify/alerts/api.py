@@ -1,86 +1,45 @@
-"""Notify's routes: alerts (list, read, acknowledge by API or signed link, resolve), the on-call
-configuration (clinicians, contact methods, schedules, overrides, policies), who is on call
-and who covers a window."""
+"""Notify's alert routes: list, read, acknowledge (by API or by the page's signed link),
+resolve."""
 
 from __future__ import annotations
 
 import html
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
 from services.notify.alerts import queries as alerts
+from services.notify.alerts.models import Alert
 from services.notify.alerts.schemas import (
-    OUT_OF_RANGE,
     AlertListItem,
     AlertOut,
     AttemptOut,
-    ClinicianIn,
-    ClinicianOut,
-    ContactMethodIn,
-    ContactMethodOut,
-    CoverageOut,
-    OnCallOut,
-    OverrideIn,
-    OverrideOut,
-    PolicyIn,
-    PolicyOut,
-    ScheduleIn,
-    ScheduleOut,
-    in_range,
 )
 from services.notify.alerts.service import acknowledge, resolve
+from services.notify.delivery.models import Delivery, DeliveryAttempt
 from services.notify.delivery.signing import ack_link_valid
-from services.notify.models import Alert, Delivery, DeliveryAttempt
-from services.notify.oncall import service as oncall
 from services.notify.permissions import ROUTES
+from services.notify.times import instant, problems
 from shared.auth import guarded
 from shared.db import transaction
-from shared.errors import Conflict, ErrorBody, Forbidden, NotFound, Unprocessable
-from shared.events import AlertStatus, utcnow
+from shared.errors import Forbidden, NotFound
+from shared.events import AlertStatus
 from shared.http import Session, Sessions
-from shared.outbound import require_safe_url
-from shared.pagination import Limit, Paging
+from shared.pagination import Limit
 
 router = APIRouter(prefix="/v1", route_class=guarded(ROUTES))
 #: Latest `expires` of an ack link (year 10000): a larger one cannot be a link we made.
 MAX_EXPIRES = 253_402_300_799
 
 
-#: The longest coverage window: a month's roster, not a year's worth of steps per request.
-MAX_WINDOW = timedelta(days=31)
-
-
-def _invalid(field: str, problem: str) -> Unprocessable:
-    return Unprocessable(f"`{field}`: {problem}", problems=[{"field": field, "problem": problem}])
-
-
-def _instant(value: datetime | None, *, field: str) -> datetime | None:
-    """`value` as a UTC instant; 422 naming `field` when it has no offset or is out of range."""
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        raise _invalid(field, "add a time zone offset such as Z or -05:00")
-    if not in_range(value):
-        raise _invalid(field, OUT_OF_RANGE)
-    return value.astimezone(UTC)
-
-
-def _problems(description: str) -> dict[int | str, dict[str, Any]]:
-    return {422: {"model": ErrorBody, "description": description}}
-
-
 @router.get(
     "/alerts",
     response_model=list[AlertListItem],
-    responses=_problems(
-        "an unknown status, `since` without an offset or out of range, a bad limit"
-    ),
+    responses=problems("an unknown status, `since` without an offset or out of range, a bad limit"),
 )
 async def list_alerts(
     session: Session,
@@ -106,7 +65,7 @@ async def list_alerts(
         open=open_,
         statuses=tuple(dict.fromkeys(status or ())),
         escalated=escalated,
-        since=_instant(since, field="since"),
+        since=instant(since, field="since"),
         limit=limit,
     )
     found = await alerts.list_alerts(session, wanted)
@@ -207,179 +166,3 @@ async def ack_page(
         + f"<p><a href='{case}'>Open the case in the console</a></p>"
     )
     return HTMLResponse(body)
-
-
-# Clinicians and their contact methods.
-
-
-async def _safe_address(request: Request, method: ContactMethodIn, *, field: str) -> None:
-    """A webhook address given through the API must pass the SSRF policy (422 otherwise)."""
-    if method.kind == "webhook":
-        await require_safe_url(request.app.state.runtime.settings, method.address, field=field)
-
-
-@router.post("/clinicians", status_code=201)
-async def create_clinician(data: ClinicianIn, request: Request, sessions: Sessions) -> ClinicianOut:
-    for i, method in enumerate(data.contact_methods):
-        await _safe_address(request, method, field=f"contact_methods.{i}.address")
-    async with transaction(sessions) as session:
-        return await oncall.create_clinician(session, data=data)
-
-
-@router.get("/clinicians")
-async def list_clinicians(session: Session, page: Paging) -> list[ClinicianOut]:
-    """Oldest first, `limit` at a time; `Link: rel="next"` names the next page."""
-    return page.answer(*await oncall.list_clinicians(session, limit=page.limit, cursor=page.cursor))
-
-
-@router.get("/clinicians/{clinician_id}")
-async def get_clinician(clinician_id: uuid.UUID, session: Session) -> ClinicianOut:
-    return await oncall.get_clinician(session, clinician_id=clinician_id)
-
-
-@router.post("/clinicians/{clinician_id}/contact-methods", status_code=201)
-async def add_contact_method(
-    clinician_id: uuid.UUID, data: ContactMethodIn, request: Request, sessions: Sessions
-) -> ContactMethodOut:
-    await _safe_address(request, data, field="address")
-    async with transaction(sessions) as session:
-        return await oncall.add_contact_method(session, clinician_id=clinician_id, data=data)
-
-
-@router.delete("/clinicians/{clinician_id}/contact-methods/{method_id}", status_code=204)
-async def remove_contact_method(
-    clinician_id: uuid.UUID, method_id: uuid.UUID, sessions: Sessions
-) -> Response:
-    async with transaction(sessions) as session:
-        await oncall.remove_contact_method(session, clinician_id=clinician_id, method_id=method_id)
-    return Response(status_code=204)
-
-
-# Schedules: rotations and overrides; who is on call.
-
-
-@router.post("/schedules", status_code=201)
-async def create_schedule(data: ScheduleIn, sessions: Sessions) -> ScheduleOut:
-    async with transaction(sessions) as session:
-        return await oncall.create_schedule(session, data=data)
-
-
-@router.get("/schedules")
-async def list_schedules(session: Session, page: Paging) -> list[ScheduleOut]:
-    """Oldest first, `limit` at a time; `Link: rel="next"` names the next page."""
-    return page.answer(*await oncall.list_schedules(session, limit=page.limit, cursor=page.cursor))
-
-
-@router.get("/schedules/{schedule_id}")
-async def get_schedule(schedule_id: uuid.UUID, session: Session) -> ScheduleOut:
-    return await oncall.get_schedule(session, schedule_id=schedule_id)
-
-
-@router.put("/schedules/{schedule_id}")
-async def replace_schedule(
-    schedule_id: uuid.UUID, data: ScheduleIn, sessions: Sessions
-) -> ScheduleOut:
-    async with transaction(sessions) as session:
-        return await oncall.replace_schedule(session, schedule_id=schedule_id, data=data)
-
-
-@router.post("/schedules/{schedule_id}/overrides", status_code=201)
-async def add_override(schedule_id: uuid.UUID, data: OverrideIn, sessions: Sessions) -> OverrideOut:
-    async with transaction(sessions) as session:
-        return await oncall.add_override(session, schedule_id=schedule_id, data=data)
-
-
-@router.delete("/schedules/{schedule_id}/overrides/{override_id}", status_code=204)
-async def remove_override(
-    schedule_id: uuid.UUID, override_id: uuid.UUID, sessions: Sessions
-) -> Response:
-    async with transaction(sessions) as session:
-        await oncall.remove_override(session, schedule_id=schedule_id, override_id=override_id)
-    return Response(status_code=204)
-
-
-@router.get("/oncall", responses={404: {"description": "no schedule schedule_id"}})
-async def who_is_on_call(
-    session: Session,
-    at: Annotated[datetime | None, Query()] = None,
-    schedule_id: Annotated[uuid.UUID | None, Query()] = None,
-) -> OnCallOut:
-    """Who covers each schedule at `at` (default now); `at` carries its offset, e.g. Z."""
-    return await oncall.on_call_at(
-        session, at=_instant(at, field="at") or utcnow(), schedule_id=schedule_id
-    )
-
-
-@router.get(
-    "/oncall/coverage",
-    responses={
-        404: {"model": ErrorBody, "description": "no schedule schedule_id"},
-        **_problems(
-            "`from` or `to` without an offset or out of range, `to` not after `from`, "
-            "or a window longer than 31 days"
-        ),
-    },
-)
-async def oncall_coverage(
-    session: Session,
-    schedule_id: Annotated[uuid.UUID | None, Query()] = None,
-    start: Annotated[
-        datetime | None, Query(alias="from", description="with offset; default now")
-    ] = None,
-    end: Annotated[
-        datetime | None, Query(alias="to", description="with offset; default `from` + 7 days")
-    ] = None,
-) -> CoverageOut:
-    """Who covers each schedule over [from, to): segments that tile the window exactly, a gap
-    (nobody covers) being a segment with no clinician. At most 31 days: a roster's view."""
-    begins = _instant(start, field="from") or utcnow()
-    ends = _instant(end, field="to") or begins + timedelta(days=7)
-    if ends <= begins:
-        raise _invalid("to", "must be after `from`")
-    if ends - begins > MAX_WINDOW:
-        raise _invalid("to", "at most 31 days after `from`")
-    return await oncall.coverage_between(session, start=begins, end=ends, schedule_id=schedule_id)
-
-
-# Escalation policies.
-
-
-_TAKEN: dict[int | str, dict[str, Any]] = {
-    409: {"description": "a risk level is already covered by another policy"}
-}
-
-
-@router.post("/policies", status_code=201, responses=_TAKEN)
-async def create_policy(data: PolicyIn, sessions: Sessions) -> PolicyOut:
-    try:
-        async with transaction(sessions) as session:
-            return await oncall.create_policy(session, data=data)
-    except IntegrityError as exc:  # two policies claiming one risk level at the same moment
-        raise Conflict("another policy already covers one of these risk levels") from exc
-
-
-@router.get("/policies")
-async def list_policies(session: Session, page: Paging) -> list[PolicyOut]:
-    """Oldest first, `limit` at a time; `Link: rel="next"` names the next page."""
-    return page.answer(*await oncall.list_policies(session, limit=page.limit, cursor=page.cursor))
-
-
-@router.get("/policies/{policy_id}")
-async def get_policy(policy_id: uuid.UUID, session: Session) -> PolicyOut:
-    return await oncall.get_policy(session, policy_id=policy_id)
-
-
-@router.put("/policies/{policy_id}", responses=_TAKEN)
-async def replace_policy(policy_id: uuid.UUID, data: PolicyIn, sessions: Sessions) -> PolicyOut:
-    try:
-        async with transaction(sessions) as session:
-            return await oncall.replace_policy(session, policy_id=policy_id, data=data)
-    except IntegrityError as exc:
-        raise Conflict("another policy already covers one of these risk levels") from exc
-
-
-@router.delete("/policies/{policy_id}", status_code=204)
-async def delete_policy(policy_id: uuid.UUID, sessions: Sessions) -> Response:
-    async with transaction(sessions) as session:
-        await oncall.delete_policy(session, policy_id=policy_id)
-    return Response(status_code=204)

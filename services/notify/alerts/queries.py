@@ -1,4 +1,7 @@
-"""Alerts, listed: the queue a console polls every few seconds, most urgent first, each alert
+"""The alerts' SQL: the list a console polls, and the statements of the paging path
+(sent straight to asyncpg: every alert passes there).
+
+Alerts, listed: the queue a console polls every few seconds, most urgent first, each alert
 with who was paged for it.
 
 Two statements whatever the number of alerts, sent straight to asyncpg (`shared.db.driver`):
@@ -20,6 +23,7 @@ from typing import Any
 from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.notify.alerts.models import Alert
 from services.notify.alerts.schemas import AlertListItem, AlertOut
 from shared.db import driver
 
@@ -118,3 +122,30 @@ def as_json(found: list[dict[str, Any]]) -> bytes:
     three times as much CPU (500 alerts with three pages each: 57 against 18 ms, measured on
     the loaded 2-core machine): this list is polled every few seconds."""
     return _ANSWER.dump_json(_ANSWER.validate_python(found))
+
+
+# The paging path's statements (services/notify/alerts/service.py, delivery/service.py).
+
+#: The screening's one alert (the unique screening_id makes a redelivered assessment a no-op).
+OPEN_ALERT = """
+    INSERT INTO notify.alerts (id, screening_id, assessment_id, risk_level, urgency, reasons,
+                               status, escalation_level, repeat_round, ack_deadline_seconds,
+                               created_at, changed_at, correlation_id, policy_id, assessed_at,
+                               version, traceparent)
+    VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, 0, $7, $8, $8, $9, $10, $11, 1, $12)
+    ON CONFLICT (screening_id) DO NOTHING
+    RETURNING id
+"""
+MOVED_ON = """
+    UPDATE notify.alerts SET status = $2, escalation_level = $3, repeat_round = $4, changed_at = $5,
+                             version = $6
+     WHERE id = $1
+"""
+#: The alert's mapped columns by name (not `*`: a column added by a later migration must not
+#: break building the Alert from the row during a rolling deploy).
+LOCK_ALERT = (
+    f"SELECT {', '.join(column.name for column in Alert.__table__.columns)} "
+    "FROM notify.alerts WHERE id = $1 FOR UPDATE"
+)
+#: An alert whose escalation failed (not an outage: the alert itself) is tried again later.
+RETRY_ESCALATION = "UPDATE notify.alerts SET escalate_at = $2 WHERE id = $1"

@@ -20,78 +20,26 @@ from datetime import datetime
 import asyncpg
 from opentelemetry.trace import SpanKind
 
-from services.notify.alerts.service import (
+from services.notify.alerts.escalation import escalate_overdue
+from services.notify.delivery import queries
+from services.notify.delivery.channels import Channel, Outcome, Page
+from services.notify.delivery.models import DELIVERIES_CHANNEL, DeliveryAttempt
+from services.notify.delivery.pages import page_of, payload, recorded_target
+from services.notify.delivery.service import (
     Recorded,
-    escalate_overdue,
     record_outcome,
     wait_for_target,
 )
-from services.notify.delivery.channels import Channel, Outcome, Page, page_payload
-from services.notify.delivery.signing import ack_link
 from services.notify.metrics import Metrics
-from services.notify.models import DELIVERIES_CHANNEL, DeliveryAttempt, sealed
 from services.notify.settings import NotifySettings
 from shared import tracing
 from shared.db import SessionFactory, driver, transaction
 from shared.events import utcnow
-from shared.phi import KeyRing, PhiUnreadable
+from shared.phi import KeyRing
 from shared.wakeup import WakeLoop
-from shared.webhooks import redact
 
 log = logging.getLogger(__name__)
 
-_TARGET = sealed("deliveries")
-
-#: Claims up to $2 due pages: first the pages of a round 0 (an alert's first page, an
-#: escalation's, and their retries: pages nobody has had yet), oldest first, then repeats of
-#: unanswered pages, at most $3 of them. A backlog of alerts nobody acknowledges (paged again
-#: every few minutes) must not hold up a new alert's first page: it would wait behind every
-#: repeat due before it, and for a slot, when those repeats go to addresses that answer slowly.
-_CLAIM = """
-    WITH first AS (
-        SELECT id FROM notify.deliveries
-         WHERE status = 'pending' AND repeat_round = 0 AND due_at <= now()
-           AND (lease_until IS NULL OR lease_until < now())
-         ORDER BY due_at
-         LIMIT $2
-           FOR UPDATE SKIP LOCKED
-    ), again AS (
-        SELECT id FROM notify.deliveries
-         WHERE status = 'pending' AND repeat_round > 0 AND due_at <= now()
-           AND (lease_until IS NULL OR lease_until < now())
-         ORDER BY due_at
-         LIMIT least($3, $2 - (SELECT count(*) FROM first))
-           FOR UPDATE SKIP LOCKED
-    )
-    UPDATE notify.deliveries AS d
-       SET lease_until = now() + make_interval(secs => $1), attempts = d.attempts + 1
-      FROM notify.alerts AS a
-     WHERE a.id = d.alert_id
-       AND d.id IN (SELECT id FROM first UNION ALL SELECT id FROM again)
-    RETURNING d.id, d.attempts, d.escalation_level, d.repeat_round, d.channel, d.target,
-              a.id AS alert_id, a.screening_id, a.risk_level, a.urgency, a.reasons, a.created_at,
-              a.traceparent
-"""
-# When the next page is due (a leased page when its lease runs out: its sender may have died),
-# and when the next acknowledgement deadline runs out.
-#: First wait for any acknowledgement of the alert in progress (it locks the alert FOR UPDATE and
-#: only then reads the clock), then read the delivery afresh, in a statement of its own: after a
-#: lock wait a single statement would still see the delivery as its snapshot had it (READ
-#: COMMITTED re-reads only the locked rows). So an acknowledgement is either committed before the
-#: read, and the page is not sent, or timed after this page's attempt began.
-_WAIT_FOR_ACK = """
-    SELECT 1 FROM notify.alerts
-     WHERE id = (SELECT alert_id FROM notify.deliveries WHERE id = $1) FOR KEY SHARE
-"""
-_STILL_PENDING = "SELECT status = 'pending' FROM notify.deliveries WHERE id = $1"
-_NEXT_DUE = """
-    SELECT (SELECT min(greatest(due_at, coalesce(lease_until, due_at)))
-              FROM notify.deliveries WHERE status = 'pending' AND repeat_round = 0) AS page,
-           (SELECT min(greatest(due_at, coalesce(lease_until, due_at)))
-              FROM notify.deliveries WHERE status = 'pending' AND repeat_round > 0) AS repeat,
-           (SELECT min(escalate_at) FROM notify.alerts
-             WHERE escalate_at IS NOT NULL AND status IN ('delivered', 'escalated')) AS escalation
-"""
 #: Upper bound of one sleep: a safety net for a wake-up lost while LISTEN was reconnecting.
 MAX_SLEEP_SECONDS = 30.0
 
@@ -166,7 +114,7 @@ class Deliverer:
             async with self._sessions() as session:
                 conn = await driver(session, begin=False)
                 pages = await self._claim(conn, free, max(repeats, 0)) if free > 0 else []
-                due = await conn.fetchrow(_NEXT_DUE)
+                due = await conn.fetchrow(queries.NEXT_DUE)
             self._next_page, self._next_repeat = due["page"], due["repeat"]
             self._next_escalation = due["escalation"]
             self._deadlines_read = True
@@ -190,38 +138,10 @@ class Deliverer:
         return self._next_escalation is not None and self._next_escalation <= utcnow()
 
     async def _claim(self, conn: asyncpg.Connection, limit: int, repeats: int) -> list[Page]:
-        rows = await conn.fetch(_CLAIM, self._settings.delivery_lease_seconds, limit, repeats)
-        return [self._page(r) for r in rows]
-
-    def _page(self, r: asyncpg.Record) -> Page:
-        target = self._target(r)
-        return Page(
-            delivery_id=r["id"],
-            attempt=r["attempts"],
-            escalation_level=r["escalation_level"],
-            repeat_round=r["repeat_round"],
-            alert_id=r["alert_id"],
-            screening_id=r["screening_id"],
-            risk_level=r["risk_level"],
-            urgency=r["urgency"],
-            reasons=list(r["reasons"]),
-            created_at=r["created_at"],
-            # The fallback is a webhook: an email method whose address is refused too.
-            channel=r["channel"] if target is not None else "webhook",
-            target=target,
-            traceparent=r["traceparent"],
+        rows = await conn.fetch(
+            queries.CLAIM, self._settings.delivery_lease_seconds, limit, repeats
         )
-
-    def _target(self, row: asyncpg.Record) -> str | None:
-        """The page's planned address in clear. One that does not decrypt (its key left the
-        ring), or is refused (in clear in a sealed database: planted), must not stop paging:
-        the page goes to the fallback, ONCALL_WEBHOOK_URL."""
-        try:
-            target: str | None = _TARGET.open(self._phi, row, row["target"])
-        except PhiUnreadable:
-            log.error("page %s: its address does not decrypt; paging the fallback", row["id"])
-            return None
-        return target
+        return [page_of(r, self._phi) for r in rows]
 
     async def _next_due_in(self) -> float | None:
         """Seconds until the next page or deadline, as read by the last pass."""
@@ -238,18 +158,6 @@ class Deliverer:
             if at is not None
         ]
         return (min(due) - utcnow()).total_seconds() if due else None
-
-    def payload(self, page: Page) -> dict:
-        ack_url = ack_link(
-            self._settings.public_url,
-            self._ack_keys[0],
-            page.alert_id,
-            self._settings.ack_link_ttl_seconds,
-        )
-        case_url = (
-            f"{self._settings.intake_public_url.rstrip('/')}/v1/screenings/{page.screening_id}"
-        )
-        return page_payload(page, ack_url=ack_url, case_url=case_url)
 
     def address(self, page: Page) -> str | None:
         """Where the page goes: its planned address, else the fallback ONCALL_WEBHOOK_URL."""
@@ -305,7 +213,7 @@ class Deliverer:
                         },
                     ):
                         outcome = await self._channels[page.channel].send(
-                            page, address, self.payload(page)
+                            page, address, payload(page, self._settings, ack_key=self._ack_keys[0])
                         )
             except TimeoutError:
                 outcome = Outcome(
@@ -320,7 +228,7 @@ class Deliverer:
         attempt = DeliveryAttempt(
             delivery_id=page.delivery_id,
             attempt=page.attempt,
-            target=_recorded_target(page.channel, address),
+            target=recorded_target(page.channel, address),
             started_at=started,
             finished_at=utcnow(),
             http_status=outcome.http_status,
@@ -344,8 +252,8 @@ class Deliverer:
         try:
             async with self._sessions() as session:
                 conn = await driver(session, begin=False)
-                await conn.execute(_WAIT_FOR_ACK, page.delivery_id)
-                return bool(await conn.fetchval(_STILL_PENDING, page.delivery_id))
+                await conn.execute(queries.WAIT_FOR_ACK, page.delivery_id)
+                return bool(await conn.fetchval(queries.STILL_PENDING, page.delivery_id))
         except Exception:
             log.exception("page %s: could not check it is still due; sending", page.delivery_id)
             return True  # a page sent twice beats a page not sent
@@ -379,12 +287,3 @@ class Deliverer:
         if outcome.outcome != "delivered":
             kind = "temporary" if outcome.outcome == "temporary_failure" else "permanent"
             self._metrics.delivery_failures.labels(kind=kind, channel=page.channel).inc()
-
-
-def _recorded_target(channel: str, address: str | None) -> str:
-    """The target as recorded: a URL without its query (it may carry a token), or mailto:."""
-    if address is None:
-        return "(none)"
-    if channel == "email":
-        return f"mailto:{address}"
-    return redact(address)

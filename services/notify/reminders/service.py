@@ -2,79 +2,22 @@
 
 Intake announces `safety_plan.overdue` once per plan on triage.safety-plan.events.v1. Here the
 announcement becomes one reminder row, unique per plan, so a redelivered (or re-announced) event
-adds nothing. The row is also the durable timer: a sender claims due rows with a lease
-(`FOR UPDATE SKIP LOCKED`, so two replicas never send one attempt), POSTs the reminder through
-the pages' own webhook channel (signed as the contract signs pages, within the channel's deadline,
-the answer read only a little, through the SSRF guard unless the address is the operator's), and
-retries with backoff until it is delivered or given up. It sleeps until the next due attempt
-and is woken by a NOTIFY when a reminder is recorded: no polling.
+adds nothing; the sender (sender.py) sends it.
 
 A reminder carries ids, the level and the due time, never an entry of the plan (PHI).
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import uuid
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Mapped, mapped_column
 
-from services.notify.delivery.channels import WebhookChannel
-from services.notify.models import Base
-from services.notify.settings import NotifySettings
-from shared.db import SessionFactory, asyncpg_dsn, transaction
+from services.notify.reminders.models import Reminder
 from shared.events import Envelope, SafetyPlanEvent, utcnow
-from shared.runtime import Runtime
-from shared.wakeup import WakeLoop
-from shared.webhooks import backoff_seconds
-
-log = logging.getLogger(__name__)
 
 KIND = "safety_plan_overdue"
-#: The channel the reminders trigger signals on (migrations/0003_reminders.sql).
-REMINDERS_CHANNEL = "notify_reminders"
-LEASE = timedelta(seconds=30)
-
-_CLAIM = text(
-    """
-    UPDATE notify.reminders
-       SET lease_until = now() + make_interval(secs => :lease), attempts = attempts + 1
-     WHERE id IN (SELECT id FROM notify.reminders
-                   WHERE status = 'pending' AND due_at <= now()
-                     AND (lease_until IS NULL OR lease_until < now())
-                   ORDER BY due_at
-                   LIMIT :limit
-                   FOR UPDATE SKIP LOCKED)
-    RETURNING id, attempts, plan_id, screening_id, risk_level, plan_due_at
-    """
-)
-
-
-class Reminder(Base):
-    __tablename__ = "reminders"
-
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
-    kind: Mapped[str]
-    plan_id: Mapped[uuid.UUID] = mapped_column(unique=True)
-    screening_id: Mapped[uuid.UUID]
-    risk_level: Mapped[str]
-    plan_due_at: Mapped[datetime]
-    status: Mapped[str]
-    attempts: Mapped[int] = mapped_column(default=0)
-    due_at: Mapped[datetime]
-    lease_until: Mapped[datetime | None]
-    last_http_status: Mapped[int | None]
-    last_error: Mapped[str | None]
-    created_at: Mapped[datetime]
-    finished_at: Mapped[datetime | None]
-    correlation_id: Mapped[str]
 
 
 async def record_overdue(
@@ -109,169 +52,3 @@ async def on_safety_plan_event(session: AsyncSession, envelope: Envelope) -> Non
         return
     event = SafetyPlanEvent.model_validate(envelope.data)
     await record_overdue(session, event=event, correlation_id=envelope.correlation_id)
-
-
-@dataclass(frozen=True)
-class Claimed:
-    """One claimed attempt, with what the reminder says; no PHI."""
-
-    id: uuid.UUID
-    attempt: int
-    plan_id: uuid.UUID
-    screening_id: uuid.UUID
-    risk_level: str
-    plan_due_at: datetime
-
-    def payload(self) -> dict[str, Any]:
-        return {
-            "kind": KIND,
-            "plan_id": str(self.plan_id),
-            "screening_id": str(self.screening_id),
-            "risk_level": self.risk_level,
-            "due_at": self.plan_due_at.isoformat(),
-        }
-
-
-class ReminderSender:
-    def __init__(
-        self,
-        *,
-        sessions: SessionFactory,
-        settings: NotifySettings,
-        channel: WebhookChannel,
-        batch_size: int = 20,
-    ) -> None:
-        self._sessions = sessions
-        self._settings = settings
-        #: The pages' webhook channel (services/notify/channels.py): the one signed POST.
-        self._channel = channel
-        self._batch_size = batch_size
-        # A leased reminder is due again when its lease runs out: that bounds the sleep.
-        self._loop = WakeLoop(
-            name="reminder sender",
-            listen_dsn=asyncpg_dsn(settings.database_url),
-            channels=[REMINDERS_CHANNEL],
-            max_sleep=LEASE.total_seconds(),
-        )
-        self.sent = 0
-        #: Reminders that reached DELIVERY_MAX_ATTEMPTS undelivered (and are still retried).
-        self.overdue = 0
-
-    def wake(self) -> None:
-        self._loop.wake()
-
-    async def run(self) -> None:
-        """Send until cancelled."""
-        await self._loop.run(self.run_due, self._next_due_in)
-
-    async def run_due(self) -> None:
-        while True:
-            claimed = await self._claim()
-            sends = (self._send(c) for c in claimed)
-            results = await asyncio.gather(*sends, return_exceptions=True)
-            for claim, result in zip(claimed, results, strict=True):
-                if isinstance(result, Exception):
-                    # Its lease runs out and it is sent again: at least once, never lost.
-                    log.error("reminder %s: %s", claim.id, type(result).__name__, exc_info=result)
-            if len(claimed) < self._batch_size:
-                return
-
-    async def _claim(self) -> list[Claimed]:
-        async with transaction(self._sessions) as session:
-            rows = await session.execute(
-                _CLAIM, {"lease": LEASE.total_seconds(), "limit": self._batch_size}
-            )
-            return [
-                Claimed(
-                    id=r.id,
-                    attempt=r.attempts,
-                    plan_id=r.plan_id,
-                    screening_id=r.screening_id,
-                    risk_level=r.risk_level,
-                    plan_due_at=r.plan_due_at,
-                )
-                for r in rows
-            ]
-
-    async def _send(self, reminder: Claimed) -> None:
-        target = self._settings.oncall_webhook_url
-        status: int | None = None
-        error: str | None
-        if target is None:
-            outcome, error = "no_target", "no on-call target configured"
-        else:
-            sent = await self._channel.post(target, reminder.payload(), event_id=reminder.id)
-            outcome, status, error = sent.outcome, sent.http_status, sent.error
-        try:
-            await self._record(reminder, outcome=outcome, http_status=status, error=error)
-        except Exception:
-            # The lease expires and the reminder is sent again: at least once, never lost.
-            log.exception("could not record reminder %s", reminder.id)
-
-    async def _record(
-        self, reminder: Claimed, *, outcome: str, http_status: int | None, error: str | None
-    ) -> None:
-        settings = self._settings
-        async with transaction(self._sessions) as session:
-            row = await session.get(Reminder, reminder.id, with_for_update=True)
-            if row is None:
-                return
-            now = utcnow()
-            row.lease_until = None
-            row.last_http_status, row.last_error = http_status, error
-            if outcome == "delivered":
-                row.status, row.finished_at = "delivered", now
-                self.sent += 1
-            elif outcome == "no_target":
-                row.attempts = 0  # waiting for a target is not a failed attempt
-                row.due_at = now + timedelta(seconds=settings.no_target_retry_seconds)
-            elif outcome == "temporary_failure":
-                # Like a page: retried with backoff for as long as it takes (a gateway outage
-                # during a deploy must not lose it), and loudly once it has taken too long.
-                delay = backoff_seconds(
-                    row.attempts,
-                    base=settings.retry_base_seconds,
-                    ceiling=settings.retry_max_seconds,
-                )
-                row.due_at = now + timedelta(seconds=delay)
-                if row.attempts == settings.delivery_max_attempts:
-                    self.overdue += 1
-                    log.error(
-                        "reminder %s for safety plan %s still undelivered after %d attempts (%s);"
-                        " retrying up to every %.0f s until it is",
-                        row.id,
-                        row.plan_id,
-                        row.attempts,
-                        error,
-                        settings.retry_max_seconds,
-                    )
-            else:
-                # The gateway refuses it (4xx): no retry would change that; an operator must.
-                row.status, row.finished_at = "failed", now
-                log.error(
-                    "reminder %s for safety plan %s refused by the gateway after %d attempt(s):"
-                    " %s (an answer that no retry changes)",
-                    row.id,
-                    row.plan_id,
-                    row.attempts,
-                    error,
-                )
-        if outcome != "delivered":
-            log.warning("reminder %s attempt %d: %s", reminder.id, reminder.attempt, error)
-
-    async def _next_due_in(self) -> float | None:
-        async with self._sessions() as session:
-            # A reminder leased by another replica is next due when its lease runs out.
-            next_attempt = func.greatest(Reminder.due_at, Reminder.lease_until)
-            due = await session.scalar(
-                select(func.min(next_attempt)).where(Reminder.status == "pending")
-            )
-        return None if due is None else (due - utcnow()).total_seconds()
-
-
-def start_sender(
-    runtime: Runtime, *, settings: NotifySettings, channel: WebhookChannel
-) -> tuple[ReminderSender, asyncio.Task[None]]:
-    """Run the sender until its task is cancelled (before the channel's clients close)."""
-    sender = ReminderSender(sessions=runtime.sessions, settings=settings, channel=channel)
-    return sender, runtime.spawn(sender.run(), name="notify-reminders")

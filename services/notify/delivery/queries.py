@@ -1,0 +1,96 @@
+"""The deliveries' SQL, sent straight to asyncpg: every page passes here."""
+
+from __future__ import annotations
+
+from services.notify.models import outbox
+from shared.outbox import add_event_after
+
+#: Claims up to $2 due pages: first the pages of a round 0 (an alert's first page, an
+#: escalation's, and their retries: pages nobody has had yet), oldest first, then repeats of
+#: unanswered pages, at most $3 of them. A backlog of alerts nobody acknowledges (paged again
+#: every few minutes) must not hold up a new alert's first page: it would wait behind every
+#: repeat due before it, and for a slot, when those repeats go to addresses that answer slowly.
+CLAIM = """
+    WITH first AS (
+        SELECT id FROM notify.deliveries
+         WHERE status = 'pending' AND repeat_round = 0 AND due_at <= now()
+           AND (lease_until IS NULL OR lease_until < now())
+         ORDER BY due_at
+         LIMIT $2
+           FOR UPDATE SKIP LOCKED
+    ), again AS (
+        SELECT id FROM notify.deliveries
+         WHERE status = 'pending' AND repeat_round > 0 AND due_at <= now()
+           AND (lease_until IS NULL OR lease_until < now())
+         ORDER BY due_at
+         LIMIT least($3, $2 - (SELECT count(*) FROM first))
+           FOR UPDATE SKIP LOCKED
+    )
+    UPDATE notify.deliveries AS d
+       SET lease_until = now() + make_interval(secs => $1), attempts = d.attempts + 1
+      FROM notify.alerts AS a
+     WHERE a.id = d.alert_id
+       AND d.id IN (SELECT id FROM first UNION ALL SELECT id FROM again)
+    RETURNING d.id, d.attempts, d.escalation_level, d.repeat_round, d.channel, d.target,
+              a.id AS alert_id, a.screening_id, a.risk_level, a.urgency, a.reasons, a.created_at,
+              a.traceparent
+"""
+#: First wait for any acknowledgement of the alert in progress (it locks the alert FOR UPDATE and
+#: only then reads the clock), then read the delivery afresh, in a statement of its own: after a
+#: lock wait a single statement would still see the delivery as its snapshot had it (READ
+#: COMMITTED re-reads only the locked rows). So an acknowledgement is either committed before the
+#: read, and the page is not sent, or timed after this page's attempt began.
+WAIT_FOR_ACK = """
+    SELECT 1 FROM notify.alerts
+     WHERE id = (SELECT alert_id FROM notify.deliveries WHERE id = $1) FOR KEY SHARE
+"""
+STILL_PENDING = "SELECT status = 'pending' FROM notify.deliveries WHERE id = $1"
+#: When the next page is due (a leased page when its lease runs out: its sender may have died),
+#: and when the next acknowledgement deadline runs out.
+NEXT_DUE = """
+    SELECT (SELECT min(greatest(due_at, coalesce(lease_until, due_at)))
+              FROM notify.deliveries WHERE status = 'pending' AND repeat_round = 0) AS page,
+           (SELECT min(greatest(due_at, coalesce(lease_until, due_at)))
+              FROM notify.deliveries WHERE status = 'pending' AND repeat_round > 0) AS repeat,
+           (SELECT min(escalate_at) FROM notify.alerts
+             WHERE escalate_at IS NOT NULL AND status IN ('delivered', 'escalated')) AS escalation
+"""
+
+# Planning pages and recording their attempts (services/notify/alerts/escalation.py,
+# delivery/service.py).
+
+ADD_DELIVERIES = """
+    INSERT INTO notify.deliveries (id, alert_id, escalation_level, repeat_round, status, attempts,
+                                   contact_method_id, channel, target, due_at, created_at)
+    SELECT id, $2, $3, $4, 'pending', 0, contact_method_id, channel, target, due_at, created_at
+      FROM unnest($1::uuid[], $5::uuid[], $6::text[], $7::text[], $8::timestamptz[],
+                  $9::timestamptz[])
+           AS d (id, contact_method_id, channel, target, due_at, created_at)
+    ON CONFLICT DO NOTHING
+"""
+LOCK_DELIVERY = """
+    SELECT status, escalation_level, repeat_round, attempts FROM notify.deliveries
+     WHERE id = $1 AND alert_id = $2 FOR UPDATE
+"""
+ADD_ATTEMPT = """
+    INSERT INTO notify.delivery_attempts (delivery_id, attempt, target, started_at, finished_at,
+                                          http_status, outcome, error, worker)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+"""
+DELIVERY_DONE = """
+    UPDATE notify.deliveries SET status = $2, finished_at = $3, lease_until = NULL WHERE id = $1
+"""
+DELIVERY_RETRY = "UPDATE notify.deliveries SET due_at = $2, lease_until = NULL WHERE id = $1"
+#: The page delivered, its alert moved on and the alert.delivered event queued, in one statement.
+DELIVERED = f"""
+    WITH delivery AS (
+        UPDATE notify.deliveries SET status = 'delivered', finished_at = $2, lease_until = NULL
+         WHERE id = $1
+    ), alert AS (
+        UPDATE notify.alerts SET status = $4, first_delivered_at = $5, escalate_at = $6,
+                                 changed_at = $2, version = $7
+         WHERE id = $3
+        RETURNING id
+    )
+    {add_event_after(outbox, "alert", first_param=8)}
+"""
