@@ -55,16 +55,21 @@ async def add_deliveries(session: AsyncSession, alert: Alert, rows: list[dict[st
     passes here."""
     ids, ring, target = [uuid.uuid4() for _ in rows], ring_of(session), sealed("deliveries")
     await (await driver(session)).execute(
-        queries.ADD_DELIVERIES,
-        ids,
-        alert.id,
-        alert.escalation_level,
-        alert.repeat_round,
-        [row.get("contact_method_id") for row in rows],
-        [row["channel"] for row in rows],
-        [target.seal(ring, {"id": id_}, row["target"]) for id_, row in zip(ids, rows, strict=True)],
-        [row["due_at"] for row in rows],
-        [row["created_at"] for row in rows],
+        queries.ADD_DELIVERIES.sql,
+        *queries.ADD_DELIVERIES.args(
+            ids=ids,
+            alert_id=alert.id,
+            escalation_level=alert.escalation_level,
+            repeat_round=alert.repeat_round,
+            contact_method_ids=[row.get("contact_method_id") for row in rows],
+            channels=[row["channel"] for row in rows],
+            targets=[
+                target.seal(ring, {"id": id_}, row["target"])
+                for id_, row in zip(ids, rows, strict=True)
+            ],
+            due_ats=[row["due_at"] for row in rows],
+            created_ats=[row["created_at"] for row in rows],
+        ),
     )
 
 
@@ -201,9 +206,10 @@ async def escalate_overdue(
                 ESCALATION_RETRY_SECONDS,
             )
             await (await driver(session)).execute(
-                RETRY_ESCALATION,
-                alert.id,
-                now + timedelta(seconds=ESCALATION_RETRY_SECONDS),
+                RETRY_ESCALATION.sql,
+                *RETRY_ESCALATION.args(
+                    id=alert.id, escalate_at=now + timedelta(seconds=ESCALATION_RETRY_SECONDS)
+                ),
             )
             continue
         lags.append(lag)

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notify.alerts.models import Alert
 from services.notify.alerts.schemas import AlertListItem, AlertOut
+from services.notify.sql import statement
 from shared.db import driver
 
 #: Most urgent first. The very same expression is indexed (`alerts_urgency`, migration 0008);
@@ -127,20 +128,23 @@ def as_json(found: list[dict[str, Any]]) -> bytes:
 # The paging path's statements (services/notify/alerts/service.py, delivery/service.py).
 
 #: The screening's one alert (the unique screening_id makes a redelivered assessment a no-op).
-OPEN_ALERT = """
+OPEN_ALERT = statement("""
     INSERT INTO notify.alerts (id, screening_id, assessment_id, risk_level, urgency, reasons,
                                status, escalation_level, repeat_round, ack_deadline_seconds,
                                created_at, changed_at, correlation_id, policy_id, assessed_at,
                                version, traceparent)
-    VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, 0, $7, $8, $8, $9, $10, $11, 1, $12)
+    VALUES (:id, :screening_id, :assessment_id, :risk_level, :urgency, :reasons,
+            'pending', 0, 0, :ack_deadline_seconds, :now, :now, :correlation_id, :policy_id,
+            :assessed_at, 1, :traceparent)
     ON CONFLICT (screening_id) DO NOTHING
     RETURNING id
-"""
-MOVED_ON = """
-    UPDATE notify.alerts SET status = $2, escalation_level = $3, repeat_round = $4, changed_at = $5,
-                             version = $6
-     WHERE id = $1
-"""
+""")
+MOVED_ON = statement("""
+    UPDATE notify.alerts SET status = :status, escalation_level = :escalation_level,
+                             repeat_round = :repeat_round, changed_at = :changed_at,
+                             version = :version
+     WHERE id = :id
+""")
 #: The alert's mapped columns by name (not `*`: a column added by a later migration must not
 #: break building the Alert from the row during a rolling deploy).
 LOCK_ALERT = (
@@ -148,4 +152,4 @@ LOCK_ALERT = (
     "FROM notify.alerts WHERE id = $1 FOR UPDATE"
 )
 #: An alert whose escalation failed (not an outage: the alert itself) is tried again later.
-RETRY_ESCALATION = "UPDATE notify.alerts SET escalate_at = $2 WHERE id = $1"
+RETRY_ESCALATION = statement("UPDATE notify.alerts SET escalate_at = :escalate_at WHERE id = :id")

@@ -71,19 +71,21 @@ async def open_alert(
         assessed_at=assessed.assessed_at,
     )
     if not await conn.fetchval(
-        OPEN_ALERT,
-        alert.id,
-        alert.screening_id,
-        alert.assessment_id,
-        alert.risk_level,
-        alert.urgency,
-        json.dumps(alert.reasons),
-        deadline,
-        now,
-        correlation_id,
-        alert.policy_id,
-        alert.assessed_at,
-        tracing.traceparent(),
+        OPEN_ALERT.sql,
+        *OPEN_ALERT.args(
+            id=alert.id,
+            screening_id=alert.screening_id,
+            assessment_id=alert.assessment_id,
+            risk_level=alert.risk_level,
+            urgency=alert.urgency,
+            reasons=json.dumps(alert.reasons),
+            ack_deadline_seconds=deadline,
+            now=now,
+            correlation_id=correlation_id,
+            policy_id=alert.policy_id,
+            assessed_at=alert.assessed_at,
+            traceparent=tracing.traceparent(),
+        ),
     ):
         return None
     await publish(session, alert, "created")
@@ -97,13 +99,15 @@ async def open_alert(
     if (alert.status, alert.escalation_level, alert.repeat_round) != ("pending", 0, 0):
         # Nobody was on call for the first steps: start_step moved the alert on.
         await conn.execute(
-            MOVED_ON,
-            alert.id,
-            alert.status,
-            alert.escalation_level,
-            alert.repeat_round,
-            alert.changed_at,
-            alert.version,
+            MOVED_ON.sql,
+            *MOVED_ON.args(
+                id=alert.id,
+                status=alert.status,
+                escalation_level=alert.escalation_level,
+                repeat_round=alert.repeat_round,
+                changed_at=alert.changed_at,
+                version=alert.version,
+            ),
         )
     return alert
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from services.notify.models import outbox
+from services.notify.sql import statement
 from shared.outbox import add_event_after
 
 #: Claims up to $2 due pages: first the pages of a round 0 (an alert's first page, an
@@ -59,28 +60,34 @@ NEXT_DUE = """
 # Planning pages and recording their attempts (services/notify/alerts/escalation.py,
 # delivery/service.py).
 
-ADD_DELIVERIES = """
+#: The pages of one step of an alert, one per target (the arrays: one element per page).
+ADD_DELIVERIES = statement("""
     INSERT INTO notify.deliveries (id, alert_id, escalation_level, repeat_round, status, attempts,
                                    contact_method_id, channel, target, due_at, created_at)
-    SELECT id, $2, $3, $4, 'pending', 0, contact_method_id, channel, target, due_at, created_at
-      FROM unnest($1::uuid[], $5::uuid[], $6::text[], $7::text[], $8::timestamptz[],
-                  $9::timestamptz[])
+    SELECT id, :alert_id, :escalation_level, :repeat_round, 'pending', 0, contact_method_id,
+           channel, target, due_at, created_at
+      FROM unnest(:ids::uuid[], :contact_method_ids::uuid[], :channels::text[],
+                  :targets::text[], :due_ats::timestamptz[], :created_ats::timestamptz[])
            AS d (id, contact_method_id, channel, target, due_at, created_at)
     ON CONFLICT DO NOTHING
-"""
-LOCK_DELIVERY = """
+""")
+LOCK_DELIVERY = statement("""
     SELECT status, escalation_level, repeat_round, attempts FROM notify.deliveries
-     WHERE id = $1 AND alert_id = $2 FOR UPDATE
-"""
-ADD_ATTEMPT = """
+     WHERE id = :id AND alert_id = :alert_id FOR UPDATE
+""")
+ADD_ATTEMPT = statement("""
     INSERT INTO notify.delivery_attempts (delivery_id, attempt, target, started_at, finished_at,
                                           http_status, outcome, error, worker)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-"""
-DELIVERY_DONE = """
-    UPDATE notify.deliveries SET status = $2, finished_at = $3, lease_until = NULL WHERE id = $1
-"""
-DELIVERY_RETRY = "UPDATE notify.deliveries SET due_at = $2, lease_until = NULL WHERE id = $1"
+    VALUES (:delivery_id, :attempt, :target, :started_at, :finished_at, :http_status, :outcome,
+            :error, :worker)
+""")
+DELIVERY_DONE = statement("""
+    UPDATE notify.deliveries SET status = :status, finished_at = :finished_at, lease_until = NULL
+     WHERE id = :id
+""")
+DELIVERY_RETRY = statement(
+    "UPDATE notify.deliveries SET due_at = :due_at, lease_until = NULL WHERE id = :id"
+)
 #: The page delivered, its alert moved on and the alert.delivered event queued, in one statement.
 DELIVERED = f"""
     WITH delivery AS (

@@ -73,23 +73,27 @@ async def record_outcome(
     """
     conn = await driver(session)
     row = await conn.fetchrow(LOCK_ALERT, alert_id)
-    delivery = await conn.fetchrow(LOCK_DELIVERY, delivery_id, alert_id)
+    delivery = await conn.fetchrow(
+        LOCK_DELIVERY.sql, *LOCK_DELIVERY.args(id=delivery_id, alert_id=alert_id)
+    )
     assert row is not None and delivery is not None
     await conn.execute(
-        ADD_ATTEMPT,
-        delivery_id,
-        attempt.attempt,
-        sealed("delivery_attempts").seal(
-            ring_of(session),
-            {"delivery_id": delivery_id, "attempt": attempt.attempt},
-            attempt.target,
+        ADD_ATTEMPT.sql,
+        *ADD_ATTEMPT.args(
+            delivery_id=delivery_id,
+            attempt=attempt.attempt,
+            target=sealed("delivery_attempts").seal(
+                ring_of(session),
+                {"delivery_id": delivery_id, "attempt": attempt.attempt},
+                attempt.target,
+            ),
+            started_at=attempt.started_at,
+            finished_at=attempt.finished_at,
+            http_status=attempt.http_status,
+            outcome=attempt.outcome,
+            error=attempt.error,
+            worker=attempt.worker,
         ),
-        attempt.started_at,
-        attempt.finished_at,
-        attempt.http_status,
-        attempt.outcome,
-        attempt.error,
-        attempt.worker,
     )
     now = utcnow()
     if delivery["status"] != "pending":  # cancelled by an ack, a resolve or an escalation in flight
@@ -98,7 +102,10 @@ async def record_outcome(
     current = Step(delivery["escalation_level"], delivery["repeat_round"]) == step_of(alert)
     if outcome.outcome == "delivered":
         if not current or alert.status not in OPEN:
-            await conn.execute(DELIVERY_DONE, delivery_id, "delivered", now)
+            await conn.execute(
+                DELIVERY_DONE.sql,
+                *DELIVERY_DONE.args(id=delivery_id, status="delivered", finished_at=now),
+            )
             return Recorded()
         first = alert.first_delivered_at is None
         alert.status = "delivered" if step_of(alert) == Step(0, 0) else "escalated"
@@ -127,9 +134,12 @@ async def record_outcome(
         and delivery["attempts"] < settings.delivery_max_attempts
     ):
         wait = retry_delay(delivery["attempts"], settings, asked=outcome.retry_after)
-        await conn.execute(DELIVERY_RETRY, delivery_id, now + timedelta(seconds=wait))
+        due_at = now + timedelta(seconds=wait)
+        await conn.execute(DELIVERY_RETRY.sql, *DELIVERY_RETRY.args(id=delivery_id, due_at=due_at))
         return Recorded()
-    await conn.execute(DELIVERY_DONE, delivery_id, "failed", now)
+    await conn.execute(
+        DELIVERY_DONE.sql, *DELIVERY_DONE.args(id=delivery_id, status="failed", finished_at=now)
+    )
     if (
         not current
         or alert.status not in OPEN
