@@ -8,17 +8,21 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
+import pytest
 from aiokafka import AIOKafkaProducer
 
+from deploy.localstack import free_port
 from shared.auth.credentials import CredentialChanged, key_digest, new_key
 from shared.auth.roles import Role
 from shared.auth.signing import RecordSigner, new_access_key_pair
 from shared.events import Envelope, utcnow
 from shared.topics import ACCESS_EVENTS
-from tests.support.keys import ACCESS_SIGNING_KEY, ADMIN, bearer
+from tests.support.keys import ACCESS_SIGNING_KEY, ACCESS_VERIFY_KEY, ADMIN, bearer
 from tests.support.services import ServiceProcesses
 
 #: A route of each service that an admin key may call.
@@ -113,3 +117,68 @@ async def test_a_revoked_key_played_again_stays_revoked(
     await _write(services, [(issued["id"], old)])
     await _read_to_the_end(services)
     assert await _statuses(services, issued["key"]) == dict.fromkeys(ROUTES, 401)
+
+
+async def test_keys_announced_unsigned_before_an_upgrade_work_once_intake_restarts(
+    services: ServiceProcesses, db: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """An intake from before the records were signed left keys in its table and unsigned
+    records on the topic: refused now, until the new intake starts and announces them again."""
+    live, revoked = new_key(), new_key()
+    records = []
+    for key, revoked_at in ((live, None), (revoked, utcnow())):
+        data = _data(key)
+        await db.execute(
+            "INSERT INTO intake.api_keys (id, name, role, identifier_systems, key_hash,"
+            " created_at, revoked_at) VALUES ($1, 'older', 'admin', '{}', $2, now(), $3)",
+            uuid.UUID(data["credential_id"]),
+            data["key_hash"],
+            revoked_at,
+        )
+        records.append((data["credential_id"], data))
+        if revoked_at is not None:
+            records.append((data["credential_id"], {**data, "revoked_at": revoked_at.isoformat()}))
+    await _write(services, records)
+    await _read_to_the_end(services)
+    assert await _statuses(services, live) == dict.fromkeys(ROUTES, 401)
+
+    upgraded = ServiceProcesses(env=services.env, ports={"intake": free_port()}, log_dir=tmp_path)
+    await asyncio.to_thread(upgraded.start, "intake")
+    try:
+        await _until(services, live, 200)
+        assert await _statuses(services, revoked) == dict.fromkeys(ROUTES, 401)
+    finally:
+        await asyncio.to_thread(upgraded.stop)
+
+
+@pytest.mark.parametrize(
+    ("service", "change", "says"),
+    [
+        ("risk", {"ACCESS_VERIFY_KEY": None}, "ACCESS_VERIFY_KEY is not set"),
+        ("notify", {"ACCESS_VERIFY_KEY": "bm90IGEga2V5"}, "ACCESS_VERIFY_KEY must be 32 bytes"),
+        ("intake", {"ACCESS_SIGNING_KEY": None}, "ACCESS_SIGNING_KEY is not set"),
+        ("intake", {"ACCESS_VERIFY_KEY": new_access_key_pair()[1]}, "not the public half"),
+        # Intake alone needs no ACCESS_VERIFY_KEY: the public half of its own key.
+        ("intake", {"ACCESS_VERIFY_KEY": None}, None),
+    ],
+)
+def test_a_service_without_the_access_keys_refuses_to_start(
+    services: ServiceProcesses,
+    tmp_path: Path,
+    service: str,
+    change: dict[str, str | None],
+    says: str | None,
+) -> None:
+    env = {k: v for k, v in services.env.items() if change.get(k, v) is not None}
+    env.update({k: v for k, v in change.items() if v is not None})
+    procs = ServiceProcesses(env=env, ports={service: free_port()}, log_dir=tmp_path)
+    try:
+        if says is None:
+            procs.start(service, timeout=60)
+            return
+        with pytest.raises(RuntimeError, match=says):
+            procs.start(service, timeout=60)
+        log = procs.log_tail(service, lines=200)
+        assert ACCESS_SIGNING_KEY not in log and ACCESS_VERIFY_KEY not in log
+    finally:
+        procs.stop()
