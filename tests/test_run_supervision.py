@@ -22,6 +22,7 @@ import psutil
 import pytest
 
 from deploy.localstack import PROJECT_ROOT, free_port
+from shared.auth.signing import verify_key_of
 from tests.support.cases import HIGH_CSSRS, screening
 
 pytestmark = pytest.mark.integration
@@ -145,6 +146,15 @@ def test_make_run_starts_again_whatever_dies_and_stops_on_sigterm(run: Run) -> N
     assert run.request("console", "/readyz")[0] == 200
     with urllib.request.urlopen(run.url("console") + "/login", timeout=10) as login:
         assert 'name="key"' in login.read().decode()
+    # The access topic's key pair is made once and kept; intake alone has the private half.
+    secrets = run.data_dir / "secrets"
+    signing = (secrets / "access-signing-key").read_text().strip()
+    assert (secrets / "access-verify-key").read_text().strip() == verify_key_of(signing)
+    assert (secrets / "access-signing-key").stat().st_mode & 0o077 == 0
+    for name in ("intake", "risk", "notify", "console"):
+        environ = psutil.Process(run.service_pid(name)).environ()
+        assert ("ACCESS_SIGNING_KEY" in environ) == (name == "intake"), name
+        assert name == "console" or environ["ACCESS_VERIFY_KEY"] == verify_key_of(signing)
     notify = run.service_pid("notify")
     os.kill(notify, signal.SIGKILL)
     run.said("notify killed by SIGKILL")
