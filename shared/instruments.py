@@ -51,22 +51,12 @@ class RiskLevel(StrEnum):
 
 _LEVEL_ORDER: Final[tuple[RiskLevel, ...]] = tuple(RiskLevel)
 
-#: A screening at one of these levels is flagged: it opens an alert and a safety plan.
-FLAGGED_LEVELS: Final[frozenset[RiskLevel]] = frozenset(
-    {RiskLevel.MODERATE, RiskLevel.HIGH, RiskLevel.IMMINENT}
-)
-
 
 def max_level(*levels: RiskLevel | str) -> RiskLevel:
     """The most severe of ``levels``; ``none`` when given nothing (no finding is no risk level)."""
     return max(
         (RiskLevel(level) for level in levels), key=lambda lvl: lvl.rank, default=RiskLevel.NONE
     )
-
-
-def is_flagged(level: RiskLevel | str) -> bool:
-    """Whether ``level`` is moderate or above; an unknown spelling raises ``ValueError``."""
-    return RiskLevel(level) in FLAGGED_LEVELS
 
 
 # --- LOINC codes (FHIR in and out) -------------------------------------------------------------
