@@ -77,7 +77,7 @@ def test_statements_are_found() -> None:
     """The finder finds the hot path's statements (a finder that finds nothing passes all)."""
     names = {where.rsplit(".", 1)[-1] for where, _ in STATEMENTS}
     assert len(STATEMENTS) >= 40, len(STATEMENTS)
-    assert {"_CLAIM", "_OPEN_ALERT", "_ADD_DELIVERIES"} <= names, sorted(names)
+    assert {"CLAIM", "OPEN_ALERT", "ADD_DELIVERIES"} <= names, sorted(names)
 
 
 async def test_every_statement_prepares_against_the_migrated_schema(db: asyncpg.Pool) -> None:

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notify.alerts.models import Alert
 from services.notify.alerts.schemas import AlertListItem, AlertOut
-from services.notify.sql import statement
+from services.notify.sql import Statement
 from shared.db import driver
 
 #: Most urgent first. The very same expression is indexed (`alerts_urgency`, migration 0008);
@@ -128,7 +128,7 @@ def as_json(found: list[dict[str, Any]]) -> bytes:
 # The paging path's statements (services/notify/alerts/service.py, delivery/service.py).
 
 #: The screening's one alert (the unique screening_id makes a redelivered assessment a no-op).
-OPEN_ALERT = statement("""
+OPEN_ALERT = Statement("""
     INSERT INTO notify.alerts (id, screening_id, assessment_id, risk_level, urgency, reasons,
                                status, escalation_level, repeat_round, ack_deadline_seconds,
                                created_at, changed_at, correlation_id, policy_id, assessed_at,
@@ -139,7 +139,7 @@ OPEN_ALERT = statement("""
     ON CONFLICT (screening_id) DO NOTHING
     RETURNING id
 """)
-MOVED_ON = statement("""
+MOVED_ON = Statement("""
     UPDATE notify.alerts SET status = :status, escalation_level = :escalation_level,
                              repeat_round = :repeat_round, changed_at = :changed_at,
                              version = :version
@@ -152,4 +152,4 @@ LOCK_ALERT = (
     "FROM notify.alerts WHERE id = $1 FOR UPDATE"
 )
 #: An alert whose escalation failed (not an outage: the alert itself) is tried again later.
-RETRY_ESCALATION = statement("UPDATE notify.alerts SET escalate_at = :escalate_at WHERE id = :id")
+RETRY_ESCALATION = Statement("UPDATE notify.alerts SET escalate_at = :escalate_at WHERE id = :id")

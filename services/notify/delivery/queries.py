@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from services.notify.models import outbox
-from services.notify.sql import statement
+from services.notify.sql import Statement
 from shared.outbox import add_event_after
 
 #: Claims up to $2 due pages: first the pages of a round 0 (an alert's first page, an
@@ -61,7 +61,7 @@ NEXT_DUE = """
 # delivery/service.py).
 
 #: The pages of one step of an alert, one per target (the arrays: one element per page).
-ADD_DELIVERIES = statement("""
+ADD_DELIVERIES = Statement("""
     INSERT INTO notify.deliveries (id, alert_id, escalation_level, repeat_round, status, attempts,
                                    contact_method_id, channel, target, due_at, created_at)
     SELECT id, :alert_id, :escalation_level, :repeat_round, 'pending', 0, contact_method_id,
@@ -71,21 +71,21 @@ ADD_DELIVERIES = statement("""
            AS d (id, contact_method_id, channel, target, due_at, created_at)
     ON CONFLICT DO NOTHING
 """)
-LOCK_DELIVERY = statement("""
+LOCK_DELIVERY = Statement("""
     SELECT status, escalation_level, repeat_round, attempts FROM notify.deliveries
      WHERE id = :id AND alert_id = :alert_id FOR UPDATE
 """)
-ADD_ATTEMPT = statement("""
+ADD_ATTEMPT = Statement("""
     INSERT INTO notify.delivery_attempts (delivery_id, attempt, target, started_at, finished_at,
                                           http_status, outcome, error, worker)
     VALUES (:delivery_id, :attempt, :target, :started_at, :finished_at, :http_status, :outcome,
             :error, :worker)
 """)
-DELIVERY_DONE = statement("""
+DELIVERY_DONE = Statement("""
     UPDATE notify.deliveries SET status = :status, finished_at = :finished_at, lease_until = NULL
      WHERE id = :id
 """)
-DELIVERY_RETRY = statement(
+DELIVERY_RETRY = Statement(
     "UPDATE notify.deliveries SET due_at = :due_at, lease_until = NULL WHERE id = :id"
 )
 #: The page delivered, its alert moved on and the alert.delivered event queued, in one statement.

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Update, func, or_, select, update
+from sqlalchemy import Integer, bindparam, func, or_, select, update
 
 from services.notify.delivery.channels import WebhookChannel
 from services.notify.reminders.models import Reminder
@@ -35,33 +35,34 @@ REMINDERS_CHANNEL = "notify_reminders"
 LEASE = timedelta(seconds=30)
 
 
-def claim(limit: int) -> Update:
-    """Lease up to `limit` due reminders (one more attempt each), oldest due first."""
-    due = (
-        select(Reminder.id)
-        .where(
-            Reminder.status == "pending",
-            Reminder.due_at <= func.now(),
-            or_(Reminder.lease_until.is_(None), Reminder.lease_until < func.now()),
+#: Leases up to `limit` due reminders (one more attempt each), oldest due first.
+CLAIM = (
+    update(Reminder)
+    .where(
+        Reminder.id.in_(
+            select(Reminder.id)
+            .where(
+                Reminder.status == "pending",
+                Reminder.due_at <= func.now(),
+                or_(Reminder.lease_until.is_(None), Reminder.lease_until < func.now()),
+            )
+            .order_by(Reminder.due_at)
+            .limit(bindparam("limit", type_=Integer))
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
         )
-        .order_by(Reminder.due_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
     )
-    return (
-        update(Reminder)
-        .where(Reminder.id.in_(due.scalar_subquery()))
-        .values(lease_until=func.now() + LEASE, attempts=Reminder.attempts + 1)
-        .returning(
-            Reminder.id,
-            Reminder.attempts,
-            Reminder.plan_id,
-            Reminder.screening_id,
-            Reminder.risk_level,
-            Reminder.plan_due_at,
-        )
-        .execution_options(synchronize_session=False)
+    .values(lease_until=func.now() + LEASE, attempts=Reminder.attempts + 1)
+    .returning(
+        Reminder.id,
+        Reminder.attempts,
+        Reminder.plan_id,
+        Reminder.screening_id,
+        Reminder.risk_level,
+        Reminder.plan_due_at,
     )
+    .execution_options(synchronize_session=False)
+)
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,7 @@ class ReminderSender:
 
     async def _claim(self) -> list[Claimed]:
         async with transaction(self._sessions) as session:
-            rows = await session.execute(claim(self._batch_size))
+            rows = await session.execute(CLAIM, {"limit": self._batch_size})
             return [
                 Claimed(
                     id=r.id,
