@@ -3,8 +3,8 @@
 The paging path sends its statements straight to asyncpg (no SQLAlchemy compilation on every
 page). Naming the parameters keeps a value from landing in the wrong column when a statement
 changes; the text is turned into asyncpg's `$1, $2, ...` once, at import, and a name used twice
-is one parameter. A Statement is the `$n` text itself (a str): asyncpg takes it as it is, and
-tests/shared/test_sql.py prepares it against the schema like any other statement.
+is one parameter. A Statement is also the `$n` text itself (a str), so tests/shared/test_sql.py
+prepares it against the schema like any other statement; `.sql` is what is sent.
 """
 
 from __future__ import annotations
@@ -16,6 +16,9 @@ _NAME = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
 
 
 class Statement(str):
+    #: The `$n` text as a plain str: what is sent (asyncpg's compiled protocol takes exactly a
+    #: str, not a subclass).
+    sql: str
     #: The parameters' names, in `$n` order.
     names: tuple[str, ...]
 
@@ -28,8 +31,9 @@ class Statement(str):
                 names.append(name)
             return f"${names.index(name) + 1}"
 
-        statement = super().__new__(cls, _NAME.sub(number, text))
-        statement.names = tuple(names)
+        sql = _NAME.sub(number, text)
+        statement = super().__new__(cls, sql)
+        statement.sql, statement.names = sql, tuple(names)
         return statement
 
     def args(self, **values: object) -> list[object]:

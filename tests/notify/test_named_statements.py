@@ -10,6 +10,7 @@ from services.notify.sql import Statement
 def test_names_become_numbered_placeholders_in_order_of_first_use() -> None:
     found = Statement("SELECT * FROM t WHERE a = :a AND b = ANY(:bs::uuid[]) AND c = :a::text")
     assert found == "SELECT * FROM t WHERE a = $1 AND b = ANY($2::uuid[]) AND c = $1::text"
+    assert found.sql == found and type(found.sql) is str
     assert found.names == ("a", "bs")
     assert found.args(bs=[1], a=0) == [0, [1]]
 

@@ -55,7 +55,7 @@ async def add_deliveries(session: AsyncSession, alert: Alert, rows: list[dict[st
     passes here."""
     ids, ring, target = [uuid.uuid4() for _ in rows], ring_of(session), sealed("deliveries")
     await (await driver(session)).execute(
-        queries.ADD_DELIVERIES,
+        queries.ADD_DELIVERIES.sql,
         *queries.ADD_DELIVERIES.args(
             ids=ids,
             alert_id=alert.id,
@@ -206,7 +206,7 @@ async def escalate_overdue(
                 ESCALATION_RETRY_SECONDS,
             )
             await (await driver(session)).execute(
-                RETRY_ESCALATION,
+                RETRY_ESCALATION.sql,
                 *RETRY_ESCALATION.args(
                     id=alert.id, escalate_at=now + timedelta(seconds=ESCALATION_RETRY_SECONDS)
                 ),

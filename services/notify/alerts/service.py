@@ -71,7 +71,7 @@ async def open_alert(
         assessed_at=assessed.assessed_at,
     )
     if not await conn.fetchval(
-        OPEN_ALERT,
+        OPEN_ALERT.sql,
         *OPEN_ALERT.args(
             id=alert.id,
             screening_id=alert.screening_id,
@@ -99,7 +99,7 @@ async def open_alert(
     if (alert.status, alert.escalation_level, alert.repeat_round) != ("pending", 0, 0):
         # Nobody was on call for the first steps: start_step moved the alert on.
         await conn.execute(
-            MOVED_ON,
+            MOVED_ON.sql,
             *MOVED_ON.args(
                 id=alert.id,
                 status=alert.status,

@@ -74,11 +74,11 @@ async def record_outcome(
     conn = await driver(session)
     row = await conn.fetchrow(LOCK_ALERT, alert_id)
     delivery = await conn.fetchrow(
-        LOCK_DELIVERY, *LOCK_DELIVERY.args(id=delivery_id, alert_id=alert_id)
+        LOCK_DELIVERY.sql, *LOCK_DELIVERY.args(id=delivery_id, alert_id=alert_id)
     )
     assert row is not None and delivery is not None
     await conn.execute(
-        ADD_ATTEMPT,
+        ADD_ATTEMPT.sql,
         *ADD_ATTEMPT.args(
             delivery_id=delivery_id,
             attempt=attempt.attempt,
@@ -103,7 +103,7 @@ async def record_outcome(
     if outcome.outcome == "delivered":
         if not current or alert.status not in OPEN:
             await conn.execute(
-                DELIVERY_DONE,
+                DELIVERY_DONE.sql,
                 *DELIVERY_DONE.args(id=delivery_id, status="delivered", finished_at=now),
             )
             return Recorded()
@@ -135,10 +135,10 @@ async def record_outcome(
     ):
         wait = retry_delay(delivery["attempts"], settings, asked=outcome.retry_after)
         due_at = now + timedelta(seconds=wait)
-        await conn.execute(DELIVERY_RETRY, *DELIVERY_RETRY.args(id=delivery_id, due_at=due_at))
+        await conn.execute(DELIVERY_RETRY.sql, *DELIVERY_RETRY.args(id=delivery_id, due_at=due_at))
         return Recorded()
     await conn.execute(
-        DELIVERY_DONE, *DELIVERY_DONE.args(id=delivery_id, status="failed", finished_at=now)
+        DELIVERY_DONE.sql, *DELIVERY_DONE.args(id=delivery_id, status="failed", finished_at=now)
     )
     if (
         not current
