@@ -1,7 +1,7 @@
 """Intake's permission table: every operation, and the permission it needs (deny by default).
 
 The roles holding each permission are the contract's table, in `shared.auth.roles`. Object scope
-(which screenings a hotline or ehr credential sees) is a WHERE clause: `scope.py`.
+(which screenings a hotline or ehr credential sees) is a WHERE clause: `screenings/scope.py`.
 """
 
 from __future__ import annotations

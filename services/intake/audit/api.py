@@ -19,9 +19,9 @@ from sqlalchemy import select
 
 from services.intake.audit.fhir import audit_event
 from services.intake.fhir.api import FhirRoute
-from services.intake.fhir.mapping import FHIR_JSON
-from services.intake.models import SafetyPlan
+from services.intake.fhir.outcomes import FHIR_JSON
 from services.intake.permissions import ROUTES
+from services.intake.safety_plans.models import SafetyPlan
 from services.intake.screenings.service import get_screening
 from shared.auth import CurrentPrincipal, guarded
 from shared.db import driver

@@ -32,9 +32,10 @@ from sqlalchemy import ColumnElement, false, select, text, true, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.intake.db import sealed
 from services.intake.fhir.models import FhirPush, FhirPushAttempt, FhirResponse, FhirSubscription
 from services.intake.fhir.risk import risk_assessment_json
-from services.intake.models import Screening, sealed
+from services.intake.screenings.models import Screening
 from services.intake.settings import IntakeSettings
 from shared.auth import Principal, Visibility
 from shared.db import SessionFactory, asyncpg_dsn, driver, transaction

@@ -20,11 +20,11 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstrai
 from sqlalchemy import ColumnElement, Row
 from starlette.concurrency import run_in_threadpool
 
-from services.intake.models import SafetyPlan, SafetyPlanRevision
 from services.intake.permissions import ROUTES
 from services.intake.safety_plans import service as plans
+from services.intake.safety_plans.models import SafetyPlan, SafetyPlanRevision
 from services.intake.safety_plans.printing import PdfUnavailable, find_font, render_html, render_pdf
-from services.intake.scope import visible
+from services.intake.screenings.scope import visible
 from shared.auth import CurrentPrincipal, guarded
 from shared.db import transaction
 from shared.errors import DomainError, Unprocessable

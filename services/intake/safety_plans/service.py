@@ -24,7 +24,9 @@ from sqlalchemy import ColumnElement, Select, and_, func, not_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import flag_modified
 
-from services.intake.models import SafetyPlan, SafetyPlanRevision, Screening, outbox, sealed
+from services.intake.db import outbox, sealed
+from services.intake.safety_plans.models import SafetyPlan, SafetyPlanRevision
+from services.intake.screenings.models import Screening
 from shared.db import driver
 from shared.errors import Conflict, Forbidden, NotFound, Unprocessable
 from shared.events import SafetyPlanEvent, utcnow
