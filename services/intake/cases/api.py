@@ -23,7 +23,7 @@ from services.intake.cases.schemas import (
     ScreeningListItem,
 )
 from services.intake.permissions import ROUTES
-from services.intake.safety_plans.service import is_overdue
+from services.intake.safety_plans.document import is_overdue
 from services.intake.screenings.models import Screening
 from services.intake.screenings.schemas import Contact
 from services.intake.screenings.service import opened
