@@ -21,6 +21,7 @@ from services.intake.screenings.queries import (
     INSERT_KEY,
     INSERT_SCREENING,
     INSERT_SCREENING_AUDITED,
+    screening_params,
 )
 from services.intake.screenings.schemas import ScreeningIn
 from services.intake.screenings.scope import replay_scope, visible
@@ -118,6 +119,7 @@ async def submit_screening(
         updated_at=now,
         submitted_by=principal.credential_id,
         filed_under=filed_under,
+        replay_scope=replay,
     )
     event = ScreeningSubmitted(
         screening_id=screening.id,
@@ -132,20 +134,7 @@ async def submit_screening(
     fused = scope.fused_row() if scope is not None else None
     inserted = await conn.fetchval(
         INSERT_SCREENING if fused is None else INSERT_SCREENING_AUDITED,
-        screening.id,
-        screening.subject_id,
-        screening.source,
-        screening.external_id,
-        screening.instrument,
-        json.dumps(answers),
-        screening.imminent_danger,
-        screening.contact,
-        screening.notes,
-        digest,
-        now,
-        screening.submitted_by,
-        screening.filed_under,
-        replay,
+        *screening_params(screening),
         *event_row(topic=SCREENING_SUBMITTED, key=screening.id, event=event),
         *(fused or ()),
     )
