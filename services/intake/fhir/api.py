@@ -28,6 +28,7 @@ from services.intake.fhir.mapping import response_summary
 from services.intake.fhir.models import FhirResponse
 from services.intake.fhir.outcomes import FHIR_JSON, FhirError, Issue, operation_outcome
 from services.intake.fhir.risk import NotAssessed, risk_assessment
+from services.intake.fhir.schemas import SubscriptionIn, SubscriptionOut, subscription_out
 from services.intake.fhir.service import created_body, location, prepare, store_one
 from services.intake.permissions import ROUTES
 from services.intake.screenings.service import get_screening
@@ -239,11 +240,11 @@ async def read_risk_assessment(
 @router.post(
     "/fhir/subscriptions",
     status_code=201,
-    response_model=resthooks.SubscriptionOut,
+    response_model=SubscriptionOut,
     response_model_exclude_none=True,
 )
 async def register_subscription(
-    spec: resthooks.SubscriptionIn,
+    spec: SubscriptionIn,
     request: Request,
     sessions: Sessions,
     principal: CurrentPrincipal,
@@ -255,7 +256,7 @@ async def register_subscription(
     await require_safe_url(request.app.state.runtime.settings, spec.endpoint, field="endpoint")
     async with transaction(sessions) as session:
         sub, created, secret = await resthooks.register(session, spec=spec, principal=principal)
-    body = resthooks.subscription_out(sub, secret=secret).model_dump(mode="json", exclude_none=True)
+    body = subscription_out(sub, secret=secret).model_dump(mode="json", exclude_none=True)
     return JSONResponse(
         body, 201 if created else 200, headers={"Location": f"/v1/fhir/subscriptions/{sub.id}"}
     )
@@ -271,7 +272,7 @@ async def get_subscription(
     )
     pushes = await resthooks.recent_pushes(session, subscription_id=subscription_id)
     return {
-        **resthooks.subscription_out(sub).model_dump(mode="json", exclude_none=True),
+        **subscription_out(sub).model_dump(mode="json", exclude_none=True),
         "pushes": pushes,
     }
 
