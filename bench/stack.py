@@ -30,6 +30,7 @@ import psutil
 
 from deploy.localstack import PROJECT_ROOT, LocalStack, free_port
 from deploy.run import SERVICES
+from shared.auth.signing import new_access_key_pair
 from shared.phi import new_phi_key
 
 DEFAULT_DIR = PROJECT_ROOT / ".local" / "bench"
@@ -207,6 +208,7 @@ class BenchStack:
         self.processes["receiver"] = receiver
         deadline = time.monotonic() + READY_TIMEOUT
         receiver.wait_ready(f"{self.receiver_url}/healthz", deadline)  # up before any page
+        access_signing, access_verify = new_access_key_pair()
         env.update(
             ONCALL_WEBHOOK_URL=f"{self.receiver_url}/hook",
             ALERT_WEBHOOK_SECRET=self.secret,
@@ -214,6 +216,7 @@ class BenchStack:
             API_KEYS_BOOTSTRAP=f"bench:admin:{self.api_key}",
             PHI_KEYS=new_phi_key(),
             AUDIT_SIGNING_KEY=self.audit_signing_key,
+            ACCESS_VERIFY_KEY=access_verify,
         )
         if self.trace:
             env["OTEL_EXPORTER_OTLP_ENDPOINT"] = self.receiver_url
@@ -223,6 +226,8 @@ class BenchStack:
                 **env,
                 f"{name.upper()}_PORT": str(self.ports[name]),
                 f"{name.upper()}_HOST": "127.0.0.1",
+                # Intake alone signs the access topic's records; every service verifies them.
+                **({"ACCESS_SIGNING_KEY": access_signing} if name == "intake" else {}),
             }
             if name == "notify":
                 service_env["NOTIFY_PUBLIC_URL"] = self.url("notify")
@@ -274,6 +279,8 @@ _SERVICE_SETTINGS = frozenset(
         "API_KEYS_BOOTSTRAP",
         "PHI_KEYS",
         "AUDIT_SIGNING_KEY",
+        "ACCESS_SIGNING_KEY",
+        "ACCESS_VERIFY_KEY",
         *(f"{s.name.upper()}_{what}" for s in SERVICES for what in ("PORT", "HOST")),
     }
 )

@@ -34,6 +34,7 @@ from deploy.supervise import Child, Console, Supervisor, print_tail, wait_ready
 from services.console.session import new_session_key
 from services.intake.audit.checkpoints import new_signing_key, public_key_text, signing_key
 from shared.auth.credentials import new_key
+from shared.auth.signing import new_access_key_pair, verify_key_of
 from shared.phi import new_phi_key
 
 DEFAULT_DATA_DIR = PROJECT_ROOT / ".local" / "run"
@@ -167,6 +168,25 @@ def _local_twilio(env: dict[str, str], data_dir: Path) -> None:
     env.setdefault("PHONES_SMS_URL", env["NOTIFY_URL"] + "/v1/twilio/sms")
 
 
+def _access_keys(env: dict[str, str], data_dir: Path) -> str:
+    """The access topic's key pair: ACCESS_VERIFY_KEY put in `env` (every service), and
+    ACCESS_SIGNING_KEY taken out of it and returned (intake's alone). From the environment when
+    set there, else made once and kept beside the other local secrets."""
+    signing = env.pop("ACCESS_SIGNING_KEY", "")
+    if signing:
+        env.setdefault("ACCESS_VERIFY_KEY", verify_key_of(signing))
+        return signing
+    signing = (
+        local_secret(data_dir, "access-signing-key", lambda: new_access_key_pair()[0])
+        .read_text()
+        .strip()
+    )
+    if not env.get("ACCESS_VERIFY_KEY"):
+        verify = local_secret(data_dir, "access-verify-key", lambda: verify_key_of(signing))
+        env["ACCESS_VERIFY_KEY"] = verify.read_text().strip()
+    return signing
+
+
 def run(
     data_dir: Path = DEFAULT_DATA_DIR,
     services: Sequence[Service] = EVERYTHING,
@@ -210,6 +230,7 @@ def run(
     verify_key.write_text(env["AUDIT_VERIFY_KEY"] + "\n")
     if not env.get("PHI_KEYS"):
         env["PHI_KEYS"] = local_secret(data_dir, "phi-keys", new_phi_key).read_text().strip()
+    access_signing = _access_keys(env, data_dir)
     if not env.get("CONSOLE_SESSION_KEYS"):
         sealed = local_secret(data_dir, "console-session-key", new_session_key)
         env["CONSOLE_SESSION_KEYS"] = sealed.read_text().strip()
@@ -271,7 +292,10 @@ def run(
                     Child(
                         service.name,
                         [sys.executable, "-m", service.module],
-                        env,
+                        # Intake alone signs the access topic's records; all verify them.
+                        {**env, "ACCESS_SIGNING_KEY": access_signing}
+                        if service.name == "intake"
+                        else env,
                         data_dir / "logs" / f"{service.name}.log",
                         console,
                         exited,

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any, Protocol, cast
 
 import asyncpg
-from sqlalchemy import DateTime, Table, Text, event, text
+from sqlalchemy import DateTime, Table, Text, event
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -236,7 +236,7 @@ async def warm_pool(engine: AsyncEngine, connections: int) -> None:
     introspection, which the first screenings after a start would otherwise wait for."""
     held = [await engine.connect() for _ in range(connections)]
     for conn in held:
-        await conn.execute(text("SELECT 1"))
+        await conn.exec_driver_sql("SELECT 1")
     for conn in held:
         await conn.close()
 
@@ -244,7 +244,7 @@ async def warm_pool(engine: AsyncEngine, connections: int) -> None:
 async def database_ready(engine: AsyncEngine) -> bool:
     try:
         async with engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
+            await conn.exec_driver_sql("SELECT 1")
     except Exception:
         return False
     return True

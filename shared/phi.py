@@ -21,7 +21,7 @@ from typing import Any
 import asyncpg
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import event, inspect, text
+from sqlalchemy import event, inspect
 from sqlalchemy.orm.attributes import set_committed_value
 
 from shared.errors import DomainError
@@ -269,7 +269,7 @@ async def require_ring(sessions: Any, ring: KeyRing | None, columns: Iterable[Se
         for table, cols in tables.items()
     )
     async with sessions() as session:
-        encrypted = await session.scalar(text(f"SELECT {probes}"))
+        encrypted = await _scalar(session, f"SELECT {probes}")
     if encrypted:
         raise RuntimeError(
             "the database holds encrypted PHI and PHI_KEYS is not set: give the service its key "
@@ -279,6 +279,11 @@ async def require_ring(sessions: Any, ring: KeyRing | None, columns: Iterable[Se
 
 
 # --- sealing: once every sealed value is encrypted, an untagged one is refused ------------------
+
+
+async def _scalar(session: Any, statement: str) -> Any:
+    """One value of a statement built here from our own table and column names (no input)."""
+    return (await (await session.connection()).exec_driver_sql(statement)).scalar()
 
 
 def _untagged_probe(columns: Iterable[Sealed]) -> str:
@@ -320,7 +325,7 @@ async def check_sealed(
     if not columns:
         return False
     async with sessions() as session:
-        sealed = bool(await session.scalar(text(_IS_SEALED.format(schema=schema))))
+        sealed = bool(await _scalar(session, _IS_SEALED.format(schema=schema)))
         if ring is None:
             if sealed:
                 raise RuntimeError(
@@ -328,8 +333,8 @@ async def check_sealed(
                     "set: give the service its key ring"
                 )
             return False
-        if not sealed and not await session.scalar(text(_untagged_probe(columns))):
-            await session.execute(text(_SEAL.format(schema=schema)))
+        if not sealed and not await _scalar(session, _untagged_probe(columns)):
+            await (await session.connection()).exec_driver_sql(_SEAL.format(schema=schema))
             await session.commit()
             sealed = True
     if sealed:
@@ -351,7 +356,7 @@ async def watch_sealed(sessions: Any, ring: KeyRing, schema: str, *, every: floa
         await asyncio.sleep(every)
         try:
             async with sessions() as session:
-                found = await session.scalar(text(_IS_SEALED.format(schema=schema)))
+                found = await _scalar(session, _IS_SEALED.format(schema=schema))
         except Exception as exc:  # the database is away: look again later
             log.warning("could not read whether %s PHI is sealed: %s", schema, type(exc).__name__)
             continue

@@ -25,6 +25,7 @@ from shared.auth.directory import CredentialDirectory, follow_access_topic
 from shared.auth.guard import Gate
 from shared.auth.oidc import OidcVerifier
 from shared.auth.ratelimit import RateLimits
+from shared.auth.signing import RecordVerifier
 from shared.db import (
     SessionFactory,
     asyncpg_dsn,
@@ -160,6 +161,18 @@ def _log_crash(task: asyncio.Task) -> None:
         log.error("background task %s died", task.get_name(), exc_info=task.exception())
 
 
+def access_verifier_of(settings: ServiceSettings) -> RecordVerifier:
+    """ACCESS_VERIFY_KEY, required: a service that cannot tell intake's records of the access
+    topic from anyone else's would either take every key written there (whoever can write to
+    Kafka could mint an admin key) or none (every key refused); it says so and does not start."""
+    if not settings.access_verify_key:
+        raise RuntimeError(
+            "ACCESS_VERIFY_KEY is not set: give every service intake's public key for the access"
+            " topic (make run keeps it in .local/run/secrets/access-verify-key)"
+        )
+    return RecordVerifier.from_setting(settings.access_verify_key)
+
+
 @contextlib.asynccontextmanager
 async def open_runtime(
     settings: ServiceSettings,
@@ -173,6 +186,7 @@ async def open_runtime(
     retention: Sequence[Rule] = (),
     metrics: ServiceMetrics | None = None,
     probes: Sequence[Probe] = (),
+    access_verifier: RecordVerifier | None = None,
 ) -> AsyncIterator[Runtime]:
     """Open everything a service needs; on exit stop intake of work first, then the rest.
 
@@ -180,8 +194,11 @@ async def open_runtime(
     service's encrypted columns: with encrypted rows there and no PHI_KEYS it refuses to start.
     `retention`: the service's tables pruned besides its processed events (shared/retention.py).
     `metrics`: the app's (shared/metrics.py), given the runtime's counters and the service's
-    `probes`, gauges asked of its database at scrape time.
+    `probes`, gauges asked of its database at scrape time. `access_verifier`: intake's public key
+    for the access topic's records; ACCESS_VERIFY_KEY's when not given, and without either the
+    service refuses to start.
     """
+    verifier = access_verifier or access_verifier_of(settings)
     outbox, processed = (
         metadata.tables[f"{schema}.outbox"],
         metadata.tables[f"{schema}.processed_events"],
@@ -190,6 +207,7 @@ async def open_runtime(
     directory = CredentialDirectory(
         bootstrap=parse_bootstrap(settings.api_keys_bootstrap),
         max_staleness=settings.credentials_max_staleness_seconds,
+        verifier=verifier,
     )
     ring = KeyRing.parse(settings.phi_keys)
     engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)

@@ -64,6 +64,10 @@ class ServiceSettings(BaseSettings):
     # --- access (docs/security.md) ---
     #: `name:role:key[:system|system],...`: keys created at start when they do not exist yet.
     api_keys_bootstrap: str = Field("", validation_alias="API_KEYS_BOOTSTRAP", repr=False)
+    #: Intake's public key for the access topic's records (base64 of the raw 32-byte Ed25519
+    #: key): a record it did not sign is refused. Required: a service without it does not start.
+    #: `make run` keeps the pair in .local/run/secrets/access-signing-key and access-verify-key.
+    access_verify_key: str | None = Field(None, validation_alias="ACCESS_VERIFY_KEY")
     #: A replica that has not read the access topic to its end for this long refuses keys.
     credentials_max_staleness_seconds: float = Field(
         5.0, validation_alias="CREDENTIALS_MAX_STALENESS_SECONDS"

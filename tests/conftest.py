@@ -15,7 +15,14 @@ import pytest
 from deploy.localstack import LocalStack, free_port
 from shared.db import asyncpg_dsn
 from shared.migrate import migrate
-from tests.support.keys import ADMIN, AUDIT_SIGNING_KEY, BOOTSTRAP, PHI_KEYS
+from tests.support.keys import (
+    ACCESS_SIGNING_KEY,
+    ACCESS_VERIFY_KEY,
+    ADMIN,
+    AUDIT_SIGNING_KEY,
+    BOOTSTRAP,
+    PHI_KEYS,
+)
 from tests.support.otlp import Collector
 from tests.support.receiver import Receiver
 from tests.support.services import CONSOLE_PORT, ServiceProcesses
@@ -101,6 +108,9 @@ def services(
             "AUTH_FAILURE_LIMIT": "100000/minute",
             "AUDIT_SIGNING_KEY": AUDIT_SIGNING_KEY,
             "PHI_KEYS": PHI_KEYS,
+            # The test processes share one environment: intake uses the first, all the second.
+            "ACCESS_SIGNING_KEY": ACCESS_SIGNING_KEY,
+            "ACCESS_VERIFY_KEY": ACCESS_VERIFY_KEY,
             "AUDIT_CHECKPOINT_SECONDS": "1",
             # Clinicians' webhooks and EHR rest-hooks of the tests are plain HTTP on loopback.
             "OUTBOUND_ALLOW_HTTP": "true",

@@ -25,6 +25,7 @@ import pytest
 
 from deploy.localstack import PROJECT_ROOT, free_port
 from services.intake.audit.checkpoints import public_key_text, signing_key
+from shared.auth.signing import verify_key_of
 from tests.support.cases import HIGH_CSSRS, screening
 
 pytestmark = pytest.mark.integration
@@ -177,6 +178,15 @@ def test_make_run_starts_again_whatever_dies_and_stops_on_sigterm(run: Run) -> N
     assert notify_env["TWILIO_API_BASE"] == run.url("phones")
     assert notify_env["TWILIO_ACCOUNT_SID"] == account
     assert notify_env["TWILIO_FROM_NUMBER"] == "+15555550100"
+    # The access topic's key pair is made once and kept; intake alone has the private half.
+    secrets = run.data_dir / "secrets"
+    signing = (secrets / "access-signing-key").read_text().strip()
+    assert (secrets / "access-verify-key").read_text().strip() == verify_key_of(signing)
+    assert (secrets / "access-signing-key").stat().st_mode & 0o077 == 0
+    for name in ("intake", "risk", "notify", "console"):
+        environ = psutil.Process(run.service_pid(name)).environ()
+        assert ("ACCESS_SIGNING_KEY" in environ) == (name == "intake"), name
+        assert name == "console" or environ["ACCESS_VERIFY_KEY"] == verify_key_of(signing)
     notify = run.service_pid("notify")
     os.kill(notify, signal.SIGKILL)
     run.said("notify killed by SIGKILL")

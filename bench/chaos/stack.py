@@ -21,6 +21,7 @@ import psutil
 from bench.stack import Process, _get, migrated_env
 from deploy.localstack import PROJECT_ROOT, LocalStack, free_port
 from deploy.run import SERVICES
+from shared.auth.signing import new_access_key_pair
 from shared.phi import new_phi_key
 
 DEFAULT_DIR = PROJECT_ROOT / ".local" / "chaos"
@@ -113,6 +114,7 @@ class ChaosStack:
         )
         deadline = time.monotonic() + READY_TIMEOUT
         self.processes["receiver"].wait_ready(f"{self.url('receiver')}/healthz", deadline)
+        access_signing, access_verify = new_access_key_pair()
         env.update(
             ONCALL_WEBHOOK_URL=f"{self.url('receiver')}/hook",
             ALERT_WEBHOOK_SECRET=self.secret,
@@ -120,6 +122,7 @@ class ChaosStack:
             API_KEYS_BOOTSTRAP=f"chaos:admin:{self.api_key}",
             PHI_KEYS=new_phi_key(),
             AUDIT_SIGNING_KEY=base64.b64encode(secrets.token_bytes(32)).decode(),
+            ACCESS_VERIFY_KEY=access_verify,
             DB_POOL_SIZE="8",  # six processes share PostgreSQL's 200 connections
             RETRY_BASE_SECONDS="0.2",
             FINAL_REPAGE_SECONDS="600",
@@ -132,6 +135,8 @@ class ChaosStack:
                     f"{service.name.upper()}_PORT": str(self.ports[name]),
                     f"{service.name.upper()}_HOST": "127.0.0.1",
                 }
+                if service.name == "intake":  # it alone signs the access topic's records
+                    replica_env["ACCESS_SIGNING_KEY"] = access_signing
                 if service.name == "notify":
                     replica_env["NOTIFY_PUBLIC_URL"] = self.url(name)
                 self._launch(name, [sys.executable, "-m", service.module], replica_env)

@@ -35,8 +35,12 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        signer = access_api.access_signer(cfg)
+        app.state.access_signer = signer
+
         async def prepare(sessions: SessionFactory) -> None:
             await access_api.ensure_bootstrap(sessions, parse_bootstrap(cfg.api_keys_bootstrap))
+            await access_api.announce_every_key(sessions, signer)
 
         async with open_runtime(
             cfg,
@@ -48,6 +52,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
             retention=retention(cfg),
             metrics=app.state.metrics,
             probes=PROBES,
+            access_verifier=signer.verifier(),
         ) as runtime:
             app.state.runtime = runtime
             app.state.phi = runtime.phi

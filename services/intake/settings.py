@@ -52,3 +52,6 @@ class IntakeSettings(ServiceSettings):
     audit_checkpoint_seconds: float = Field(60.0, validation_alias="AUDIT_CHECKPOINT_SECONDS")
     #: Audit entries older than this are retired (a prefix of the chain, up to a checkpoint).
     audit_retention_days: float = Field(6 * 365, validation_alias="AUDIT_RETENTION_DAYS")
+    #: Ed25519 private key (32 bytes, base64) that signs every record of the access topic;
+    #: intake's alone (every service has the public half, ACCESS_VERIFY_KEY). Required.
+    access_signing_key: str | None = Field(None, validation_alias="ACCESS_SIGNING_KEY", repr=False)

@@ -10,6 +10,11 @@ up to the topic's end cannot know whether a key was revoked, so it refuses every
 says why in its log, until it has caught up again. The replica that keeps the keys (intake) has
 their source of truth at hand instead: its `authority` answers meanwhile, so a broker failover
 (several seconds while a new partition leader is elected) refuses no request there.
+
+Only intake's records count: each must carry intake's signature of its `data`
+(`shared.auth.signing`) and be filed under its own key's id; any other is refused, and the log
+says why (never what it carries), so whoever can write to the topic cannot mint a key. A
+revocation is final: an older state of a revoked key, played again, does not bring it back.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from aiokafka import AIOKafkaConsumer
 
 from shared.auth.credentials import Credential, CredentialChanged, key_digest
 from shared.auth.principal import Principal
+from shared.auth.signing import RecordRefused, RecordVerifier
 from shared.events import Envelope
 from shared.topics import ACCESS_EVENTS
 
@@ -47,6 +53,7 @@ class CredentialDirectory:
         max_staleness: float = 5.0,
         clock: Any = time.monotonic,
         authority: Authority | None = None,
+        verifier: RecordVerifier | None = None,
     ) -> None:
         self._by_id: dict[Any, Credential] = {}
         self._by_hash: dict[str, Credential] = {}
@@ -55,6 +62,8 @@ class CredentialDirectory:
         self.max_staleness = max_staleness
         self._clock = clock
         self.authority = authority
+        #: Intake's public key; without it every record of the topic is refused (fail closed).
+        self.verifier = verifier
         self._synced_at: float | None = None
         self._warned_at = 0.0
         #: Set (and replaced) at every confirmed read to the end: what a waiting look awaits.
@@ -130,9 +139,14 @@ class CredentialDirectory:
     # --- what changes it -----------------------------------------------------------------
 
     def apply(self, credential: Credential) -> None:
-        """Take a key's newest state (from the topic, or from intake right after its commit)."""
+        """Take a key's newest state (from the topic, or from intake right after its commit).
+
+        A revoked key stays revoked: nothing revokes a key but for good, so a state without
+        its revocation is an old one played again."""
         old = self._by_id.get(credential.id)
         if old is not None:
+            if old.revoked_at is not None and credential.revoked_at is None:
+                return
             self._by_hash.pop(old.key_hash, None)
         self._by_id[credential.id] = credential
         self._by_hash[credential.key_hash] = credential
@@ -153,7 +167,9 @@ class CredentialDirectory:
             batches = await consumer.getmany(timeout_ms=100)
             for records in batches.values():
                 for record in records:
-                    self._apply_record(record.value)
+                    self._apply_record(
+                        record.value, key=record.key, at=f"{record.partition}@{record.offset}"
+                    )
             if self._clock() - last_check < check_every:
                 continue
             last_check = started = self._clock()
@@ -172,13 +188,31 @@ class CredentialDirectory:
             if all(pos >= ends[tp] for tp, pos in zip(partitions, positions, strict=True)):
                 self.mark_synced(started)
 
-    def _apply_record(self, raw: bytes | None) -> None:
+    def _apply_record(self, raw: bytes | None, *, key: bytes | None, at: str) -> None:
+        """Apply one record of the topic if intake signed it; `at` is partition@offset."""
         try:
             envelope = Envelope.decode(raw)
-            self.apply(CredentialChanged.model_validate(envelope.data).credential())
+            changed = CredentialChanged.model_validate(envelope.data)
         except ValueError:
             # Not ours to dead-letter (every replica reads it): skip, loudly.
-            log.error("skipped a malformed record on %s", ACCESS_EVENTS)
+            log.error("skipped a malformed record on %s (%s)", ACCESS_EVENTS, at)
+            return
+        try:
+            self._check(envelope.data, changed, key)
+        except RecordRefused as refused:
+            # Why, and where to find it: never its digest, names or anything else it carries.
+            log.error("refused a record on %s (%s): %s", ACCESS_EVENTS, at, refused)
+            return
+        self.apply(changed.credential())
+
+    def _check(self, data: dict[str, Any], changed: CredentialChanged, key: bytes | None) -> None:
+        if self.verifier is None:
+            raise RecordRefused("no ACCESS_VERIFY_KEY to check it with")
+        self.verifier.verify(data)
+        # Compaction keeps the newest record per Kafka key: a signed record filed under another
+        # key's id would take that key's place (its revocation) on the topic.
+        if key != str(changed.credential_id).encode():
+            raise RecordRefused("filed under another key's id")
 
 
 async def follow_access_topic(

@@ -35,7 +35,7 @@ def _deliverer(ring: KeyRing) -> Deliverer:
         sessions=None,  # type: ignore[arg-type]  # the claim's rows are given here
         channels={},
         settings=NotifySettings(),
-        secrets=["s" * 32],
+        ack_keys=[b"k" * 32],
         listen_dsn="postgresql://unused",
         metrics=Metrics(CollectorRegistry()),
         phi=ring,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from services.intake.audit.checkpoints import new_signing_key
+from shared.auth.signing import new_access_key_pair
 from shared.phi import new_phi_key
 
 EHR_SYSTEMS = ("urn:example:ehr", "urn:test:ehr")
@@ -45,3 +46,6 @@ SUPERVISOR = bearer(KEYS["supervisor"])
 AUDIT_SIGNING_KEY = new_signing_key()
 #: The test stack's PHI key ring (PHI_KEYS).
 PHI_KEYS = new_phi_key()
+#: Intake signs the access topic's records with the first (ACCESS_SIGNING_KEY); every service
+#: verifies them with the second (ACCESS_VERIFY_KEY).
+ACCESS_SIGNING_KEY, ACCESS_VERIFY_KEY = new_access_key_pair()

@@ -4,6 +4,11 @@ Each change commits with its `credential.*` event on the access topic (the outbo
 every replica of every service keeps its own copy of the valid keys (`shared.auth.directory`):
 a revoked key is refused everywhere within about a second. The replica that made the change
 applies it at once, so a new key works on it for the very next request.
+
+Every record is signed with intake's key (ACCESS_SIGNING_KEY, `shared.auth.signing`): the
+services refuse any other. At each start intake announces every key's state again, signed, so
+keys announced before the records were signed (or under a previous signing key) keep working,
+and each revocation stays on the topic in a form every service takes.
 """
 
 from __future__ import annotations
@@ -21,13 +26,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.intake.access.models import ApiKey
 from services.intake.db import outbox
 from services.intake.permissions import ROUTES
+from services.intake.settings import IntakeSettings
 from shared import audit
 from shared.auth import CurrentPrincipal, Role, guarded
 from shared.auth.credentials import Credential, key_digest, new_key
 from shared.auth.directory import Authority
+from shared.auth.signing import RecordSigner, RecordVerifier
 from shared.db import SessionFactory, driver, transaction
 from shared.errors import NotFound, Unprocessable
-from shared.events import utcnow
+from shared.events import Envelope, utcnow
 from shared.http import Session, Sessions
 from shared.outbox import add_event
 from shared.pagination import Paging, keyset_page
@@ -102,14 +109,52 @@ def _credential(row: ApiKey) -> Credential:
     )
 
 
-async def _announce(session: AsyncSession, credential: Credential, *, correlation_id: str) -> None:
+def access_signer(cfg: IntakeSettings) -> RecordSigner:
+    """ACCESS_SIGNING_KEY, required, and ACCESS_VERIFY_KEY, when given, its public half: an
+    intake that could not sign, or whose records the services would refuse, does not start."""
+    if not cfg.access_signing_key:
+        raise RuntimeError(
+            "ACCESS_SIGNING_KEY is not set: intake signs every record of the access topic and"
+            " every service refuses unsigned ones (make run keeps it in"
+            " .local/run/secrets/access-signing-key)"
+        )
+    signer = RecordSigner.from_setting(cfg.access_signing_key)
+    if cfg.access_verify_key:
+        given = RecordVerifier.from_setting(cfg.access_verify_key).public_bytes()
+        if given != signer.verifier().public_bytes():
+            raise RuntimeError("ACCESS_VERIFY_KEY is not the public half of ACCESS_SIGNING_KEY")
+    return signer
+
+
+async def _announce(
+    session: AsyncSession, credential: Credential, signer: RecordSigner, *, correlation_id: str
+) -> None:
     kind = "credential.revoked" if credential.revoked_at else "credential.issued"
     event = credential.event().envelope(correlation_id=correlation_id, event_type=kind)
-    await add_event(session, outbox, topic=ACCESS_EVENTS, key=credential.id, event=event)
+    signed = Envelope(
+        event_id=event.event_id,
+        type=event.type,
+        occurred_at=event.occurred_at,
+        correlation_id=event.correlation_id,
+        data=signer.sign(event.data),
+    )
+    await add_event(session, outbox, topic=ACCESS_EVENTS, key=credential.id, event=signed)
+
+
+async def announce_every_key(sessions: SessionFactory, signer: RecordSigner) -> None:
+    """Every key's state (revoked and expired ones too), signed, on the access topic: at each
+    start. The newest record of each key is then one the services take, whatever the topic held
+    before: records from before they were signed, or signed with a key since replaced."""
+    async with transaction(sessions) as session:
+        rows = await session.scalars(select(ApiKey).order_by(ApiKey.created_at, ApiKey.id))
+        for row in rows.all():
+            await _announce(session, _credential(row), signer, correlation_id="start")
 
 
 async def ensure_bootstrap(sessions: SessionFactory, credentials: Sequence[Credential]) -> None:
-    """API_KEYS_BOOTSTRAP: create the keys that do not exist yet (a revoked one stays revoked)."""
+    """API_KEYS_BOOTSTRAP: create the keys that do not exist yet (a revoked one stays revoked).
+
+    Announced by `announce_every_key`, which runs next at every start."""
     if not credentials:
         return
     async with transaction(sessions) as session:
@@ -131,7 +176,6 @@ async def ensure_bootstrap(sessions: SessionFactory, credentials: Sequence[Crede
             if await session.get(ApiKey, credential.id) is None:
                 session.add(row)
                 await session.flush()
-                await _announce(session, _credential(row), correlation_id="bootstrap")
 
 
 @router.post("", status_code=201, response_model=ApiKeyIssued)
@@ -156,12 +200,18 @@ async def issue_key(data: ApiKeyIn, request: Request, sessions: Sessions) -> Api
     async with transaction(sessions) as session:
         session.add(row)
         await session.flush()
-        await _announce(session, _credential(row), correlation_id=str(uuid.uuid4()))
+        await _announce(
+            session, _credential(row), request.app.state.access_signer, correlation_id=_new_id()
+        )
     runtime = request.app.state.runtime
     runtime.gate.directory.apply(_credential(row))
     # On the topic before the answer, so risk and notify know the key when its holder calls.
     await runtime.relay.publish_all()
     return ApiKeyIssued(**_out(row).model_dump(), key=key)
+
+
+def _new_id() -> str:
+    return str(uuid.uuid4())
 
 
 def _out(row: ApiKey) -> ApiKeyOut:
@@ -195,7 +245,9 @@ async def revoke_key(key_id: uuid.UUID, request: Request, sessions: Sessions) ->
         if row.revoked_at is None:
             row.revoked_at = utcnow()
             await session.flush()
-            await _announce(session, _credential(row), correlation_id=str(uuid.uuid4()))
+            await _announce(
+                session, _credential(row), request.app.state.access_signer, correlation_id=_new_id()
+            )
         credential = _credential(row)
     request.app.state.runtime.gate.directory.apply(credential)
     return Response(status_code=204)

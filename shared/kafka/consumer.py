@@ -1,17 +1,4 @@
-"""Kafka plumbing: the idempotent producer and the consumer loop every service runs.
-
-The consumer loop is where "nothing may be lost" is kept on the consuming side:
-- offsets are committed by hand, per partition, after the transaction that applied the messages
-  (every half second while messages flow, at once when they pause or partitions move);
-- each message's effects and its processed-event row commit in one transaction (the one
-  transaction of the messages of one poll, so one commit serves many messages), so a
-  redelivered event does nothing;
-- a message that can never be processed (not an envelope, fails its schema, or a handler that
-  keeps failing) goes to `<topic>.dlq` with the reason in its headers, and the partition moves on;
-- an outage of the database is not the message's fault: it is retried until the database is back;
-- a consumer that stops fetching while its partitions hold unread messages is made anew
-  (`_Progress`): the client's own recovery is not trusted with the pages.
-"""
+"""The consumer loop every service runs (see the package's docstring for what it keeps)."""
 
 from __future__ import annotations
 
@@ -20,297 +7,34 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
-from sqlalchemy import Column, DateTime, MetaData, Table, Text, func
-from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import tracing
 from shared.db import SessionFactory, driver, is_transient, qualified, transaction
 from shared.events import Envelope
+from shared.kafka.offsets import _Offsets, _Rebalance
+from shared.kafka.producer import Producer
+from shared.kafka.progress import ConsumerStalled, _Progress, unfetched
+from shared.kafka.records import Batch, Handler, Headers, PoisonMessage
+from shared.kafka.timing import (
+    COMMIT_INTERVAL,
+    CONSUMER_SESSION_TIMEOUT_MS,
+    HANDOVER_SECONDS,
+    REJOIN_SECONDS,
+    STALL_SECONDS,
+)
 from shared.logging import CORRELATION, safe_correlation
 from shared.topics import dlq
 
 log = logging.getLogger(__name__)
-
-Handler = Callable[[AsyncSession, Envelope], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class Batch:
-    """A topic's handler that applies a poll's events of that topic at once, in their order,
-    in the poll's transaction (a statement for many, not one each): the audit trail appends a
-    poll's entries under one lock of its head. A single event comes as a list of one."""
-
-    apply: Callable[[AsyncSession, list[Envelope]], Awaitable[None]]
-
-
-#: A Kafka message's headers.
-Headers = Sequence[tuple[str, bytes]]
-
-#: Seconds between offset commits while messages flow (see `_Offsets`).
-COMMIT_INTERVAL = 0.5
-#: How long a dead consumer holds its partitions (the broker's group.min.session.timeout.ms).
-CONSUMER_SESSION_TIMEOUT_MS = 6000
-#: A consumer that fetched nothing this long checks that it is not stuck (see `_Progress`); 0:
-#: no check. Off by default: with it, the first page after a quiet spell came one to two seconds
-#: later (contract vignettes: page p50 1.0-2.6 s, 0.18-0.34 s without), whether the check ran in
-#: the poll loop or beside it, and even when a client of its own asked for the log's end; why is
-#: not found yet (docs/operations.md, "Failure").
-STALL_SECONDS = 0.0
-#: A consumer still joining its group after this long is made anew (see `EventConsumer._poll`).
-REJOIN_SECONDS = 60.0
-#: How long an offset commit, or the stop of a consumer, may take.
-HANDOVER_SECONDS = 10.0
-#: How long the commit of revoked partitions may hold up a rebalance: less than the group's
-#: rebalance timeout (the session timeout), or this member would be left out of the new round.
-REVOKE_COMMIT_SECONDS = 4.0
-
-
-class PoisonMessage(Exception):
-    """A message that no retry will make processable; it goes to the dead-letter topic.
-
-    The message must name the problem without echoing the payload.
-    """
-
-
-def processed_events_table(metadata: MetaData) -> Table:
-    return Table(
-        "processed_events",
-        metadata,
-        Column("event_id", UUID(as_uuid=True), primary_key=True),
-        Column("topic", Text, nullable=False),
-        Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    )
-
-
-def create_producer(bootstrap_servers: str, *, client_id: str, **security: Any) -> AIOKafkaProducer:
-    """Idempotent, acks=all; a linger of 1 ms batches a burst without adding latency.
-
-    `security`: the client's TLS / SASL settings (`ServiceSettings.kafka_options`). A service
-    holds it in a `Producer`, which replaces it should its sender die."""
-    return AIOKafkaProducer(
-        **security,
-        bootstrap_servers=bootstrap_servers,
-        client_id=client_id,
-        enable_idempotence=True,
-        acks="all",
-        linger_ms=1,
-        request_timeout_ms=15000,
-    )
-
-
-class Producer:
-    """The service's one producer, made anew if its sender dies.
-
-    aiokafka's producer sends from one background task; should that task ever end (an error it
-    does not handle), the producer never sends again: every message waits in its buffer and the
-    service would look healthy while publishing nothing. `healthy` says so (readiness uses it)
-    and `renew` makes a new producer; every send checks first. Idempotence is per producer, so
-    a renewed one may duplicate a message the old one had in flight: consumers drop it by id.
-    """
-
-    def __init__(self, factory: Callable[[], AIOKafkaProducer]) -> None:
-        self._factory = factory
-        self._current = factory()
-        self._renewing = asyncio.Lock()
-        self.renewed = 0
-
-    @property
-    def current(self) -> AIOKafkaProducer:
-        return self._current
-
-    @property
-    def client(self) -> Any:
-        return self._current.client
-
-    @property
-    def healthy(self) -> bool:
-        sender = getattr(self._current, "_sender", None)  # aiokafka's, no public accessor
-        task = getattr(sender, "sender_task", None)
-        return task is not None and not task.done()
-
-    async def start(self) -> None:
-        await self._current.start()
-
-    async def stop(self) -> None:
-        await self._current.stop()
-
-    async def renew(self) -> None:
-        """Replace the producer if its sender died (at most one renewal at a time)."""
-        async with self._renewing:
-            if self.healthy:
-                return
-            dead = self._current
-            log.error("the Kafka producer's sender stopped; making a new producer")
-            fresh = self._factory()
-            await fresh.start()
-            self._current = fresh
-            self.renewed += 1
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(dead.stop(), 5)
-
-    async def send(self, topic: str, **kwargs: Any) -> asyncio.Future:
-        if not self.healthy:
-            await self.renew()
-        return await self._current.send(topic, **kwargs)
-
-    async def send_and_wait(self, topic: str, **kwargs: Any) -> Any:
-        return await (await self.send(topic, **kwargs))
-
-
-class _Offsets:
-    """Offsets of messages already applied (committed in PostgreSQL), not yet committed to Kafka.
-
-    Committing after every poll costs a broker round trip per poll, the most expensive request
-    the consumers send (measured: a tenth of the risk service's CPU at 150 screenings/s).
-    Committing every COMMIT_INTERVAL instead is safe: a message whose offset was not committed
-    yet is redelivered after a crash or a rebalance, and dropped by its event id.
-    """
-
-    def __init__(self, consumer: AIOKafkaConsumer, group_id: str) -> None:
-        self._consumer = consumer
-        self._group_id = group_id
-        self._pending: dict[TopicPartition, int] = {}
-        self._last = asyncio.get_running_loop().time()
-
-    def applied(self, batches: Mapping[TopicPartition, list[ConsumerRecord]]) -> None:
-        self._pending.update({tp: records[-1].offset + 1 for tp, records in batches.items()})
-
-    @property
-    def pending(self) -> bool:
-        return bool(self._pending)
-
-    def due(self) -> bool:
-        return asyncio.get_running_loop().time() - self._last >= COMMIT_INTERVAL
-
-    async def commit(
-        self,
-        partitions: Iterable[TopicPartition] | None = None,
-        *,
-        timeout: float = HANDOVER_SECONDS,
-    ) -> None:
-        """Commit what was applied (on `partitions` only, when given), giving up after
-        `timeout` (aiokafka retries a commit for as long as the broker is away; the messages
-        are then applied again by their next reader, and dropped by event id)."""
-        chosen = set(self._pending if partitions is None else partitions)
-        offsets = {tp: offset for tp, offset in self._pending.items() if tp in chosen}
-        for tp in offsets:
-            del self._pending[tp]
-        self._last = asyncio.get_running_loop().time()
-        if not offsets:
-            return
-        try:
-            await asyncio.wait_for(self._consumer.commit(offsets), timeout)
-        except TimeoutError:
-            log.warning("consumer %s: offsets not committed in time", self._group_id)
-        except (CommitFailedError, IllegalStateError) as exc:
-            # The group rebalanced meanwhile: the new owner gets these messages again and
-            # drops them by event id.
-            log.info("consumer %s: offsets not committed (%s)", self._group_id, exc)
-
-
-class _Rebalance(ConsumerRebalanceListener):
-    def __init__(self, consumer: EventConsumer) -> None:
-        self._consumer = consumer
-        self.offsets: _Offsets | None = None
-
-    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        """Hand over what was applied, so the next owner does not get it again. (A rebalance
-        does not make the service unready: its HTTP side still works.)"""
-        if self.offsets is not None:
-            await self.offsets.commit(revoked, timeout=REVOKE_COMMIT_SECONDS)
-
-    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        # aiokafka rebalances eagerly: `assigned` is the whole new assignment.
-        self._consumer.joined.set()
-        self._consumer.owned(len(assigned))
-
-
-class ConsumerStalled(Exception):
-    """The consumer fetches nothing while its partitions hold messages it has not read."""
-
-
-class _Progress:
-    """Notices a consumer that stopped fetching with messages waiting for it.
-
-    After a broker outage make chaos saw a consumer stay in its group, heartbeat and poll, and
-    fetch nothing ever again while its topics filled (other clients have had the same failure:
-    kafka-python#1419, faust#99). Nothing inside the client reports it, so after `window`
-    seconds without a message the consumer compares, for each partition it owns, its position
-    with the log's end (one ListOffsets request); behind on any, it is stuck, and the consumer
-    is made anew (it rejoins and resumes from the committed offsets). While the broker cannot
-    answer, nothing is concluded: the client is reconnecting.
-
-    The check runs beside the poll loop (`watch`), never in it: a message that arrives while
-    the broker is asked is not kept waiting for the answer (it was, once: a second per page).
-    """
-
-    def __init__(self, consumer: AIOKafkaConsumer, window: float) -> None:
-        self._consumer = consumer
-        self._window = window
-        self._moved = self._checked = asyncio.get_running_loop().time()
-        #: Why the consumer is stuck, once the watch found it so; the poll loop raises then.
-        self.stuck: str | None = None
-
-    def moved(self) -> None:
-        self._moved = asyncio.get_running_loop().time()
-
-    async def watch(self, every: float = 1.0) -> None:
-        loop = asyncio.get_running_loop()
-        while self.stuck is None:
-            await asyncio.sleep(every)
-            asked = loop.time()
-            if asked - max(self._moved, self._checked) < self._window:
-                continue
-            self._checked = asked  # one check per quiet window
-            try:  # no position after a quiet window: it is not fetching
-                behind = await unfetched(self._consumer, unknown_position=0)
-            except Exception as exc:  # the client is being stopped, or a rebalance: next time
-                log.info("consumer progress not checked (%s)", type(exc).__name__)
-                continue
-            unread = {tp: n for tp, n in behind.items() if n > 0}
-            if unread and self._moved < asked:  # nothing fetched while the broker answered
-                self.stuck = (
-                    f"nothing fetched for {self._window:.0f} s while {len(unread)} partition(s)"
-                    f" hold {sum(unread.values())} unread messages"
-                )
-
-
-async def unfetched(
-    consumer: AIOKafkaConsumer, *, unknown_position: int | None = None, timeout: float = 5.0
-) -> dict[TopicPartition, int]:
-    """Per partition `consumer` owns, the messages it has not fetched yet: the log's end, asked
-    of the broker (so a consumer that stopped fetching shows it), minus its position. A
-    partition without a position yet counts from `unknown_position`, or is left out (None).
-    {} when the broker cannot answer within `timeout`."""
-    assigned = sorted(consumer.assignment())
-    if not assigned:
-        return {}
-    try:
-        ends = await asyncio.wait_for(consumer.end_offsets(assigned), timeout)
-    except (KafkaError, TimeoutError):
-        return {}
-    out = {}
-    for tp in assigned:
-        try:
-            position = await asyncio.wait_for(consumer.position(tp), min(1.0, timeout))
-        except IllegalStateError:  # no longer ours (a rebalance)
-            continue
-        except TimeoutError:
-            if unknown_position is None:
-                continue
-            position = unknown_position
-        out[tp] = max(0, ends.get(tp, position) - position)
-    return out
 
 
 @dataclass

@@ -1,0 +1,44 @@
+"""What a consumer's handlers are given and raise, and the table of events already applied."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Column, DateTime, MetaData, Table, Text, func
+from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.events import Envelope
+
+Handler = Callable[[AsyncSession, Envelope], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A topic's handler that applies a poll's events of that topic at once, in their order,
+    in the poll's transaction (a statement for many, not one each): the audit trail appends a
+    poll's entries under one lock of its head. A single event comes as a list of one."""
+
+    apply: Callable[[AsyncSession, list[Envelope]], Awaitable[None]]
+
+
+#: A Kafka message's headers.
+Headers = Sequence[tuple[str, bytes]]
+
+
+class PoisonMessage(Exception):
+    """A message that no retry will make processable; it goes to the dead-letter topic.
+
+    The message must name the problem without echoing the payload.
+    """
+
+
+def processed_events_table(metadata: MetaData) -> Table:
+    return Table(
+        "processed_events",
+        metadata,
+        Column("event_id", UUID(as_uuid=True), primary_key=True),
+        Column("topic", Text, nullable=False),
+        Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )

@@ -1,0 +1,21 @@
+"""How the consumer loop paces itself: commits, stall checks, rejoins, hand-overs."""
+
+from __future__ import annotations
+
+#: Seconds between offset commits while messages flow (see `_Offsets`).
+COMMIT_INTERVAL = 0.5
+#: How long a dead consumer holds its partitions (the broker's group.min.session.timeout.ms).
+CONSUMER_SESSION_TIMEOUT_MS = 6000
+#: A consumer that fetched nothing this long checks that it is not stuck (see `_Progress`); 0:
+#: no check. Off by default: with it, the first page after a quiet spell came one to two seconds
+#: later (contract vignettes: page p50 1.0-2.6 s, 0.18-0.34 s without), whether the check ran in
+#: the poll loop or beside it, and even when a client of its own asked for the log's end; why is
+#: not found yet (docs/operations.md, "Failure").
+STALL_SECONDS = 0.0
+#: A consumer still joining its group after this long is made anew (see `EventConsumer._poll`).
+REJOIN_SECONDS = 60.0
+#: How long an offset commit, or the stop of a consumer, may take.
+HANDOVER_SECONDS = 10.0
+#: How long the commit of revoked partitions may hold up a rebalance: less than the group's
+#: rebalance timeout (the session timeout), or this member would be left out of the new round.
+REVOKE_COMMIT_SECONDS = 4.0
