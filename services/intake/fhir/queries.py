@@ -41,7 +41,7 @@ _AUTHORITY = r"^[^:/?#]+://([^/?#]*)"
 
 
 def _origin(endpoint: InstrumentedAttribute[str]) -> ColumnElement[str]:
-    return func.lower(func.substring(endpoint, literal(_AUTHORITY, literal_execute=True)))
+    return func.lower(func.substring(endpoint, literal(_AUTHORITY)))
 
 
 def _claimable(push: type[FhirPush]) -> ColumnElement[bool]:
@@ -54,9 +54,9 @@ def _line() -> CTE:
     (leased, by any replica) plus its rank among that origin's due ones. A push whose place is
     past the share waits: one endpoint, however slow, holds at most its share of the slots."""
     bp, bs = aliased(FhirPush, name="bp"), aliased(FhirSubscription, name="bs")
-    busy_origin = _origin(bs.endpoint)
+    busy_origin = _origin(bs.endpoint).label("origin")
     busy = (
-        select(busy_origin.label("origin"), func.count().label("n"))
+        select(busy_origin, func.count().label("n"))
         .join_from(bp, bs, bs.id == bp.subscription_id)
         .where(bp.status == "pending", bp.lease_until >= func.now())
         .group_by(busy_origin)
