@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.risk.rules import RuleSet, load_ruleset
-from shared.instruments import InvalidAnswers, is_flagged
+from shared.instruments import InvalidAnswers
 
 #: Share of each instrument among screenings (hotline C-SSRS, primary-care PHQ-9, ED/peds ASQ).
 INSTRUMENT_MIX: Mapping[str, float] = {"cssrs_screener": 0.45, "phq9": 0.35, "asq": 0.20}
@@ -101,7 +101,7 @@ def _classified(
                 except InvalidAnswers:
                     continue
                 level = str(result.level)
-                pages = is_flagged(level) and ruleset.response_for(level).alert
+                pages = ruleset.flagged(level)
                 item = _Answers(instrument, answers, danger, level, pages)
                 pools.setdefault((instrument, pages, danger), []).append(item)
     return pools

@@ -51,22 +51,12 @@ class RiskLevel(StrEnum):
 
 _LEVEL_ORDER: Final[tuple[RiskLevel, ...]] = tuple(RiskLevel)
 
-#: A screening at one of these levels is flagged: it opens an alert and a safety plan.
-FLAGGED_LEVELS: Final[frozenset[RiskLevel]] = frozenset(
-    {RiskLevel.MODERATE, RiskLevel.HIGH, RiskLevel.IMMINENT}
-)
-
 
 def max_level(*levels: RiskLevel | str) -> RiskLevel:
     """The most severe of ``levels``; ``none`` when given nothing (no finding is no risk level)."""
     return max(
         (RiskLevel(level) for level in levels), key=lambda lvl: lvl.rank, default=RiskLevel.NONE
     )
-
-
-def is_flagged(level: RiskLevel | str) -> bool:
-    """Whether ``level`` is moderate or above; an unknown spelling raises ``ValueError``."""
-    return RiskLevel(level) in FLAGGED_LEVELS
 
 
 # --- LOINC codes (FHIR in and out) -------------------------------------------------------------
@@ -128,6 +118,44 @@ RISK_LEVEL_ANSWER_LOINC: Final[Mapping[RiskLevel, str]] = MappingProxyType(
 Instrument = Literal["cssrs_screener", "asq", "phq9"]
 INSTRUMENTS: Final[tuple[str, ...]] = get_args(Instrument)
 
+# --- skip logic --------------------------------------------------------------------------------
+
+#: An earlier answer (field, value) that asks a follow-up question.
+Trigger = tuple[str, bool | str]
+_ASQ_POSITIVE: Final[tuple[Trigger, ...]] = tuple(
+    (name, value)
+    for name in ("wished_dead", "better_off_dead", "thoughts_past_week", "ever_attempted")
+    for value in (True, "refused")
+)
+#: When a follow-up question is asked: any one of these earlier answers asks it (a question not
+#: listed is always asked). The instruments' skip logic, stated once: the answer models below
+#: enforce it, and the console's forms show and hide their questions by it.
+ASKED_WHEN: Final[Mapping[str, Mapping[str, tuple[Trigger, ...]]]] = MappingProxyType(
+    {
+        "cssrs_screener": MappingProxyType(
+            {
+                "method": (("suicidal_thoughts", True),),
+                "intent": (("suicidal_thoughts", True),),
+                "plan": (("suicidal_thoughts", True),),
+                "behavior_past_3_months": (("behavior", True),),
+            }
+        ),
+        "asq": MappingProxyType({"thoughts_now": _ASQ_POSITIVE}),
+        "phq9": MappingProxyType({}),
+    }
+)
+
+
+def asked(instrument: str, field: str, answers: Mapping[str, Any]) -> bool:
+    """Whether `field` of `instrument` is asked, given the earlier `answers` (a boolean answer
+    matches only a boolean: 1 is not yes)."""
+    triggers = ASKED_WHEN[instrument].get(field)
+    return not triggers or any(
+        type(answers.get(name)) is type(value) and answers.get(name) == value
+        for name, value in triggers
+    )
+
+
 _MODEL_CONFIG = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -162,13 +190,19 @@ class CssrsAnswers(BaseModel):
         return self
 
 
-_CSSRS_FOLLOW_UPS: Final = ("method", "intent", "plan")
+#: Q3-Q5: asked when Q2 (suicidal_thoughts) is yes, and then required.
+_CSSRS_FOLLOW_UPS: Final = tuple(
+    field
+    for field, when in ASKED_WHEN["cssrs_screener"].items()
+    if when[0][0] == "suicidal_thoughts"
+)
 
 
 def _cssrs_skip_logic_issues(a: CssrsAnswers) -> list[tuple[tuple[str, ...], str]]:
     """Every skip-logic problem as (fields, message); messages hold field names only."""
     issues: list[tuple[tuple[str, ...], str]] = []
-    if a.suicidal_thoughts:
+    given = a.model_dump()
+    if all(asked("cssrs_screener", f, given) for f in _CSSRS_FOLLOW_UPS):
         missing = tuple(f for f in _CSSRS_FOLLOW_UPS if getattr(a, f) is None)
         if missing:
             issues.append(
@@ -190,7 +224,10 @@ def _cssrs_skip_logic_issues(a: CssrsAnswers) -> list[tuple[tuple[str, ...], str
             )
     # Q6 yes with no follow-up is allowed (unknown recency, assessed as recent); a follow-up
     # to a "no" means the form was filled in wrongly, whatever its value.
-    if not a.behavior and a.behavior_past_3_months is not None:
+    if (
+        not asked("cssrs_screener", "behavior_past_3_months", given)
+        and a.behavior_past_3_months is not None
+    ):
         issues.append(
             (
                 ("behavior_past_3_months",),

@@ -1,7 +1,8 @@
 """The screening forms: each instrument's questions, in the API's field names, with the skip
-logic the rules use (docs/clinical-rules.md).
+logic the validation uses (`shared.instruments.ASKED_WHEN`, stated there once).
 
-A question carries `shown_when`: the answers that make it asked. The page's script hides a
+A question carries `shown_when`: the answers that make it asked, as the form's values. The
+page's script hides a
 question not asked (and disables its inputs, so the browser does not send it); without the
 script every question is shown and `answers_from_form` drops the ones not asked, so the API gets
 the same answers either way.
@@ -12,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from shared.instruments import ASKED_WHEN
 
 #: The choices of a yes/no question; ASQ's Q1-Q4 also take "refused" (counted as a yes).
 YES_NO = (("true", "Yes"), ("false", "No"))
@@ -43,12 +46,13 @@ class Instrument:
     questions: tuple[Question, ...] = field(default_factory=tuple)
 
 
-_Q2_YES = (("suicidal_thoughts", "true"),)
-_ASQ_POSITIVE = tuple(
-    (name, value)
-    for name in ("wished_dead", "better_off_dead", "thoughts_past_week", "ever_attempted")
-    for value in ("true", "refused")
-)
+def _shown_when(instrument: str, field: str) -> tuple[tuple[str, str], ...]:
+    """The answers that ask `field`, as the form's values ("true", "refused")."""
+    return tuple(
+        (name, "true" if value is True else "false" if value is False else str(value))
+        for name, value in ASKED_WHEN[instrument].get(field, ())
+    )
+
 
 INSTRUMENTS: dict[str, Instrument] = {
     "cssrs_screener": Instrument(
@@ -67,18 +71,18 @@ INSTRUMENTS: dict[str, Instrument] = {
             Question(
                 "method",
                 "3. Have you been thinking about how you might do this?",
-                shown_when=_Q2_YES,
+                shown_when=_shown_when("cssrs_screener", "method"),
             ),
             Question(
                 "intent",
                 "4. Have you had these thoughts and had some intention of acting on them?",
-                shown_when=_Q2_YES,
+                shown_when=_shown_when("cssrs_screener", "intent"),
             ),
             Question(
                 "plan",
                 "5. Have you started to work out or worked out the details of how "
                 "to kill yourself? Do you intend to carry out this plan?",
-                shown_when=_Q2_YES,
+                shown_when=_shown_when("cssrs_screener", "plan"),
             ),
             Question(
                 "behavior",
@@ -88,7 +92,7 @@ INSTRUMENTS: dict[str, Instrument] = {
             Question(
                 "behavior_past_3_months",
                 "6b. Was this within the past 3 months?",
-                shown_when=(("behavior", "true"),),
+                shown_when=_shown_when("cssrs_screener", "behavior_past_3_months"),
                 optional=True,
             ),
         ),
@@ -118,7 +122,7 @@ INSTRUMENTS: dict[str, Instrument] = {
             Question(
                 "thoughts_now",
                 "5. Are you having thoughts of killing yourself right now?",
-                shown_when=_ASQ_POSITIVE,
+                shown_when=_shown_when("asq", "thoughts_now"),
             ),
         ),
     ),

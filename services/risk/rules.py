@@ -41,7 +41,6 @@ from shared.instruments import (
     Instrument,
     Phq9Answers,
     RiskLevel,
-    is_flagged,
     max_level,
     parse_answers,
 )
@@ -394,6 +393,12 @@ class RuleSet:
         """What ``level`` starts: alert, urgency, safety plan, emergency task, ack deadline."""
         return self._responses[RiskLevel(level)]
 
+    def flagged(self, level: RiskLevel | str) -> bool:
+        """Whether an assessment at ``level`` is flagged: it alerts the on-call clinician (and
+        intake opens its safety plan). The rule set's response table says which levels are
+        (moderate and above in the published set); an unknown spelling raises ``ValueError``."""
+        return self.response_for(level).alert
+
 
 def load_ruleset(path: Path | None = None) -> RuleSet:
     """Load and fully validate a rule set; ``None`` loads the bundled current version.
@@ -498,18 +503,26 @@ def _check_bands(bands: list[_BandSpec], bounds: tuple[int, int], where: str) ->
         raise RuleSetError(f"{where}: bands must end at {bounds[1]}, not {expected - 1}")
 
 
+def _rank(level: RiskLevel) -> int:
+    return level.rank
+
+
 def _build_responses(spec: _ResponsesSpec) -> dict[RiskLevel, LevelResponse]:
     missing = [level for level in RiskLevel if level not in spec.levels]
     if missing:
         raise RuleSetError(f"responses.levels: missing {', '.join(missing)}")
+    if not spec.levels[RiskLevel.IMMINENT].alert:
+        raise RuleSetError("responses.levels.imminent: alert must be true: imminent risk pages")
+    lowest = min((RiskLevel(lv) for lv, r in spec.levels.items() if r.alert), key=_rank)
+    for level in RiskLevel:
+        if level.rank > lowest.rank and not spec.levels[level].alert:
+            raise RuleSetError(
+                f"responses.levels.{level}: alert must be true: the flagged levels are the "
+                f"highest ones, and {lowest} alerts"
+            )
     responses = {}
     for level, r in spec.levels.items():
         where = f"responses.levels.{level}"
-        if r.alert != is_flagged(level):
-            raise RuleSetError(
-                f"{where}: alert must be {str(is_flagged(level)).lower()}: "
-                "moderate and above are flagged and alert the on-call clinician"
-            )
         if (r.urgency is not None, r.ack_deadline_seconds is not None) != (r.alert, r.alert):
             raise RuleSetError(f"{where}: urgency and ack_deadline_seconds go with alert, only")
         if r.emergency_task and not r.alert:

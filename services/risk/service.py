@@ -15,7 +15,7 @@ from services.risk.models import Assessment, RuleSetRecord, outbox
 from services.risk.rules import RuleSet, RuleSetError
 from shared.db import driver
 from shared.events import LevelResponseData, RiskAssessed, ScreeningSubmitted, utcnow
-from shared.instruments import is_flagged, parse_answers
+from shared.instruments import parse_answers
 from shared.kafka import PoisonMessage
 from shared.outbox import add_event_after, event_row
 from shared.topics import RISK_ASSESSED
@@ -77,7 +77,7 @@ async def assess_screening(
         screening_id=submitted.screening_id,
         instrument=submitted.instrument,
         level=str(result.level),
-        flagged=is_flagged(result.level),
+        flagged=ruleset.flagged(result.level),
         reasons=list(result.reasons),
         rules_version=ruleset.version,
         assessed_at=utcnow(),

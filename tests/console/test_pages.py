@@ -4,6 +4,7 @@ CSRF, the security headers, and that the console needs no database and no topic.
 from __future__ import annotations
 
 import ast
+import itertools
 import re
 import time
 from collections.abc import AsyncIterator
@@ -314,3 +315,31 @@ async def test_a_live_refresh_says_when_a_service_cannot_answer() -> None:
         page = await client.get("/")
         assert page.status_code == 503 and "notify cannot be reached" in page.text
     await console.upstream.aclose()
+
+
+@pytest.mark.parametrize("key", ["cssrs_screener", "asq", "phq9"])
+def test_the_forms_ask_what_the_validation_expects(key: str) -> None:
+    """Over every combination of the gating answers, a form question is shown exactly when
+    `shared.instruments.asked` says it is asked, and a form answered "yes" (or the scale's top)
+    to everything it shows is accepted by the API's validation."""
+    from services.console.instruments import INSTRUMENTS, answers_from_form
+    from services.console.instruments import asked as shown
+    from shared.instruments import asked, parse_answers
+
+    instrument = INSTRUMENTS[key]
+    choices = [[value for value, _ in q.choices] for q in instrument.questions]
+    # PHQ-9 has no skip logic: its 4^9 forms need not all be walked.
+    for values in itertools.islice(itertools.product(*choices), 5000):
+        form = {q.field: v for q, v in zip(instrument.questions, values, strict=True)}
+        typed = {f: v == "true" if v in ("true", "false") else v for f, v in form.items()}
+        for question in instrument.questions:
+            assert shown(question, form) is asked(key, question.field, typed), (
+                question.field,
+                form,
+            )
+    filled = {q.field: q.choices[0][0] for q in instrument.questions}  # "true", or the top score
+    filled.update({q.field: q.choices[-1][0] for q in instrument.questions if key == "phq9"})
+    for question in instrument.questions:
+        if not shown(question, filled):
+            filled.pop(question.field)
+    parse_answers(key, answers_from_form(instrument, filled))

@@ -25,7 +25,6 @@ from shared.instruments import (
     InvalidAnswers,
     Phq9Answers,
     RiskLevel,
-    is_flagged,
 )
 
 ITEM9_REASON = "positive item 9: a suicide risk assessment (for example the C-SSRS) is required"
@@ -433,7 +432,7 @@ def test_result_is_immutable(rules: RuleSet) -> None:
 def test_response_table(rules: RuleSet, level: str, expected: LevelResponse) -> None:
     assert rules.response_for(RiskLevel(level)) == expected
     assert rules.response_for(level) == expected
-    assert expected.alert is is_flagged(level)
+    assert rules.flagged(level) is expected.alert
 
 
 def test_response_for_unknown_level(rules: RuleSet) -> None:
@@ -660,18 +659,27 @@ BROKEN: list[Any] = [
     ),
     pytest.param(lambda d: levels(d).pop("low"), "responses.levels: missing low", id="no-low"),
     pytest.param(
-        lambda d: levels(d)["moderate"].update(
-            alert=False, urgency=None, ack_deadline_seconds=None
+        lambda d: levels(d)["high"].update(
+            alert=False,
+            urgency=None,
+            ack_deadline_seconds=None,
+            safety_plan=False,
+            emergency_task=False,
         ),
-        "responses.levels.moderate: alert must be true",
-        id="moderate-without-alert",
+        "responses.levels.high: alert must be true: the flagged levels are the highest ones,"
+        " and moderate alerts",
+        id="a-gap-in-the-flagged-levels",
     ),
     pytest.param(
-        lambda d: levels(d)["low"].update(
-            alert=True, urgency="non-urgent", ack_deadline_seconds=60
+        lambda d: levels(d)["imminent"].update(
+            alert=False,
+            urgency=None,
+            ack_deadline_seconds=None,
+            safety_plan=False,
+            emergency_task=False,
         ),
-        "responses.levels.low: alert must be false",
-        id="low-with-alert",
+        "responses.levels.imminent: alert must be true: imminent risk pages",
+        id="imminent-without-alert",
     ),
     pytest.param(
         lambda d: levels(d)["high"].update(ack_deadline_seconds=None),
@@ -814,3 +822,30 @@ def test_same_level_reasons_keep_file_order_and_higher_levels_come_first(
     result = load_ruleset(write(tmp_path, doc)).assess("phq9", PHQ9_VECTOR)
     assert result.level is RiskLevel.IMMINENT
     assert result.reasons == ("r4", "r1", "r3", "r0", "r2")
+
+
+@pytest.mark.parametrize(
+    ("level", "flagged"),
+    [("none", False), ("low", False), ("moderate", True), ("high", True), ("imminent", True)],
+)
+def test_the_published_rule_set_flags_moderate_and_up(
+    rules: RuleSet, level: str, flagged: bool
+) -> None:
+    """Which levels are flagged (an alert and a safety plan) is the rule set's to say."""
+    assert rules.flagged(level) is flagged
+    assert rules.flagged(RiskLevel(level)) is flagged
+
+
+def test_flagged_rejects_an_unknown_level(rules: RuleSet) -> None:
+    with pytest.raises(ValueError):
+        rules.flagged("severe")
+
+
+def test_a_rule_set_may_flag_from_high_up(tmp_path: Path, bundled_doc: Doc) -> None:
+    """A clinic's rule set that flags only high and imminent: moderate then pages nobody."""
+    doc = copy.deepcopy(bundled_doc)
+    levels(doc)["moderate"].update(
+        alert=False, urgency=None, ack_deadline_seconds=None, safety_plan=False
+    )
+    loaded = load_ruleset(write(tmp_path, doc))
+    assert [lv for lv in RiskLevel if loaded.flagged(lv)] == [RiskLevel.HIGH, RiskLevel.IMMINENT]

@@ -12,7 +12,6 @@ from shared.instruments import (
     ANSWER_MODELS,
     CSSRS_ITEM_LOINC,
     CSSRS_PANEL_LOINC,
-    FLAGGED_LEVELS,
     INSTRUMENTS,
     PHQ9_ANSWER_CODE,
     PHQ9_ANSWER_LOINC,
@@ -26,7 +25,6 @@ from shared.instruments import (
     InvalidAnswers,
     Phq9Answers,
     RiskLevel,
-    is_flagged,
     max_level,
     parse_answers,
 )
@@ -53,21 +51,6 @@ def test_levels_are_ordered_lowest_to_highest() -> None:
 )
 def test_max_level_uses_clinical_order(levels: tuple[str, ...], expected: RiskLevel) -> None:
     assert max_level(*levels) is expected
-
-
-@pytest.mark.parametrize(
-    ("level", "flagged"),
-    [("none", False), ("low", False), ("moderate", True), ("high", True), ("imminent", True)],
-)
-def test_flagged_from_moderate_up(level: str, flagged: bool) -> None:
-    assert is_flagged(level) is flagged
-    assert is_flagged(RiskLevel(level)) is flagged
-    assert (RiskLevel(level) in FLAGGED_LEVELS) is flagged
-
-
-def test_is_flagged_rejects_unknown_level() -> None:
-    with pytest.raises(ValueError):
-        is_flagged("severe")
 
 
 # --- codes -------------------------------------------------------------------------------------
