@@ -28,14 +28,15 @@ router = APIRouter(
 
 
 def _valid(field: str, check: codes.Check, value: str | None) -> str | None:
-    """A filter checked like the body's field of the same name (422 naming it, never echoing)."""
+    """A filter checked like the body's field of the same name: a 422 naming it as FastAPI
+    names a bad query parameter (`query.country`), never echoing it."""
     if value is None:
         return None
     try:
         return check(value)
     except ValueError as exc:
         raise Unprocessable(
-            f"{field} is not valid", problems=[{"field": field, "problem": str(exc)}]
+            f"{field} is not valid", problems=[{"field": f"query.{field}", "problem": str(exc)}]
         ) from None
 
 

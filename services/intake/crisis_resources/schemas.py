@@ -12,7 +12,14 @@ from datetime import date, datetime
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
 from services.intake.crisis_resources import codes
 from shared.errors import Unprocessable
@@ -28,6 +35,8 @@ ShortText = Annotated[str, StringConstraints(strip_whitespace=True), printable(2
 _DIALLED = re.compile(r"^\+?[0-9]+(?:[ -][0-9]+)*$")
 _KEYWORD = re.compile(r"^[A-Za-z0-9]{1,20}$")
 MAX_URL = 500
+#: A BCP 47 tag in canonical case; a bad one is reported at its place (`languages.1`).
+LanguageTag = Annotated[str, StringConstraints(max_length=40), AfterValidator(codes.language)]
 
 
 def dialled(value: str) -> str:
@@ -70,9 +79,7 @@ class CrisisResourceIn(BaseModel):
     #: ISO 3166-2 subdivision of `country` (`GB-SCT`), or None for the whole country.
     region: Annotated[str, StringConstraints(max_length=12)] | None = None
     #: BCP 47 tags of the languages the service answers in, most used first.
-    languages: list[Annotated[str, StringConstraints(max_length=40)]] = Field(
-        min_length=1, max_length=10
-    )
+    languages: list[LanguageTag] = Field(min_length=1, max_length=10)
     name: Name
     kind: Kind
     channel: Channel
@@ -98,7 +105,7 @@ class CrisisResourceIn(BaseModel):
     @field_validator("languages")
     @classmethod
     def _languages(cls, value: list[str]) -> list[str]:
-        return list(dict.fromkeys(codes.language(tag) for tag in value))
+        return list(dict.fromkeys(value))
 
     @field_validator("source")
     @classmethod
