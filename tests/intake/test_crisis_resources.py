@@ -259,3 +259,17 @@ async def test_a_bad_filter_is_a_422_naming_it(
     got = await intake.get(BASE, params=params)
     assert got.status_code == 422, got.text
     assert field in {p["field"] for p in got.json()["problems"]}
+
+
+def test_default_country_is_us_and_must_be_an_iso_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    from services.intake.settings import IntakeSettings
+
+    monkeypatch.delenv("DEFAULT_COUNTRY", raising=False)
+    assert IntakeSettings().default_country == "US"
+    monkeypatch.setenv("DEFAULT_COUNTRY", "gb")
+    assert IntakeSettings().default_country == "GB"
+    monkeypatch.setenv("DEFAULT_COUNTRY", "UK")
+    with pytest.raises(ValidationError, match="use GB"):
+        IntakeSettings()
