@@ -13,6 +13,7 @@ from services.intake.access import api as access_api
 from services.intake.audit import api as audit_api
 from services.intake.audit.checkpoints import run_checkpoints, signing_key
 from services.intake.cases import api as cases_api
+from services.intake.crisis_resources import api as crisis_resources_api
 from services.intake.db import SCHEMA, SEALED, Base, retention
 from services.intake.fhir import api as fhir_api
 from services.intake.fhir import resthooks
@@ -85,4 +86,5 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     app.include_router(access_api.me_router)
     app.include_router(audit_api.router)
     app.include_router(audit_api.fhir_router)
+    app.include_router(crisis_resources_api.router)
     return seal(app)
