@@ -14,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.console import auth, clinician, hotline, supervision
-from services.console.i18n import Localize, _
+from services.console.i18n import LANGUAGES, Localize, _, translations
 from services.console.pages import PAGES
 from services.console.settings import ConsoleSettings
 from services.console.web import Console, SecurityHeaders, render, seal
@@ -35,6 +35,8 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
                 "CONSOLE_SESSION_KEYS is not set: a key was made for this process, "
                 "and a restart signs everyone out"
             )
+        for language in LANGUAGES:  # compiled from the .po now: a broken catalogue stops the start
+            translations(language)
         console = Console(cfg)
         app.state.console = console
         try:
