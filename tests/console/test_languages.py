@@ -21,6 +21,12 @@ from services.console.session import new_session_key
 from services.console.settings import ConsoleSettings
 
 SPANISH = LOCALE_DIR / "es" / "LC_MESSAGES" / "messages.po"
+#: Questions whose validated Spanish wording (Columbia's C-SSRS screener, NIMH's ASQ) is not in
+#: the catalogue yet: their entries are fuzzy, so the English question is shown rather than an
+#: unvalidated translation of a clinical instrument (the instrument's intro says so in Spanish).
+UNVERIFIED = frozenset(
+    q.text for key in ("cssrs_screener", "asq") for q in INSTRUMENTS[key].questions
+)
 
 
 def test_the_pot_is_up_to_date_with_the_sources() -> None:
@@ -38,9 +44,12 @@ def test_every_msgid_has_a_spanish_translation() -> None:
         m.id
         for m in catalog
         if m.id in expected
+        and m.id not in UNVERIFIED
         and (m.fuzzy or not (all(m.string) if isinstance(m.string, tuple) else m.string))
     ]
     assert not untranslated
+    held_back = [m.id for m in catalog if m.id in UNVERIFIED and not m.fuzzy]
+    assert not held_back, "an unvalidated instrument translation would be shown"
     # Placeholders are kept (a %(name)s lost or misspelt breaks the page at runtime).
     for m in catalog:
         if not m.id:
@@ -57,7 +66,10 @@ def test_every_question_and_answer_label_of_the_instruments_is_translated() -> N
     try:
         for instrument in INSTRUMENTS.values():
             for text in (instrument.intro, *(q.text for q in instrument.questions)):
-                assert i18n.gettext(text) != text, text
+                if text in UNVERIFIED:  # the validated English question, not a translation
+                    assert i18n.gettext(text) == text, text
+                else:
+                    assert i18n.gettext(text) != text, text
             for question in instrument.questions:
                 for _value, label in question.choices:
                     assert label in ("No",) or i18n.gettext(label) != label, label
@@ -137,7 +149,9 @@ async def test_a_page_asked_in_spanish_is_in_spanish(
         "/screenings/new", params={"instrument": "asq"}, headers={"Accept-Language": "es"}
     )
     assert '<html lang="es">' in form.text
-    assert "¿Alguna vez ha intentado suicidarse?" in form.text
+    # ASQ's questions stay in their validated English until NIMH's Spanish wording is added.
+    assert "4. Have you ever tried to kill yourself?" in form.text
+    assert "hasta incorporar la versión validada" in form.text
     assert "Se negó a responder" in form.text and "Enviar evaluación" in form.text
 
 
