@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install stack-up stack-down bench chaos fuzz screenshots lint typecheck compose-check deploy-check clean
+.PHONY: run test install stack-up stack-down bench chaos fuzz screenshots lint typecheck compose-check deploy-check clean messages
 
 ## run: install what is needed, start PostgreSQL, Kafka and the three services; Ctrl-C stops all
 run: install
@@ -39,6 +39,11 @@ screenshots: install
 ## fuzz: schemathesis over the three services (as admin, own stack in .local/fuzz): 0 failures
 fuzz: install
 	$(PY) -m tests.fuzz $(FUZZ_ARGS)
+
+## messages: the console's texts extracted again into messages.pot and merged into each .po
+## (the catalogues are compiled from the .po when the console starts: no .mo is kept)
+messages: install
+	$(PY) -m services.console.i18n update
 
 stack-up: install
 	$(PY) -m deploy.localstack up

@@ -259,17 +259,8 @@ async def require_ring(sessions: Any, ring: KeyRing | None, columns: Iterable[Se
     columns = list(columns)
     if ring is not None or not columns:
         return
-    tables: dict[str, list[str]] = {}
-    for c in columns:
-        tables.setdefault(c.table, []).append(c.column)
-    probes = " OR ".join(
-        f"EXISTS (SELECT 1 FROM {table} WHERE "
-        + " OR ".join(f"{col} LIKE '{PREFIX}%'" for col in cols)
-        + ")"
-        for table, cols in tables.items()
-    )
     async with sessions() as session:
-        encrypted = await _scalar(session, f"SELECT {probes}")
+        encrypted = await _scalar(session, _probe(columns, "{col} LIKE '" + PREFIX + "%'"))
     if encrypted:
         raise RuntimeError(
             "the database holds encrypted PHI and PHI_KEYS is not set: give the service its key "
@@ -286,18 +277,23 @@ async def _scalar(session: Any, statement: str) -> Any:
     return (await (await session.connection()).exec_driver_sql(statement)).scalar()
 
 
-def _untagged_probe(columns: Iterable[Sealed]) -> str:
-    """A statement: does any of `columns` hold a value without the tag (stored in clear)?"""
+def _probe(columns: Iterable[Sealed], condition: str) -> str:
+    """A statement: does any of `columns` hold a value meeting `condition` (on `{col}`)?"""
     tables: dict[str, list[str]] = {}
     for c in columns:
         tables.setdefault(c.table, []).append(c.column)
     probes = " OR ".join(
         f"EXISTS (SELECT 1 FROM {table} WHERE "
-        + " OR ".join(f"({col} IS NOT NULL AND {col} NOT LIKE '{PREFIX}%')" for col in cols)
+        + " OR ".join(f"({condition.format(col=col)})" for col in cols)
         + ")"
         for table, cols in tables.items()
     )
     return f"SELECT {probes}"
+
+
+def _untagged_probe(columns: Iterable[Sealed]) -> str:
+    """A statement: does any of `columns` hold a value without the tag (stored in clear)?"""
+    return _probe(columns, "{col} IS NOT NULL AND {col} NOT LIKE '" + PREFIX + "%'")
 
 
 _IS_SEALED = "SELECT EXISTS (SELECT 1 FROM {schema}.phi_sealed)"

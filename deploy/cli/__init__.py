@@ -90,7 +90,7 @@ async def audit_verify(url: str) -> int:
 
 
 async def phi_rotate(url: str, batch: int) -> int:
-    from services.intake.models import SEALED as INTAKE
+    from services.intake.db import SEALED as INTAKE
     from services.notify.models import SEALED as NOTIFY
     from shared.phi import KeyRing, PhiUnreadable
 

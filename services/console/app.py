@@ -14,6 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.console import auth, clinician, hotline, supervision
+from services.console.i18n import LANGUAGES, Localize, _, translations
 from services.console.pages import PAGES
 from services.console.settings import ConsoleSettings
 from services.console.web import Console, SecurityHeaders, render, seal
@@ -34,6 +35,8 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
                 "CONSOLE_SESSION_KEYS is not set: a key was made for this process, "
                 "and a restart signs everyone out"
             )
+        for language in LANGUAGES:  # compiled from the .po now: a broken catalogue stops the start
+            translations(language)
         console = Console(cfg)
         app.state.console = console
         try:
@@ -48,6 +51,7 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=64 * 1024)
     app.add_middleware(HttpMetrics, metrics=metrics)
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(Localize)
     tracing.instrument_app(app)
 
     async def readiness() -> dict[str, bool]:
@@ -68,14 +72,15 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
             request,
             "error.html",
             422,
-            title="Check the form",
-            message="These fields are missing or not valid: " + ", ".join(fields),
+            title=_("Check the form"),
+            message=_("These fields are missing or not valid: %(fields)s")
+            % {"fields": ", ".join(fields)},
         )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
-        title = "Not found" if exc.status_code == 404 else "Problem"
-        message = "There is no such page." if exc.status_code == 404 else str(exc.detail)
+        title = _("Not found") if exc.status_code == 404 else _("Problem")
+        message = _("There is no such page.") if exc.status_code == 404 else str(exc.detail)
         return render(request, "error.html", exc.status_code, title=title, message=message)
 
     return seal(app, PAGES)

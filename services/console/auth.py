@@ -7,6 +7,7 @@ Who someone is comes from the services, never from the form: the console asks in
 from __future__ import annotations
 
 import secrets
+from dataclasses import replace
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -17,6 +18,7 @@ from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import RedirectResponse
 
+from services.console.i18n import DEFAULT, LANGUAGE_COOKIE, _, supported
 from services.console.pages import PAGES
 from services.console.session import LOGIN_COOKIE, OIDC_COOKIE, same_token
 from services.console.upstream import SignedOut, UpstreamError
@@ -56,7 +58,7 @@ def _login_page(
         problem=problem,
         notice=notice,
         oidc=bool(console.settings.oidc_issuer),
-        title="Sign in",
+        title=_("Sign in"),
     )
     console.set_signin_cookie(
         response, LOGIN_COOKIE, {"csrf": token}, max_age=LOGIN_SECONDS, samesite="strict"
@@ -67,7 +69,7 @@ def _login_page(
 @router.get("/login")
 async def login_form(request: Request, next: str = "/", signed_out: bool = False) -> Response:
     return _login_page(
-        request, next_path=next, notice="You are signed out." if signed_out else None
+        request, next_path=next, notice=_("You are signed out.") if signed_out else None
     )
 
 
@@ -80,11 +82,18 @@ def _signed_in(
 ) -> Response:
     console = console_of(request)
     session = console.sealer.start(
-        credential=credential, name=who["name"], role=who["role"], method=method
+        credential=credential,
+        name=who["name"],
+        role=who["role"],
+        method=method,
+        # The language chosen before signing in is kept (none chosen: the browser's).
+        language=supported(request.cookies.get(LANGUAGE_COOKIE)) or "",
     )
     # A page, not a redirect: after a trip to the identity provider, a redirect would still
     # count as cross-site and the browser would hold back the new SameSite=Strict cookie.
-    response = render(request, "signed_in.html", next_path=safe_next(next_path), title="Signed in")
+    response = render(
+        request, "signed_in.html", next_path=safe_next(next_path), title=_("Signed in")
+    )
     console.set_session(response, session)
     response.delete_cookie(LOGIN_COOKIE, path="/login")
     return response
@@ -104,11 +113,13 @@ async def login(
             request,
             next_path=next,
             status_code=403,
-            problem="This sign-in form has expired. Please enter your key again.",
+            problem=_("This sign-in form has expired. Please enter your key again."),
         )
     key = key.strip()
     if not key:
-        return _login_page(request, next_path=next, status_code=422, problem="Enter your API key.")
+        return _login_page(
+            request, next_path=next, status_code=422, problem=_("Enter your API key.")
+        )
     try:
         who = await _who(request, key)
     except SignedOut:
@@ -116,7 +127,7 @@ async def login(
             request,
             next_path=next,
             status_code=401,
-            problem="That key was not accepted: it is unknown, expired or revoked.",
+            problem=_("That key was not accepted: it is unknown, expired or revoked."),
         )
     except UpstreamError as exc:
         status = 429 if "too many" in exc.message.lower() else exc.status_code
@@ -124,7 +135,7 @@ async def login(
             request,
             next_path=next,
             status_code=status,
-            problem=f"Sign-in is not possible right now: {exc.message}",
+            problem=_("Sign-in is not possible right now: %(reason)s") % {"reason": exc.message},
         )
     return _signed_in(request, credential=key, who=who, method="api-key", next_path=next)
 
@@ -134,6 +145,49 @@ async def logout(request: Request) -> Response:
     user_of(request)  # signed in: the route class checked the session and CSRF
     response = RedirectResponse("/login?signed_out=true", status_code=303)
     console_of(request).end_session(response)
+    return response
+
+
+def _back_to(target: str) -> str:
+    """A page of this console to come back to, with its query (the instrument chosen)."""
+    path, parts = safe_next(target), urlsplit(target)
+    query = parts.query if path == parts.path else ""
+    return path + ("?" + query if query else "")
+
+
+@router.post("/language")
+async def choose_language(
+    request: Request,
+    language: Annotated[str, Form(max_length=10)] = "",
+    next: Annotated[str, Form(max_length=2000)] = "/",
+    csrf: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    """The person's language: kept in their session when signed in (their choice wins over
+    the browser's), and in a cookie of its own for the pages before sign-in."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None and site not in ("same-origin", "none"):
+        return render(
+            request,
+            "error.html",
+            403,
+            title=_("Form expired"),
+            message=_("This form was not sent from this console."),
+        )
+    console = console_of(request)
+    chosen = supported(language) or DEFAULT
+    response = RedirectResponse(_back_to(next), status_code=303)
+    response.set_cookie(
+        LANGUAGE_COOKIE,
+        chosen,
+        max_age=365 * 86400,
+        path="/",
+        secure=console.settings.cookie_secure,
+        httponly=True,
+        samesite="lax",
+    )
+    user = console.sealer.open(request.cookies.get(console.cookie))
+    if user is not None and same_token(csrf, user.csrf):
+        console.set_session(response, replace(user, language=chosen))
     return response
 
 
@@ -188,8 +242,8 @@ async def oidc_start(request: Request, next: str = "/") -> Response:
             request,
             "error.html",
             404,
-            title="Not found",
-            message="No identity provider is configured.",
+            title=_("Not found"),
+            message=_("No identity provider is configured."),
         )
     try:
         discovery = await _discovery(request)
@@ -198,7 +252,7 @@ async def oidc_start(request: Request, next: str = "/") -> Response:
             request,
             next_path=next,
             status_code=503,
-            problem="The identity provider cannot be reached right now.",
+            problem=_("The identity provider cannot be reached right now."),
         )
     verifier, state = generate_token(48), generate_token(32)
     url = prepare_grant_uri(
@@ -231,18 +285,18 @@ async def oidc_callback(
     console = console_of(request)
     pending = console.sealer.open_value(request.cookies.get(OIDC_COOKIE), ttl=OIDC_SECONDS)
     if pending is None or not same_token(state, pending.get("state", "")) or not code:
-        problem = "The identity provider's answer was not for this sign-in. Please try again."
+        problem = _("The identity provider's answer was not for this sign-in. Please try again.")
         if error:
-            problem = "The identity provider did not sign you in. Please try again."
+            problem = _("The identity provider did not sign you in. Please try again.")
         return _login_page(request, next_path="/", status_code=400, problem=problem)
     try:
         discovery = await _discovery(request)
         access_token = await _exchange(request, discovery, code, pending["verifier"])
         who = await _who(request, access_token)
     except (httpx.HTTPError, KeyError, ValueError, UpstreamError) as exc:
-        problem = "Your sign-in was not accepted."
+        problem = _("Your sign-in was not accepted.")
         if not isinstance(exc, SignedOut):
-            problem = "Sign-in through the identity provider failed. Please try again."
+            problem = _("Sign-in through the identity provider failed. Please try again.")
         return _login_page(
             request, next_path=pending.get("next", "/"), status_code=401, problem=problem
         )

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 
 from services.console.hotline import recent_screenings
+from services.console.i18n import N_, _, label, ngettext
 from services.console.instruments import INSTRUMENTS, answered
 from services.console.pages import PAGES
 from services.console.upstream import Conflict, Missing, UpstreamError
@@ -28,17 +29,29 @@ router = APIRouter(route_class=page_route(PAGES))
 LEVELS = ("imminent", "high", "moderate", "low", "none")
 #: What each level starts (docs/clinical-rules.md, "What each level starts").
 NEXT_STEPS = {
-    "imminent": "Imminent risk: do not leave the person alone. The on-call clinician is being "
-    "paged now for a STAT safety evaluation, and a safety plan with emergency coordination "
-    "has been opened.",
-    "high": "High risk: the on-call clinician is being paged for a suicide safety assessment "
-    "before the person leaves care, and a safety plan has been opened.",
-    "moderate": "Moderate risk: the on-call clinician is being paged, and a safety plan has been "
-    "opened to build with the person.",
-    "low": "Low risk: no page. Offer resources and follow up as your protocol says.",
-    "none": "No suicide risk found by this instrument. Use your judgement: a screen is not a "
-    "full assessment.",
+    "imminent": N_(
+        "Imminent risk: do not leave the person alone. The on-call clinician is being "
+        "paged now for a STAT safety evaluation, and a safety plan with emergency coordination "
+        "has been opened."
+    ),
+    "high": N_(
+        "High risk: the on-call clinician is being paged for a suicide safety assessment "
+        "before the person leaves care, and a safety plan has been opened."
+    ),
+    "moderate": N_(
+        "Moderate risk: the on-call clinician is being paged, and a safety plan has been "
+        "opened to build with the person."
+    ),
+    "low": N_("Low risk: no page. Offer resources and follow up as your protocol says."),
+    "none": N_(
+        "No suicide risk found by this instrument. Use your judgement: a screen is not a "
+        "full assessment."
+    ),
 }
+
+
+def next_steps(level: str) -> str:
+    return _(NEXT_STEPS[level]) if level in NEXT_STEPS else ""
 
 
 async def open_alerts(request: Request) -> list[dict[str, Any]]:
@@ -49,11 +62,20 @@ async def open_alerts(request: Request) -> list[dict[str, Any]]:
 def alerts_summary(alerts: list[dict[str, Any]]) -> str:
     """What the page's status line says of the list (and a screen reader, when it changes)."""
     if not alerts:
-        return "No open alerts."
+        return _("No open alerts.")
     top = alerts[0]
-    step = f", escalation step {top['escalation_level']}" if top.get("escalation_level") else ""
-    count = f"{len(alerts)} open alert{'' if len(alerts) == 1 else 's'}"
-    return f"{count}, the most urgent at {top['risk_level']} risk{step}."
+    level = label(top["risk_level"])
+    if top.get("escalation_level"):
+        return ngettext(
+            "%(num)d open alert, the most urgent at %(level)s risk, escalation step %(step)s.",
+            "%(num)d open alerts, the most urgent at %(level)s risk, escalation step %(step)s.",
+            len(alerts),
+        ) % {"num": len(alerts), "level": level, "step": top["escalation_level"]}
+    return ngettext(
+        "%(num)d open alert, the most urgent at %(level)s risk.",
+        "%(num)d open alerts, the most urgent at %(level)s risk.",
+        len(alerts),
+    ) % {"num": len(alerts), "level": level}
 
 
 @router.get("/")
@@ -67,7 +89,7 @@ async def home(request: Request) -> Response:
             "alerts.html",
             alerts=alerts,
             summary=alerts_summary(alerts),
-            title="Open alerts",
+            title=_("Open alerts"),
             live_seconds=console_of(request).settings.live_seconds,
         )
     if may(user.role, Permission.SCREENINGS_SUBMIT):
@@ -76,14 +98,14 @@ async def home(request: Request) -> Response:
             request,
             "hotline_home.html",
             screenings=screenings,
-            title="Screenings",
+            title=_("Screenings"),
             instruments=INSTRUMENTS,
         )
     return render(
         request,
         "error.html",
-        title="Nothing here",
-        message="This role has no screens in the console.",
+        title=_("Nothing here"),
+        message=_("This role has no screens in the console."),
     )
 
 
@@ -138,25 +160,32 @@ async def _alert_details(request: Request, alert_ids: list[str]) -> list[dict[st
 
 def timeline(case: dict[str, Any], alerts: list[dict[str, Any]]) -> list[tuple[str, str]]:
     """(when, what) from receipt to acknowledgement, oldest first."""
-    events: list[tuple[str, str]] = [(case["received_at"], "Screening received")]
+    events: list[tuple[str, str]] = [(case["received_at"], _("Screening received"))]
     risk = case.get("risk")
+    level = label
     if risk:
-        events.append((risk["assessed_at"], f"Assessed: {risk['level']} risk"))
+        events.append(
+            (risk["assessed_at"], _("Assessed: %(level)s risk") % {"level": level(risk["level"])})
+        )
     for alert in alerts:
-        events.append((alert["created_at"], f"Alert opened ({alert['risk_level']})"))
+        opened = _("Alert opened (%(level)s)") % {"level": level(alert["risk_level"])}
+        events.append((alert["created_at"], opened))
         for attempt in alert.get("attempts", []):
-            outcome = attempt["outcome"]
-            events.append((attempt["started_at"], f"Page attempt {attempt['attempt']}: {outcome}"))
+            said = _("Page attempt %(number)s: %(outcome)s") % {
+                "number": attempt["attempt"],
+                "outcome": attempt["outcome"],
+            }
+            events.append((attempt["started_at"], said))
         if alert.get("first_delivered_at"):
-            events.append((alert["first_delivered_at"], "Page delivered"))
+            events.append((alert["first_delivered_at"], _("Page delivered")))
         if alert.get("escalation_level"):
-            events.append((alert["changed_at"], f"Escalated to level {alert['escalation_level']}"))
+            escalated = _("Escalated to level %(step)s") % {"step": alert["escalation_level"]}
+            events.append((alert["changed_at"], escalated))
         if alert.get("acknowledged_at"):
-            events.append(
-                (alert["acknowledged_at"], f"Acknowledged by {alert.get('acknowledged_by')}")
-            )
+            by = _("Acknowledged by %(name)s") % {"name": alert.get("acknowledged_by")}
+            events.append((alert["acknowledged_at"], by))
         if alert.get("resolved_at"):
-            events.append((alert["resolved_at"], "Resolved"))
+            events.append((alert["resolved_at"], _("Resolved")))
     return sorted(events, key=lambda event: event[0])
 
 
@@ -177,14 +206,14 @@ async def case_context(request: Request, screening_id: uuid.UUID) -> dict[str, A
         "instrument": instrument,
         "answers": answered(instrument, case.get("answers") or {}),
         "timeline": timeline(case, alerts),
-        "next_steps": NEXT_STEPS.get((case.get("risk") or {}).get("level", ""), ""),
+        "next_steps": next_steps((case.get("risk") or {}).get("level", "")),
     }
 
 
 @router.get("/cases/{screening_id}")
 async def case_page(screening_id: uuid.UUID, request: Request) -> Response:
     context = await case_context(request, screening_id)
-    return render(request, "case.html", title="Case", **context)
+    return render(request, "case.html", title=_("Case"), **context)
 
 
 @router.get("/cases/{screening_id}/status")
@@ -192,4 +221,4 @@ async def case_status(screening_id: uuid.UUID, request: Request) -> Response:
     """The result panel alone, refreshed until the screening is assessed."""
     case = await api(request, "intake", f"/v1/screenings/{screening_id}")
     level = (case.get("risk") or {}).get("level", "")
-    return render(request, "_result.html", case=case, next_steps=NEXT_STEPS.get(level, ""))
+    return render(request, "_result.html", case=case, next_steps=next_steps(level))

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import RedirectResponse
 from starlette.datastructures import FormData
 
+from services.console.i18n import _
 from services.console.instruments import INSTRUMENTS, FormProblem, answers_from_form
 from services.console.pages import PAGES
 from services.console.upstream import Conflict, Invalid
@@ -51,7 +52,7 @@ def _form_page(
         problem_fields=problem_fields or [],
         # One id per form: sending it twice (a double tap, a retry) makes one screening.
         idempotency_key=(values or {}).get("idempotency_key") or secrets.token_urlsafe(16),
-        title=f"New {INSTRUMENTS[instrument].title} screening",
+        title=_("New %(instrument)s screening") % {"instrument": INSTRUMENTS[instrument].title},
     )
 
 
@@ -76,8 +77,8 @@ async def submit_screening(request: Request) -> Response:
             request,
             "error.html",
             422,
-            title="Unknown instrument",
-            message="Choose one of the instruments offered.",
+            title=_("Unknown instrument"),
+            message=_("Choose one of the instruments offered."),
         )
     try:
         answers = answers_from_form(instrument, form)
@@ -86,7 +87,8 @@ async def submit_screening(request: Request) -> Response:
             request,
             instrument_key,
             status_code=422,
-            problem=str(problem),
+            problem=_("Answer every question asked: %(fields)s")
+            % {"fields": ", ".join(problem.fields)},
             values=form,
             problem_fields=problem.fields,
         )
@@ -149,7 +151,7 @@ async def _plan_page(
         conflict=conflict,
         problem=problem,
         unsaved=unsaved or {},
-        title="Safety plan",
+        title=_("Safety plan"),
     )
 
 
@@ -168,7 +170,7 @@ async def _change(
         await api_send(request, method, "intake", f"/v1/safety-plans/{plan_id}{path}", json=body)
     except Conflict as exc:
         if (exc.body.get("error") or "") == "stale_version":
-            message = (
+            message = _(
                 "This plan was changed (in another tab, or by a colleague) after you opened "
                 "it, so your change was NOT saved. The plan below is the latest version: "
                 "check it, then make your change again."
@@ -194,7 +196,7 @@ async def plan_editor(plan_id: uuid.UUID, request: Request) -> Response:
 @router.get("/plans/{plan_id}/print")
 async def plan_print(plan_id: uuid.UUID, request: Request) -> Response:
     plan = await api(request, "intake", f"/v1/safety-plans/{plan_id}")
-    return render(request, "plan_print.html", plan=plan, title="My safety plan")
+    return render(request, "plan_print.html", plan=plan, title=_("My safety plan"))
 
 
 @router.post("/plans/{plan_id}/steps/{step}/entries")

@@ -6,6 +6,9 @@ page's script hides a
 question not asked (and disables its inputs, so the browser does not send it); without the
 script every question is shown and `answers_from_form` drops the ones not asked, so the API gets
 the same answers either way.
+
+The texts are marked `N_` (kept in English here) and translated where they are shown: the
+values, and so the answers posted, are the same in every language.
 """
 
 from __future__ import annotations
@@ -14,16 +17,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.console.i18n import N_, _
 from shared.instruments import ASKED_WHEN
 
 #: The choices of a yes/no question; ASQ's Q1-Q4 also take "refused" (counted as a yes).
-YES_NO = (("true", "Yes"), ("false", "No"))
-YES_NO_REFUSED = (*YES_NO, ("refused", "Refused to answer"))
+YES_NO = (("true", N_("Yes")), ("false", N_("No")))
+YES_NO_REFUSED = (*YES_NO, ("refused", N_("Refused to answer")))
 PHQ9_SCALE = (
-    ("0", "Not at all"),
-    ("1", "Several days"),
-    ("2", "More than half the days"),
-    ("3", "Nearly every day"),
+    ("0", N_("Not at all")),
+    ("1", N_("Several days")),
+    ("2", N_("More than half the days")),
+    ("3", N_("Nearly every day")),
 )
 
 
@@ -57,41 +61,51 @@ def _shown_when(instrument: str, field: str) -> tuple[tuple[str, str], ...]:
 INSTRUMENTS: dict[str, Instrument] = {
     "cssrs_screener": Instrument(
         "cssrs_screener",
-        "C-SSRS Screener",
-        "Columbia Suicide Severity Rating Scale, screener (recent). Questions 1-5 ask about the "
-        "past month.",
+        N_("C-SSRS Screener"),
+        N_(
+            "Columbia Suicide Severity Rating Scale, screener (recent). "
+            "Questions 1-5 ask about the past month."
+        ),
         (
             Question(
                 "wish_dead",
-                "1. Have you wished you were dead or wished you could go to sleep and not wake up?",
+                N_(
+                    "1. Have you wished you were dead or wished you could go to sleep "
+                    "and not wake up?"
+                ),
             ),
             Question(
-                "suicidal_thoughts", "2. Have you actually had any thoughts of killing yourself?"
+                "suicidal_thoughts",
+                N_("2. Have you actually had any thoughts of killing yourself?"),
             ),
             Question(
                 "method",
-                "3. Have you been thinking about how you might do this?",
+                N_("3. Have you been thinking about how you might do this?"),
                 shown_when=_shown_when("cssrs_screener", "method"),
             ),
             Question(
                 "intent",
-                "4. Have you had these thoughts and had some intention of acting on them?",
+                N_("4. Have you had these thoughts and had some intention of acting on them?"),
                 shown_when=_shown_when("cssrs_screener", "intent"),
             ),
             Question(
                 "plan",
-                "5. Have you started to work out or worked out the details of how "
-                "to kill yourself? Do you intend to carry out this plan?",
+                N_(
+                    "5. Have you started to work out or worked out the details of how "
+                    "to kill yourself? Do you intend to carry out this plan?"
+                ),
                 shown_when=_shown_when("cssrs_screener", "plan"),
             ),
             Question(
                 "behavior",
-                "6. Have you ever done anything, started to do anything, or "
-                "prepared to do anything to end your life?",
+                N_(
+                    "6. Have you ever done anything, started to do anything, or "
+                    "prepared to do anything to end your life?"
+                ),
             ),
             Question(
                 "behavior_past_3_months",
-                "6b. Was this within the past 3 months?",
+                N_("6b. Was this within the past 3 months?"),
                 shown_when=_shown_when("cssrs_screener", "behavior_past_3_months"),
                 optional=True,
             ),
@@ -99,54 +113,67 @@ INSTRUMENTS: dict[str, Instrument] = {
     ),
     "asq": Instrument(
         "asq",
-        "ASQ",
-        "NIMH Ask Suicide-Screening Questions (ages 8 and up).",
+        N_("ASQ"),
+        N_("NIMH Ask Suicide-Screening Questions (ages 8 and up)."),
         (
             Question(
                 "wished_dead",
-                "1. In the past few weeks, have you wished you were dead?",
+                N_("1. In the past few weeks, have you wished you were dead?"),
                 YES_NO_REFUSED,
             ),
             Question(
                 "better_off_dead",
-                "2. In the past few weeks, have you felt that you or "
-                "your family would be better off if you were dead?",
+                N_(
+                    "2. In the past few weeks, have you felt that you or "
+                    "your family would be better off if you were dead?"
+                ),
                 YES_NO_REFUSED,
             ),
             Question(
                 "thoughts_past_week",
-                "3. In the past week, have you been having thoughts about killing yourself?",
+                N_("3. In the past week, have you been having thoughts about killing yourself?"),
                 YES_NO_REFUSED,
             ),
-            Question("ever_attempted", "4. Have you ever tried to kill yourself?", YES_NO_REFUSED),
+            Question(
+                "ever_attempted", N_("4. Have you ever tried to kill yourself?"), YES_NO_REFUSED
+            ),
             Question(
                 "thoughts_now",
-                "5. Are you having thoughts of killing yourself right now?",
+                N_("5. Are you having thoughts of killing yourself right now?"),
                 shown_when=_shown_when("asq", "thoughts_now"),
             ),
         ),
     ),
     "phq9": Instrument(
         "phq9",
-        "PHQ-9",
-        "Over the last 2 weeks, how often have you been bothered by any of the following problems?",
+        N_("PHQ-9"),
+        N_(
+            "Over the last 2 weeks, how often have you been bothered by any of the "
+            "following problems?"
+        ),
         tuple(
             Question(f"item_{n}", text, PHQ9_SCALE)
             for n, text in enumerate(
                 (
-                    "1. Little interest or pleasure in doing things",
-                    "2. Feeling down, depressed, or hopeless",
-                    "3. Trouble falling or staying asleep, or sleeping too much",
-                    "4. Feeling tired or having little energy",
-                    "5. Poor appetite or overeating",
-                    "6. Feeling bad about yourself, or that you are a failure or have let "
-                    "yourself or your family down",
-                    "7. Trouble concentrating on things, such as reading the newspaper or "
-                    "watching television",
-                    "8. Moving or speaking so slowly that other people could have noticed, or "
-                    "the opposite: being so fidgety or restless that you have been moving "
-                    "around a lot more than usual",
-                    "9. Thoughts that you would be better off dead, or of hurting yourself",
+                    N_("1. Little interest or pleasure in doing things"),
+                    N_("2. Feeling down, depressed, or hopeless"),
+                    N_("3. Trouble falling or staying asleep, or sleeping too much"),
+                    N_("4. Feeling tired or having little energy"),
+                    N_("5. Poor appetite or overeating"),
+                    N_(
+                        "6. Feeling bad about yourself, or that you are a failure or have let "
+                        "yourself or your family down"
+                    ),
+                    N_(
+                        "7. Trouble concentrating on things, such as reading the newspaper or "
+                        "watching television"
+                    ),
+                    N_(
+                        "8. Moving or speaking so slowly that other people could have noticed, or "
+                        "the opposite: being so fidgety or restless that you have been moving "
+                        "around a lot more than usual"
+                    ),
+                    N_("9. Thoughts that you would be better off dead, or of hurting yourself"),
                 ),
                 start=1,
             )
@@ -206,7 +233,7 @@ def answered(instrument: Instrument | None, answers: Mapping[str, Any]) -> list[
         items = list(answers.get("items") or [])
         scale = dict(PHQ9_SCALE)
         return [
-            (q.text, f"{scale.get(str(v), v)} ({v})")
+            (_(q.text), f"{_(scale[str(v)]) if str(v) in scale else v} ({v})")
             for q, v in zip(instrument.questions, items, strict=False)
         ]
     lines = []
@@ -216,5 +243,5 @@ def answered(instrument: Instrument | None, answers: Mapping[str, Any]) -> list[
             continue
         labels = {v: label for v, label in question.choices}
         key = "true" if value is True else "false" if value is False else str(value)
-        lines.append((question.text, labels.get(key, key)))
+        lines.append((_(question.text), _(labels[key]) if key in labels else key))
     return lines

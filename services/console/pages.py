@@ -24,6 +24,9 @@ PAGES: dict[tuple[str, str], Page] = {
     ("GET", "/login/callback"): PUBLIC,
     # Signing out must not set the session cookie again on its way out.
     ("POST", "/logout"): Page(touch=False),
+    # The language switcher of every page, signed in or not: a display choice only (it checks
+    # the session's CSRF token itself before changing the session).
+    ("POST", "/language"): PUBLIC,
     ("GET", "/"): SIGNED_IN,
     # on-call clinicians
     ("GET", "/alerts/live"): Page(_P.ALERTS_READ, touch=False),

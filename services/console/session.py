@@ -46,6 +46,8 @@ class SignedIn:
     csrf: str
     #: "api-key" or "oidc".
     method: str = "api-key"
+    #: The language the person chose ("" until they choose: then their browser's).
+    language: str = ""
 
     def touched(self, now: float) -> SignedIn:
         return replace(self, seen=now)
@@ -70,9 +72,13 @@ class SessionSealer:
         self.idle_seconds = idle_seconds
         self.max_seconds = max_seconds
 
-    def start(self, *, credential: str, name: str, role: str, method: str) -> SignedIn:
+    def start(
+        self, *, credential: str, name: str, role: str, method: str, language: str = ""
+    ) -> SignedIn:
         now = time.time()
-        return SignedIn(credential, name, role, now, now, secrets.token_urlsafe(32), method)
+        return SignedIn(
+            credential, name, role, now, now, secrets.token_urlsafe(32), method, language
+        )
 
     def seal(self, session: SignedIn) -> str:
         return self._fernet.encrypt(json.dumps(asdict(session)).encode()).decode()

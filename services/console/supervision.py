@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Query, Request, Response
 from fastapi.responses import RedirectResponse
 
+from services.console.i18n import _
 from services.console.pages import PAGES
 from services.console.upstream import Invalid
 from services.console.web import api, api_send, page_route, render
@@ -133,7 +134,7 @@ async def _coverage_page(
         prefill_start=prefill_start,
         prefill_end=prefill_end,
         problem=problem,
-        title="On call",
+        title=_("On call"),
     )
 
 
@@ -142,7 +143,7 @@ def _aware(value: str, field: str) -> datetime:
     try:
         moment = datetime.fromisoformat(value)
     except ValueError as exc:
-        raise Invalid(f"{field}: not a date and time") from exc
+        raise Invalid(_("%(field)s: not a date and time") % {"field": field}) from exc
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
@@ -183,7 +184,7 @@ async def policies(request: Request) -> Response:
     clinicians = await api(request, "notify", "/v1/clinicians", params={"limit": 500})
     names = {s["id"]: s["name"] for s in schedules} | {c["id"]: c["name"] for c in clinicians}
     return render(
-        request, "policies.html", policies=found, names=names, title="Escalation policies"
+        request, "policies.html", policies=found, names=names, title=_("Escalation policies")
     )
 
 
@@ -206,7 +207,7 @@ async def oversight(request: Request) -> Response:
         "oversight.html",
         plans=_items(plans, "plans"),
         alerts=list(alerts.values()),
-        title="Oversight",
+        title=_("Oversight"),
     )
 
 
@@ -233,7 +234,7 @@ async def audit(
         entries=answer,
         actor=actor or "",
         resource=resource or "",
-        title="Audit trail",
+        title=_("Audit trail"),
     )
 
 
@@ -258,7 +259,7 @@ async def _keys_page(
         issued=issued,
         problem=problem,
         roles=ROLES,
-        title="API keys",
+        title=_("API keys"),
     )
 
 

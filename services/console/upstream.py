@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from services.console.i18n import _
 from shared.logging import CORRELATION
 
 log = logging.getLogger(__name__)
@@ -110,7 +111,9 @@ class Upstream:
             )
         except httpx.HTTPError as exc:
             log.warning("%s %s on %s failed: %s", method, path, service, type(exc).__name__)
-            raise Unavailable(f"{service} cannot be reached right now") from exc
+            raise Unavailable(
+                _("%(service)s cannot be reached right now") % {"service": service}
+            ) from exc
         if answer.is_success:
             return answer
         body = _body(answer)
@@ -118,7 +121,9 @@ class Upstream:
         if answer.status_code >= 500:
             log.warning("%s %s on %s answered %d", method, path, service, answer.status_code)
             raise Unavailable(
-                f"{service} cannot answer right now ({answer.status_code})", body=body
+                _("%(service)s cannot answer right now (%(status)d)")
+                % {"service": service, "status": answer.status_code},
+                body=body,
             )
         raise _ERRORS.get(answer.status_code, Invalid)(message, body=body)
 

@@ -12,7 +12,6 @@ import logging
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit
@@ -23,6 +22,8 @@ from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.console import i18n
+from services.console.i18n import N_, _
 from services.console.session import (
     COOKIE,
     SECURE_COOKIE,
@@ -38,6 +39,11 @@ from shared.auth.roles import ROLE_PERMISSIONS, Permission, Role
 log = logging.getLogger(__name__)
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
+TEMPLATES.env.add_extension("jinja2.ext.i18n")
+# Read the answer's language per call (a context variable set by `i18n.Localize`).
+TEMPLATES.env.install_gettext_callables(  # type: ignore[attr-defined]
+    i18n.gettext, i18n.ngettext, newstyle=True
+)
 CSRF_FIELD = "csrf"
 CSRF_HEADER = "x-csrf-token"
 
@@ -172,10 +178,21 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
             "csrf": user.csrf if user else context.pop("login_csrf", ""),
             "can": (lambda p: may(user.role, Permission(p))) if user else (lambda p: False),
             "path": request.url.path,
+            "lang": i18n.language(),
+            "languages": i18n.LANGUAGES,
+            # Where the language switcher comes back to: this page, when it can be opened again.
+            "here": _here(request),
             **context,
         },
         status_code=status_code,
     )
+
+
+def _here(request: Request) -> str:
+    if request.method != "GET" or request.headers.get("hx-request"):
+        return "/"
+    query = request.url.query
+    return request.url.path + ("?" + query if query else "")
 
 
 def page_route(table: dict[tuple[str, str], Page]) -> type[APIRoute]:
@@ -193,8 +210,8 @@ def page_route(table: dict[tuple[str, str], Page]) -> type[APIRoute]:
                         request,
                         "error.html",
                         403,
-                        title="Closed",
-                        message="This page is not open to anyone.",
+                        title=_("Closed"),
+                        message=_("This page is not open to anyone."),
                     )
                 if page.public:
                     return await handler(request)
@@ -210,17 +227,19 @@ def page_route(table: dict[tuple[str, str], Page]) -> type[APIRoute]:
                         request,
                         "error.html",
                         403,
-                        title="Not for your role",
-                        message="Your role may not open this page.",
+                        title=_("Not for your role"),
+                        message=_("Your role may not open this page."),
                     )
                 if request.method != "GET" and not await _csrf_ok(request, user):
                     return render(
                         request,
                         "error.html",
                         403,
-                        title="Form expired",
-                        message="This form was not sent from this session's page. "
-                        "Go back, reload, and send it again.",
+                        title=_("Form expired"),
+                        message=_(
+                            "This form was not sent from this session's page. "
+                            "Go back, reload, and send it again."
+                        ),
                     )
                 try:
                     response = await handler(request)
@@ -238,7 +257,7 @@ def page_route(table: dict[tuple[str, str], Page]) -> type[APIRoute]:
                             request,
                             "error.html",
                             exc.status_code,
-                            title=_TITLES.get(exc.status_code, "Problem"),
+                            title=_(_TITLES.get(exc.status_code, N_("Problem"))),
                             message=exc.message,
                         )
                 if page.touch:
@@ -250,7 +269,12 @@ def page_route(table: dict[tuple[str, str], Page]) -> type[APIRoute]:
     return PageRoute
 
 
-_TITLES = {403: "Not allowed", 404: "Not found", 409: "Changed meanwhile", 503: "Unavailable"}
+_TITLES = {
+    403: N_("Not allowed"),
+    404: N_("Not found"),
+    409: N_("Changed meanwhile"),
+    503: N_("Unavailable"),
+}
 
 
 async def _csrf_ok(request: Request, user: SignedIn) -> bool:
@@ -319,27 +343,7 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
-def ago(value: str | None, now: datetime | None = None) -> str:
-    """'3 min ago' for an ISO timestamp."""
-    if not value:
-        return ""
-    then = datetime.fromisoformat(value)
-    seconds = int(((now or datetime.now(UTC)) - then).total_seconds())
-    if seconds < 60:
-        return f"{max(seconds, 0)} s ago"
-    if seconds < 3600:
-        return f"{seconds // 60} min ago"
-    if seconds < 86400:
-        return f"{seconds // 3600} h {seconds % 3600 // 60} min ago"
-    return f"{seconds // 86400} d ago"
-
-
-def when(value: str | None) -> str:
-    """An ISO timestamp as 'YYYY-MM-DD HH:MM UTC'."""
-    if not value:
-        return ""
-    return datetime.fromisoformat(value).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-TEMPLATES.env.filters["ago"] = ago
-TEMPLATES.env.filters["when"] = when
+TEMPLATES.env.filters["ago"] = i18n.ago
+TEMPLATES.env.filters["when"] = i18n.when
+TEMPLATES.env.filters["day"] = i18n.day
+TEMPLATES.env.filters["label"] = i18n.label

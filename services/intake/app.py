@@ -12,10 +12,12 @@ from services.intake import consumer
 from services.intake.access import api as access_api
 from services.intake.audit import api as audit_api
 from services.intake.audit.checkpoints import run_checkpoints, signing_key
+from services.intake.cases import api as cases_api
+from services.intake.crisis_resources import api as crisis_resources_api
+from services.intake.db import SCHEMA, SEALED, Base, retention
 from services.intake.fhir import api as fhir_api
 from services.intake.fhir import resthooks
 from services.intake.metrics import PROBES
-from services.intake.models import SCHEMA, SEALED, Base, retention
 from services.intake.safety_plans import api as safety_plans_api
 from services.intake.safety_plans import overdue
 from services.intake.screenings import api as screenings_api
@@ -77,10 +79,12 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     app = base_app(title="triage intake", lifespan=lifespan, max_body_bytes=cfg.max_body_bytes)
     app.include_router(health_router(lambda: app.state.runtime.readiness()))
     app.include_router(screenings_api.router)
+    app.include_router(cases_api.router)
     app.include_router(safety_plans_api.router)
     app.include_router(fhir_api.router)
     app.include_router(access_api.router)
     app.include_router(access_api.me_router)
     app.include_router(audit_api.router)
     app.include_router(audit_api.fhir_router)
+    app.include_router(crisis_resources_api.router)
     return seal(app)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake.audit import service as audit_trail
-from services.intake.screenings.service import apply_alert_event, apply_assessment
+from services.intake.cases.service import apply_alert_event, apply_assessment
 from services.intake.settings import IntakeSettings
 from shared.audit import AuditRecorded
 from shared.events import AlertEvent, Envelope, RiskAssessed

@@ -1,7 +1,7 @@
 """Intake's permission table: every operation, and the permission it needs (deny by default).
 
 The roles holding each permission are the contract's table, in `shared.auth.roles`. Object scope
-(which screenings a hotline or ehr credential sees) is a WHERE clause: `scope.py`.
+(which screenings a hotline or ehr credential sees) is a WHERE clause: `screenings/scope.py`.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ _READ = Access(_P.CASES_READ)
 _EDIT = Access(_P.SAFETY_PLANS_EDIT)
 _REVIEW = Access(_P.SAFETY_PLANS_REVIEW)
 _PLAN = "/v1/safety-plans/{plan_id}"
+_CRISIS = "/v1/crisis-resources"
 
 ROUTES: RouteTable = {
     **HEALTH_ROUTES,
@@ -54,4 +55,10 @@ ROUTES: RouteTable = {
     ("GET", "/v1/api-keys"): Access(_P.API_KEYS),
     ("DELETE", "/v1/api-keys/{key_id}"): Access(_P.API_KEYS),
     ("GET", "/v1/me"): Access(_P.SELF_READ),
+    # crisis lines and emergency numbers per country: read by all, kept by admins
+    ("GET", _CRISIS): Access(_P.CRISIS_RESOURCES_READ),
+    ("GET", f"{_CRISIS}/{{resource_id}}"): Access(_P.CRISIS_RESOURCES_READ),
+    ("POST", _CRISIS): Access(_P.CRISIS_RESOURCES_WRITE),
+    ("PUT", f"{_CRISIS}/{{resource_id}}"): Access(_P.CRISIS_RESOURCES_WRITE),
+    ("DELETE", f"{_CRISIS}/{{resource_id}}"): Access(_P.CRISIS_RESOURCES_WRITE),
 }

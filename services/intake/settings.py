@@ -1,7 +1,8 @@
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from services.intake.crisis_resources import codes
 from shared.settings import ServiceSettings
 
 
@@ -52,6 +53,16 @@ class IntakeSettings(ServiceSettings):
     audit_checkpoint_seconds: float = Field(60.0, validation_alias="AUDIT_CHECKPOINT_SECONDS")
     #: Audit entries older than this are retired (a prefix of the chain, up to a checkpoint).
     audit_retention_days: float = Field(6 * 365, validation_alias="AUDIT_RETENTION_DAYS")
+    #: ISO 3166-1 alpha-2: whose crisis lines and emergency numbers a person is shown when their
+    #: own country is not known (services/intake/crisis_resources). A code ISO does not assign
+    #: (`UK`) stops intake at start rather than print no numbers.
+    default_country: str = Field("US", validation_alias="DEFAULT_COUNTRY")
+
+    @field_validator("default_country")
+    @classmethod
+    def _known_country(cls, value: str) -> str:
+        return codes.country(value)
+
     #: Ed25519 private key (32 bytes, base64) that signs every record of the access topic;
     #: intake's alone (every service has the public half, ACCESS_VERIFY_KEY). Required.
     access_signing_key: str | None = Field(None, validation_alias="ACCESS_SIGNING_KEY", repr=False)

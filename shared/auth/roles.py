@@ -38,6 +38,10 @@ class Permission(StrEnum):
     SELF_READ = "self:read"
     #: Not in the contract's table (risk's own reads): clinicians, supervisors and admins.
     ASSESSMENTS_READ = "assessments:read"
+    #: The crisis lines and emergency numbers per country (reference data, not PHI): every
+    #: role reads them; admins keep them.
+    CRISIS_RESOURCES_READ = "crisis-resources:read"
+    CRISIS_RESOURCES_WRITE = "crisis-resources:write"
 
 
 class Visibility(StrEnum):
@@ -63,6 +67,7 @@ _CLINICAL = frozenset(
         _P.ASSESSMENTS_READ,
         _P.ACCESS_LOG_READ,
         _P.SELF_READ,
+        _P.CRISIS_RESOURCES_READ,
     }
 )
 
@@ -75,10 +80,18 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             _P.CASES_READ_CONTACT,
             _P.SAFETY_PLANS_EDIT,
             _P.SELF_READ,
+            _P.CRISIS_RESOURCES_READ,
         }
     ),
     Role.EHR: frozenset(
-        {_P.SCREENINGS_SUBMIT, _P.FHIR_SUBMIT, _P.CASES_READ, _P.SUBSCRIPTIONS, _P.SELF_READ}
+        {
+            _P.SCREENINGS_SUBMIT,
+            _P.FHIR_SUBMIT,
+            _P.CASES_READ,
+            _P.SUBSCRIPTIONS,
+            _P.SELF_READ,
+            _P.CRISIS_RESOURCES_READ,
+        }
     ),
     Role.CLINICIAN: _CLINICAL,
     Role.SUPERVISOR: _CLINICAL | {_P.ONCALL_WRITE, _P.AUDIT_READ},

@@ -29,7 +29,7 @@ from services.intake.audit.checkpoints import (
 )
 from services.intake.audit.retention import retire
 from services.intake.audit.service import append_rows
-from services.intake.models import outbox as intake_outbox
+from services.intake.db import outbox as intake_outbox
 from shared.audit import AuditRecorded, chain_hash, new_entry
 from shared.db import asyncpg_dsn
 from shared.events import Envelope

@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from deploy.localstack import free_port
-from services.intake.models import SEALED as INTAKE_SEALED
+from services.intake.db import SEALED as INTAKE_SEALED
 from services.intake.screenings.schemas import ScreeningIn
 from services.notify.delivery.keys import SECRET_KEY, webhook_secret
 from shared.db import asyncpg_dsn, create_engine, create_session_factory, transaction

@@ -10,7 +10,7 @@ import asyncpg
 import httpx
 import pytest
 
-from services.intake.models import retention as intake_retention
+from services.intake.db import retention as intake_retention
 from services.notify.models import retention as notify_retention
 from shared.db import SessionFactory, create_engine, create_session_factory
 from shared.retention import Pruner, processed_events

@@ -51,6 +51,11 @@ INTAKE_WRITES = {
         ("DELETE", "/v1/fhir/subscriptions/{subscription_id}"),
     },
     "api keys": {("POST", "/v1/api-keys"), ("DELETE", "/v1/api-keys/{key_id}")},
+    "crisis resources": {
+        ("POST", "/v1/crisis-resources"),
+        ("PUT", "/v1/crisis-resources/{resource_id}"),
+        ("DELETE", "/v1/crisis-resources/{resource_id}"),
+    },
 }
 NOTIFY_WRITES = {
     "alerts": {("POST", "/v1/alerts/{alert_id}/ack"), ("POST", "/v1/alerts/{alert_id}/resolve")},
@@ -208,12 +213,30 @@ async def _api_keys(intake: httpx.AsyncClient, role: Role) -> None:
     ok(await intake.delete(f"/v1/api-keys/{made.json()['id']}", headers=who(role)), 204)
 
 
+async def _crisis_resources(intake: httpx.AsyncClient, role: Role) -> None:
+    body = {
+        "country": "NZ",
+        "languages": ["en"],
+        "name": f"line kept by {role.value}",
+        "kind": "crisis_line",
+        "channel": "phone",
+        "contact": "1737",
+        "open_24_7": True,
+        "source": "https://example.org/crisis-lines",
+    }
+    made = ok(await intake.post("/v1/crisis-resources", json=body, headers=who(role)), 201)
+    path = f"/v1/crisis-resources/{made.json()['id']}"
+    ok(await intake.put(path, json={**body, "region": "NZ-WGN"}, headers=who(role)), 200)
+    ok(await intake.delete(path, headers=who(role)), 204)
+
+
 INTAKE_SCENARIOS: dict[str, Callable[[httpx.AsyncClient, Role], Awaitable[None]]] = {
     "screenings": _screenings,
     "safety plans": _safety_plans,
     "fhir": _fhir,
     "subscriptions": _subscriptions,
     "api keys": _api_keys,
+    "crisis resources": _crisis_resources,
 }
 
 

@@ -17,7 +17,7 @@ import asyncpg
 import httpx
 
 from deploy.localstack import LocalStack
-from services.intake.safety_plans.service import claim_overdue
+from services.intake.safety_plans.overdue import claim_overdue
 from shared.db import create_engine, create_session_factory, transaction
 from shared.events import utcnow
 from shared.phi import RING, KeyRing

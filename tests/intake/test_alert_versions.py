@@ -12,7 +12,7 @@ import asyncpg
 import httpx
 import pytest
 
-from services.intake.screenings.service import apply_alert_event
+from services.intake.cases.service import apply_alert_event
 from shared.db import SessionFactory, create_engine, create_session_factory, transaction
 from shared.events import AlertEvent, utcnow
 from tests.support.cases import LOW_CSSRS, screening

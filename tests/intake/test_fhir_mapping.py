@@ -11,7 +11,6 @@ import pytest
 from fhir.resources.R4B.riskassessment import RiskAssessment
 
 from services.intake.fhir.mapping import (
-    FhirError,
     FhirIdentifier,
     if_none_exist_identifier,
     map_questionnaire_response,
@@ -19,8 +18,9 @@ from services.intake.fhir.mapping import (
     screening_payload,
 )
 from services.intake.fhir.models import FhirResponse
+from services.intake.fhir.outcomes import FhirError
 from services.intake.fhir.risk import NotAssessed, risk_assessment
-from services.intake.models import Screening
+from services.intake.screenings.models import Screening
 from tests.support.fhir import fixture
 
 #: The fixture's PHI; the phone number whole, since "555" alone turns up in random ids.

@@ -39,6 +39,16 @@
     var text = summary.getAttribute("data-summary");
     if (status.textContent !== text) { status.textContent = text; }
   });
+  // The reader's time zone, for the dates the pages show (without the script: UTC). It is
+  // read by the next page (the first one after it changed still shows the one before).
+  try {
+    var zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+    var cookie = "triage_console_tz=" + encodeURIComponent(zone || "UTC");
+    if (zone && document.cookie.split("; ").indexOf(cookie) < 0) {
+      document.cookie = cookie + "; path=/; max-age=31536000; samesite=strict" +
+        (location.protocol === "https:" ? "; secure" : "");
+    }
+  } catch (ignored) { /* an old browser: UTC */ }
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("form[data-skip-logic]").forEach(function (form) {
       form.addEventListener("change", function () { skipLogic(form); });

@@ -23,7 +23,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstrai
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.intake.models import ApiKey, outbox
+from services.intake.access.models import ApiKey
+from services.intake.db import outbox
 from services.intake.permissions import ROUTES
 from services.intake.settings import IntakeSettings
 from shared import audit

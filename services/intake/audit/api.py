@@ -14,74 +14,22 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fhir.resources.R4B.bundle import Bundle
-from pydantic import BaseModel
 from sqlalchemy import select
 
 from services.intake.audit.fhir import audit_event
+from services.intake.audit.queries import entries_page
+from services.intake.audit.schemas import AuditEntryOut
 from services.intake.fhir.api import FhirRoute
-from services.intake.fhir.mapping import FHIR_JSON
-from services.intake.models import SafetyPlan
+from services.intake.fhir.outcomes import FHIR_JSON
 from services.intake.permissions import ROUTES
+from services.intake.safety_plans.models import SafetyPlan
 from services.intake.screenings.service import get_screening
 from shared.auth import CurrentPrincipal, guarded
-from shared.db import driver
 from shared.errors import Unprocessable
 from shared.http import Session
 from shared.pagination import Page, Paging
 
 router = APIRouter(prefix="/v1", tags=["audit"], route_class=guarded(ROUTES))
-
-
-class AuditEntryOut(BaseModel):
-    seq: int
-    at: datetime
-    service: str
-    actor: str
-    role: str
-    credential_id: str
-    action: str
-    resource: str
-    outcome: str
-    correlation_id: str
-    hash: str
-    prev_hash: str
-    client: str
-    reason: str | None = None
-
-
-_SELECT = """
-    SELECT seq, at, service, actor, role, credential_id, action, resource, outcome,
-           correlation_id, hash, prev_hash, client, reason
-      FROM intake.audit_log
-"""
-
-
-def _before(cursor: str | None) -> int | None:
-    if cursor is None:
-        return None
-    if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 18):
-        raise Unprocessable(
-            "cursor is not one this API gave out",
-            problems=[{"field": "cursor", "problem": "not a cursor"}],
-        )
-    return int(cursor)
-
-
-async def _page(
-    session: Any, page: Paging, where: list[str], params: list[Any]
-) -> list[AuditEntryOut]:
-    """Newest first; the cursor is the last seq of the previous page."""
-    before = _before(page.cursor)
-    if before is not None:
-        params.append(before)
-        where.append(f"seq < ${len(params)}")
-    params.append(page.limit + 1)
-    sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "")
-    sql += f" ORDER BY seq DESC LIMIT ${len(params)}"
-    rows = await (await driver(session, begin=False)).fetch(sql, *params)
-    more = len(rows) > page.limit
-    items = [AuditEntryOut(**dict(r)) for r in rows[: page.limit]]
-    return page.answer(items, str(items[-1].seq) if more and items else None)
 
 
 @router.get("/audit", response_model=list[AuditEntryOut])
@@ -107,7 +55,7 @@ async def read_audit_trail(
         if moment is not None:
             params.append(moment)
             where.append(f"at {op} ${len(params)}")
-    return await _page(session, page, where, params)
+    return await entries_page(session, page, where, params)
 
 
 @router.get("/screenings/{screening_id}/access-log", response_model=list[AuditEntryOut])
@@ -121,7 +69,7 @@ async def screening_access_log(
         select(SafetyPlan.id).where(SafetyPlan.screening_id == screening.id)
     )
     resources = [f"screening/{screening.id}"] + ([f"safety-plan/{plan}"] if plan else [])
-    return await _page(session, page, ["resource = ANY($1::text[])"], [resources])
+    return await entries_page(session, page, ["resource = ANY($1::text[])"], [resources])
 
 
 fhir_router = APIRouter(prefix="/v1/fhir", tags=["audit", "fhir"], route_class=FhirRoute)
@@ -167,7 +115,7 @@ async def search_audit_events(
         params.append(moment)
         where.append(f"at {_DATE_OPS[match.group(1)]} ${len(params)}")
     page = Page(count, cursor, request, Response())
-    entries = await _page(session, page, where, params)
+    entries = await entries_page(session, page, where, params)
     base = str(request.base_url).rstrip("/") + "/v1/fhir"
     bundle: dict[str, Any] = {
         "resourceType": "Bundle",

@@ -1,8 +1,9 @@
 """Intake's FHIR R4 endpoints: screenings in, RiskAssessments out, rest-hooks, capabilities.
 
 Every answer of this router is FHIR: ``application/fhir+json``, and errors are OperationOutcomes
-with one issue per problem (``FhirRoute``). The work is in fhir.py (mapping and storing),
-fhir_risk.py (the RiskAssessment) and resthooks.py (pushes to the EHR).
+with one issue per problem (``FhirRoute``). The work is in mapping.py (a QuestionnaireResponse
+read, pure), service.py (storing it), bundles.py (transaction and batch Bundles), risk.py (the
+RiskAssessment) and resthooks.py (pushes to the EHR).
 """
 
 from __future__ import annotations
@@ -11,45 +12,28 @@ import json
 import logging
 import uuid
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
-from http import HTTPStatus
 from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from fhir.resources.R4B.operationoutcome import OperationOutcome
-from pydantic import ValidationError
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake.fhir import resthooks
-from services.intake.fhir.mapping import (
-    FHIR_JSON,
-    FhirError,
-    FhirIdentifier,
-    Issue,
-    MappedResponse,
-    if_none_exist_identifier,
-    map_questionnaire_response,
-    operation_outcome,
-    parse_questionnaire_response,
-    response_summary,
-    screening_payload,
-    structure_issues,
-    submit_fhir_screening,
-)
+from services.intake.fhir.bundles import process_bundle
+from services.intake.fhir.mapping import response_summary
 from services.intake.fhir.models import FhirResponse
+from services.intake.fhir.outcomes import FHIR_JSON, FhirError, Issue, operation_outcome
 from services.intake.fhir.risk import NotAssessed, risk_assessment
-from services.intake.models import Screening
+from services.intake.fhir.schemas import SubscriptionIn, SubscriptionOut, subscription_out
+from services.intake.fhir.service import created_body, location, prepare, store_one
 from services.intake.permissions import ROUTES
-from services.intake.screenings.schemas import ScreeningIn
-from services.intake.screenings.service import ConcurrentDuplicate, get_screening
+from services.intake.screenings.service import get_screening
 from shared.auth import CurrentPrincipal, Principal, guarded
-from shared.db import SessionFactory, transaction
+from shared.db import transaction
 from shared.errors import (
     Conflict,
     DomainError,
@@ -69,7 +53,6 @@ log = logging.getLogger(__name__)
 
 #: Media types a FHIR JSON body may come with (the last is DSTU2's, still sent by some clients).
 JSON_TYPES: Final = frozenset({FHIR_JSON, "application/json", "application/json+fhir"})
-MAX_BUNDLE_ENTRIES: Final = 100
 _DOMAIN_ISSUE_CODES: Final = {
     NotFound: "not-found",
     Conflict: "conflict",
@@ -146,79 +129,6 @@ async def _resource_body(request: Request) -> Any:
 # --- create ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Prepared:
-    """A QuestionnaireResponse checked and mapped, ready to store."""
-
-    mapped: MappedResponse
-    payload: ScreeningIn
-    answers: dict[str, Any]
-    conditional: FhirIdentifier | None
-
-
-@dataclass(frozen=True)
-class Stored:
-    screening: Screening
-    created: bool
-    source: FhirResponse | None
-
-
-def _prepare(resource: Any, if_none_exist: str | None, where: str) -> Prepared:
-    conditional = if_none_exist_identifier(if_none_exist)
-    mapped = map_questionnaire_response(
-        parse_questionnaire_response(resource, where=where), where=where
-    )
-    payload, answers = screening_payload(mapped, conditional=conditional)
-    return Prepared(mapped, payload, answers, conditional)
-
-
-async def _store(
-    session: AsyncSession, prepared: Prepared, correlation_id: str, principal: Principal
-) -> Stored:
-    screening, created = await submit_fhir_screening(
-        session,
-        mapped=prepared.mapped,
-        payload=prepared.payload,
-        answers=prepared.answers,
-        conditional=prepared.conditional,
-        correlation_id=correlation_id,
-        principal=principal,
-    )
-    return Stored(screening, created, await session.get(FhirResponse, screening.id))
-
-
-async def _store_one(
-    sessions: SessionFactory, prepared: Prepared, correlation_id: str, principal: Principal
-) -> Stored:
-    for attempt in (1, 2):
-        try:
-            async with transaction(sessions) as session:
-                return await _store(session, prepared, correlation_id, principal)
-        except (IntegrityError, ConcurrentDuplicate):
-            if attempt == 2:
-                raise
-            # A concurrent post of the same identifier won; the retry finds it as a replay.
-    raise AssertionError("unreachable")
-
-
-def _location(stored: Stored) -> str:
-    return f"QuestionnaireResponse/{stored.screening.id}"
-
-
-def _created_body(stored: Stored, prefer: str | None) -> dict[str, Any] | None:
-    """What ``Prefer: return=…`` asks for; the (subsetted) resource by default."""
-    wanted = (prefer or "").replace(" ", "").lower()
-    if "return=minimal" in wanted:
-        return None
-    if "return=operationoutcome" in wanted:
-        what = "created" if stored.created else "already exists: the first screening is returned"
-        issue = Issue(
-            "informational", f"screening {stored.screening.id} {what}", severity="information"
-        )
-        return operation_outcome([issue])
-    return response_summary(stored.screening, stored.source)
-
-
 @router.post(
     "/fhir/QuestionnaireResponse",
     status_code=202,
@@ -238,15 +148,19 @@ async def create_questionnaire_response(
     """
     body = await _resource_body(request)
     if isinstance(body, dict) and body.get("resourceType") == "Bundle":
-        return await _bundle(sessions, body, prefer, correlation_id or str(uuid.uuid4()), principal)
-    prepared = _prepare(body, if_none_exist, "QuestionnaireResponse")
-    stored = await _store_one(sessions, prepared, correlation_id or str(uuid.uuid4()), principal)
+        return fhir_response(
+            await process_bundle(
+                sessions, body, prefer, correlation_id or str(uuid.uuid4()), principal
+            )
+        )
+    prepared = prepare(body, if_none_exist, "QuestionnaireResponse")
+    stored = await store_one(sessions, prepared, correlation_id or str(uuid.uuid4()), principal)
     headers = {
-        "Location": f"/v1/fhir/{_location(stored)}",
+        "Location": f"/v1/fhir/{location(stored)}",
         "ETag": 'W/"1"',
         "Last-Modified": stored.screening.received_at.strftime("%a, %d %b %Y %H:%M:%S GMT"),
     }
-    return fhir_response(_created_body(stored, prefer), 202 if stored.created else 200, headers)
+    return fhir_response(created_body(stored, prefer), 202 if stored.created else 200, headers)
 
 
 @router.get("/fhir/QuestionnaireResponse/{screening_id}")
@@ -278,144 +192,9 @@ async def post_bundle(
         raise FhirError.one(
             400, "structure", "expected a Bundle of type transaction or batch", "Bundle"
         )
-    return await _bundle(sessions, body, prefer, correlation_id or str(uuid.uuid4()), principal)
-
-
-def _check_envelope(body: dict[str, Any]) -> tuple[str, list[Any]]:
-    kind = body.get("type")
-    if kind not in ("transaction", "batch"):
-        raise FhirError.one(
-            400, "not-supported", "a Bundle must be of type transaction or batch", "Bundle.type"
-        )
-    entries = body.get("entry") or []
-    if not isinstance(entries, list):
-        raise FhirError.one(400, "structure", "Bundle.entry must be a list", "Bundle.entry")
-    if len(entries) > MAX_BUNDLE_ENTRIES:
-        raise FhirError.one(
-            400, "too-costly", f"at most {MAX_BUNDLE_ENTRIES} entries per Bundle", "Bundle.entry"
-        )
-    # The envelope is checked by the model; each resource is parsed on its own below, so that in
-    # a batch one broken entry does not refuse the others.
-    shell = [
-        {k: v for k, v in e.items() if k != "resource"} if isinstance(e, dict) else e
-        for e in entries
-    ]
-    try:
-        Bundle.model_validate({**body, "entry": shell or None})
-    except ValidationError as exc:
-        raise FhirError(400, structure_issues(exc, prefix="Bundle")) from None
-    return kind, entries
-
-
-def _prepare_entry(i: int, entry: dict[str, Any]) -> Prepared:
-    request = entry.get("request") or {}
-    url = str(request.get("url") or "").split("?", 1)[0].rstrip("/")
-    if request.get("method") != "POST" or not url.endswith("QuestionnaireResponse"):
-        raise FhirError.one(
-            400,
-            "not-supported",
-            "only POST QuestionnaireResponse entries are supported",
-            f"Bundle.entry[{i}].request",
-        )
-    return _prepare(
-        entry.get("resource"), request.get("ifNoneExist"), f"Bundle.entry[{i}].resource"
+    return fhir_response(
+        await process_bundle(sessions, body, prefer, correlation_id or str(uuid.uuid4()), principal)
     )
-
-
-def _entry_ok(stored: Stored, prefer: str | None) -> dict[str, Any]:
-    entry: dict[str, Any] = {
-        "response": {
-            "status": "202 Accepted" if stored.created else "200 OK",
-            "location": _location(stored),
-            "etag": 'W/"1"',
-            "lastModified": stored.screening.received_at.isoformat(),
-        }
-    }
-    body = _created_body(stored, prefer)
-    if body is not None and body["resourceType"] == "OperationOutcome":
-        entry["response"]["outcome"] = body
-    elif body is not None:
-        entry["resource"] = body
-    return entry
-
-
-def _entry_error(exc: FhirError) -> dict[str, Any]:
-    status = HTTPStatus(exc.status)
-    return {
-        "response": {
-            "status": f"{status.value} {status.phrase}",
-            "outcome": operation_outcome(exc.issues),
-        }
-    }
-
-
-def _at_entry(i: int, exc: FhirError) -> FhirError:
-    """An error of one entry, located in the Bundle when it was not already."""
-    issues = [
-        issue if issue.expression else Issue(issue.code, issue.diagnostics, (f"Bundle.entry[{i}]",))
-        for issue in exc.issues
-    ]
-    return FhirError(exc.status, issues)
-
-
-async def _bundle(
-    sessions: SessionFactory,
-    body: dict[str, Any],
-    prefer: str | None,
-    correlation_id: str,
-    principal: Principal,
-) -> Response:
-    kind, entries = _check_envelope(body)
-    prepared: list[Prepared | FhirError] = []
-    for i, entry in enumerate(entries):
-        try:
-            prepared.append(_prepare_entry(i, entry))
-        except FhirError as exc:
-            prepared.append(_at_entry(i, exc))
-    if kind == "transaction":
-        out = await _transaction(sessions, prepared, prefer, correlation_id, principal)
-    else:
-        out = []
-        for i, item in enumerate(prepared):
-            if isinstance(item, FhirError):
-                out.append(_entry_error(item))
-                continue
-            try:
-                stored = await _store_one(sessions, item, correlation_id, principal)
-                out.append(_entry_ok(stored, prefer))
-            except FhirError as exc:
-                out.append(_entry_error(_at_entry(i, exc)))
-    response = {"resourceType": "Bundle", "type": f"{kind}-response", "entry": out or None}
-    validated = Bundle.model_validate(response).model_dump(mode="json", exclude_none=True)
-    return fhir_response(validated)
-
-
-async def _transaction(
-    sessions: SessionFactory,
-    prepared: list[Prepared | FhirError],
-    prefer: str | None,
-    correlation_id: str,
-    principal: Principal,
-) -> list[dict[str, Any]]:
-    """All entries in one database transaction, or none: the first failure refuses the Bundle."""
-    failed = [p for p in prepared if isinstance(p, FhirError)]
-    if failed:
-        raise FhirError(failed[0].status, [issue for f in failed for issue in f.issues])
-    ready = [p for p in prepared if isinstance(p, Prepared)]
-    for attempt in (1, 2):
-        try:
-            async with transaction(sessions) as session:
-                stored = []
-                for i, item in enumerate(ready):
-                    try:
-                        stored.append(await _store(session, item, correlation_id, principal))
-                    except FhirError as exc:
-                        raise _at_entry(i, exc) from None
-            return [_entry_ok(s, prefer) for s in stored]
-        except (IntegrityError, ConcurrentDuplicate):
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
 
 
 # --- RiskAssessment ------------------------------------------------------------------------------
@@ -461,11 +240,11 @@ async def read_risk_assessment(
 @router.post(
     "/fhir/subscriptions",
     status_code=201,
-    response_model=resthooks.SubscriptionOut,
+    response_model=SubscriptionOut,
     response_model_exclude_none=True,
 )
 async def register_subscription(
-    spec: resthooks.SubscriptionIn,
+    spec: SubscriptionIn,
     request: Request,
     sessions: Sessions,
     principal: CurrentPrincipal,
@@ -477,7 +256,7 @@ async def register_subscription(
     await require_safe_url(request.app.state.runtime.settings, spec.endpoint, field="endpoint")
     async with transaction(sessions) as session:
         sub, created, secret = await resthooks.register(session, spec=spec, principal=principal)
-    body = resthooks.subscription_out(sub, secret=secret).model_dump(mode="json", exclude_none=True)
+    body = subscription_out(sub, secret=secret).model_dump(mode="json", exclude_none=True)
     return JSONResponse(
         body, 201 if created else 200, headers={"Location": f"/v1/fhir/subscriptions/{sub.id}"}
     )
@@ -493,7 +272,7 @@ async def get_subscription(
     )
     pushes = await resthooks.recent_pushes(session, subscription_id=subscription_id)
     return {
-        **resthooks.subscription_out(sub).model_dump(mode="json", exclude_none=True),
+        **subscription_out(sub).model_dump(mode="json", exclude_none=True),
         "pushes": pushes,
     }
 

@@ -3,15 +3,16 @@
 EHRs disagree on where a question's LOINC code goes, so an item is matched by the code in its
 ``linkId`` (``44250-9``, or LHC-Forms' ``/44250-9`` and ``/44249-1/44250-9``), in its
 ``definition``, or on the matching item of a contained Questionnaire; groups may nest. The result
-goes through intake's own submit path (``validated_answers``, ``submit_screening``), so a FHIR
-screening is validated, stored, published and assessed like any other.
+is checked by intake's own rules (``validated_answers``) and stored through its own submit path
+(service.py, ``submit_screening``), so a FHIR screening is validated, stored, published and
+assessed like any other. Nothing here touches the database.
 
 Parsing uses the ``fhir.resources`` R4B models: R4B is R4 for every resource used here
 (QuestionnaireResponse, Questionnaire, RiskAssessment, OperationOutcome, Bundle).
 
-Errors are :class:`FhirError`, answered as an OperationOutcome with one issue per problem. They
-name LOINC codes, our field names and FHIRPath locations, never a submitted value: a
-QuestionnaireResponse may carry PHI (names in a contained Patient, free-text answers).
+Errors are :class:`FhirError` (outcomes.py), answered as an OperationOutcome with one issue per
+problem. They name LOINC codes, our field names and FHIRPath locations, never a submitted value:
+a QuestionnaireResponse may carry PHI (names in a contained Patient, free-text answers).
 """
 
 from __future__ import annotations
@@ -30,16 +31,13 @@ from fhir.resources.R4B.questionnaireresponse import (
     QuestionnaireResponseItemAnswer,
 )
 from pydantic import ValidationError
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake.fhir.models import FhirResponse
-from services.intake.models import Screening
-from services.intake.scope import replay_scope
+from services.intake.fhir.outcomes import FhirError, Issue, structure_issues
+from services.intake.screenings.models import Screening
 from services.intake.screenings.schemas import ScreeningIn
-from services.intake.screenings.service import submit_screening, validated_answers
-from shared.auth import Principal, Visibility
-from shared.errors import Conflict, Unprocessable
+from services.intake.screenings.service import validated_answers
+from shared.errors import Unprocessable
 from shared.instruments import (
     CSSRS_ITEM_LOINC,
     CSSRS_PANEL_LOINC,
@@ -50,7 +48,6 @@ from shared.instruments import (
     InvalidAnswers,
 )
 
-FHIR_JSON: Final = "application/fhir+json"
 #: Statuses of a QuestionnaireResponse that hold a finished screening.
 SCREENABLE_STATUSES: Final = ("completed", "amended")
 #: Questionnaire (LOINC panel) → instrument.
@@ -79,63 +76,6 @@ _ITEM_KEYS: Final[Mapping[str, Mapping[str, str]]] = {
     "phq9": {code: f"items.{i}" for code, i in _PHQ9_INDEX.items()},
     "cssrs_screener": dict(_CSSRS_FIELD),
 }
-
-
-# --- OperationOutcome errors ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Issue:
-    """One OperationOutcome issue. ``diagnostics`` must never contain a submitted value."""
-
-    code: str
-    diagnostics: str
-    expression: tuple[str, ...] = ()
-    severity: str = "error"
-
-    def as_fhir(self) -> dict[str, Any]:
-        issue: dict[str, Any] = {
-            "severity": self.severity,
-            "code": self.code,
-            "diagnostics": self.diagnostics,
-        }
-        if self.expression:
-            issue["expression"] = list(self.expression)
-        return issue
-
-
-class FhirError(Exception):
-    """A request the FHIR endpoints refuse; answered as an OperationOutcome with ``status``."""
-
-    def __init__(self, status: int, issues: list[Issue]) -> None:
-        super().__init__("; ".join(i.diagnostics for i in issues))
-        self.status = status
-        self.issues = issues
-
-    @property
-    def status_code(self) -> int:
-        """As every other error of the API names its status (the gate reads it)."""
-        return self.status
-
-    @classmethod
-    def one(cls, status: int, code: str, diagnostics: str, *expression: str) -> FhirError:
-        return cls(status, [Issue(code, diagnostics, tuple(expression))])
-
-
-def operation_outcome(issues: list[Issue]) -> dict[str, Any]:
-    return {"resourceType": "OperationOutcome", "issue": [i.as_fhir() for i in issues]}
-
-
-def structure_issues(exc: ValidationError, *, prefix: str) -> list[Issue]:
-    """A model validation error as issues: the location and pydantic's message, no input."""
-    issues = []
-    for err in exc.errors(include_url=False, include_input=False, include_context=False):
-        path = "".join(
-            f"[{part}]" if isinstance(part, int) else f".{part}" for part in err["loc"]
-        ).replace(".resource_type", ".resourceType")
-        message = str(err["msg"]).removeprefix("Value error, ")[:300]
-        issues.append(Issue("structure", message, (f"{prefix}{path}",)))
-    return issues
 
 
 # --- identifiers -------------------------------------------------------------------------------
@@ -554,85 +494,6 @@ def _answer_issues(mapped: MappedResponse, exc: Unprocessable) -> list[Issue]:
 _ITEM_KEYS_BY_KEY: Final[Mapping[str, Mapping[str, str]]] = {
     instrument: {key: code for code, key in keys.items()} for instrument, keys in _ITEM_KEYS.items()
 }
-
-
-# --- storing -----------------------------------------------------------------------------------
-
-
-async def submit_fhir_screening(
-    session: AsyncSession,
-    *,
-    mapped: MappedResponse,
-    payload: ScreeningIn,
-    answers: dict[str, Any],
-    conditional: FhirIdentifier | None,
-    correlation_id: str,
-    principal: Principal,
-) -> tuple[Screening, bool]:
-    """Store the screening and its FHIR source in the caller's transaction; (screening, created).
-
-    It is filed under its identifier's system; an ehr credential may post (and so match with
-    ``If-None-Exist``) only resources identified in one of its own systems: 403 otherwise.
-
-    ``If-None-Exist`` is a conditional create: a match is returned whatever the body says. Without
-    it the identifier is the screening's ``external_id``, whose replay rules are intake's own (the
-    same content returns the first screening, different content under one identifier is 409).
-    Both look only in the caller's replay scope (``scope.replay_scope``: an ehr credential's the
-    identifier's system, anyone else's its own credential), never at another caller's screenings.
-    """
-    identifier = mapped.identifier or conditional
-    if principal.visibility == Visibility.SYSTEMS:
-        systems = {i.system for i in (mapped.identifier, conditional) if i is not None}
-        if not systems or not systems <= set(principal.identifier_systems):
-            raise FhirError.one(
-                403,
-                "forbidden",
-                "this credential posts only resources with an identifier in its own systems",
-            )
-    if conditional is not None:
-        # In the caller's replay scope only, as a replay is (scope.replay_scope).
-        existing = await session.scalar(
-            select(Screening).where(
-                Screening.replay_scope
-                == replay_scope(principal, identifier.system if identifier else None),
-                Screening.source == "ehr",
-                Screening.external_id == conditional.external_id,
-            )
-        )
-        if existing is not None:
-            return existing, False
-    try:
-        screening, created = await submit_screening(
-            session,
-            payload=payload,
-            answers=answers,
-            idempotency_key=None,
-            correlation_id=correlation_id,
-            principal=principal,
-            filed_under=identifier.system if identifier else None,
-        )
-    except Conflict:
-        raise FhirError.one(
-            409,
-            "conflict",
-            "this identifier was already used for a different QuestionnaireResponse",
-        ) from None
-    if created:
-        session.add(
-            FhirResponse(
-                screening_id=screening.id,
-                identifier_system=identifier.system if identifier else None,
-                identifier_value=identifier.value if identifier else None,
-                resource_id=mapped.resource_id,
-                questionnaire=mapped.questionnaire,
-                status=mapped.status,
-                authored=mapped.authored,
-                subject=mapped.subject,
-                created_at=screening.received_at,
-            )
-        )
-        await session.flush()
-    return screening, created
 
 
 def response_summary(screening: Screening, source: FhirResponse | None) -> dict[str, Any]:

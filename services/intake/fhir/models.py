@@ -1,8 +1,7 @@
 """Intake's FHIR tables (DDL in migrations/0003_fhir.sql).
 
-Kept apart from models.py so the FHIR integration is one self-contained slice of intake. None of
-these rows is ever published: the subject reference and identifiers came from the EHR and go back
-only to that EHR.
+None of these rows is ever published: the subject reference and identifiers came from the EHR
+and go back only to that EHR.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ from typing import Any
 from sqlalchemy import ForeignKey
 from sqlalchemy.orm import Mapped, mapped_column
 
-from services.intake.models import Base, sealed
+from services.intake.db import Base, sealed
 from shared.phi import protect
 
 

@@ -23,18 +23,20 @@ import logging
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Annotated, Any
+from datetime import timedelta
+from typing import Any
 
 import httpx
-from pydantic import BaseModel, ConfigDict, StringConstraints, field_validator
-from sqlalchemy import ColumnElement, false, select, text, true, update
+from sqlalchemy import ColumnElement, false, select, true, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.intake.db import sealed
 from services.intake.fhir.models import FhirPush, FhirPushAttempt, FhirResponse, FhirSubscription
+from services.intake.fhir.queries import CLAIM, NEXT_DUE, SUBSCRIBERS
 from services.intake.fhir.risk import risk_assessment_json
-from services.intake.models import Screening, sealed
+from services.intake.fhir.schemas import SubscriptionIn
+from services.intake.screenings.models import Screening
 from services.intake.settings import IntakeSettings
 from shared.auth import Principal, Visibility
 from shared.db import SessionFactory, asyncpg_dsn, driver, transaction
@@ -43,7 +45,6 @@ from shared.events import utcnow
 from shared.outbound import GuardedTransport, OutboundPolicy
 from shared.phi import ring_of
 from shared.runtime import Runtime
-from shared.text import printable
 from shared.wakeup import WakeLoop
 from shared.webhooks import backoff_seconds, post_signed, redact
 
@@ -55,51 +56,6 @@ LEASE = timedelta(seconds=30)
 FHIR_JSON = "application/fhir+json"
 
 # --- registration ------------------------------------------------------------------------------
-
-
-class SubscriptionIn(BaseModel):
-    """A rest-hook: POST the RiskAssessments of screenings identified with ``identifier_system``
-    to ``endpoint``, signed with ``secret`` (generated and returned once when not given)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    endpoint: Annotated[str, StringConstraints(min_length=8, max_length=2000)]
-    identifier_system: Annotated[str, printable(500)]
-    secret: Annotated[str, printable(200, min_length=32)] | None = None
-
-    @field_validator("endpoint")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        try:
-            url = httpx.URL(value)
-        except httpx.InvalidURL:
-            raise ValueError("endpoint must be an absolute http(s) URL") from None
-        if url.scheme not in ("http", "https") or not url.host:
-            raise ValueError("endpoint must be an absolute http(s) URL")
-        return value
-
-
-class SubscriptionOut(BaseModel):
-    id: uuid.UUID
-    endpoint: str
-    identifier_system: str
-    status: str
-    created_at: datetime
-    updated_at: datetime
-    #: Only in the answer that generated it: it is not shown again.
-    secret: str | None = None
-
-
-def subscription_out(sub: FhirSubscription, *, secret: str | None = None) -> SubscriptionOut:
-    return SubscriptionOut(
-        id=sub.id,
-        endpoint=sub.endpoint,
-        identifier_system=sub.identifier_system,
-        status=sub.status,
-        created_at=sub.created_at,
-        updated_at=sub.updated_at,
-        secret=secret,
-    )
 
 
 def _visible(principal: Principal) -> ColumnElement[bool]:
@@ -197,15 +153,6 @@ async def deactivate(
 # --- queueing ----------------------------------------------------------------------------------
 
 
-#: The active rest-hooks of the identifier system the screening's QuestionnaireResponse came
-#: with; none for a screening that did not come over FHIR.
-_SUBSCRIBERS = """
-    SELECT s.id FROM intake.fhir_responses AS r
-      JOIN intake.fhir_subscriptions AS s ON s.identifier_system = r.identifier_system
-     WHERE r.screening_id = $1 AND s.status = 'active'
-"""
-
-
 async def enqueue_pushes(
     session: AsyncSession, *, screening_id: uuid.UUID, assessment_id: uuid.UUID
 ) -> int:
@@ -215,7 +162,7 @@ async def enqueue_pushes(
     Returns how many pushes were queued (0 for screenings that did not come over FHIR). Every
     assessment passes here: one look-up straight through asyncpg tells whether anyone listens.
     """
-    rows = await (await driver(session)).fetch(_SUBSCRIBERS, screening_id)
+    rows = await (await driver(session)).fetch(SUBSCRIBERS, screening_id)
     if not rows:
         return 0
     subscriptions = [row["id"] for row in rows]
@@ -248,64 +195,6 @@ async def enqueue_pushes(
 
 
 # --- delivery ----------------------------------------------------------------------------------
-
-#: Where a push goes, for sharing the slots out: the endpoint's scheme-less authority
-#: (host and port), so one EHR's endpoints on one host share one share.
-_ORIGIN = "lower(substring(s.endpoint from '^[^:/?#]+://([^/?#]*)'))"
-#: Pushes due now, each with its origin's place in line: pushes of that origin on the wire
-#: (leased, by any replica) plus its rank among that origin's due ones. A push whose place is
-#: past the share waits: one endpoint, however slow, holds at most its share of the slots.
-_LINE = f"""
-    WITH busy AS (
-        SELECT {_ORIGIN} AS origin, count(*) AS n
-          FROM intake.fhir_pushes AS p JOIN intake.fhir_subscriptions AS s
-            ON s.id = p.subscription_id
-         WHERE p.status = 'pending' AND p.lease_until >= now()
-         GROUP BY 1
-    ), due AS (
-        SELECT p.id, p.due_at, {_ORIGIN} AS origin
-          FROM intake.fhir_pushes AS p JOIN intake.fhir_subscriptions AS s
-            ON s.id = p.subscription_id
-         WHERE p.status = 'pending' AND p.due_at <= now()
-           AND (p.lease_until IS NULL OR p.lease_until < now())
-    ), line AS (
-        SELECT due.id, due.due_at, due.origin,
-               coalesce(busy.n, 0) + row_number() OVER (PARTITION BY due.origin
-                                                        ORDER BY due.due_at, due.id) AS place
-          FROM due LEFT JOIN busy USING (origin)
-    )
-"""
-_CLAIM = text(
-    _LINE
-    + """
-    UPDATE intake.fhir_pushes AS p
-       SET lease_until = now() + make_interval(secs => :lease), attempts = p.attempts + 1
-      FROM intake.fhir_subscriptions AS s
-     WHERE s.id = p.subscription_id
-       AND p.id IN (SELECT id FROM intake.fhir_pushes
-                     WHERE id IN (SELECT id FROM line WHERE place <= :share
-                                   ORDER BY due_at LIMIT :limit)
-                       AND status = 'pending' AND due_at <= now()
-                       AND (lease_until IS NULL OR lease_until < now())
-                       FOR UPDATE SKIP LOCKED)
-    RETURNING p.id, p.attempts, p.body, s.endpoint, s.id AS subscription_id, s.secret
-    """
-)
-#: When the next push may start: the next due one of an origin with a free place in its share,
-#: or the first lease that runs out (a push on the wire is due again, or frees a place, then).
-_NEXT_DUE = text(
-    _LINE
-    + """
-    SELECT least(
-        (SELECT min(due_at) FROM line WHERE place <= :share),
-        (SELECT min(greatest(due_at, lease_until)) FROM intake.fhir_pushes
-          WHERE status = 'pending' AND lease_until >= now()),
-        (SELECT min(due_at) FROM intake.fhir_pushes
-          WHERE status = 'pending' AND due_at > now()
-            AND (lease_until IS NULL OR lease_until < now()))
-    )
-    """
-)
 
 
 @dataclass(frozen=True)
@@ -364,9 +253,9 @@ class Pusher:
             async with transaction(self._sessions) as session:
                 rows = (
                     await session.execute(
-                        _CLAIM,
+                        CLAIM,
                         {
-                            "lease": LEASE.total_seconds(),
+                            "lease": LEASE,
                             "limit": free,
                             "share": self._settings.fhir_push_endpoint_slots,
                         },
@@ -397,7 +286,7 @@ class Pusher:
         # one whose endpoint holds its share waits until one of that endpoint's pushes ends.
         async with self._sessions() as session:
             next_due = await session.scalar(
-                _NEXT_DUE, {"share": self._settings.fhir_push_endpoint_slots}
+                NEXT_DUE, {"share": self._settings.fhir_push_endpoint_slots}
             )
         return None if next_due is None else (next_due - utcnow()).total_seconds()
 

@@ -13,7 +13,7 @@ from typing import Any, Final
 from fhir.resources.R4B.riskassessment import RiskAssessment
 
 from services.intake.fhir.models import FhirResponse
-from services.intake.models import Screening
+from services.intake.screenings.models import Screening
 from shared.instruments import LOINC_SYSTEM, RISK_LEVEL_ANSWER_LOINC, RISK_LEVEL_LOINC, RiskLevel
 
 #: Our own code systems and identifier namespaces. LOINC has no answer for ``none`` or

@@ -1,9 +1,10 @@
 """Safety-plan routes for hotline staff and clinicians: read, edit, review, complete, print.
 
-Routes are thin: the rules are in safety_plans.py. Every write is made by the credential's
-holder (`Actor`: its name and role) against a version (`If-Match: "<version>"` or a `version`
-field); a stale version is 409, none at all is 428, so two people editing one plan never
-silently lose a change. A plan whose screening the caller may not see is not found (404).
+Routes are thin: the rules are in service.py (changes), document.py and queries.py (reads), the
+bodies in schemas.py. Every write is made by the credential's holder (`Actor`: its name and
+role) against a version (`If-Match: "<version>"` or a `version` field); a stale version is 409,
+none at all is 428, so two people editing one plan never silently lose a change. A plan whose
+screening the caller may not see is not found (404).
 """
 
 from __future__ import annotations
@@ -11,31 +12,40 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import ColumnElement, Row
 from starlette.concurrency import run_in_threadpool
 
-from services.intake.models import SafetyPlan, SafetyPlanRevision
 from services.intake.permissions import ROUTES
+from services.intake.safety_plans import queries
 from services.intake.safety_plans import service as plans
+from services.intake.safety_plans.document import plan_document
+from services.intake.safety_plans.models import SafetyPlan, SafetyPlanRevision
 from services.intake.safety_plans.printing import PdfUnavailable, find_font, render_html, render_pdf
-from services.intake.scope import visible
+from services.intake.safety_plans.schemas import (
+    MAX_VERSION,
+    DueIn,
+    EmergencyTaskIn,
+    EntryIn,
+    NotApplicableIn,
+    OrderIn,
+    Review,
+    ReviewIn,
+    SafetyPlanListItem,
+    Versioned,
+)
+from services.intake.screenings.scope import visible
 from shared.auth import CurrentPrincipal, guarded
 from shared.db import transaction
 from shared.errors import DomainError, Unprocessable
 from shared.events import utcnow
 from shared.http import Session, Sessions
 from shared.pagination import LIST_ERRORS, Paging, position_page
-from shared.text import NO_CONTROL
 
 router = APIRouter(prefix="/v1/safety-plans", tags=["safety plans"], route_class=guarded(ROUTES))
-#: A plan's versions are PostgreSQL integers.
-MAX_VERSION = 2**31 - 1
 
 #: What every change can answer besides success (declared in its OpenAPI).
 _WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -72,50 +82,6 @@ class Writer:
 Actor = Annotated[Writer, Depends(_writer)]
 IfMatch = Annotated[str | None, Header(alias="If-Match", max_length=40)]
 Accept = Annotated[str | None, Header(alias="Accept", max_length=1000)]
-
-# --- request bodies: short, strict, and never echoed back in an error -----------------------
-
-EntryText = Annotated[
-    str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=1000, pattern=NO_CONTROL),
-]
-Reason = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500, pattern=NO_CONTROL)
-]
-EntryId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{12}$")]
-
-
-class Versioned(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    #: The version the change was made against; or send `If-Match: "<version>"`.
-    version: int | None = Field(None, ge=1, le=MAX_VERSION)
-
-
-class EntryIn(Versioned):
-    text: EntryText
-
-
-class OrderIn(Versioned):
-    entry_ids: list[EntryId] = Field(max_length=plans.MAX_ENTRIES_PER_STEP)
-
-
-class NotApplicableIn(Versioned):
-    reason: Reason
-
-
-class EmergencyTaskIn(Versioned):
-    status: Literal["completed", "declined"]
-    outcome: EntryText | None = None
-    reason: Reason | None = None
-
-
-class ReviewIn(Versioned):
-    note: EntryText | None = None
-
-
-class DueIn(Versioned):
-    due_at: AwareDatetime
 
 
 def _write(
@@ -157,7 +123,7 @@ def _answer(
     headers = {**_NO_STORE, "ETag": _etag(plan)}
     if location is not None:
         headers["Location"] = location
-    return JSONResponse(plans.plan_document(plan), status_code=status_code, headers=headers)
+    return JSONResponse(plan_document(plan), status_code=status_code, headers=headers)
 
 
 def negotiate(accept: str | None) -> str | None:
@@ -198,27 +164,6 @@ def _revision(revision: SafetyPlanRevision, *, with_snapshot: bool) -> dict[str,
 # --- reading ---------------------------------------------------------------------------------
 
 
-class Review(BaseModel):
-    """The clinician's review of the plan as it stands (a later change voids it)."""
-
-    by: str
-    at: datetime
-
-
-class SafetyPlanListItem(BaseModel):
-    """A worklist row: where the plan stands, never what it says (its entries are PHI)."""
-
-    id: uuid.UUID
-    screening_id: uuid.UUID
-    status: Literal["open", "complete"]
-    version: int
-    due_at: datetime
-    created_at: datetime
-    overdue: bool
-    reviewed: Review | None
-    risk_level: str
-
-
 @router.get("", response_model=list[SafetyPlanListItem], responses=LIST_ERRORS)
 async def list_safety_plans(
     session: Session,
@@ -237,8 +182,8 @@ async def list_safety_plans(
     names its screening beside its risk level, so the gate records the read in the audit trail
     like any `cases:read` (one entry per page, naming the collection)."""
     now = utcnow()
-    query = plans.plans_listed(
-        visible(principal), plans.PlanFilters(overdue, status, screening_id), now
+    query = queries.plans_listed(
+        visible(principal), queries.PlanFilters(overdue, status, screening_id), now
     )
     soonest_due = overdue is True
     at = SafetyPlan.due_at if soonest_due else SafetyPlan.created_at
@@ -284,10 +229,10 @@ async def get_safety_plan(
         raise NotAcceptable(
             "a safety plan is offered as application/json, text/html or application/pdf"
         )
-    plan = await plans.get_plan(session, plan_id=plan_id, visible=visible(principal))
+    plan = await queries.get_plan(session, plan_id=plan_id, visible=visible(principal))
     if kind == "json":
         return _answer(plan)
-    document = plans.plan_document(plan)
+    document = plan_document(plan)
     if kind == "html":
         return HTMLResponse(render_html(document), headers=_NO_STORE)
     font = find_font(request.app.state.runtime.settings.safety_plan_pdf_font)
@@ -307,7 +252,7 @@ async def get_revisions(
     plan_id: uuid.UUID, session: Session, principal: CurrentPrincipal
 ) -> JSONResponse:
     """Every revision, oldest first: who changed what, when (each snapshot at its own URL)."""
-    revisions = await plans.list_revisions(session, plan_id=plan_id, visible=visible(principal))
+    revisions = await queries.list_revisions(session, plan_id=plan_id, visible=visible(principal))
     return JSONResponse([_revision(r, with_snapshot=False) for r in revisions], headers=_NO_STORE)
 
 
@@ -319,7 +264,7 @@ async def get_revision(
     principal: CurrentPrincipal,
 ) -> JSONResponse:
     """One revision with the whole plan as it was after it."""
-    revision = await plans.get_revision(
+    revision = await queries.get_revision(
         session, plan_id=plan_id, version=version, visible=visible(principal)
     )
     return JSONResponse(_revision(revision, with_snapshot=True), headers=_NO_STORE)

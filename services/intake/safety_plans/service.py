@@ -8,6 +8,8 @@ the writer last saw (optimistic concurrency: a stale write is refused, never mer
 bumps the version, appends a revision (who, when, what, and the whole plan after it) and queues a
 `safety_plan.*` event, all in the caller's transaction. Events carry ids, level, status and due
 time, never an entry: entries are the person's own words (PHI). Functions here only flush.
+
+What a plan says is document.py, its reads queries.py, the overdue claim overdue.py.
 """
 
 from __future__ import annotations
@@ -20,30 +22,26 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, not_, select, true
+from sqlalchemy import ColumnElement, true
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import flag_modified
 
-from services.intake.models import SafetyPlan, SafetyPlanRevision, Screening, outbox, sealed
+from services.intake.db import outbox, sealed
+from services.intake.safety_plans.document import (
+    MAX_ENTRIES_PER_STEP,
+    STEP_KEYS,
+    completion_problems,
+    empty_steps,
+    plan_snapshot,
+)
+from services.intake.safety_plans.models import SafetyPlan, SafetyPlanRevision
+from services.intake.safety_plans.queries import OPEN_PLAN, scoped
 from shared.db import driver
 from shared.errors import Conflict, Forbidden, NotFound, Unprocessable
 from shared.events import SafetyPlanEvent, utcnow
 from shared.outbox import add_event
-from shared.pagination import Columns
 from shared.phi import ring_of
 from shared.topics import SAFETY_PLAN_EVENTS
-
-#: (key, title, required) in the order the plan is used, step by step.
-STEPS: tuple[tuple[str, str, bool], ...] = (
-    ("warning_signs", "Warning signs that a crisis may be developing", True),
-    ("internal_coping", "Internal coping strategies", True),
-    ("social_distraction", "People and social settings that provide distraction", True),
-    ("help_contacts", "People I can ask for help", True),
-    ("professional_contacts", "Professionals or agencies to contact in a crisis", True),
-    ("environment_safety", "Making the environment safe", True),
-    ("reason_for_living", "The one thing most important to me and worth living for", False),
-)
-STEP_KEYS: tuple[str, ...] = tuple(key for key, _, _ in STEPS)
 
 _STEPS, _TASK, _ = sealed("safety_plans")
 _DIFF, _SNAPSHOT = sealed("safety_plan_revisions")
@@ -52,9 +50,6 @@ EMERGENCY_TASK_TITLE = "Emergency coordination"
 EMERGENCY_TASK_DESCRIPTION = (
     "Contact the 988 Suicide & Crisis Lifeline or local emergency services, and record the outcome."
 )
-
-#: A plan is a short, prioritised list the person can use in a crisis, not a journal.
-MAX_ENTRIES_PER_STEP = 20
 #: Who may review a plan and change its due time.
 CLINICAL_ROLES = frozenset({"clinician", "supervisor", "admin"})
 #: The furthest a clinician may move a due time; a plan is built during or soon after the call.
@@ -95,81 +90,7 @@ class PlanIncomplete(Conflict):
     code = "plan_incomplete"
 
 
-def empty_steps() -> dict[str, Any]:
-    return {
-        key: {"title": title, "required": required, "entries": [], "not_applicable_reason": None}
-        for key, title, required in STEPS
-    }
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-def plan_snapshot(plan: SafetyPlan) -> dict[str, Any]:
-    """The plan as stored at its current version: what a revision keeps."""
-    return {
-        "id": str(plan.id),
-        "screening_id": str(plan.screening_id),
-        "status": plan.status,
-        "risk_level": plan.risk_level,
-        "version": plan.version,
-        "due_at": plan.due_at.isoformat(),
-        "emergency_task": plan.emergency_task,
-        "steps": [{"key": key, **plan.steps[key]} for key in STEP_KEYS],
-        "reviewed_by": plan.reviewed_by,
-        "reviewed_at": _iso(plan.reviewed_at),
-        "review_note": plan.review_note,
-        "completed_by": plan.completed_by,
-        "completed_at": _iso(plan.completed_at),
-        "created_at": plan.created_at.isoformat(),
-        "updated_at": plan.updated_at.isoformat(),
-    }
-
-
-def is_overdue(plan: SafetyPlan, now: datetime | None = None) -> bool:
-    return plan.status == "open" and plan.due_at < (now or utcnow())
-
-
-def overdue_at(now: datetime) -> ColumnElement[bool]:
-    """`is_overdue` as SQL, for lists: the same rule (open, and past its due time)."""
-    return and_(SafetyPlan.status == "open", SafetyPlan.due_at < now)
-
-
-def completion_problems(plan: SafetyPlan) -> list[dict[str, str]]:
-    """What still stands between the plan and `complete` (empty when it may be completed)."""
-    problems = []
-    task = plan.emergency_task
-    if task is not None and task.get("status") == "open":
-        problems.append(
-            {
-                "field": "emergency_task",
-                "problem": "emergency coordination is open: complete it with the outcome, "
-                "or decline it with a reason",
-            }
-        )
-    for key, _, required in STEPS:
-        step = plan.steps[key]
-        if required and not step["entries"] and not step["not_applicable_reason"]:
-            problems.append({"field": f"steps.{key}", "problem": "no entry and no reason why not"})
-    if plan.reviewed_at is None:
-        problems.append(
-            {"field": "review", "problem": "not reviewed by a clinician since the last change"}
-        )
-    return problems
-
-
-def plan_document(plan: SafetyPlan, now: datetime | None = None) -> dict[str, Any]:
-    """What `GET /v1/safety-plans/{id}` answers: the snapshot, plus what follows from it now."""
-    return {
-        **plan_snapshot(plan),
-        "overdue": is_overdue(plan, now),
-        "overdue_notified_at": _iso(plan.overdue_notified_at),
-        "outstanding": completion_problems(plan) if plan.status == "open" else [],
-    }
-
-
-async def _publish(
+async def publish(
     session: AsyncSession,
     plan: SafetyPlan,
     event_type: str,
@@ -196,23 +117,6 @@ async def _publish(
             correlation_id=plan.correlation_id or str(plan.screening_id), event_type=event_type
         ),
     )
-
-
-#: The plan and its first revision in one statement; nothing when the screening has a plan.
-_OPEN_PLAN = """
-    WITH plan AS (
-        INSERT INTO intake.safety_plans (id, screening_id, status, risk_level, version, steps,
-                                         emergency_task, due_at, created_at, updated_at,
-                                         correlation_id)
-        VALUES ($1, $2, 'open', $3, 1, $4, $5, $6, $7, $7, $8)
-        ON CONFLICT (screening_id) DO NOTHING
-        RETURNING id
-    )
-    INSERT INTO intake.safety_plan_revisions (plan_id, version, actor, role, action, diff,
-                                              snapshot, at)
-    SELECT id, 1, $9, $10, 'opened', $12, $11, $7 FROM plan
-    RETURNING plan_id
-"""
 
 
 async def open_safety_plan(
@@ -258,7 +162,7 @@ async def open_safety_plan(
     )
     ring, revision = ring_of(session), {"plan_id": plan.id, "version": 1}
     opened = await (await driver(session)).fetchval(
-        _OPEN_PLAN,
+        OPEN_PLAN,
         plan.id,
         screening_id,
         risk_level,
@@ -274,92 +178,8 @@ async def open_safety_plan(
     )
     if opened is None:
         return None
-    await _publish(session, plan, "safety_plan.opened")
+    await publish(session, plan, "safety_plan.opened")
     return plan
-
-
-def _scoped(plan_id: uuid.UUID, visible: ColumnElement[bool]) -> Select[SafetyPlan]:
-    return (
-        select(SafetyPlan)
-        .join(Screening, Screening.id == SafetyPlan.screening_id)
-        .where(SafetyPlan.id == plan_id, visible)
-    )
-
-
-async def get_plan(
-    session: AsyncSession, *, plan_id: uuid.UUID, visible: ColumnElement[bool]
-) -> SafetyPlan:
-    """The plan, if its screening is one the caller may see (`visible`); 404 otherwise."""
-    plan = await session.scalar(_scoped(plan_id, visible))
-    if plan is None:
-        raise NotFound(f"no safety plan {plan_id}")
-    return plan
-
-
-@dataclass(frozen=True)
-class PlanFilters:
-    """What `GET /v1/safety-plans` narrows the list to; None is no condition."""
-
-    overdue: bool | None = None
-    status: str | None = None
-    screening_id: uuid.UUID | None = None
-
-    def conditions(self, now: datetime) -> list[ColumnElement[bool]]:
-        out: list[ColumnElement[bool]] = []
-        if self.overdue is not None:
-            out.append(overdue_at(now) if self.overdue else not_(overdue_at(now)))
-        if self.status is not None:
-            out.append(SafetyPlan.status == self.status)
-        if self.screening_id is not None:
-            out.append(SafetyPlan.screening_id == self.screening_id)
-        return out
-
-
-def plans_listed(visible: ColumnElement[bool], filters: PlanFilters, now: datetime) -> Columns:
-    """The plans of the screenings the caller may see (`visible`, through the plan's screening,
-    as for one plan), with whether each is overdue at `now`.
-
-    Columns, not the entity: loading a `SafetyPlan` decrypts its steps, emergency task and
-    review note, and a list shows none of them."""
-    return (
-        select(
-            SafetyPlan.id,
-            SafetyPlan.screening_id,
-            SafetyPlan.status,
-            SafetyPlan.version,
-            SafetyPlan.due_at,
-            SafetyPlan.created_at,
-            SafetyPlan.reviewed_by,
-            SafetyPlan.reviewed_at,
-            SafetyPlan.risk_level,
-            overdue_at(now).label("overdue"),
-        )
-        .join(Screening, Screening.id == SafetyPlan.screening_id)
-        .where(visible, *filters.conditions(now))
-    )
-
-
-async def list_revisions(
-    session: AsyncSession, *, plan_id: uuid.UUID, visible: ColumnElement[bool]
-) -> list[SafetyPlanRevision]:
-    await get_plan(session, plan_id=plan_id, visible=visible)
-    return list(
-        await session.scalars(
-            select(SafetyPlanRevision)
-            .where(SafetyPlanRevision.plan_id == plan_id)
-            .order_by(SafetyPlanRevision.version)
-        )
-    )
-
-
-async def get_revision(
-    session: AsyncSession, *, plan_id: uuid.UUID, version: int, visible: ColumnElement[bool]
-) -> SafetyPlanRevision:
-    await get_plan(session, plan_id=plan_id, visible=visible)
-    revision = await session.get(SafetyPlanRevision, (plan_id, version))
-    if revision is None:
-        raise NotFound(f"safety plan {plan_id} has no revision {version}")
-    return revision
 
 
 # --- changes: each one locks, checks the version, mutates, and records a revision -------------
@@ -368,7 +188,7 @@ async def get_revision(
 async def _lock(session: AsyncSession, write: Write) -> SafetyPlan:
     """The plan under its row lock, if the writer saw its current version and it is still open."""
     plan = await session.scalar(
-        _scoped(write.plan_id, write.visible)
+        scoped(write.plan_id, write.visible)
         .with_for_update(of=SafetyPlan)
         .execution_options(populate_existing=True)
     )
@@ -409,7 +229,7 @@ async def _record(
             at=now,
         )
     )
-    await _publish(session, plan, event_type, action=action)
+    await publish(session, plan, event_type, action=action)
     await session.flush()
     return plan
 
@@ -633,45 +453,3 @@ async def complete(session: AsyncSession, write: Write) -> SafetyPlan:
     return await _record(
         session, plan, write, action="completed", diff={}, event_type="safety_plan.completed"
     )
-
-
-# --- overdue: claimed once, by one replica ---------------------------------------------------
-
-
-async def claim_overdue(session: AsyncSession, *, limit: int = 100) -> list[SafetyPlan]:
-    """Mark open plans past their due time and queue one `safety_plan.overdue` event each.
-
-    `FOR UPDATE SKIP LOCKED` keeps two replicas off the same plan at once, and the marker makes
-    the claim happen once: a replica whose query raced a committed claim re-checks the row under
-    its lock and finds it marked. The overdue marker is not a revision (nobody changed the plan),
-    so it does not bump the version a hotline worker is editing against.
-    """
-    now = utcnow()
-    plans = list(
-        await session.scalars(
-            select(SafetyPlan)
-            .where(
-                SafetyPlan.status == "open",
-                SafetyPlan.overdue_notified_at.is_(None),
-                SafetyPlan.due_at <= now,
-            )
-            .order_by(SafetyPlan.due_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-    )
-    for plan in plans:
-        plan.overdue_notified_at = now
-        await _publish(session, plan, "safety_plan.overdue", at=now)
-    await session.flush()
-    return plans
-
-
-async def next_overdue_at(session: AsyncSession) -> datetime | None:
-    """The earliest due time of an open plan whose overdue event is not queued yet."""
-    due: datetime | None = await session.scalar(
-        select(func.min(SafetyPlan.due_at)).where(
-            SafetyPlan.status == "open", SafetyPlan.overdue_notified_at.is_(None)
-        )
-    )
-    return due

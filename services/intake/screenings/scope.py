@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import ColumnElement, false, true
 
-from services.intake.models import Screening
+from services.intake.screenings.models import Screening
 from shared.auth import Principal, Visibility
 
 
