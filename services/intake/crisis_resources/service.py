@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
-from sqlalchemy import Select, TextClause, select, text
+from sqlalchemy import ColumnElement, Select, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake.crisis_resources import codes
@@ -55,12 +55,11 @@ def out(row: CrisisResource, today: date | None = None) -> CrisisResourceOut:
     )
 
 
-def _speaks(language: str) -> TextClause:
+def _speaks(language: str) -> ColumnElement[bool]:
     """Rows answering in `language`'s primary language (`es` matches `es`, `es-MX`, `es-419`)."""
-    return text(
-        "EXISTS (SELECT 1 FROM unnest(intake.crisis_resources.languages) AS l"
-        " WHERE split_part(lower(l), '-', 1) = :primary_language)"
-    ).bindparams(primary_language=codes.primary(language))
+    tag = func.unnest(CrisisResource.languages).table_valued("tag").render_derived()
+    primary = func.split_part(func.lower(tag.c.tag), "-", 1)
+    return exists(select(1).select_from(tag).where(primary == codes.primary(language)))
 
 
 def listed(
