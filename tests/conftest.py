@@ -24,8 +24,11 @@ from tests.support.keys import (
     PHI_KEYS,
 )
 from tests.support.otlp import Collector
+from tests.support.pagers import Pagers
 from tests.support.receiver import Receiver
+from tests.support.roster import Roster
 from tests.support.services import CONSOLE_PORT, ServiceProcesses
+from tests.support.slow import SlowServer
 
 WEBHOOK_SECRET = "test-webhook-secret"
 
@@ -146,3 +149,40 @@ async def notify(services: ServiceProcesses) -> AsyncIterator[httpx.AsyncClient]
         base_url=services.url("notify"), timeout=10, headers=ADMIN
     ) as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+async def pagers() -> AsyncIterator[Pagers]:
+    """The clinicians' webhook endpoints, one server per module."""
+    server = Pagers(port=free_port())
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def roster(
+    notify: httpx.AsyncClient, pagers: Pagers, db: asyncpg.Pool
+) -> AsyncIterator[Roster]:
+    """Clinicians, schedules and policies a test makes through notify's API, removed after it."""
+    on_call = Roster(notify, pagers, db)
+    yield on_call
+    await on_call.cleanup()
+
+
+@pytest.fixture
+async def drip() -> AsyncIterator[SlowServer]:
+    """An endpoint that answers a byte at a time, slower than any deadline."""
+    server = SlowServer(port=free_port(), mode="drip")
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def endless() -> AsyncIterator[SlowServer]:
+    """An endpoint whose answer never ends."""
+    server = SlowServer(port=free_port(), mode="endless")
+    await server.start()
+    yield server
+    await server.stop()

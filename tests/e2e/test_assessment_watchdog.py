@@ -13,10 +13,10 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from tests.notify.solo import SoloNotify, session_notify_stopped
 from tests.support.cases import LOW_CSSRS, screening
 from tests.support.receiver import Receiver
 from tests.support.services import ServiceProcesses
+from tests.support.solo import SoloNotify, session_notify_stopped
 from tests.support.waits import wait_case
 
 DEADLINE = 2

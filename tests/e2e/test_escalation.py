@@ -12,31 +12,20 @@ import hmac
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
-import pytest
 
 from deploy.localstack import LocalStack
 from shared.topics import ALERT_EVENTS
 from tests.conftest import WEBHOOK_SECRET
-from tests.notify.pagers import Got, Pagers, Reply
-from tests.notify.roster import Roster, delivered_at, wait_until
 from tests.support.cases import HIGH_CSSRS, screening
 from tests.support.kafka import read_all
+from tests.support.pagers import Got, Pagers, Reply
+from tests.support.roster import Roster, delivered_at, wait_until
 from tests.support.waits import wait_case
-
-
-@pytest.fixture
-async def roster(
-    notify: httpx.AsyncClient, pagers: Pagers, db: asyncpg.Pool
-) -> AsyncIterator[Roster]:
-    on_call = Roster(notify, pagers, db)
-    yield on_call
-    await on_call.cleanup()
 
 
 def signed(page: Got) -> bool:

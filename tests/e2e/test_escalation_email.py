@@ -22,13 +22,13 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from deploy.localstack import free_port
-from tests.notify.pagers import Pagers
-from tests.notify.roster import Roster
-from tests.notify.solo import SoloNotify, session_notify_stopped
 from tests.support.cases import HIGH_CSSRS, screening
 from tests.support.keys import ADMIN
+from tests.support.pagers import Pagers
 from tests.support.receiver import Receiver
+from tests.support.roster import Roster
 from tests.support.services import ServiceProcesses
+from tests.support.solo import SoloNotify, session_notify_stopped
 
 INTAKE_PUBLIC_URL = "https://triage.example.org"
 LEASE = 3.0

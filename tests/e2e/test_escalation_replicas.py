@@ -16,13 +16,13 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.notify.pagers import Pagers
-from tests.notify.roster import Roster, probe_pipeline
-from tests.notify.solo import SoloNotify
 from tests.support.cases import HIGH_CSSRS, screening
 from tests.support.keys import ADMIN
+from tests.support.pagers import Pagers
 from tests.support.receiver import Receiver
+from tests.support.roster import Roster, probe_pipeline
 from tests.support.services import ServiceProcesses
+from tests.support.solo import SoloNotify
 
 ALERTS = 8
 
@@ -42,15 +42,6 @@ async def replica(
             httpx.AsyncClient(base_url=services.url("notify"), timeout=10, headers=ADMIN) as notify,
         ):
             await probe_pipeline(intake, notify, receiver)
-
-
-@pytest.fixture
-async def roster(
-    notify: httpx.AsyncClient, pagers: Pagers, db: asyncpg.Pool
-) -> AsyncIterator[Roster]:
-    on_call = Roster(notify, pagers, db)
-    yield on_call
-    await on_call.cleanup()
 
 
 async def test_two_replicas_page_each_step_exactly_once(

@@ -18,10 +18,10 @@ import httpx
 import pytest
 
 from deploy.localstack import free_port
-from tests.notify.solo import _group_settles
 from tests.support.cases import HIGH_CSSRS, LOW_CSSRS, screening
 from tests.support.keys import ADMIN
 from tests.support.services import ServiceProcesses
+from tests.support.solo import _group_settles
 
 WORKERS = 8
 DELAY = 1.5

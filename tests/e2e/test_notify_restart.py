@@ -16,13 +16,13 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.notify.pagers import Pagers, Reply
-from tests.notify.roster import Roster, delivered_at, wait_until
-from tests.notify.solo import SoloNotify, session_notify_stopped
 from tests.support.cases import HIGH_CSSRS, screening
 from tests.support.keys import ADMIN
+from tests.support.pagers import Pagers, Reply
 from tests.support.receiver import Receiver
+from tests.support.roster import Roster, delivered_at, wait_until
 from tests.support.services import ServiceProcesses
+from tests.support.solo import SoloNotify, session_notify_stopped
 
 #: Long enough for a killed notify to be restarted before the deadline it must keep.
 DELAY = 8

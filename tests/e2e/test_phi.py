@@ -38,12 +38,12 @@ from shared.phi import (
     token_kid,
     watch_sealed,
 )
-from tests.notify.pagers import Pagers
-from tests.notify.roster import Roster
 from tests.support.cases import HIGH_CSSRS, IMMINENT_ASQ, screening
 from tests.support.kafka import read_every_topic
 from tests.support.keys import CLINICIAN, HOTLINE
+from tests.support.pagers import Pagers
 from tests.support.receiver import Receiver
+from tests.support.roster import Roster
 from tests.support.safety_plans import if_match
 from tests.support.services import ServiceProcesses
 from tests.support.waits import wait_case
@@ -470,15 +470,6 @@ async def test_a_plain_value_planted_in_a_sealed_column_is_refused_and_logged(
     finally:
         await db.execute(notes, uuid.UUID(sid), sealed)
     assert (await intake.get(f"/v1/screenings/{sid}", headers=CLINICIAN)).status_code == 200
-
-
-@pytest.fixture
-async def roster(
-    notify: httpx.AsyncClient, pagers: Pagers, db: asyncpg.Pool
-) -> AsyncIterator[Roster]:
-    on_call = Roster(notify, pagers, db)
-    yield on_call
-    await on_call.cleanup()
 
 
 async def test_a_planted_page_address_is_refused_and_the_fallback_is_paged(

@@ -24,22 +24,6 @@ from tests.support.slow import SlowServer
 DEADLINE = 3.0
 
 
-@pytest.fixture
-async def drip() -> AsyncIterator[SlowServer]:
-    server = SlowServer(port=free_port(), mode="drip")
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
-async def endless() -> AsyncIterator[SlowServer]:
-    server = SlowServer(port=free_port(), mode="endless")
-    await server.start()
-    yield server
-    await server.stop()
-
-
 @pytest.fixture(scope="module")
 async def ehr() -> AsyncIterator[Receiver]:
     hook = Receiver(port=free_port())

@@ -8,6 +8,7 @@ database refuses (a CHECK that does not know it) answers 500 there unnoticed; he
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
@@ -93,11 +94,16 @@ def who(role: Role) -> dict[str, str]:
     return bearer(KEYS[role.value])
 
 
+#: Writes that answered as expected, by method (a scenario that made none proves nothing).
+DONE: Counter[str] = Counter()
+
+
 def ok(response: httpx.Response, status: int) -> httpx.Response:
     request = response.request
     assert response.status_code == status, (
         f"{request.method} {request.url}: {response.status_code} {response.text}"
     )
+    DONE[request.method] += 1
     return response
 
 
@@ -244,7 +250,9 @@ INTAKE_SCENARIOS: dict[str, Callable[[httpx.AsyncClient, Role], Awaitable[None]]
 async def test_each_allowed_role_writes_in_intake(
     intake: httpx.AsyncClient, scenario: str, role: Role
 ) -> None:
+    before = DONE.total()
     await INTAKE_SCENARIOS[scenario](intake, role)
+    assert DONE.total() > before, f"{scenario}: no write was made as {role.value}"
 
 
 # --- notify --------------------------------------------------------------------------------------
@@ -316,4 +324,6 @@ NOTIFY_SCENARIOS = {"alerts": _alerts, "on call": _on_call}
 async def test_each_allowed_role_writes_in_notify(
     intake: httpx.AsyncClient, notify: httpx.AsyncClient, scenario: str, role: Role
 ) -> None:
+    before = DONE.total()
     await NOTIFY_SCENARIOS[scenario](intake, notify, role)
+    assert DONE.total() > before, f"{scenario}: no write was made as {role.value}"

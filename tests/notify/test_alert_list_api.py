@@ -19,13 +19,12 @@ import asyncpg
 import httpx
 import pytest
 
-from deploy.localstack import free_port
 from services.notify.alerts.queries import PAGED, AlertFilter, list_query
-from tests.notify.pagers import Pagers
-from tests.notify.roster import Roster, wait_until
 from tests.support.cases import HIGH_CSSRS, IMMINENT_ASQ, screening
 from tests.support.keys import CLINICIAN
+from tests.support.pagers import Pagers
 from tests.support.receiver import Receiver
+from tests.support.roster import Roster, wait_until
 
 _STORE = """
     INSERT INTO notify.alerts (id, screening_id, risk_level, urgency, reasons, status,
@@ -170,23 +169,6 @@ async def test_bad_filters_are_422_naming_the_parameter(
     assert answer.status_code == 422, answer.text
     assert any(field in p["field"] for p in answer.json()["problems"]), answer.text
     assert "snoozed" not in answer.text, "the input is named, never echoed"
-
-
-@pytest.fixture(scope="module")
-async def pagers() -> AsyncIterator[Pagers]:
-    server = Pagers(port=free_port())
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
-async def roster(
-    notify: httpx.AsyncClient, pagers: Pagers, db: asyncpg.Pool
-) -> AsyncIterator[Roster]:
-    on_call = Roster(notify, pagers, db)
-    yield on_call
-    await on_call.cleanup()
 
 
 async def _item(notify: httpx.AsyncClient, alert_id: str, since: str) -> dict[str, Any] | None:

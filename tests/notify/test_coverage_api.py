@@ -11,8 +11,8 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.notify.pagers import Pagers
-from tests.notify.roster import Roster
+from tests.support.pagers import Pagers
+from tests.support.roster import Roster
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ import asyncpg
 import httpx
 import pytest
 
-from deploy.localstack import free_port
 from services.notify.delivery.channels import Page, WebhookChannel
 from services.notify.reminders.sender import Claimed, ReminderSender
 from services.notify.settings import NotifySettings
@@ -25,22 +24,6 @@ from tests.support.receiver import Receiver
 from tests.support.slow import SlowServer
 
 SECRETS = ["s" * 32]
-
-
-@pytest.fixture
-async def drip() -> AsyncIterator[SlowServer]:
-    server = SlowServer(port=free_port(), mode="drip")
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
-async def endless() -> AsyncIterator[SlowServer]:
-    server = SlowServer(port=free_port(), mode="endless")
-    await server.start()
-    yield server
-    await server.stop()
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ from typing import Any
 import asyncpg
 import httpx
 
-from tests.notify.pagers import Pagers
 from tests.support.cases import IMMINENT_ASQ, screening
+from tests.support.pagers import Pagers
 from tests.support.receiver import Receiver
 
 

@@ -24,9 +24,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from deploy.localstack import free_port
 from shared.db import asyncpg_dsn
-from tests.notify.roster import probe_pipeline
 from tests.support.keys import ADMIN
 from tests.support.receiver import Receiver
+from tests.support.roster import probe_pipeline
 from tests.support.services import ROOT, ServiceProcesses
 
 
