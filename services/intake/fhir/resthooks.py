@@ -18,12 +18,11 @@ EHR's own QuestionnaireResponse and Patient, and carries no PHI the EHR did not 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -45,8 +44,8 @@ from shared.events import utcnow
 from shared.outbound import GuardedTransport, OutboundPolicy
 from shared.phi import ring_of
 from shared.runtime import Runtime
-from shared.wakeup import WakeLoop
-from shared.webhooks import backoff_seconds, post_signed, redact
+from shared.webhooks import post_signed, redact
+from shared.workqueue import Batch, WorkQueue, next_step, retry_at
 
 log = logging.getLogger(__name__)
 
@@ -207,21 +206,28 @@ class Claimed:
 
 
 class Pusher:
-    """Sends due pushes; woken by NOTIFY after commit, sleeping only until the next due retry."""
+    """Sends due pushes; woken by NOTIFY after commit, sleeping only until the next due retry.
+
+    The loop, the slots and the drain are the shared leased work queue (shared/workqueue.py);
+    what is the pusher's own is its claim, which keeps each endpoint to its share of the slots.
+    """
 
     def __init__(
         self, *, sessions: SessionFactory, settings: IntakeSettings, listen_dsn: str
     ) -> None:
         self._sessions = sessions
         self._settings = settings
+        self._http: httpx.AsyncClient | None = None
         # A push on the wire is due again only when its lease expires: that bounds the sleep.
-        self._loop = WakeLoop(
+        self._queue: WorkQueue[Claimed] = WorkQueue(
             name="fhir pusher",
             listen_dsn=listen_dsn,
             channels=[CHANNEL],
             max_sleep=LEASE.total_seconds(),
+            concurrency=settings.fhir_push_concurrency,
+            drain_seconds=self.deadline + 1,
+            jobs=self,
         )
-        self._in_flight: set[asyncio.Task[None]] = set()
 
     @property
     def deadline(self) -> float:
@@ -234,35 +240,29 @@ class Pusher:
         # Every endpoint came through the API: connections go only where the policy allows.
         transport = GuardedTransport(OutboundPolicy.from_settings(self._settings))
         async with httpx.AsyncClient(timeout=timeout, transport=transport) as http:
-            try:
-                await self._loop.run(lambda: self.run_due(http), self._next_due_in)
-            except asyncio.CancelledError:
-                await self._drain()
-                raise
+            self._http = http
+            await self._queue.run()
 
-    async def _drain(self) -> None:
-        """Let pushes on the wire finish and be recorded (shutdown)."""
-        if self._in_flight:
-            await asyncio.wait(self._in_flight, timeout=self.deadline + 1)
+    async def run_due(self) -> None:
+        await self._queue.run_due()
 
-    async def run_due(self, http: httpx.AsyncClient) -> None:
-        while True:
-            free = self._settings.fhir_push_concurrency - len(self._in_flight)
-            if free <= 0:
-                return
-            async with transaction(self._sessions) as session:
-                rows = (
-                    await session.execute(
-                        CLAIM,
-                        {
-                            "lease": LEASE,
-                            "limit": free,
-                            "share": self._settings.fhir_push_endpoint_slots,
-                        },
-                    )
-                ).mappings()
-                ring = ring_of(session)
-                claimed = [
+    async def claim(self, free: int) -> Batch[Claimed]:
+        if free <= 0:
+            return Batch()
+        async with transaction(self._sessions) as session:
+            rows = (
+                await session.execute(
+                    CLAIM,
+                    {
+                        "lease": LEASE,
+                        "limit": free,
+                        "share": self._settings.fhir_push_endpoint_slots,
+                    },
+                )
+            ).mappings()
+            ring = ring_of(session)
+            return Batch(
+                [
                     Claimed(
                         r["id"],
                         r["attempts"],
@@ -272,23 +272,22 @@ class Pusher:
                     )
                     for r in rows
                 ]
-            for push in claimed:
-                task = asyncio.create_task(self._send(http, push))
-                self._in_flight.add(task)
-                task.add_done_callback(self._in_flight.discard)
-            if len(claimed) < free:
-                return
+            )
 
-    async def _next_due_in(self) -> float | None:
-        if len(self._in_flight) >= self._settings.fhir_push_concurrency:
+    async def next_due(self) -> datetime | None:
+        if self._queue.free <= 0:
             return None  # every slot is busy; a finished push wakes the loop
         # A push on the wire is due again only when its lease expires (or its outcome wakes us);
         # one whose endpoint holds its share waits until one of that endpoint's pushes ends.
         async with self._sessions() as session:
-            next_due = await session.scalar(
+            next_due: datetime | None = await session.scalar(
                 NEXT_DUE, {"share": self._settings.fhir_push_endpoint_slots}
             )
-        return None if next_due is None else (next_due - utcnow()).total_seconds()
+        return next_due
+
+    async def send(self, push: Claimed) -> None:
+        assert self._http is not None, "the pusher sends only while it runs"
+        await self._send(self._http, push)
 
     async def _send(self, http: httpx.AsyncClient, push: Claimed) -> None:
         started = utcnow()
@@ -321,7 +320,7 @@ class Pusher:
         except Exception:
             # The lease expires and the push is sent again: at least once, never lost.
             log.exception("could not record the outcome of fhir push %s", push.push_id)
-        self._loop.wake()
+        self._queue.wake()
 
 
 async def record_outcome(
@@ -335,15 +334,16 @@ async def record_outcome(
         return
     now = utcnow()
     push.lease_until = None
-    if attempt.outcome == "temporary_failure" and push.attempts < settings.fhir_push_max_attempts:
-        delay = backoff_seconds(
+    step = next_step(attempt.outcome, push.attempts, settings.fhir_push_max_attempts)
+    if step == "retry":
+        push.due_at = retry_at(
             push.attempts,
             base=settings.fhir_push_retry_base_seconds,
             ceiling=settings.fhir_push_retry_max_seconds,
+            now=now,
         )
-        push.due_at = now + timedelta(seconds=delay)
         return
-    push.status = "delivered" if attempt.outcome == "delivered" else "failed"
+    push.status = step
     push.finished_at = now
 
 

@@ -36,7 +36,7 @@ from shared import tracing
 from shared.db import SessionFactory, driver, transaction
 from shared.events import utcnow
 from shared.phi import KeyRing
-from shared.wakeup import WakeLoop
+from shared.workqueue import Batch, WorkQueue
 
 log = logging.getLogger(__name__)
 
@@ -63,15 +63,22 @@ class Deliverer:
         #: The first signs the ack links in pages (services/notify/signing.py).
         self._ack_keys = ack_keys
         self._metrics = metrics
-        self._loop = WakeLoop(
+        #: The loop, the slots and the drain: the shared leased work queue (shared/workqueue.py).
+        #: What is the deliverer's own: its claim (first pages before repeats), the repeat
+        #: slots, the escalation pass and the early wake-up when a send frees a held slot.
+        self._queue: WorkQueue[Page] = WorkQueue(
             name="deliverer",
             listen_dsn=listen_dsn,
             channels=[DELIVERIES_CHANNEL],
             max_sleep=MAX_SLEEP_SECONDS,
+            concurrency=settings.delivery_concurrency,
+            drain_seconds=settings.delivery_timeout_seconds + 1,
+            jobs=self,
+            on_start=self._started,
         )
-        self._in_flight: set[asyncio.Task] = set()
+        self._loop = self._queue.loop  # its wake-ups, as the tests observe them
         #: The sends of repeats among them: they never take the slots kept for first pages.
-        self._repeats_in_flight: set[asyncio.Task] = set()
+        self._repeats_in_flight: set[asyncio.Task[None]] = set()
         #: When the next page and the next escalation are due (None: nothing pending), read by
         #: each pass; before the first pass nothing is known, so it looks for overdue alerts.
         self._next_page: datetime | None = None
@@ -81,55 +88,54 @@ class Deliverer:
         self._slots = asyncio.Semaphore(settings.delivery_concurrency)
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
 
+    @property
+    def _in_flight(self) -> set[asyncio.Task[None]]:
+        """The pages on the wire, repeats included: the queue's slots."""
+        return self._queue.in_flight
+
     def wake(self) -> None:
-        self._loop.wake()
+        self._queue.wake()
 
     async def run(self) -> None:
-        try:
-            await self._loop.run(self.run_due, self._next_due_in)
-        except asyncio.CancelledError:
-            await self._drain()
-            raise
-
-    async def _drain(self) -> None:
-        """Let pages already on the wire finish and be recorded (shutdown)."""
-        if self._in_flight:
-            await asyncio.wait(self._in_flight, timeout=self._settings.delivery_timeout_seconds + 1)
+        await self._queue.run()
 
     async def run_due(self) -> None:
-        """Escalate what is overdue (only when a deadline has run out), then start due pages,
-        the ones those escalations added included, and read when the next page and the next
-        deadline are due (the loop sleeps until then).
+        """Passes until nothing more is due now (shared/workqueue.py `WorkQueue.run_due`)."""
+        await self._queue.run_due()
+
+    async def claim(self, free: int) -> Batch[Page]:
+        """One pass: escalate what is overdue (only when a deadline has run out), then claim due
+        pages, the ones those escalations added included, and read when the next page and the
+        next deadline are due (the loop sleeps until then). After escalations, claim again.
 
         The claim is one UPDATE, atomic by itself, and the read needs no transaction either:
         both go without BEGIN and COMMIT, two round trips fewer on every page's path.
         """
-        while True:
-            lags: list[float] = []
-            if self._escalation_due():
-                async with transaction(self._sessions) as session:
-                    lags = await escalate_overdue(session, settings=self._settings)
-            free = self._settings.delivery_concurrency - len(self._in_flight)
-            repeats = min(free, self._settings.repeat_slots - len(self._repeats_in_flight))
-            async with self._sessions() as session:
-                conn = await driver(session, begin=False)
-                pages = await self._claim(conn, free, max(repeats, 0)) if free > 0 else []
-                due = await conn.fetchrow(queries.NEXT_DUE)
-            self._next_page, self._next_repeat = due["page"], due["repeat"]
-            self._next_escalation = due["escalation"]
-            self._deadlines_read = True
-            for page in pages:
-                task = asyncio.create_task(self._send(page))
-                self._in_flight.add(task)
-                task.add_done_callback(self._in_flight.discard)
-                if page.repeat_round:
-                    self._repeats_in_flight.add(task)
-                    task.add_done_callback(self._repeats_in_flight.discard)
-            for lag in lags:
-                self._metrics.escalation_lag.observe(max(0.0, lag))
-                self._metrics.escalations.labels(reason="timeout").inc()
-            if not lags and (free <= 0 or len(pages) < free):
-                return
+        lags: list[float] = []
+        if self._escalation_due():
+            async with transaction(self._sessions) as session:
+                lags = await escalate_overdue(session, settings=self._settings)
+        repeats = min(free, self._settings.repeat_slots - len(self._repeats_in_flight))
+        async with self._sessions() as session:
+            conn = await driver(session, begin=False)
+            pages = await self._claim(conn, free, max(repeats, 0)) if free > 0 else []
+            due = await conn.fetchrow(queries.NEXT_DUE)
+        self._next_page, self._next_repeat = due["page"], due["repeat"]
+        self._next_escalation = due["escalation"]
+        self._deadlines_read = True
+        for lag in lags:
+            self._metrics.escalation_lag.observe(max(0.0, lag))
+            self._metrics.escalations.labels(reason="timeout").inc()
+        return Batch(pages, again=bool(lags))
+
+    def _started(self, page: Page, task: asyncio.Task[None]) -> None:
+        """A repeat's send holds one of the repeat slots too, until it ends."""
+        if page.repeat_round:
+            self._repeats_in_flight.add(task)
+            task.add_done_callback(self._repeats_in_flight.discard)
+
+    async def send(self, page: Page) -> None:
+        await self._send(page)
 
     def _escalation_due(self) -> bool:
         """Whether a deadline may have run out (always, before the first pass has read them)."""
@@ -143,8 +149,8 @@ class Deliverer:
         )
         return [page_of(r, self._phi) for r in rows]
 
-    async def _next_due_in(self) -> float | None:
-        """Seconds until the next page or deadline, as read by the last pass."""
+    async def next_due(self) -> datetime | None:
+        """When the next page or deadline is due, as read by the last pass."""
         free = len(self._in_flight) < self._settings.delivery_concurrency
         due = [
             at
@@ -157,7 +163,7 @@ class Deliverer:
             )
             if at is not None
         ]
-        return (min(due) - utcnow()).total_seconds() if due else None
+        return min(due) if due else None
 
     def address(self, page: Page) -> str | None:
         """Where the page goes: its planned address, else the fallback ONCALL_WEBHOOK_URL."""
@@ -184,7 +190,7 @@ class Deliverer:
         if held_last:
             # Every other change a recorded outcome makes (a retry's due time, a deadline, the
             # pages of an escalation) wakes the loop through the triggers on those columns.
-            self._loop.wake()
+            self._queue.wake()
 
     async def _attempt(self, page: Page) -> None:
         """One attempt of `page`, recorded."""

@@ -10,14 +10,11 @@ A reminder carries ids, the level and the due time, never an entry of the plan (
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-
-from sqlalchemy import Integer, bindparam, func, or_, select, update
 
 from services.notify.delivery.channels import WebhookChannel
 from services.notify.reminders.models import Reminder
@@ -25,8 +22,14 @@ from services.notify.reminders.service import KIND
 from services.notify.settings import NotifySettings
 from shared.db import SessionFactory, asyncpg_dsn, transaction
 from shared.events import utcnow
-from shared.wakeup import WakeLoop
-from shared.webhooks import backoff_seconds
+from shared.workqueue import (
+    Batch,
+    WorkQueue,
+    claim_statement,
+    next_due_statement,
+    next_step,
+    retry_at,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,33 +39,20 @@ LEASE = timedelta(seconds=30)
 
 
 #: Leases up to `limit` due reminders (one more attempt each), oldest due first.
-CLAIM = (
-    update(Reminder)
-    .where(
-        Reminder.id.in_(
-            select(Reminder.id)
-            .where(
-                Reminder.status == "pending",
-                Reminder.due_at <= func.now(),
-                or_(Reminder.lease_until.is_(None), Reminder.lease_until < func.now()),
-            )
-            .order_by(Reminder.due_at)
-            .limit(bindparam("limit", type_=Integer))
-            .with_for_update(skip_locked=True)
-            .scalar_subquery()
-        )
-    )
-    .values(lease_until=func.now() + LEASE, attempts=Reminder.attempts + 1)
-    .returning(
+CLAIM = claim_statement(
+    Reminder,
+    lease=LEASE,
+    returning=(
         Reminder.id,
         Reminder.attempts,
         Reminder.plan_id,
         Reminder.screening_id,
         Reminder.risk_level,
         Reminder.plan_due_at,
-    )
-    .execution_options(synchronize_session=False)
+    ),
 )
+#: When the next reminder is due (one leased by another replica: when its lease runs out).
+NEXT_DUE = next_due_statement(Reminder)
 
 
 @dataclass(frozen=True)
@@ -99,53 +89,58 @@ class ReminderSender:
         self._settings = settings
         #: The pages' webhook channel (services/notify/channels.py): the one signed POST.
         self._channel = channel
-        self._batch_size = batch_size
-        # A leased reminder is due again when its lease runs out: that bounds the sleep.
-        self._loop = WakeLoop(
+        # A leased reminder is due again when its lease runs out: that bounds the sleep. The
+        # loop, the slots and the drain are the shared leased work queue (shared/workqueue.py).
+        self._queue: WorkQueue[Claimed] = WorkQueue(
             name="reminder sender",
             listen_dsn=asyncpg_dsn(settings.database_url),
             channels=[REMINDERS_CHANNEL],
             max_sleep=LEASE.total_seconds(),
+            concurrency=batch_size,  # reminders sent at once, each in a slot of its own
+            drain_seconds=settings.delivery_timeout_seconds + 1,
+            jobs=self,
         )
         self.sent = 0
         #: Reminders that reached DELIVERY_MAX_ATTEMPTS undelivered (and are still retried).
         self.overdue = 0
 
     def wake(self) -> None:
-        self._loop.wake()
+        self._queue.wake()
 
     async def run(self) -> None:
         """Send until cancelled."""
-        await self._loop.run(self.run_due, self._next_due_in)
+        await self._queue.run()
 
     async def run_due(self) -> None:
-        while True:
-            claimed = await self._claim()
-            sends = (self._send(c) for c in claimed)
-            results = await asyncio.gather(*sends, return_exceptions=True)
-            for reminder, result in zip(claimed, results, strict=True):
-                if isinstance(result, Exception):
-                    # Its lease runs out and it is sent again: at least once, never lost.
-                    log.error(
-                        "reminder %s: %s", reminder.id, type(result).__name__, exc_info=result
-                    )
-            if len(claimed) < self._batch_size:
-                return
+        await self._queue.run_due()
 
-    async def _claim(self) -> list[Claimed]:
+    async def claim(self, free: int) -> Batch[Claimed]:
+        if free <= 0:
+            return Batch()
         async with transaction(self._sessions) as session:
-            rows = await session.execute(CLAIM, {"limit": self._batch_size})
-            return [
-                Claimed(
-                    id=r.id,
-                    attempt=r.attempts,
-                    plan_id=r.plan_id,
-                    screening_id=r.screening_id,
-                    risk_level=r.risk_level,
-                    plan_due_at=r.plan_due_at,
-                )
-                for r in rows
-            ]
+            rows = await session.execute(CLAIM, {"limit": free})
+            return Batch(
+                [
+                    Claimed(
+                        id=r.id,
+                        attempt=r.attempts,
+                        plan_id=r.plan_id,
+                        screening_id=r.screening_id,
+                        risk_level=r.risk_level,
+                        plan_due_at=r.plan_due_at,
+                    )
+                    for r in rows
+                ]
+            )
+
+    async def send(self, reminder: Claimed) -> None:
+        try:
+            await self._send(reminder)
+        except Exception as exc:
+            # Its lease runs out and it is sent again: at least once, never lost.
+            log.error("reminder %s: %s", reminder.id, type(exc).__name__, exc_info=exc)
+        # Its outcome moved a due time no trigger announces (a retry): read the next one again.
+        self._queue.wake()
 
     async def _send(self, reminder: Claimed) -> None:
         target = self._settings.oncall_webhook_url
@@ -179,15 +174,15 @@ class ReminderSender:
             elif outcome == "no_target":
                 row.attempts = 0  # waiting for a target is not a failed attempt
                 row.due_at = now + timedelta(seconds=settings.no_target_retry_seconds)
-            elif outcome == "temporary_failure":
+            elif next_step(outcome, row.attempts) == "retry":
                 # Like a page: retried with backoff for as long as it takes (a gateway outage
                 # during a deploy must not lose it), and loudly once it has taken too long.
-                delay = backoff_seconds(
+                row.due_at = retry_at(
                     row.attempts,
                     base=settings.retry_base_seconds,
                     ceiling=settings.retry_max_seconds,
+                    now=now,
                 )
-                row.due_at = now + timedelta(seconds=delay)
                 if row.attempts == settings.delivery_max_attempts:
                     self.overdue += 1
                     log.error(
@@ -213,11 +208,9 @@ class ReminderSender:
         if outcome != "delivered":
             log.warning("reminder %s attempt %d: %s", reminder.id, reminder.attempt, error)
 
-    async def _next_due_in(self) -> float | None:
+    async def next_due(self) -> datetime | None:
+        if self._queue.free <= 0:
+            return None  # every slot is busy; a finished send wakes the loop
         async with self._sessions() as session:
-            # A reminder leased by another replica is next due when its lease runs out.
-            next_attempt = func.greatest(Reminder.due_at, Reminder.lease_until)
-            due = await session.scalar(
-                select(func.min(next_attempt)).where(Reminder.status == "pending")
-            )
-        return None if due is None else (due - utcnow()).total_seconds()
+            due: datetime | None = await session.scalar(NEXT_DUE)
+        return due
