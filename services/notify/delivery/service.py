@@ -36,6 +36,7 @@ from shared.outbox import event_row
 from shared.phi import ring_of
 from shared.topics import ALERT_EVENTS
 from shared.webhooks import backoff_seconds
+from shared.workqueue import next_step
 
 
 def retry_delay(attempt: int, settings: NotifySettings, *, asked: float | None = None) -> float:
@@ -129,10 +130,8 @@ async def record_outcome(
         )
         since = alert.assessed_at or alert.created_at
         return Recorded(first_delivery_after=(now - since).total_seconds() if first else None)
-    if (
-        outcome.outcome == "temporary_failure"
-        and delivery["attempts"] < settings.delivery_max_attempts
-    ):
+    if next_step(outcome.outcome, delivery["attempts"], settings.delivery_max_attempts) == "retry":
+        # The due time moved by hand, not `retry_at`: a receiver's Retry-After counts too.
         wait = retry_delay(delivery["attempts"], settings, asked=outcome.retry_after)
         due_at = now + timedelta(seconds=wait)
         await conn.execute(DELIVERY_RETRY.sql, *DELIVERY_RETRY.args(id=delivery_id, due_at=due_at))
