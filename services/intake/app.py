@@ -22,7 +22,7 @@ from services.intake.safety_plans import api as safety_plans_api
 from services.intake.safety_plans import overdue
 from services.intake.screenings import api as screenings_api
 from services.intake.settings import IntakeSettings
-from shared.auth import seal
+from shared.auth import require_every_route_guarded
 from shared.auth.credentials import parse_bootstrap
 from shared.db import SessionFactory, asyncpg_dsn
 from shared.http import base_app, health_router
@@ -87,4 +87,4 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     app.include_router(audit_api.router)
     app.include_router(audit_api.fhir_router)
     app.include_router(crisis_resources_api.router)
-    return seal(app)
+    return require_every_route_guarded(app)
