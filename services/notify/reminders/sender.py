@@ -87,7 +87,7 @@ class ReminderSender:
     ) -> None:
         self._sessions = sessions
         self._settings = settings
-        #: The pages' webhook channel (services/notify/channels.py): the one signed POST.
+        #: The pages' webhook channel (services/notify/delivery/channels.py): the one signed POST.
         self._channel = channel
         # A leased reminder is due again when its lease runs out: that bounds the sleep. The
         # loop, the slots and the drain are the shared leased work queue (shared/workqueue.py).
