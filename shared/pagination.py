@@ -1,8 +1,8 @@
 """Keyset pagination for list routes: `limit` (at most `MAX_PAGE`) and an opaque `cursor`.
 
 A list answers a JSON array, oldest first; when more follow, a `Link: <…>; rel="next"` header
-(RFC 8288, as GitHub's API does) carries the URL of the next page, so clients that read the
-array as before keep working.
+(RFC 8288, as GitHub's API does) carries the URL of the next page: the body stays a plain
+array, so a client that ignores paging still reads it.
 
 Lists in another order (newest first, soonest due first) page on a position: `position_page`
 orders by a (time, id) pair and its cursor holds the last row's pair itself, not its id.

@@ -1,7 +1,7 @@
 """`make chaos CHAOS_ARGS="--soak 200000"`: no faults, a long steady load with retention set to
-minutes, and the tables that used to only grow sampled with each process's memory: both must
-stay flat once retention has caught up (the screenings, plans and the audit trail grow by
-design, and are shown for scale)."""
+minutes, and the tables only retention keeps from growing sampled with each process's memory:
+both must stay flat once retention has caught up (the screenings, plans and the audit trail grow
+by design, and are shown for scale)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Two places hold what could not be processed:
 - the dead-letter topics `<topic>.dlq`: a message a consumer could never apply, with the reason,
-  its source topic, partition, offset and consumer group in its headers (shared/kafka.py);
+  its source topic, partition, offset and consumer group in its headers (shared/kafka/consumer.py);
 - each service's `outbox_set_aside` table: an event the relay could never publish (its topic is
   missing, the broker refuses its size; shared/outbox.py).
 

@@ -17,7 +17,7 @@ from services.console import auth, clinician, hotline, supervision
 from services.console.i18n import LANGUAGES, Localize, _, translations
 from services.console.pages import PAGES
 from services.console.settings import ConsoleSettings
-from services.console.web import Console, SecurityHeaders, render, seal
+from services.console.web import Console, SecurityHeaders, render, require_every_page_listed
 from shared import tracing
 from shared.http import BodySizeLimit, health_router
 from shared.metrics import HttpMetrics, ServiceMetrics
@@ -83,4 +83,4 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
         message = _("There is no such page.") if exc.status_code == 404 else str(exc.detail)
         return render(request, "error.html", exc.status_code, title=title, message=message)
 
-    return seal(app, PAGES)
+    return require_every_page_listed(app, PAGES)

@@ -3,7 +3,8 @@ security headers, and rendering.
 
 Every route is in `pages.PAGES` with the permission it needs (the services' own permissions,
 so a page is offered only to people whose credential the service behind it would accept). A
-route missing from the table answers 403, and `seal` refuses to build an app that has one.
+route missing from the table answers 403, and `require_every_page_listed` refuses to build an
+app that has one.
 """
 
 from __future__ import annotations
@@ -289,7 +290,7 @@ async def _csrf_ok(request: Request, user: SignedIn) -> bool:
     return same_token(token, user.csrf)
 
 
-def seal(app: FastAPI, table: dict[tuple[str, str], Page]) -> FastAPI:
+def require_every_page_listed(app: FastAPI, table: dict[tuple[str, str], Page]) -> FastAPI:
     """Refuse to build a console with a page missing from the table (deny by default)."""
     missing = [
         (method, route.path)

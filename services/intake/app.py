@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from services.intake import consumer
 from services.intake.access import api as access_api
+from services.intake.access import service as access
 from services.intake.audit import api as audit_api
 from services.intake.audit.checkpoints import run_checkpoints, signing_key
 from services.intake.cases import api as cases_api
@@ -22,7 +23,7 @@ from services.intake.safety_plans import api as safety_plans_api
 from services.intake.safety_plans import overdue
 from services.intake.screenings import api as screenings_api
 from services.intake.settings import IntakeSettings
-from shared.auth import seal
+from shared.auth import require_every_route_guarded
 from shared.auth.credentials import parse_bootstrap
 from shared.db import SessionFactory, asyncpg_dsn
 from shared.http import base_app, health_router
@@ -36,12 +37,12 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        signer = access_api.access_signer(cfg)
+        signer = access.access_signer(cfg)
         app.state.access_signer = signer
 
         async def prepare(sessions: SessionFactory) -> None:
-            await access_api.ensure_bootstrap(sessions, parse_bootstrap(cfg.api_keys_bootstrap))
-            await access_api.announce_every_key(sessions, signer)
+            await access.ensure_bootstrap(sessions, parse_bootstrap(cfg.api_keys_bootstrap))
+            await access.announce_every_key(sessions, signer)
 
         async with open_runtime(
             cfg,
@@ -57,7 +58,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         ) as runtime:
             app.state.runtime = runtime
             app.state.phi = runtime.phi
-            runtime.gate.directory.authority = access_api.key_authority(
+            runtime.gate.directory.authority = access.key_authority(
                 runtime.reads or runtime.sessions
             )
             if cfg.audit_signing_key:
@@ -87,4 +88,4 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     app.include_router(audit_api.router)
     app.include_router(audit_api.fhir_router)
     app.include_router(crisis_resources_api.router)
-    return seal(app)
+    return require_every_route_guarded(app)

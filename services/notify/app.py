@@ -18,7 +18,7 @@ from services.notify.models import SCHEMA, SEALED, Base, retention
 from services.notify.oncall import api as oncall_api
 from services.notify.settings import NotifySettings
 from services.notify.worker import start_workers
-from shared.auth import seal
+from shared.auth import require_every_route_guarded
 from shared.db import transaction
 from shared.http import base_app, health_router
 from shared.outbound import GuardedTransport, OutboundPolicy
@@ -88,4 +88,4 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
     app.include_router(health_router(lambda: app.state.runtime.readiness()))
     app.include_router(alerts_api.router)
     app.include_router(oncall_api.router)
-    return seal(app)
+    return require_every_route_guarded(app)

@@ -54,7 +54,7 @@ class NotifySettings(ServiceSettings):
         {"imminent": 120, "high": 300, "moderate": 1800}, validation_alias="ACK_DEADLINE_SECONDS"
     )
     #: A screening not assessed this long after submission is paged for review by hand
-    #: (services/notify/watchdog.py).
+    #: (services/notify/watchdog/service.py).
     assessment_deadline_seconds: float = Field(
         30.0, gt=0, validation_alias="ASSESSMENT_DEADLINE_SECONDS"
     )

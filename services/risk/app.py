@@ -12,7 +12,7 @@ from services.risk.models import SCHEMA, Base
 from services.risk.rules import load_ruleset
 from services.risk.service import record_ruleset
 from services.risk.settings import RiskSettings
-from shared.auth import seal
+from shared.auth import require_every_route_guarded
 from shared.db import SessionFactory, transaction
 from shared.http import base_app, health_router
 from shared.runtime import open_runtime
@@ -44,4 +44,4 @@ def create_app(settings: RiskSettings | None = None) -> FastAPI:
     app = base_app(title="triage risk", lifespan=lifespan)
     app.include_router(health_router(lambda: app.state.runtime.readiness()))
     app.include_router(api.router)
-    return seal(app)
+    return require_every_route_guarded(app)

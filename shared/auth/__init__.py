@@ -1,6 +1,14 @@
 """Access control shared by the three services: credentials, roles, the gate (docs/security.md)."""
 
-from shared.auth.guard import PUBLIC, Access, CurrentPrincipal, Gate, RouteTable, guarded, seal
+from shared.auth.guard import (
+    PUBLIC,
+    Access,
+    CurrentPrincipal,
+    Gate,
+    RouteTable,
+    guarded,
+    require_every_route_guarded,
+)
 from shared.auth.principal import Principal
 from shared.auth.roles import Permission, Role, Visibility
 
@@ -15,5 +23,5 @@ __all__ = [
     "RouteTable",
     "Visibility",
     "guarded",
-    "seal",
+    "require_every_route_guarded",
 ]

@@ -4,8 +4,8 @@ they within their limits (429).
 Each service keeps a table, beside its routes, of `(method, path) -> Access`; its routers are
 built with `guarded(table)` as their route class. The check runs before FastAPI reads the body
 or resolves any dependency, so a caller without a credential learns nothing about a route's
-shape, and a route missing from the table is closed to every role (deny by default). `seal()`
-refuses to build an app with a route that bypasses the gate.
+shape, and a route missing from the table is closed to every role (deny by default).
+`require_every_route_guarded()` refuses to build an app with a route that bypasses the gate.
 """
 
 from __future__ import annotations
@@ -287,7 +287,7 @@ def api_routes(routes: Iterable[BaseRoute]) -> Iterator[APIRoute]:
             yield route
 
 
-def seal(app: FastAPI) -> FastAPI:
+def require_every_route_guarded(app: FastAPI) -> FastAPI:
     """Refuse an app with a route outside the gate, and name the scheme in its OpenAPI."""
     for route in api_routes(app.routes):
         if not hasattr(route, "access"):

@@ -27,7 +27,8 @@ class _Progress:
     answer, nothing is concluded: the client is reconnecting.
 
     The check runs beside the poll loop (`watch`), never in it: a message that arrives while
-    the broker is asked is not kept waiting for the answer (it was, once: a second per page).
+    the broker is asked is not kept waiting for the answer (in the loop, it would wait up to a
+    second per page).
     """
 
     def __init__(self, consumer: AIOKafkaConsumer, window: float) -> None:

@@ -40,7 +40,7 @@ def test_every_page_is_in_the_table_and_a_missing_one_is_refused() -> None:
 
     extra.include_router(router)
     with pytest.raises(RuntimeError, match="missing from the page table"):
-        web.seal(extra, {})
+        web.require_every_page_listed(extra, {})
 
 
 def test_the_console_imports_no_database_or_kafka_client() -> None:

@@ -1,262 +1,43 @@
-"""API keys, on intake: issue (shown once), list (never the key), revoke.
-
-Each change commits with its `credential.*` event on the access topic (the outbox), from which
-every replica of every service keeps its own copy of the valid keys (`shared.auth.directory`):
-a revoked key is refused everywhere within about a second. The replica that made the change
-applies it at once, so a new key works on it for the very next request.
-
-Every record is signed with intake's key (ACCESS_SIGNING_KEY, `shared.auth.signing`): the
-services refuse any other. At each start intake announces every key's state again, signed, so
-keys announced before the records were signed (or under a previous signing key) keep working,
-and each revocation stays on the topic in a form every service takes.
-"""
+"""The routes of API keys (issue, list, revoke) and `/v1/me`; the work is in `service.py`."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
-from datetime import datetime
-from typing import Annotated
 
 from fastapi import APIRouter, Request, Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.intake.access.models import ApiKey
-from services.intake.db import outbox
+from services.intake.access import service
+from services.intake.access.schemas import ApiKeyIn, ApiKeyIssued, ApiKeyOut, Me
 from services.intake.permissions import ROUTES
-from services.intake.settings import IntakeSettings
-from shared import audit
-from shared.auth import CurrentPrincipal, Role, guarded
-from shared.auth.credentials import Credential, key_digest, new_key
-from shared.auth.directory import Authority
-from shared.auth.signing import RecordSigner, RecordVerifier
-from shared.db import SessionFactory, driver, transaction
-from shared.errors import NotFound, Unprocessable
-from shared.events import Envelope, utcnow
+from shared.auth import CurrentPrincipal, guarded
 from shared.http import Session, Sessions
-from shared.outbox import add_event
-from shared.pagination import Paging, keyset_page
-from shared.text import printable
-from shared.topics import ACCESS_EVENTS
+from shared.pagination import Paging
 
 router = APIRouter(prefix="/v1/api-keys", tags=["access"], route_class=guarded(ROUTES))
 #: Who the caller is: what the console shows and checks its pages against.
 me_router = APIRouter(prefix="/v1", tags=["access"], route_class=guarded(ROUTES))
 
-#: Who acted, as revisions and acknowledgements name the key's holder: printable, 100 at most.
-Name = Annotated[str, StringConstraints(strip_whitespace=True), printable(100)]
-System = Annotated[str, StringConstraints(pattern=r"^[!-~]{1,200}$")]
-
-
-class ApiKeyIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: Name
-    role: Role
-    #: For an `ehr` key (required there, refused elsewhere): the identifier systems it files
-    #: and reads under; the first files its JSON screenings.
-    identifier_systems: list[System] = Field([], max_length=20)
-    expires_at: AwareDatetime | None = None
-
-    @field_validator("expires_at")
-    @classmethod
-    def _future(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value <= utcnow():
-            raise ValueError("must be in the future")
-        return value
-
-
-class ApiKeyOut(BaseModel):
-    id: uuid.UUID
-    name: str
-    role: Role
-    identifier_systems: list[str]
-    expires_at: datetime | None
-    created_at: datetime
-    revoked_at: datetime | None = None
-
-
-class ApiKeyIssued(ApiKeyOut):
-    #: The key itself: shown in this answer only, stored nowhere.
-    key: str
-
-
-def key_authority(sessions: SessionFactory) -> Authority:
-    """The keys' table as the credential directory's authority (`shared.auth.directory`):
-    while intake cannot confirm its copy of the access topic current (a broker failover), it
-    checks a key here instead of refusing it."""
-
-    async def lookup(key_hash: str) -> Credential | None:
-        async with sessions() as session:
-            row = await session.scalar(select(ApiKey).where(ApiKey.key_hash == key_hash))
-            return None if row is None else _credential(row)
-
-    return lookup
-
-
-def _credential(row: ApiKey) -> Credential:
-    return Credential(
-        id=row.id,
-        name=row.name,
-        role=Role(row.role),
-        key_hash=row.key_hash,
-        identifier_systems=tuple(row.identifier_systems),
-        created_at=row.created_at,
-        expires_at=row.expires_at,
-        revoked_at=row.revoked_at,
-    )
-
-
-def access_signer(cfg: IntakeSettings) -> RecordSigner:
-    """ACCESS_SIGNING_KEY, required, and ACCESS_VERIFY_KEY, when given, its public half: an
-    intake that could not sign, or whose records the services would refuse, does not start."""
-    if not cfg.access_signing_key:
-        raise RuntimeError(
-            "ACCESS_SIGNING_KEY is not set: intake signs every record of the access topic and"
-            " every service refuses unsigned ones (make run keeps it in"
-            " .local/run/secrets/access-signing-key)"
-        )
-    signer = RecordSigner.from_setting(cfg.access_signing_key)
-    if cfg.access_verify_key:
-        given = RecordVerifier.from_setting(cfg.access_verify_key).public_bytes()
-        if given != signer.verifier().public_bytes():
-            raise RuntimeError("ACCESS_VERIFY_KEY is not the public half of ACCESS_SIGNING_KEY")
-    return signer
-
-
-async def _announce(
-    session: AsyncSession, credential: Credential, signer: RecordSigner, *, correlation_id: str
-) -> None:
-    kind = "credential.revoked" if credential.revoked_at else "credential.issued"
-    event = credential.event().envelope(correlation_id=correlation_id, event_type=kind)
-    signed = Envelope(
-        event_id=event.event_id,
-        type=event.type,
-        occurred_at=event.occurred_at,
-        correlation_id=event.correlation_id,
-        data=signer.sign(event.data),
-    )
-    await add_event(session, outbox, topic=ACCESS_EVENTS, key=credential.id, event=signed)
-
-
-async def announce_every_key(sessions: SessionFactory, signer: RecordSigner) -> None:
-    """Every key's state (revoked and expired ones too), signed, on the access topic: at each
-    start. The newest record of each key is then one the services take, whatever the topic held
-    before: records from before they were signed, or signed with a key since replaced."""
-    async with transaction(sessions) as session:
-        rows = await session.scalars(select(ApiKey).order_by(ApiKey.created_at, ApiKey.id))
-        for row in rows.all():
-            await _announce(session, _credential(row), signer, correlation_id="start")
-
-
-async def ensure_bootstrap(sessions: SessionFactory, credentials: Sequence[Credential]) -> None:
-    """API_KEYS_BOOTSTRAP: create the keys that do not exist yet (a revoked one stays revoked).
-
-    Announced by `announce_every_key`, which runs next at every start."""
-    if not credentials:
-        return
-    async with transaction(sessions) as session:
-        # Replicas starting together (a scale-up, `make chaos`) would both insert the same key:
-        # one at a time, so the second sees the first's keys.
-        await (await driver(session)).execute(
-            "SELECT pg_advisory_xact_lock(hashtext('intake.api_keys bootstrap'))"
-        )
-        now = utcnow()
-        for credential in credentials:
-            row = ApiKey(
-                id=credential.id,
-                name=credential.name,
-                role=credential.role.value,
-                identifier_systems=list(credential.identifier_systems),
-                key_hash=credential.key_hash,
-                created_at=now,
-            )
-            if await session.get(ApiKey, credential.id) is None:
-                session.add(row)
-                await session.flush()
-
 
 @router.post("", status_code=201, response_model=ApiKeyIssued)
 async def issue_key(data: ApiKeyIn, request: Request, sessions: Sessions) -> ApiKeyIssued:
     """A new key, shown once. An `ehr` key is bound to its identifier systems."""
-    if (data.role == Role.EHR) != bool(data.identifier_systems):
-        raise Unprocessable(
-            "identifier_systems are required for an ehr key and refused for any other",
-            problems=[{"field": "identifier_systems", "problem": "only and always for ehr"}],
-        )
-    key = new_key()
-    row = ApiKey(
-        id=uuid.uuid4(),
-        name=data.name,
-        role=data.role.value,
-        identifier_systems=list(dict.fromkeys(data.identifier_systems)),
-        key_hash=key_digest(key),
-        created_at=utcnow(),
-        expires_at=data.expires_at,
-    )
-    audit.about(f"api-key/{row.id}")
-    async with transaction(sessions) as session:
-        session.add(row)
-        await session.flush()
-        await _announce(
-            session, _credential(row), request.app.state.access_signer, correlation_id=_new_id()
-        )
-    runtime = request.app.state.runtime
-    runtime.gate.directory.apply(_credential(row))
-    # On the topic before the answer, so risk and notify know the key when its holder calls.
-    await runtime.relay.publish_all()
-    return ApiKeyIssued(**_out(row).model_dump(), key=key)
-
-
-def _new_id() -> str:
-    return str(uuid.uuid4())
-
-
-def _out(row: ApiKey) -> ApiKeyOut:
-    return ApiKeyOut(
-        id=row.id,
-        name=row.name,
-        role=Role(row.role),
-        identifier_systems=list(row.identifier_systems),
-        expires_at=row.expires_at,
-        created_at=row.created_at,
-        revoked_at=row.revoked_at,
-    )
+    state = request.app.state
+    return await service.issue_key(data, sessions, state.runtime, state.access_signer)
 
 
 @router.get("", response_model=list[ApiKeyOut])
 async def list_keys(session: Session, page: Paging) -> list[ApiKeyOut]:
     """Every key, oldest first (never the key itself), `limit` at a time; `Link: rel="next"`."""
-    rows, following = await keyset_page(
-        session, select(ApiKey), ApiKey, limit=page.limit, cursor=page.cursor
-    )
-    return page.answer([_out(r) for r in rows], following)
+    keys, following = await service.list_keys(session, limit=page.limit, cursor=page.cursor)
+    return page.answer(keys, following)
 
 
 @router.delete("/{key_id}", status_code=204, responses={404: {"description": "no such key"}})
 async def revoke_key(key_id: uuid.UUID, request: Request, sessions: Sessions) -> Response:
     """Revoke: every service refuses the key within about a second (2 s at most)."""
-    async with transaction(sessions) as session:
-        row = await session.get(ApiKey, key_id, with_for_update=True)
-        if row is None:
-            raise NotFound(f"no API key {key_id}")
-        if row.revoked_at is None:
-            row.revoked_at = utcnow()
-            await session.flush()
-            await _announce(
-                session, _credential(row), request.app.state.access_signer, correlation_id=_new_id()
-            )
-        credential = _credential(row)
-    request.app.state.runtime.gate.directory.apply(credential)
+    state = request.app.state
+    await service.revoke_key(key_id, sessions, state.runtime, state.access_signer)
     return Response(status_code=204)
-
-
-class Me(BaseModel):
-    name: str
-    role: Role
-    identifier_systems: list[str]
 
 
 @me_router.get("/me", response_model=Me)

@@ -27,8 +27,8 @@ async def apply_assessment(
 ) -> None:
     """Record the assessment on the case; a flagged one opens the safety plan.
 
-    Every screening passes here: the case update goes straight to asyncpg (the UPDATE takes the
-    row lock the ORM's SELECT ... FOR UPDATE took before).
+    Every screening passes here: the case update goes straight to asyncpg, one UPDATE that takes
+    the row lock itself (no separate SELECT ... FOR UPDATE through the ORM).
     """
     risk = {
         "level": assessed.level,

@@ -37,7 +37,7 @@ CREATE TRIGGER safety_plan_revisions_append_only BEFORE UPDATE OR DELETE
     FOR EACH ROW EXECUTE FUNCTION intake.safety_plan_revisions_append_only();
 
 -- Plans opened before this migration get their first revision, as opened (the same snapshot shape
--- as services/intake/safety_plans.py writes).
+-- as services/intake/safety_plans/service.py writes).
 INSERT INTO intake.safety_plan_revisions (plan_id, version, actor, role, action, diff, snapshot, at)
 SELECT id, version, 'system', 'system', 'opened', '{}'::jsonb,
        jsonb_build_object(

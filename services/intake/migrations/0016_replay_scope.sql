@@ -1,4 +1,4 @@
--- An external_id is unique within its submitter's namespace (services/intake/scope.py
+-- An external_id is unique within its submitter's namespace (services/intake/screenings/scope.py
 -- `replay_scope`), no longer across every caller: an EHR could post another EHR's identifier
 -- first and bury the screening it names. An ehr credential's namespace is the identifier system
 -- the screening is filed under; anyone else's is its own credential.

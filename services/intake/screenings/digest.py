@@ -2,15 +2,16 @@
 
 A replay (the same Idempotency-Key, or the same external_id in the submitter's replay scope)
 must be the same request, or it is 409. The digest stored for that (`screenings.request_hash`,
-`idempotency_keys.request_hash`) was once SHA-256 over the whole request, contact and notes
-included: unkeyed, beside the encrypted values, it let whoever holds a dump ask "did this number
-call?" in a fraction of a second. Now it covers what the screening's row holds in clear anyway
+`idempotency_keys.request_hash`) covers only what the screening's row holds in clear anyway
 (subject, source, external_id, instrument, the validated answers, imminent danger), marked
-`v2:`, and contact and notes are compared apart, decrypted from the screening the replay names.
-No key is involved, so rotating or retiring keys never leaves a digest that cannot be compared.
+`v2:`, and contact and notes are compared apart, decrypted from the screening the replay names:
+an unkeyed digest over contact and notes, beside the encrypted values, would let whoever holds a
+dump ask "did this number call?" in a fraction of a second. No key is involved, so rotating or
+retiring keys never leaves a digest that cannot be compared.
 
-A digest stored before (64 hex digits, no mark) is still compared as it was made, so a replay of
-an old request is still told apart; `triage phi rotate` rewrites those from the rows themselves
+An unmarked digest (64 hex digits: SHA-256 over the whole request, contact and notes included)
+is still compared as it was made, so a replay of the request it was stored for is still told
+apart; `triage phi rotate` rewrites those from the rows themselves
 (`rewrite_old_digests`), after which a dump holds no digest of any PHI.
 """
 

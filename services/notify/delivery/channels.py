@@ -94,10 +94,10 @@ def retry_after(value: str | None, *, now: float | None = None) -> float | None:
 class WebhookChannel:
     """POSTs the page signed as the contract says, with every current secret (rotation).
 
-    The one way notify POSTs anything (pages and reminders alike, services/notify/reminders.py):
-    within the channel's deadline, the whole exchange, reading at most a few KB of the answer
-    (shared/webhooks.py `post_signed`), and through the SSRF guard unless the address is the
-    operator's own."""
+    The one way notify POSTs anything (pages and reminders alike,
+    services/notify/reminders/sender.py): within the channel's deadline, the whole exchange,
+    reading at most a few KB of the answer (shared/webhooks.py `post_signed`), and through the
+    SSRF guard unless the address is the operator's own."""
 
     def __init__(
         self,

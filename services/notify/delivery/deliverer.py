@@ -60,7 +60,7 @@ class Deliverer:
         self._phi = phi
         self._channels = channels
         self._settings = settings
-        #: The first signs the ack links in pages (services/notify/signing.py).
+        #: The first signs the ack links in pages (services/notify/delivery/signing.py).
         self._ack_keys = ack_keys
         self._metrics = metrics
         self._loop = WakeLoop(

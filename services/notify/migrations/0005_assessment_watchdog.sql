@@ -1,5 +1,5 @@
--- The assessment watchdog (services/notify/watchdog.py): every submitted screening is awaited
--- until its assessment is seen; one not assessed ASSESSMENT_DEADLINE_SECONDS after submission
+-- The assessment watchdog (services/notify/watchdog/service.py): every submitted screening is
+-- awaited until its assessment is seen; one not assessed ASSESSMENT_DEADLINE_SECONDS after submission
 -- (dead-lettered by a rule-set bug, a version mismatch in a rolling deploy, risk down) opens an
 -- alert "assessment delayed, review by hand", paged like any other. Either event may come
 -- first (two topics): each fills its own column.

@@ -1,7 +1,7 @@
--- GET /v1/alerts (services/notify/alerts.py), polled every few seconds by the console. Alerts
--- are kept for ever, so its statements must not read the whole table:
--- * the urgency order itself, the expression exactly as alerts.py writes it (the planner uses an
---   expression index only for an identical expression): a list reads `limit` entries in order
+-- GET /v1/alerts (services/notify/alerts/queries.py), polled every few seconds by the console.
+-- Alerts are kept for ever, so its statements must not read the whole table:
+-- * the urgency order itself, the expression exactly as alerts/queries.py writes it (the planner
+--   uses an expression index only for an identical expression): a list reads `limit` entries in order
 --   and sorts nothing. The open alerts are served by alerts_open (0006).
 -- * changed_at, for "what was created or changed since my last poll".
 -- Cost on the paging path: each change of an alert adds an entry to each (changed_at moves every

@@ -97,7 +97,7 @@ class ReminderSender:
     ) -> None:
         self._sessions = sessions
         self._settings = settings
-        #: The pages' webhook channel (services/notify/channels.py): the one signed POST.
+        #: The pages' webhook channel (services/notify/delivery/channels.py): the one signed POST.
         self._channel = channel
         self._batch_size = batch_size
         # A leased reminder is due again when its lease runs out: that bounds the sleep.

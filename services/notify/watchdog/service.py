@@ -1,9 +1,9 @@
 """The assessment watchdog: a screening accepted but not assessed in time is paged by hand.
 
-A screening stuck before assessment used to be silent: its message dead-lettered by a rule-set
-bug or a version mismatch in a rolling deploy, or risk down, and the case stayed "received"
-while nobody heard of it. Notify now reads the submissions too (ids and times only) and awaits
-each one's assessment; one still unassessed ASSESSMENT_DEADLINE_SECONDS after submission opens
+A screening can stall before assessment without anyone hearing of it: its message dead-lettered
+by a rule-set bug or a version mismatch in a rolling deploy, or risk down, and the case stays
+"received". So notify reads the submissions too (ids and times only) and awaits each one's
+assessment; one still unassessed ASSESSMENT_DEADLINE_SECONDS after submission opens
 an alert at high risk, "assessment delayed, review by hand", paged by the high policy like any
 other. A late assessment changes nothing then: the screening already has its one alert, and the
 clinician who opens the case sees the assessment there.

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from services.intake.access.api import ensure_bootstrap
+from services.intake.access.service import ensure_bootstrap
 from shared.auth.credentials import parse_bootstrap
 from shared.db import SessionFactory, create_engine, create_session_factory
 from tests.support.services import ServiceProcesses
