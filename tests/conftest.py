@@ -94,7 +94,8 @@ def services(
             "ONCALL_WEBHOOK_URL": receiver.url,
             "ALERT_WEBHOOK_SECRET": WEBHOOK_SECRET,
             "RETRY_BASE_SECONDS": "0.1",
-            # A rest-hook push gives up after 3 s, all of it (tests/e2e/test_resthook_limits.py).
+            # A rest-hook push gives up after 3 s, all of it
+            # (tests/intake/fhir/test_resthook_limits.py).
             "FHIR_PUSH_TIMEOUT_SECONDS": "3",
             "FINAL_REPAGE_SECONDS": "1",
             # Some tests leave a screening unassessed on purpose (the dead-letter test's poison
@@ -103,7 +104,7 @@ def services(
             # bound to `high` by then, and that page takes a reply scripted for that test's
             # pager (seen: the final-repage test got 2 pages of 3, its scripted 410 spent on the
             # watchdog's page). The watchdog is tested on a notify of its own
-            # (tests/e2e/test_assessment_watchdog.py, 2 s).
+            # (tests/notify/watchdog/test_assessment_watchdog.py, 2 s).
             "ASSESSMENT_DEADLINE_SECONDS": "3600",
             "API_KEYS_BOOTSTRAP": BOOTSTRAP,
             # The route matrix alone presents ~50 bad credentials from 127.0.0.1; the limit on

@@ -53,7 +53,12 @@ class Received:
 
 
 class Receiver:
-    """Notify's side of the webhooks: records them, answers `answers[path]` as TwiML."""
+    """Notify's side of the webhooks: records them, answers `answers[path]` as TwiML.
+
+    Not `tests.support.pagers.Pagers` (the tests' one webhook receiver): Twilio's callbacks are
+    form-encoded GETs and POSTs checked against Twilio's signature, answered with TwiML, and
+    served in this process's ASGI app rather than on a port of their own.
+    """
 
     def __init__(self) -> None:
         self.requests: list[Received] = []

@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from deploy.localstack import free_port
-from tests.support.receiver import serve, shut
+from tests.support.pagers import serve, shut
 
 AUDIENCE = "crisis-triage"
 

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tests.support.receiver import serve, shut
+from tests.support.pagers import serve, shut
 
 
 @dataclass(frozen=True)

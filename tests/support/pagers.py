@@ -1,7 +1,9 @@
-"""Clinicians' pagers for the on-call tests: one local HTTP server, one path per clinician.
+"""The one webhook receiver of the tests: one local HTTP server, one path per pager.
 
-Each pager records what it got (when, headers, body) and answers from a script: a status, a
-delay before answering (a page still on the wire) and extra headers (Retry-After), then 200.
+Clinicians' pagers are `/pager/{name}`; a single webhook (the fallback pager, an EHR's rest-hook:
+`tests/support/receiver.py`) is `/{name}`. Each path records what it got (when, headers, body)
+and answers from its script: a status, a delay before answering (a page still on the wire) and
+extra headers (Retry-After), then 200.
 """
 
 from __future__ import annotations
@@ -89,18 +91,29 @@ class Pagers:
         return Response("ok", status_code=reply.status, headers=reply.headers)
 
     async def start(self) -> None:
-        app = Starlette(routes=[Route("/pager/{name}", self._page, methods=["POST"])])
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
-        )
-        self._server = uvicorn.Server(config)
-        self._task = asyncio.create_task(self._server.serve())
-        while not self._server.started:  # noqa: ASYNC110 - uvicorn offers no event to await
-            await asyncio.sleep(0.01)
+        routes = [
+            Route("/pager/{name}", self._page, methods=["POST"]),
+            Route("/{name}", self._page, methods=["POST"]),
+        ]
+        self._server, self._task = await serve(Starlette(routes=routes), self.port)
 
     async def stop(self) -> None:
-        if self._server is not None and self._task is not None:
-            self._server.should_exit = True
-            self._server.force_exit = True
-            with contextlib.suppress(Exception):
-                await self._task
+        await shut(self._server, self._task)
+
+
+async def serve(app: Starlette, port: int) -> tuple[uvicorn.Server, asyncio.Task]:
+    """Serve `app` on 127.0.0.1:`port` in this event loop; returns once it listens."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to await
+        await asyncio.sleep(0.01)
+    return server, task
+
+
+async def shut(server: uvicorn.Server | None, task: asyncio.Task | None) -> None:
+    if server is not None and task is not None:
+        server.should_exit = True
+        server.force_exit = True
+        with contextlib.suppress(Exception):
+            await task

@@ -1,89 +1,61 @@
-"""A webhook receiver standing in for the on-call clinician's pager (or an EHR's rest-hook)."""
+"""A single webhook standing in for the on-call fallback pager (or an EHR's rest-hook).
+
+A thin view of `Pagers` with one path, `/hook`: the same server, recording and scripted replies,
+kept under the names the single-webhook tests use (`got`, `fail_next`, `wait_for` that returns
+what arrived rather than failing, since some tests wait to see that nothing more came).
+"""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
-import time
 from collections import deque
-from dataclasses import dataclass, field
-from typing import Any
 
-import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
+from tests.support.pagers import Got, Pagers, Reply, serve, shut
+
+__all__ = ["Received", "Receiver", "serve", "shut"]
+
+#: What the webhook got: when, headers, body (`.json`).
+Received = Got
+
+_NAME = "hook"
 
 
-@dataclass
-class Received:
-    at: float
-    headers: dict[str, str]
-    body: bytes
+class Receiver:
+    def __init__(self, port: int) -> None:
+        self._pagers = Pagers(port)
 
     @property
-    def json(self) -> dict[str, Any]:
-        return json.loads(self.body)
-
-
-@dataclass
-class Receiver:
-    port: int
-    got: list[Received] = field(default_factory=list)
-    #: Status codes to answer before answering 200 again (retry tests).
-    script: deque[int] = field(default_factory=deque)
-    _server: uvicorn.Server | None = None
-    _task: asyncio.Task | None = None
+    def port(self) -> int:
+        return self._pagers.port
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
+        return f"http://127.0.0.1:{self.port}/{_NAME}"
+
+    @property
+    def got(self) -> list[Got]:
+        return self._pagers.got[_NAME]
+
+    @property
+    def script(self) -> deque[Reply]:
+        """Replies still to give before answering 200 again (retry tests)."""
+        return self._pagers._script[_NAME]
 
     def fail_next(self, *statuses: int) -> None:
-        self.script.extend(statuses)
+        self._pagers.script(_NAME, *statuses)
 
-    def for_screening(self, screening_id: str) -> list[Received]:
-        return [r for r in self.got if r.json.get("screening_id") == str(screening_id)]
+    def for_screening(self, screening_id: str) -> list[Got]:
+        return self._pagers.pages(_NAME, screening_id)
 
     async def wait_for(
         self, screening_id: str, *, count: int = 1, timeout: float = 5.0
-    ) -> list[Received]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            got = self.for_screening(screening_id)
-            if len(got) >= count:
-                return got
-            await asyncio.sleep(0.01)
-        return self.for_screening(screening_id)
-
-    async def _hook(self, request: Request) -> Response:
-        body = await request.body()
-        status = self.script.popleft() if self.script else 200
-        self.got.append(Received(time.time(), dict(request.headers), body))
-        return Response("ok", status_code=status)
+    ) -> list[Got]:
+        try:
+            return await self._pagers.wait_for(_NAME, screening_id, count=count, timeout=timeout)
+        except AssertionError:
+            return self.for_screening(screening_id)
 
     async def start(self) -> None:
-        app = Starlette(routes=[Route("/hook", self._hook, methods=["POST"])])
-        self._server, self._task = await serve(app, self.port)
+        await self._pagers.start()
 
     async def stop(self) -> None:
-        await shut(self._server, self._task)
-
-
-async def serve(app: Starlette, port: int) -> tuple[uvicorn.Server, asyncio.Task]:
-    """Serve `app` on 127.0.0.1:`port` in this event loop; returns once it listens."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to await
-        await asyncio.sleep(0.01)
-    return server, task
-
-
-async def shut(server: uvicorn.Server | None, task: asyncio.Task | None) -> None:
-    if server is not None and task is not None:
-        server.should_exit = True
-        with contextlib.suppress(Exception):
-            await task
+        await self._pagers.stop()

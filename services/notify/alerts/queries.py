@@ -30,7 +30,7 @@ from shared.db import driver
 
 #: Most urgent first. The very same expression is indexed (`alerts_urgency`, migration 0008);
 #: the planner uses the index only for an identical expression, so change both together
-#: (tests/notify/test_alert_list_api.py checks that the plan uses it).
+#: (tests/notify/alerts/test_alert_list_api.py checks that the plan uses it).
 URGENCY = (
     "CASE risk_level WHEN 'imminent' THEN 0 WHEN 'high' THEN 1 WHEN 'moderate' THEN 2"
     " WHEN 'low' THEN 3 ELSE 4 END"

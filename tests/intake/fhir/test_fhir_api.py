@@ -313,7 +313,7 @@ async def test_capability_statement(intake: httpx.AsyncClient) -> None:
     assert {i.code for i in cs.rest[0].interaction} == {"transaction", "batch"}
 
 
-PUBLIC_CASES = Path(__file__).resolve().parents[3] / "shared" / "checks" / "public-cases.json"
+PUBLIC_CASES = Path(__file__).resolve().parents[4] / "shared" / "checks" / "public-cases.json"
 
 
 def public_cases() -> dict[str, Any]:

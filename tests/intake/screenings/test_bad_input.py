@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 
 import asyncpg
 import httpx
@@ -136,6 +138,16 @@ BAD_BODIES = [
 ]
 
 
+async def outbox_drained(db: asyncpg.Pool, timeout: float = 30.0) -> None:
+    """Wait until the relay has published what earlier tests wrote (the safety-plan tests, run
+    just before, leave events in the outbox for a moment), so that an event left there is this
+    request's."""
+    deadline = time.monotonic() + timeout
+    while await db.fetchval("SELECT count(*) FROM intake.outbox"):
+        assert time.monotonic() < deadline, "the outbox never drained"
+        await asyncio.sleep(0.05)
+
+
 @pytest.mark.parametrize(
     ("name", "body", "status", "field"), BAD_BODIES, ids=[b[0] for b in BAD_BODIES]
 )
@@ -148,6 +160,7 @@ async def test_bad_body_is_refused_naming_the_field_and_nothing_is_kept(
     db: asyncpg.Pool,
     stack: LocalStack,
 ) -> None:
+    await outbox_drained(db)
     before_rows = await db.fetchval("SELECT count(*) FROM intake.screenings")
     before_offsets = await end_offsets(stack.bootstrap_servers, SCREENING_SUBMITTED)
 
