@@ -53,17 +53,32 @@ def mark_key(service: str, number: int) -> str:
     return f"{service}/{number % LANES}"
 
 
-async def _problems(conn: asyncpg.Connection, floors: Mapping[str, int]) -> dict[str, str]:
+async def _counters(conn: asyncpg.Connection, service: str) -> dict[int, int]:
+    return {
+        int(row["lane"]): int(row["n"])
+        for row in await conn.fetch(f"SELECT lane, n FROM {service}.audit_counter")
+    }
+
+
+async def _problems(
+    conn: asyncpg.Connection,
+    floors: Mapping[str, int],
+    before: Mapping[str, set[int]] | None = None,
+) -> tuple[dict[str, str], dict[str, set[int]]]:
+    """Each service's problem, and the numbers found missing. The trail grows while it is read:
+    the counters are read first for what is expected (a number counted then is in the trail, in
+    an outbox or in transit by the time the trail is read) and again after the trail for what
+    is past them. With `before`, only numbers missing then too are missing: one in transit at
+    the first look has arrived by the second, one deleted never does."""
+    expected_of = {service: await _counters(conn, service) for service in SERVICES}
     trail: dict[str, Counter[int]] = {}
     for row in await conn.fetch(_TRAIL):
         trail.setdefault(row["service"], Counter())[int(row["service_seq"])] += 1
     found: dict[str, str] = {}
+    missing_of: dict[str, set[int]] = {}
     for service in sorted({*SERVICES, *trail}):
         seen = trail.get(service, Counter())
-        counters: dict[int, int] = {}
-        if service in SERVICES:
-            for row in await conn.fetch(f"SELECT lane, n FROM {service}.audit_counter"):
-                counters[int(row["lane"])] = int(row["n"])
+        counters = await _counters(conn, service) if service in SERVICES else {}
         twice = sorted(n for n, times in seen.items() if times > 1)
         if twice:
             found[service] = f"{service}: entry numbers {_listed(twice)} are in the trail twice"
@@ -77,24 +92,27 @@ async def _problems(conn: asyncpg.Connection, floors: Mapping[str, int]) -> dict
             continue
         expected = {
             count * LANES + lane
-            for lane, top in counters.items()
+            for lane, top in expected_of.get(service, {}).items()
             for count in range(floors.get(f"{service}/{lane}", lane) // LANES + 1, top + 1)
         }
-        missing = sorted(expected - set(seen) - await _queued(conn, service))
+        missing = expected - set(seen) - await _queued(conn, service)
+        if before is not None:
+            missing &= before.get(service, set())
         if missing:
+            missing_of[service] = missing
             found[service] = (
-                f"{service}: entry numbers {_listed(missing)} are missing from the trail"
+                f"{service}: entry numbers {_listed(sorted(missing))} are missing from the trail"
                 " (deleted before they reached it)"
             )
-    return found
+    return found, missing_of
 
 
 async def numbering_failure(
     conn: asyncpg.Connection, floors: Mapping[str, int], *, grace: float = 3.0
 ) -> str | None:
     """Each service's numbering problems (gaps, duplicates), or None."""
-    found = await _problems(conn, floors)
+    found, missing = await _problems(conn, floors)
     if found and grace > 0:  # maybe only in transit: look again once
         await asyncio.sleep(grace)
-        found = await _problems(conn, floors)
+        found, _ = await _problems(conn, floors, before=missing)
     return "; ".join(found[s] for s in sorted(found)) or None

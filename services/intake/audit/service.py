@@ -160,20 +160,24 @@ async def verify(
 ) -> Verdict:
     """The chain, then (with the checkpoints' public key) every signed checkpoint and retention
     record, then each service's numbering of its entries."""
-    rows = [
-        dict(r)
-        for r in await conn.fetch(
-            f"SELECT seq, {COLUMNS}, prev_hash, hash FROM intake.audit_log ORDER BY seq"
-        )
-    ]
-    head = await conn.fetchrow("SELECT seq, hash FROM intake.audit_head")
-    checkpoints = [
-        dict(r)
-        for r in await conn.fetch(
-            "SELECT seq, hash, at, signature FROM intake.audit_checkpoints ORDER BY seq"
-        )
-    ]
-    prunings = [dict(r) for r in await conn.fetch(_PRUNINGS + " ORDER BY before_seq")]
+    # One snapshot for the entries, the head, the checkpoints and the retention records: the
+    # trail is appended while it is verified, and a head (or checkpoint) read a moment after
+    # the entries could name one they did not include.
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        rows = [
+            dict(r)
+            for r in await conn.fetch(
+                f"SELECT seq, {COLUMNS}, prev_hash, hash FROM intake.audit_log ORDER BY seq"
+            )
+        ]
+        head = await conn.fetchrow("SELECT seq, hash FROM intake.audit_head")
+        checkpoints = [
+            dict(r)
+            for r in await conn.fetch(
+                "SELECT seq, hash, at, signature FROM intake.audit_checkpoints ORDER BY seq"
+            )
+        ]
+        prunings = [dict(r) for r in await conn.fetch(_PRUNINGS + " ORDER BY before_seq")]
     # A cut tail is caught by the checkpoints first: the head row may have been rewritten too.
     failure = check_checkpoints(checkpoints, {r["seq"]: r["hash"] for r in rows}, public)
     if failure is not None:
