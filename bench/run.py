@@ -28,6 +28,7 @@ from bench.plot import plot_report
 from bench.reads import audit_trail, case_view_reads
 from bench.receiver import Arrival, parse_results
 from bench.report import RunReport, build_report, format_ramp, format_table
+from bench.sms import PHONE, TextSource, page_by_text
 from bench.stack import DEFAULT_DIR, BenchStack
 from bench.workload import Screening, build_workload
 
@@ -332,9 +333,13 @@ async def main_async(args: argparse.Namespace, say: Callable[[str], None] = prin
         profile=args.profile,
     )
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    stack = BenchStack(root=args.dir, trace=args.trace)
+    stack = BenchStack(root=args.dir, trace=args.trace, sms=args.sms)
     await asyncio.to_thread(stack.start, say)
-    source = ReceiverClient(stack.receiver_url)
+    source: ReceiverClient | TextSource = ReceiverClient(stack.receiver_url)
+    if args.sms:
+        await page_by_text(stack.url("notify"), stack.api_key)
+        source = TextSource(stack.url("phones"), stack.database_url)
+        say(f"pages by SMS to {PHONE} through the local Twilio stand-in")
     try:
         await _warm_up(stack, source, opts.seed)
         if args.ramp:
@@ -387,6 +392,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", action="store_true", help="py-spy the services during the load")
     p.add_argument(
         "--trace", action="store_true", help="trace everything to an OTLP stand-in (its cost)"
+    )
+    p.add_argument(
+        "--sms",
+        action="store_true",
+        help="page by SMS through the local Twilio stand-in: POST-to-first-text (try --rate 20)",
     )
     p.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="stack data and logs")
     p.add_argument("--out", type=Path, default=DEFAULT_DIR / "results", help="JSON and PNG")

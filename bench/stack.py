@@ -141,6 +141,10 @@ class BenchStack:
     local: LocalStack | None = None
     #: Trace everything (100 % sampled) to the receiver's OTLP stand-in.
     trace: bool = False
+    #: Page by SMS through the bundled Twilio stand-in (bench/sms.py), not the webhook.
+    sms: bool = False
+    twilio_token: str = field(default_factory=lambda: secrets.token_hex(16))
+    twilio_sid: str = field(default_factory=lambda: "AC" + secrets.token_hex(16))
 
     @property
     def stack_dir(self) -> Path:
@@ -190,7 +194,9 @@ class BenchStack:
         )
         self.local.start()
         env = migrated_env(self.database_url, self.bootstrap_servers)
-        self.ports = {name: free_port() for name in ("receiver", *(s.name for s in SERVICES))}
+        self.ports = {
+            name: free_port() for name in ("receiver", "phones", *(s.name for s in SERVICES))
+        }
         receiver = Process.start(
             "receiver",
             [
@@ -220,6 +226,8 @@ class BenchStack:
         )
         if self.trace:
             env["OTEL_EXPORTER_OTLP_ENDPOINT"] = self.receiver_url
+        if self.sms:
+            self._start_phones(env, deadline)
         for service in SERVICES:
             name = service.name
             service_env = {
@@ -240,6 +248,32 @@ class BenchStack:
         for service in SERVICES:
             self.processes[service.name].wait_ready(f"{self.url(service.name)}/readyz", deadline)
         say(f"stack and services ready in {time.monotonic() - t0:.1f} s (logs: {self.log_dir})")
+
+    def _start_phones(self, env: dict[str, str], deadline: float) -> None:
+        """The Twilio stand-in notify texts through, keeping every text of the run."""
+        phones = Process.start(
+            "phones",
+            [sys.executable, "-m", "deploy.phones"],
+            {
+                **env,
+                "PHONES_PORT": str(self.ports["phones"]),
+                "PHONES_ACCOUNT_SID": self.twilio_sid,
+                "PHONES_AUTH_TOKEN": self.twilio_token,
+                "PHONES_NUMBER": "+15555550100",
+                "PHONES_MAX_ITEMS": "1000000",
+                "PHONES_SMS_URL": f"{self.url('notify')}/v1/twilio/sms",
+                "PHONES_LOG_LEVEL": "WARNING",
+            },
+            self.log_dir / "phones.log",
+        )
+        self.processes["phones"] = phones
+        phones.wait_ready(f"{self.url('phones')}/_local/phones", deadline)
+        env.update(
+            TWILIO_ACCOUNT_SID=self.twilio_sid,
+            TWILIO_AUTH_TOKEN=self.twilio_token,
+            TWILIO_API_BASE=self.url("phones"),
+            TWILIO_FROM_NUMBER="+15555550100",
+        )
 
     def stop(self) -> None:
         """Services first (so none is mid-write), then the receiver, Kafka and PostgreSQL."""

@@ -311,6 +311,11 @@ def run(
             )
             for service in services:
                 console.say(f"  {service.name:<7} {service.url(env)}")
+            if PHONES in services:
+                console.say(
+                    f"pages by SMS and voice go to the local phones: {PHONES.url(env)}/ "
+                    "(no Twilio account set; each phone's texts and calls, reply and press 1 there)"
+                )
             if admin_key_file is not None:
                 console.say(
                     f"admin API key in {admin_key_file}: "

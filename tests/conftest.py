@@ -25,6 +25,7 @@ from tests.support.keys import (
 )
 from tests.support.otlp import Collector
 from tests.support.pagers import Pagers
+from tests.support.phones import Phones
 from tests.support.receiver import Receiver
 from tests.support.roster import Roster
 from tests.support.services import CONSOLE_PORT, ServiceProcesses
@@ -87,8 +88,18 @@ def services(
     collector: Collector,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ServiceProcesses]:
+    ports = {name: free_port() for name in ("intake", "risk", "notify")}
+    logs = tmp_path_factory.mktemp("logs")
+    notify_url = f"http://127.0.0.1:{ports['notify']}"
+    # Pages by SMS and voice go to the bundled Twilio stand-in, as `make run` has it.
+    phones = Phones(
+        port=free_port(), sms_url=f"{notify_url}/v1/twilio/sms", log=logs / "phones.log"
+    )
+    phones.start()
     procs = ServiceProcesses(
         env={
+            **phones.notify_env(),
+            "NOTIFY_PUBLIC_URL": notify_url,
             "DATABASE_URL": database_url,
             "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap_servers,
             "ONCALL_WEBHOOK_URL": receiver.url,
@@ -126,14 +137,23 @@ def services(
             "CONSOLE_PUBLIC_URL": f"http://127.0.0.1:{CONSOLE_PORT}",
             "PATH": __import__("os").environ["PATH"],
         },
-        ports={name: free_port() for name in ("intake", "risk", "notify")},
-        log_dir=tmp_path_factory.mktemp("logs"),
+        ports=ports,
+        log_dir=logs,
+        phones=phones,
     )
     procs.start()
     try:
         yield procs
     finally:
         procs.stop()
+        phones.stop()
+
+
+@pytest.fixture(scope="session")
+def phones(services: ServiceProcesses) -> Phones:
+    """The clinicians' phones: the bundled Twilio stand-in notify texts and calls."""
+    assert services.phones is not None
+    return services.phones
 
 
 @pytest.fixture

@@ -46,6 +46,8 @@ one with a foreign Origin, is refused with 403):
     POST /_local/phones/{number}/reply       {"Body": "1", "To": optional provider number}
         -> the inbound message with its webhook call (the replies are in the phone's messages)
     POST /_local/phones/{number}/unreachable {"unreachable": true}
+    POST /_local/phones/{number}/reports-first {"reports_first": true}: its texts' status
+        callbacks are sent (and answered) before the REST API answers the send
     GET  /_local/calls/{sid}
     POST /_local/calls/{sid}/answer | machine | hangup | no-answer | busy | fail | silence
     POST /_local/calls/{sid}/press           {"Digits": "1"}

@@ -100,6 +100,19 @@ async def unreachable(request: Request, number: str, body: Reachable) -> dict[st
     return phone_json(found)
 
 
+class ReportsFirst(BaseModel):
+    reports_first: bool
+
+
+@router.post("/phones/{number}/reports-first")
+async def reports_first(request: Request, number: str, body: ReportsFirst) -> dict[str, Any]:
+    """Texts to this phone are reported on before the send is answered (a race made certain)."""
+    e164(number)
+    found = _runtime(request).store.phone(number)
+    found.reports_first = body.reports_first
+    return phone_json(found)
+
+
 @router.get("/calls/{sid}")
 async def call(request: Request, sid: str) -> dict[str, Any]:
     found = _runtime(request).store.calls.get(sid)

@@ -80,8 +80,15 @@ class Messaging:
         )
         phone.last_contact = sender
         self._rt.store.add_message(phone, message)
-        self._rt.spawn(self._deliver(phone, message))
+        if not phone.reports_first:
+            self._rt.spawn(self._deliver(phone, message))
         return message
+
+    async def report_first(self, message: Message) -> None:
+        """For a phone set to `reports_first`: its status callbacks, before the REST answer."""
+        phone = self._rt.store.phone(message.to)
+        if phone.reports_first:
+            await self._deliver(phone, message)
 
     async def _deliver(self, phone: Phone, message: Message) -> None:
         """The network's side: sent, then delivered (or undelivered, 30003, when the phone is

@@ -63,6 +63,7 @@ async def create_message(request: Request, account: Account) -> JSONResponse:
     fields, _ = await _form(request)
     messaging: Messaging = request.app.state.messaging
     message = messaging.create(account, fields)
+    await messaging.report_first(message)
     return JSONResponse(message.resource(), status_code=201)
 
 

@@ -110,8 +110,14 @@ class Message:
         }
 
     def as_json(self) -> dict[str, Any]:
-        """The resource plus what the test API adds: the callbacks made and their answers."""
-        return {**self.resource(), "callbacks": [c.as_json() for c in self.callbacks]}
+        """The resource plus what the test API adds: the callbacks made and their answers, and
+        when it was created to the microsecond (Twilio's dates have whole seconds; the bench
+        times POST-to-text with it)."""
+        return {
+            **self.resource(),
+            "created_at": self.date_created.isoformat(),
+            "callbacks": [c.as_json() for c in self.callbacks],
+        }
 
 
 @dataclass
@@ -233,6 +239,9 @@ class Phone:
     opted_out: set[str] = field(default_factory=set)
     #: The provider number that last reached it: where its replies go.
     last_contact: str | None = None
+    #: Texts to it are reported on (sent, delivered) before the REST API answers the send:
+    #: the race a sender must handle, made certain (the test API sets it).
+    reports_first: bool = False
 
     def timeline(self) -> list[Message | Call]:
         """Its texts and calls, newest first."""

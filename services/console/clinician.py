@@ -158,6 +158,20 @@ async def _alert_details(request: Request, alert_ids: list[str]) -> list[dict[st
     return [a for a in await asyncio.gather(*(one(i) for i in alert_ids)) if a]
 
 
+def page_said(page: dict[str, Any]) -> str:
+    """One page of an alert: its channel, where it stands, the provider's word and the reply."""
+    said = _("Page by %(channel)s (level %(level)s): %(status)s") % {
+        "channel": page["channel"],
+        "level": page["escalation_level"],
+        "status": page["status"],
+    }
+    if page.get("provider_status"):
+        said += "; " + _("provider: %(status)s") % {"status": page["provider_status"]}
+    if page.get("reply"):
+        said += "; " + _("reply: %(reply)s") % {"reply": page["reply"]}
+    return said
+
+
 def timeline(case: dict[str, Any], alerts: list[dict[str, Any]]) -> list[tuple[str, str]]:
     """(when, what) from receipt to acknowledgement, oldest first."""
     events: list[tuple[str, str]] = [(case["received_at"], _("Screening received"))]
@@ -176,6 +190,8 @@ def timeline(case: dict[str, Any], alerts: list[dict[str, Any]]) -> list[tuple[s
                 "outcome": attempt["outcome"],
             }
             events.append((attempt["started_at"], said))
+        for page in alert.get("pages", []):
+            events.append((page["created_at"], page_said(page)))
         if alert.get("first_delivered_at"):
             events.append((alert["first_delivered_at"], _("Page delivered")))
         if alert.get("escalation_level"):

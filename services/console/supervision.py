@@ -128,6 +128,12 @@ async def _coverage_page(
         schedules=schedules,
         oncall=oncall["oncall"],
         clinicians=clinicians,
+        opted_out=[
+            {"clinician": c["name"], "since": m["opted_out_at"]}
+            for c in clinicians
+            for m in c.get("contact_methods", [])
+            if m.get("opted_out_at")
+        ],
         start=start,
         days=DAYS,
         prefill_schedule=prefill_schedule,

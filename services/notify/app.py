@@ -16,6 +16,8 @@ from services.notify.delivery.signing import ack_key
 from services.notify.metrics import PROBES, Metrics
 from services.notify.models import SCHEMA, SEALED, Base, retention
 from services.notify.oncall import api as oncall_api
+from services.notify.phones import api as phones_api
+from services.notify.phones.channels import SmsChannel, VoiceChannel
 from services.notify.settings import NotifySettings
 from services.notify.worker import start_workers
 from shared.auth import require_every_route_guarded
@@ -71,7 +73,12 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
                     runtime,
                     settings=cfg,
                     webhook=webhook,
-                    channels={"webhook": webhook, "email": EmailChannel(cfg)},
+                    channels={
+                        "webhook": webhook,
+                        "email": EmailChannel(cfg),
+                        "sms": SmsChannel(http=client, settings=cfg, sessions=runtime.sessions),
+                        "voice": VoiceChannel(http=client, settings=cfg, sessions=runtime.sessions),
+                    },
                     ack_keys=app.state.ack_keys,
                     metrics=app.state.paging,
                 )
@@ -88,4 +95,5 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
     app.include_router(health_router(lambda: app.state.runtime.readiness()))
     app.include_router(alerts_api.router)
     app.include_router(oncall_api.router)
+    app.include_router(phones_api.router)
     return require_every_route_guarded(app)

@@ -74,6 +74,12 @@ def retention(settings: ServiceSettings) -> list[Rule]:
         ),
         Rule("notify.reminders", "id", done, records),
         Rule(
+            "notify.provider_callbacks",
+            "ctid",
+            "received_at < $1",
+            settings.processed_events_days,
+        ),
+        Rule(
             "notify.awaited_assessments",
             "screening_id",
             "seen_at < $1 AND (assessed_at IS NOT NULL OR alerted_at IS NOT NULL)",

@@ -11,6 +11,9 @@ _WRITE = Access(_P.ONCALL_WRITE)
 #: The page's signed, expiring link acknowledges without a credential (the route checks it).
 _ACK = Access(_P.ALERTS_ACT, signed_link=True)
 
+#: Twilio's webhooks: no credential; the route checks X-Twilio-Signature on every request.
+_TWILIO = Access(_P.ALERTS_ACT, provider_signed=True)
+
 ROUTES: RouteTable = {
     **HEALTH_ROUTES,
     ("GET", "/v1/alerts"): Access(_P.ALERTS_READ),
@@ -36,4 +39,8 @@ ROUTES: RouteTable = {
     ("GET", "/v1/policies/{policy_id}"): _READ,
     ("PUT", "/v1/policies/{policy_id}"): _WRITE,
     ("DELETE", "/v1/policies/{policy_id}"): _WRITE,
+    ("POST", "/v1/twilio/sms"): _TWILIO,
+    ("POST", "/v1/twilio/voice"): _TWILIO,
+    ("POST", "/v1/twilio/voice/gather"): _TWILIO,
+    ("POST", "/v1/twilio/status"): _TWILIO,
 }

@@ -4,6 +4,7 @@ import httpx
 from pydantic import Field, field_validator
 
 from shared.settings import ServiceSettings
+from shared.twilio import Account, e164
 
 
 class NotifySettings(ServiceSettings):
@@ -93,3 +94,50 @@ class NotifySettings(ServiceSettings):
     smtp_username: str | None = Field(None, validation_alias="SMTP_USERNAME")
     smtp_password: str | None = Field(None, validation_alias="SMTP_PASSWORD")
     smtp_starttls: bool = Field(False, validation_alias="SMTP_STARTTLS")
+
+    #: Pages by SMS and voice call: Twilio's REST API (or the bundled local stand-in, which
+    #: `make run` starts and points TWILIO_API_BASE at when no account is configured). Without
+    #: an account an sms or voice method cannot be reached, and its pages fail over at once.
+    twilio_account_sid: str | None = Field(None, validation_alias="TWILIO_ACCOUNT_SID")
+    twilio_auth_token: str | None = Field(None, validation_alias="TWILIO_AUTH_TOKEN", repr=False)
+    #: The token being rotated out: webhooks signed with it are still accepted.
+    twilio_auth_token_previous: str | None = Field(
+        None, validation_alias="TWILIO_AUTH_TOKEN_PREVIOUS", repr=False
+    )
+    #: The number texts and calls come from (E.164), and the one clinicians reply to.
+    twilio_from_number: str | None = Field(None, validation_alias="TWILIO_FROM_NUMBER")
+    twilio_api_base: str = Field("https://api.twilio.com", validation_alias="TWILIO_API_BASE")
+    #: A text the provider accepted but never reported on in this time counts as delivered
+    #: (many carriers never confirm): the acknowledgement deadline then runs as for any page.
+    sms_status_wait_seconds: float = Field(60.0, gt=0, validation_alias="SMS_STATUS_WAIT_SECONDS")
+    #: A call the provider accepted but never reported the end of in this time failed.
+    call_status_wait_seconds: float = Field(
+        180.0, gt=0, validation_alias="CALL_STATUS_WAIT_SECONDS"
+    )
+    #: Seconds a call rings before it counts as not answered (Twilio's `Timeout`).
+    call_ring_seconds: int = Field(30, ge=5, le=600, validation_alias="CALL_RING_SECONDS")
+
+    @field_validator("twilio_from_number")
+    @classmethod
+    def _e164(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        try:
+            return e164(value)
+        except ValueError as exc:
+            raise ValueError(
+                "TWILIO_FROM_NUMBER must be an E.164 number, e.g. +15555550100"
+            ) from exc
+
+    @property
+    def twilio(self) -> Account | None:
+        """The Twilio account pages go through, when one is configured."""
+        if not (self.twilio_account_sid and self.twilio_auth_token):
+            return None
+        return Account(
+            sid=self.twilio_account_sid,
+            token=self.twilio_auth_token,
+            previous_token=self.twilio_auth_token_previous,
+            from_number=self.twilio_from_number or "",
+            api_base=self.twilio_api_base,
+        )

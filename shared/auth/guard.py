@@ -87,6 +87,9 @@ class Access:
     #: A request carrying a `sig` query parameter skips the credential: the route itself
     #: verifies the signed link (the acknowledgement link in a page) and answers 403 if bad.
     signed_link: bool = False
+    #: Webhooks of a provider (Twilio) take no credential at all: the route checks the
+    #: provider's signature on every request and answers 403 if it is missing or bad.
+    provider_signed: bool = False
 
 
 PUBLIC = Access(None)
@@ -174,7 +177,10 @@ def guarded(table: RouteTable, *, error_model: Any = ErrorBody) -> type[APIRoute
         def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
             methods = {m.upper() for m in kwargs.get("methods") or ("GET",)}
             self.access = {m: table.get((m, path)) for m in methods}
-            closed = any(a is None or a.permission is not None for a in self.access.values())
+            closed = any(
+                a is None or (a.permission is not None and not a.provider_signed)
+                for a in self.access.values()
+            )
             declared = _declared(path, methods, guarded=closed, model=error_model)
             kwargs["responses"] = {**declared, **(kwargs.get("responses") or {})}
             if closed:
@@ -207,11 +213,13 @@ def guarded(table: RouteTable, *, error_model: Any = ErrorBody) -> type[APIRoute
                     client=request.client.host if request.client else "-",
                     correlation_id=correlation,
                 )
-                signed = access is not None and access.signed_link and "sig" in request.query_params
+                signed = access is not None and (
+                    access.provider_signed or (access.signed_link and "sig" in request.query_params)
+                )
                 if signed:
                     # The route checks the signature; a bad one counts as a bad credential
                     # (`RateLimits.failed_auth`: 429 past AUTH_FAILURE_LIMIT).
-                    entry["actor"] = "signed-link"
+                    entry["actor"] = "provider" if access.provider_signed else "signed-link"  # type: ignore[union-attr]
                 else:
                     try:
                         principal = await gate.authenticate(request)

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 
 from deploy.localstack import free_port
+from tests.support.phones import Phones
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("intake", "risk", "notify")
@@ -29,6 +30,8 @@ class ServiceProcesses:
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     #: A CA file when the services serve HTTPS (TLS_CERT_FILE in `env`).
     ca_file: str | None = None
+    #: The Twilio stand-in notify pages phones through, when the session started one.
+    phones: Phones | None = None
 
     @property
     def verify(self) -> ssl.SSLContext | bool:

@@ -18,6 +18,7 @@ from services.notify.alerts.schemas import (
     AlertListItem,
     AlertOut,
     AttemptOut,
+    PageOut,
 )
 from services.notify.alerts.service import acknowledge, resolve
 from services.notify.delivery.models import Delivery, DeliveryAttempt
@@ -83,9 +84,15 @@ async def get_alert(alert_id: uuid.UUID, session: Session) -> dict[str, Any]:
         .where(Delivery.alert_id == alert_id)
         .order_by(DeliveryAttempt.id)
     )
+    pages = await session.scalars(
+        select(Delivery)
+        .where(Delivery.alert_id == alert_id)
+        .order_by(Delivery.created_at, Delivery.escalation_level, Delivery.id)
+    )
     return {
         **AlertOut.model_validate(alert).model_dump(mode="json"),
         "attempts": [AttemptOut.model_validate(a).model_dump(mode="json") for a in attempts],
+        "pages": [PageOut.model_validate(p).model_dump(mode="json") for p in pages],
     }
 
 

@@ -42,3 +42,6 @@ class Alert(Base):
     repeat_round: Mapped[int] = mapped_column(default=0)
     assessed_at: Mapped[datetime | None]
     resolved_at: Mapped[datetime | None]
+    #: The short code its texts name ("Reply 7K3Q or 1"), given at its first text; unique
+    #: among the open alerts (services/notify/phones/codes.py).
+    reply_code: Mapped[str | None] = mapped_column(default=None)

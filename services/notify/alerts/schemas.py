@@ -23,6 +23,8 @@ class AlertOut(BaseModel):
     first_delivered_at: datetime | None
     acknowledged_at: datetime | None
     acknowledged_by: str | None
+    #: The code its texts name ("Reply 7K3Q or 1"), once one was texted.
+    reply_code: str | None = None
     repeat_round: int
     policy_id: uuid.UUID | None
     assessed_at: datetime | None
@@ -55,3 +57,22 @@ class AttemptOut(BaseModel):
     http_status: int | None
     outcome: str
     error: str | None
+
+
+class PageOut(BaseModel):
+    """One page of the alert (one contact method reached at one step): its channel, where it
+    stands, the provider's last word on it (texts and calls) and what the phone answered
+    (the command a reply was read as, never its text). Never the address."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    escalation_level: int
+    repeat_round: int
+    channel: str
+    status: str
+    attempts: int
+    provider_status: str | None
+    reply: str | None
+    created_at: datetime
+    finished_at: datetime | None

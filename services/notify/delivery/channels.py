@@ -44,15 +44,24 @@ class Page:
     target: str | None
     #: The trace context the alert was opened in (shared/tracing.py), None when off.
     traceparent: str | None = None
+    #: A text or call the provider accepted for this page, awaiting its final status; claimed
+    #: again only when that status is overdue (services/notify/phones/).
+    provider_sid: str | None = None
 
 
 @dataclass(frozen=True)
 class Outcome:
-    outcome: str  # "delivered" | "temporary_failure" | "permanent_failure"
+    #: "delivered" | "temporary_failure" | "permanent_failure", or "accepted": a provider took
+    #: the text or call and reports its fate later (services/notify/phones/).
+    outcome: str
     http_status: int | None = None
     error: str | None = None
     #: Seconds the receiver asked us to wait (Retry-After on 429/503).
     retry_after: float | None = None
+    #: The provider's id of what it accepted.
+    provider_sid: str | None = None
+    #: The provider refused the number as unsubscribed (it texted STOP): the method opts out.
+    opted_out: bool = False
 
 
 def page_payload(page: Page, *, ack_url: str, case_url: str) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from services.notify.delivery.service import (
     wait_for_target,
 )
 from services.notify.metrics import Metrics
+from services.notify.phones.channels import overdue_report
 from services.notify.settings import NotifySettings
 from shared import tracing
 from shared.db import SessionFactory, driver, transaction
@@ -203,6 +204,9 @@ class Deliverer:
         address = self.address(page)
         if address is None:
             outcome = Outcome("temporary_failure", error="no on-call target configured")
+        elif page.provider_sid is not None:
+            # Accepted by the provider, and its report on the text or call is overdue.
+            outcome = overdue_report(page, self._settings)
         else:
             try:
                 # The whole exchange, not each step of it (an SMTP conversation is a dozen
@@ -243,7 +247,7 @@ class Deliverer:
             worker=self.worker,
         )
         self._count(page, outcome)
-        if outcome.outcome != "delivered":
+        if outcome.outcome not in ("delivered", "accepted"):
             log.warning("page %s attempt %d: %s", page.delivery_id, page.attempt, outcome.error)
         try:
             await self._record(page, attempt, outcome, waiting=address is None)
@@ -290,6 +294,6 @@ class Deliverer:
 
     def _count(self, page: Page, outcome: Outcome) -> None:
         self._metrics.deliveries.labels(channel=page.channel, outcome=outcome.outcome).inc()
-        if outcome.outcome != "delivered":
+        if outcome.outcome not in ("delivered", "accepted"):
             kind = "temporary" if outcome.outcome == "temporary_failure" else "permanent"
             self._metrics.delivery_failures.labels(kind=kind, channel=page.channel).inc()

@@ -33,6 +33,11 @@ class Delivery(Base):
     channel: Mapped[str] = mapped_column(default="webhook")
     #: The address when the delivery was planned; None pages ONCALL_WEBHOOK_URL (the fallback).
     target: Mapped[str | None]
+    #: The provider's id of the last text or call sent for this page, and its last status.
+    provider_sid: Mapped[str | None] = mapped_column(default=None)
+    provider_status: Mapped[str | None] = mapped_column(default=None)
+    #: What the phone answered, as the command it was read as (never a reply's free text).
+    reply: Mapped[str | None] = mapped_column(default=None)
 
 
 class DeliveryAttempt(Base):

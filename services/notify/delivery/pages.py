@@ -36,6 +36,7 @@ def page_of(r: Mapping[str, Any], phi: KeyRing | None) -> Page:
         channel=r["channel"] if target is not None else "webhook",
         target=target,
         traceparent=r["traceparent"],
+        provider_sid=r.get("provider_sid"),
     )
 
 
@@ -59,9 +60,14 @@ def payload(page: Page, settings: NotifySettings, *, ack_key: bytes) -> dict[str
 
 
 def recorded_target(channel: str, address: str | None) -> str:
-    """The target as recorded: a URL without its query (it may carry a token), or mailto:."""
+    """The target as recorded: a URL without its query (it may carry a token), mailto: or
+    sms: / tel: (RFC 5724, RFC 3966). Sealed at rest like the address it came from."""
     if address is None:
         return "(none)"
     if channel == "email":
         return f"mailto:{address}"
+    if channel == "sms":
+        return f"sms:{address}"
+    if channel == "voice":
+        return f"tel:{address}"
     return redact(address)

@@ -33,8 +33,8 @@ CLAIM = """
      WHERE a.id = d.alert_id
        AND d.id IN (SELECT id FROM first UNION ALL SELECT id FROM again)
     RETURNING d.id, d.attempts, d.escalation_level, d.repeat_round, d.channel, d.target,
-              a.id AS alert_id, a.screening_id, a.risk_level, a.urgency, a.reasons, a.created_at,
-              a.traceparent
+              d.provider_sid, a.id AS alert_id, a.screening_id, a.risk_level, a.urgency,
+              a.reasons, a.created_at, a.traceparent
 """
 #: First wait for any acknowledgement of the alert in progress (it locks the alert FOR UPDATE and
 #: only then reads the clock), then read the delivery afresh, in a statement of its own: after a
@@ -72,8 +72,31 @@ ADD_DELIVERIES = Statement("""
     ON CONFLICT DO NOTHING
 """)
 LOCK_DELIVERY = Statement("""
-    SELECT status, escalation_level, repeat_round, attempts FROM notify.deliveries
+    SELECT status, escalation_level, repeat_round, attempts, channel, contact_method_id
+      FROM notify.deliveries
      WHERE id = :id AND alert_id = :alert_id FOR UPDATE
+""")
+#: A provider accepted the page's text or call: wait for its status until :due_at (a status
+#: callback that came first, while the send was on the wire, is kept).
+DELIVERY_ACCEPTED = Statement("""
+    UPDATE notify.deliveries
+       SET provider_sid = :provider_sid, provider_status = coalesce(provider_status, 'queued'),
+           due_at = :due_at, lease_until = NULL
+     WHERE id = :id
+""")
+#: A text to one of the clinician's phones failed for good: their next methods of the same step
+#: (a call, an email, each waiting its delay) are due now, not after their delays.
+NEXT_METHODS_NOW = Statement("""
+    UPDATE notify.deliveries AS d SET due_at = :now
+      FROM notify.contact_methods AS m
+     WHERE d.alert_id = :alert_id AND d.escalation_level = :escalation_level
+       AND d.repeat_round = :repeat_round AND d.status = 'pending' AND d.due_at > :now
+       AND d.provider_sid IS NULL AND m.id = d.contact_method_id
+       AND m.clinician_id = (SELECT clinician_id FROM notify.contact_methods WHERE id = :method_id)
+""")
+OPT_OUT = Statement("""
+    UPDATE notify.contact_methods SET opted_out_at = :now
+     WHERE id = :id AND opted_out_at IS NULL
 """)
 ADD_ATTEMPT = Statement("""
     INSERT INTO notify.delivery_attempts (delivery_id, attempt, target, started_at, finished_at,

@@ -23,9 +23,12 @@ from services.notify.delivery.models import Delivery, DeliveryAttempt
 from services.notify.delivery.queries import (
     ADD_ATTEMPT,
     DELIVERED,
+    DELIVERY_ACCEPTED,
     DELIVERY_DONE,
     DELIVERY_RETRY,
     LOCK_DELIVERY,
+    NEXT_METHODS_NOW,
+    OPT_OUT,
 )
 from services.notify.models import sealed
 from services.notify.oncall.policies import Step, level_delay
@@ -63,14 +66,16 @@ async def record_outcome(
     *,
     delivery_id: uuid.UUID,
     alert_id: uuid.UUID,
-    attempt: DeliveryAttempt,
+    attempt: DeliveryAttempt | None,
     outcome: Outcome,
     settings: NotifySettings,
 ) -> Recorded:
     """Apply one attempt's outcome under the alert's lock (taken first, as everywhere).
 
-    Every page passes here, so the statements go straight to asyncpg (`shared.db.driver`);
-    only an escalation, rare, loads the alert into the session for `escalate`.
+    `attempt` is the attempt's record, None when the outcome is a provider's later report on
+    an attempt already recorded (services/notify/phones/). Every page passes here, so the
+    statements go straight to asyncpg (`shared.db.driver`); only an escalation, rare, loads the
+    alert into the session for `escalate`.
     """
     conn = await driver(session)
     row = await conn.fetchrow(LOCK_ALERT, alert_id)
@@ -78,26 +83,46 @@ async def record_outcome(
         LOCK_DELIVERY.sql, *LOCK_DELIVERY.args(id=delivery_id, alert_id=alert_id)
     )
     assert row is not None and delivery is not None
-    await conn.execute(
-        ADD_ATTEMPT.sql,
-        *ADD_ATTEMPT.args(
-            delivery_id=delivery_id,
-            attempt=attempt.attempt,
-            target=sealed("delivery_attempts").seal(
-                ring_of(session),
-                {"delivery_id": delivery_id, "attempt": attempt.attempt},
-                attempt.target,
+    if attempt is not None:
+        await conn.execute(
+            ADD_ATTEMPT.sql,
+            *ADD_ATTEMPT.args(
+                delivery_id=delivery_id,
+                attempt=attempt.attempt,
+                target=sealed("delivery_attempts").seal(
+                    ring_of(session),
+                    {"delivery_id": delivery_id, "attempt": attempt.attempt},
+                    attempt.target,
+                ),
+                started_at=attempt.started_at,
+                finished_at=attempt.finished_at,
+                http_status=attempt.http_status,
+                outcome=attempt.outcome,
+                error=attempt.error,
+                worker=attempt.worker,
             ),
-            started_at=attempt.started_at,
-            finished_at=attempt.finished_at,
-            http_status=attempt.http_status,
-            outcome=attempt.outcome,
-            error=attempt.error,
-            worker=attempt.worker,
-        ),
-    )
+        )
     now = utcnow()
+    if outcome.opted_out and delivery["contact_method_id"] is not None:
+        await conn.execute(OPT_OUT.sql, *OPT_OUT.args(id=delivery["contact_method_id"], now=now))
     if delivery["status"] != "pending":  # cancelled by an ack, a resolve or an escalation in flight
+        return Recorded()
+    if outcome.outcome == "accepted":
+        # The provider reports the text's or call's fate later (a status callback); until
+        # then the page stays pending, and is claimed again only if that report is overdue.
+        wait = (
+            settings.call_status_wait_seconds
+            if delivery["channel"] == "voice"
+            else settings.sms_status_wait_seconds
+        )
+        await conn.execute(
+            DELIVERY_ACCEPTED.sql,
+            *DELIVERY_ACCEPTED.args(
+                id=delivery_id,
+                provider_sid=outcome.provider_sid,
+                due_at=now + timedelta(seconds=wait),
+            ),
+        )
         return Recorded()
     alert = Alert(**dict(row))  # not attached to the session
     current = Step(delivery["escalation_level"], delivery["repeat_round"]) == step_of(alert)
@@ -116,7 +141,7 @@ async def record_outcome(
             delay = level_delay(plan, step_of(alert), default=alert.ack_deadline_seconds)
             alert.escalate_at = now + timedelta(seconds=delay)
         alert.changed_at = now
-        delivered = event(alert, "delivered", attempt=attempt.attempt)
+        delivered = event(alert, "delivered", attempt=delivery["attempts"])
         await conn.execute(
             DELIVERED,
             delivery_id,
@@ -139,6 +164,18 @@ async def record_outcome(
     await conn.execute(
         DELIVERY_DONE.sql, *DELIVERY_DONE.args(id=delivery_id, status="failed", finished_at=now)
     )
+    if delivery["channel"] == "sms" and delivery["contact_method_id"] is not None:
+        # A text that failed for good: the clinician's next method need not wait its delay.
+        await conn.execute(
+            NEXT_METHODS_NOW.sql,
+            *NEXT_METHODS_NOW.args(
+                alert_id=alert_id,
+                escalation_level=delivery["escalation_level"],
+                repeat_round=delivery["repeat_round"],
+                method_id=delivery["contact_method_id"],
+                now=now,
+            ),
+        )
     if (
         not current
         or alert.status not in OPEN
@@ -152,7 +189,7 @@ async def record_outcome(
     assert loaded is not None
     plan = await plan_for(session, loaded, settings=settings)
     await escalate(
-        session, loaded, plan=plan, settings=settings, why=attempt.error or outcome.outcome, now=now
+        session, loaded, plan=plan, settings=settings, why=outcome.error or outcome.outcome, now=now
     )
     return Recorded(escalated=True)
 

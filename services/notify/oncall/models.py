@@ -34,6 +34,10 @@ class ContactMethod(Base):
     delay_seconds: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime]
     deleted_at: Mapped[datetime | None]
+    #: A phone that texted STOP (or that the provider refused as unsubscribed) is skipped.
+    opted_out_at: Mapped[datetime | None] = mapped_column(default=None)
+    #: Replies in a row from this phone that changed nothing (services/notify/phones/).
+    unanswered_replies: Mapped[int] = mapped_column(default=0)
 
 
 class Schedule(Base):

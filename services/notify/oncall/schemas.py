@@ -14,6 +14,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 
 from services.notify.times import OUT_OF_RANGE, in_range
 from shared.text import printable
+from shared.twilio import e164
 
 
 def _supported(value: datetime | None) -> datetime | None:
@@ -29,7 +30,7 @@ RiskLevelIn = Literal["moderate", "high", "imminent"]
 class ContactMethodIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["webhook", "email"]
+    kind: Literal["webhook", "email", "sms", "voice"]
     address: Annotated[str, printable(2000, min_length=3)]
     #: Seconds after its escalation level pages before this method is tried.
     delay_seconds: int = Field(0, ge=0, le=86400)
@@ -45,6 +46,11 @@ class ContactMethodIn(BaseModel):
                 url = None
             if url is None or url.scheme not in ("http", "https") or not url.host:
                 raise ValueError("a webhook address must be an http(s) URL")
+        elif self.kind in ("sms", "voice"):
+            try:
+                self.address = e164(self.address)
+            except ValueError as exc:
+                raise ValueError(f"an {self.kind} address must be a phone number: {exc}") from None
         elif not _EMAIL.match(self.address):
             raise ValueError("an email address must look like name@example.org")
         return self
@@ -58,6 +64,8 @@ class ContactMethodOut(BaseModel):
     address: str
     position: int
     delay_seconds: int
+    #: When the phone texted STOP (or the provider refused it as unsubscribed): skipped since.
+    opted_out_at: datetime | None = None
 
 
 class ClinicianIn(BaseModel):

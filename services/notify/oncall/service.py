@@ -183,7 +183,12 @@ async def level_targets(session: AsyncSession, *, level: Level, at: datetime) ->
             ContactMethod.address,
             ContactMethod.delay_seconds,
         )
-        .where(ContactMethod.clinician_id.in_(clinicians), ContactMethod.deleted_at.is_(None))
+        .where(
+            ContactMethod.clinician_id.in_(clinicians),
+            ContactMethod.deleted_at.is_(None),
+            # A phone that texted STOP is not texted: the clinician's other methods page.
+            ContactMethod.opted_out_at.is_(None),
+        )
         .order_by(ContactMethod.position, ContactMethod.created_at)
     )
     ring, column = ring_of(session), sealed("contact_methods")
