@@ -70,3 +70,29 @@ def test_a_call_asks_twice_for_a_single_key() -> None:
         == 2
     )
     assert document.count('numDigits="1"') == 2 and "Press 1" in document
+
+
+def test_the_case_timeline_names_each_pages_channel_provider_status_and_reply() -> None:
+    from services.console.clinician import page_said
+
+    said = page_said(
+        {
+            "channel": "sms",
+            "escalation_level": 0,
+            "status": "delivered",
+            "provider_status": "delivered",
+            "reply": "1",
+        }
+    )
+    assert said == "Page by sms (level 0): delivered; provider: delivered; reply: 1"
+    assert (
+        page_said(
+            {
+                "channel": "webhook",
+                "escalation_level": 1,
+                "status": "failed",
+                "provider_status": None,
+            }
+        )
+        == "Page by webhook (level 1): failed"
+    )
