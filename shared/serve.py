@@ -7,11 +7,15 @@ SIGTERM (a rolling restart, `make run` stopping) or Ctrl-C:
 3. the app's lifespan ends (shared/runtime.py): the consumer finishes its batch, commits its
    offsets and leaves its group; the relay publishes what was committed; the producer flushes.
 A second signal stops at once. A request that got a 2xx was committed first, so no stop loses it.
+A stop that still has not ended STOP_DEADLINE_EXTRA_SECONDS after the delay and the grace exits
+anyway, logging what was still running (an orchestrator would kill it; a test waits for it).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import signal
 import threading
 import time
@@ -27,6 +31,41 @@ log = logging.getLogger(__name__)
 
 #: Set when the process was asked to stop: readiness answers 503 from then on (shared/http.py).
 STOPPING = threading.Event()
+#: The app's own end (consumers leaving their groups, pages in flight recorded) gets this long
+#: after the delay and the grace; past it the process exits, naming what had not finished.
+STOP_DEADLINE_EXTRA_SECONDS = 10.0
+
+
+def _where(task: asyncio.Task[object]) -> str:
+    """A task's name and the chain of coroutines it waits in, outermost first, with the
+    innermost place (`Task-2: __aexit__ > lifespan > never_ends > wait at locks.py:213`)."""
+    coro: object = task.get_coro()
+    names, place = [], "?"
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            names.append(frame.f_code.co_name)
+            place = f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return f"{task.get_name()}: {' > '.join(names) or '?'} at {place}"
+
+
+def _exit_after(seconds: float, loop: asyncio.AbstractEventLoop | None) -> None:
+    """Exit the process if it is still stopping `seconds` from now."""
+
+    def expire() -> None:
+        running = sorted(_where(t) for t in asyncio.all_tasks(loop)) if loop else []
+        log.error(
+            "the stop did not finish in %.0f s; exiting. Still running: %s",
+            seconds,
+            "; ".join(running) or "(unknown)",
+        )
+        logging.shutdown()
+        os._exit(1)
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
 
 
 class GentleServer(uvicorn.Server):
@@ -36,6 +75,8 @@ class GentleServer(uvicorn.Server):
         super().__init__(config)
         self._delay = delay_seconds
         self._stop_at: float | None = None
+        grace = config.timeout_graceful_shutdown or 0
+        self._deadline = delay_seconds + grace + STOP_DEADLINE_EXTRA_SECONDS
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if STOPPING.is_set():  # asked twice: stop now, as uvicorn does
@@ -45,6 +86,11 @@ class GentleServer(uvicorn.Server):
         STOPPING.set()
         self._captured_signals.append(sig)
         self._stop_at = time.monotonic() + self._delay
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        _exit_after(self._deadline, loop)
         log.info(
             "%s: not ready from now; closing in %.1f s",
             signal.Signals(sig).name,
