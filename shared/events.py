@@ -62,6 +62,8 @@ class ScreeningSubmitted(EventData):
     answers: dict[str, Any]
     imminent_danger: bool = False
     submitted_at: datetime
+    #: The person's language (BCP 47; not PHI). Missing in events from before: English.
+    language: str = "en"
 
 
 class LevelResponseData(BaseModel):
@@ -89,6 +91,9 @@ class RiskAssessed(EventData):
     assessed_at: datetime
     response: LevelResponseData
     details: dict[str, Any] = Field(default_factory=dict)
+    #: The screening's language, passed along so notify can page a clinician who speaks it
+    #: (BCP 47; not PHI). Missing in events from before: English.
+    language: str = "en"
 
 
 AlertStatus = Literal["pending", "delivered", "acknowledged", "escalated", "failed", "resolved"]

@@ -49,6 +49,11 @@ class CaseView(BaseModel):
     #: clinician sees what was asked and answered; a skipped question is absent or null.
     answers: dict[str, Any]
     imminent_danger: bool
+    #: The person's language (BCP 47), country (ISO 3166-1: the submitter's, else the
+    #: deployment's DEFAULT_COUNTRY) and region (ISO 3166-2, or None).
+    language: str = "en"
+    country: str | None = None
+    region: str | None = None
     status: str
     received_at: datetime
     risk: RiskOut | None

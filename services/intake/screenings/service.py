@@ -67,6 +67,7 @@ async def submit_screening(
     filed_under: str | None,
     phi: KeyRing | None = None,
     alone: bool = False,
+    default_country: str | None = None,
 ) -> tuple[Screening, bool]:
     """Store a screening and queue its event in the caller's transaction.
 
@@ -76,6 +77,9 @@ async def submit_screening(
 
     `alone`: the caller's session holds nothing else to commit with the screening, so without
     an Idempotency-Key no transaction is opened and the one statement commits by itself.
+
+    The person's country is the payload's, else `default_country` (the deployment's
+    DEFAULT_COUNTRY), recorded as it was when the screening came in.
 
     `contact` and `notes` are stored encrypted under `phi` (bound to the screening's row).
     The screening is recorded as `principal`'s and filed under `filed_under` (object scope);
@@ -120,6 +124,9 @@ async def submit_screening(
         submitted_by=principal.credential_id,
         filed_under=filed_under,
         replay_scope=replay,
+        language=payload.language,
+        country=payload.country or default_country,
+        region=payload.region,
     )
     event = ScreeningSubmitted(
         screening_id=screening.id,
@@ -128,6 +135,7 @@ async def submit_screening(
         answers=answers,
         imminent_danger=payload.imminent_danger,
         submitted_at=now,
+        language=payload.language,
     ).envelope(correlation_id=correlation_id)
     audit.about(f"screening/{screening.id}")
     scope = audit.current()
