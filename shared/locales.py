@@ -11,9 +11,14 @@ speaks `es`.
 
 from __future__ import annotations
 
+import io
 import re
+from pathlib import Path
 
 from babel import Locale, UnknownLocaleError
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.support import NullTranslations, Translations
 
 #: The language of a screening that names none, and of an event from before languages.
 DEFAULT_LANGUAGE = "en"
@@ -49,3 +54,16 @@ def speaks(languages: list[str] | tuple[str, ...], wanted: str | None) -> bool:
     """Whether any of `languages` is `wanted`'s language (primary subtags compared)."""
     target = primary(wanted)
     return any(primary(tag) == target for tag in languages)
+
+
+def catalogue(po: Path, language: str) -> NullTranslations:
+    """`language`'s gettext catalogue from its `.po` file, compiled in memory by Babel (no
+    binary `.mo` kept in git); no catalogue (the source texts) when there is none."""
+    if not po.exists():
+        return NullTranslations()
+    with po.open("rb") as source:
+        parsed = read_po(source, locale=language)
+    compiled = io.BytesIO()
+    write_mo(compiled, parsed)
+    compiled.seek(0)
+    return Translations(compiled)

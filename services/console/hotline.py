@@ -16,6 +16,7 @@ from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import RedirectResponse
 from starlette.datastructures import FormData
 
+from services.console import i18n
 from services.console.i18n import _
 from services.console.instruments import INSTRUMENTS, FormProblem, answers_from_form
 from services.console.pages import PAGES
@@ -195,8 +196,11 @@ async def plan_editor(plan_id: uuid.UUID, request: Request) -> Response:
 
 @router.get("/plans/{plan_id}/print")
 async def plan_print(plan_id: uuid.UUID, request: Request) -> Response:
+    """The person's copy, in the person's language (the screening's) whoever prints it, with
+    their country's crisis lines as intake lists them; dates in the reader's time zone."""
     plan = await api(request, "intake", f"/v1/safety-plans/{plan_id}")
-    return render(request, "plan_print.html", plan=plan, title=_("My safety plan"))
+    with i18n.speaking((plan.get("person") or {}).get("language")):
+        return render(request, "plan_print.html", plan=plan, title=_("My safety plan"))
 
 
 @router.post("/plans/{plan_id}/steps/{step}/entries")

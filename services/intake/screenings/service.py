@@ -7,6 +7,7 @@ import json
 import logging
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -31,6 +32,7 @@ from shared.db import driver
 from shared.errors import Conflict, NotFound, Unprocessable, validation_problems
 from shared.events import ScreeningSubmitted, utcnow
 from shared.instruments import parse_answers
+from shared.locales import DEFAULT_LANGUAGE
 from shared.outbox import event_row
 from shared.phi import KeyRing, ring_of
 from shared.topics import SCREENING_SUBMITTED
@@ -222,3 +224,30 @@ async def get_screening(
     if screening is None:
         raise NotFound(f"no screening {screening_id}")
     return screening
+
+
+@dataclass(frozen=True)
+class PersonLocale:
+    """Where the person is and the language they speak: what their plan prints, in which
+    language, and who is paged beside the on-call clinician. Not PHI."""
+
+    language: str
+    country: str
+    region: str | None
+
+
+async def locale_of(
+    session: AsyncSession, screening_id: uuid.UUID, *, default_country: str
+) -> PersonLocale:
+    """The screening's language, country (the deployment's default for a screening stored
+    without one) and region; English in the default country for an unknown screening."""
+    row = (
+        await session.execute(
+            select(Screening.language, Screening.country, Screening.region).where(
+                Screening.id == screening_id
+            )
+        )
+    ).first()
+    if row is None:
+        return PersonLocale(DEFAULT_LANGUAGE, default_country, None)
+    return PersonLocale(row.language, row.country or default_country, row.region)
