@@ -112,6 +112,9 @@ class AlertEvent(EventData):
     changed_at: datetime
     attempt: int | None = None
     failure: str | None = None
+    #: Nobody on call speaks the person's language (notify's oncall/languages.py); None in
+    #: events from before languages.
+    interpreter_needed: bool | None = None
     #: The alert's version after this change (1: created); orders its events. None from a
     #: notify that predates versions.
     version: int | None = None

@@ -103,6 +103,7 @@ async def get_screening(
         language=screening.language,
         country=screening.country or request.app.state.runtime.settings.default_country,
         region=screening.region,
+        interpreter_needed=any(a.interpreter_needed for a in alerts),
         status=screening.status,
         received_at=screening.received_at,
         risk=RiskOut.model_validate(screening.risk) if screening.risk else None,

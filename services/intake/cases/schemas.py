@@ -28,6 +28,7 @@ class AlertOut(BaseModel):
     escalation_level: int
     created_at: datetime
     changed_at: datetime
+    interpreter_needed: bool | None = None
 
 
 class SafetyPlanSummary(BaseModel):
@@ -54,6 +55,9 @@ class CaseView(BaseModel):
     language: str = "en"
     country: str | None = None
     region: str | None = None
+    #: Nobody on call speaks the person's language (notify's alerts say so): find an
+    #: interpreter. False when no alert says it (or the person speaks English).
+    interpreter_needed: bool = False
     status: str
     received_at: datetime
     risk: RiskOut | None

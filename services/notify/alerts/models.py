@@ -42,3 +42,6 @@ class Alert(Base):
     repeat_round: Mapped[int] = mapped_column(default=0)
     assessed_at: Mapped[datetime | None]
     resolved_at: Mapped[datetime | None]
+    #: The person's language (BCP 47), and whether nobody on call speaks it (no PHI).
+    language: Mapped[str] = mapped_column(default="en")
+    interpreter_needed: Mapped[bool] = mapped_column(default=False)
