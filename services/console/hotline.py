@@ -12,6 +12,7 @@ import secrets
 import uuid
 from typing import Annotated, Any
 
+from babel import Locale
 from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import RedirectResponse
 from starlette.datastructures import FormData
@@ -33,6 +34,15 @@ async def recent_screenings(request: Request) -> list[dict[str, Any]]:
     return list(answer["screenings"] if isinstance(answer, dict) else answer)
 
 
+#: The languages offered for the person on the form, each shown in its own name (a tag
+#: written by hand goes through the API, which takes any tag CLDR knows).
+PERSON_LANGUAGES = ("en", "es", "fr", "pt", "zh", "vi", "ko", "ar", "ru", "ht", "tl")
+
+
+def _person_languages() -> dict[str, str]:
+    return {code: Locale.parse(code).get_display_name(code) or code for code in PERSON_LANGUAGES}
+
+
 def _form_page(
     request: Request,
     instrument: str,
@@ -48,6 +58,7 @@ def _form_page(
         status_code,
         instrument=INSTRUMENTS[instrument],
         instruments=INSTRUMENTS,
+        person_languages=_person_languages(),
         values=values or {},
         problem=problem,
         problem_fields=problem_fields or [],
@@ -99,7 +110,12 @@ async def submit_screening(request: Request) -> Response:
         "instrument": instrument_key,
         "answers": answers,
         "imminent_danger": form.get("imminent_danger") == "true",
+        # The person's (not the worker's): their plan is printed in it, and a clinician who
+        # speaks it is paged; intake checks both codes.
+        "language": form.get("language", "").strip() or i18n.language(),
     }
+    if form.get("country", "").strip():
+        body["country"] = form["country"].strip()
     name, phone = form.get("name", "").strip(), form.get("phone", "").strip()
     if name or phone:
         body["contact"] = {"name": name or None, "phone": phone or None}

@@ -138,6 +138,16 @@ STEP_TITLES = {
 }
 
 
+def language_name(tag: str | None) -> str:
+    """A BCP 47 tag as the reader says it ('español (México)', 'Spanish (Mexico)')."""
+    if not tag:
+        return ""
+    try:
+        return Locale.parse(tag, sep="-").get_display_name(Locale.parse(language())) or tag
+    except (ValueError, TypeError):
+        return tag
+
+
 def step_title(step: dict[str, object]) -> str:
     """A plan step's heading in the language being written."""
     key = str(step.get("key") or "")

@@ -349,3 +349,4 @@ TEMPLATES.env.filters["when"] = i18n.when
 TEMPLATES.env.filters["day"] = i18n.day
 TEMPLATES.env.filters["label"] = i18n.label
 TEMPLATES.env.filters["step_title"] = i18n.step_title
+TEMPLATES.env.filters["language_name"] = i18n.language_name
