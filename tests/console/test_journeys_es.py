@@ -140,7 +140,8 @@ async def test_in_spanish_a_supervisor_sets_a_clinicians_languages_and_every_pag
     context = await browser.new_context(**SPANISH, **DESKTOP)
     page = await context.new_page()
     await sign_in_es(page, base, KEYS["supervisor"], "/oncall")
-    field = page.get_by_label(f"Idiomas de {clinician['name']} (p. ej., en, es)")
+    label = f"Idiomas de {clinician['name']} (p. ej., en, es)"
+    field = page.get_by_label(label)
     await field.fill("es, en")
     await field.locator("xpath=ancestor::form").get_by_role("button", name="Guardar").click()
     await page.wait_for_url(re.compile(r"/oncall(#clinicians)?$"))
