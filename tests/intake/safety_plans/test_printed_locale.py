@@ -62,3 +62,30 @@ async def test_a_language_without_a_catalogue_prints_in_english(
     html = (await intake.get(f"/v1/safety-plans/{plan['id']}", headers=HTML)).text
     assert '<html lang="en">' in html and "My safety plan" in html
     assert "988" in html  # Canada's 9-8-8
+
+
+def test_every_text_of_the_printed_copy_has_its_spanish_translation() -> None:
+    """Intake's Spanish catalogue covers every text the copy prints (a new text without its
+    translation would print in English in a Spanish copy)."""
+    import ast
+    from pathlib import Path
+
+    from services.intake.safety_plans import printing
+
+    source = Path(printing.__file__).read_text()
+    marked = {
+        node.args[0].value
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in ("_", "N_")
+        and node.args
+        and isinstance(node.args[0], ast.Constant)
+        and isinstance(node.args[0].value, str)
+    }
+    assert len(marked) >= 15
+    spanish = printing.translations("es")
+    untranslated = sorted(m for m in marked if spanish.ugettext(m) == m and m != "No")
+    assert not untranslated
+    assert printing.printed_language("es-MX") == "es"
+    assert printing.printed_language("fr") == "en"
