@@ -62,6 +62,8 @@ class ScreeningSubmitted(EventData):
     answers: dict[str, Any]
     imminent_danger: bool = False
     submitted_at: datetime
+    #: The person's language (BCP 47; not PHI). Missing in events from before: English.
+    language: str = "en"
 
 
 class LevelResponseData(BaseModel):
@@ -89,6 +91,9 @@ class RiskAssessed(EventData):
     assessed_at: datetime
     response: LevelResponseData
     details: dict[str, Any] = Field(default_factory=dict)
+    #: The screening's language, passed along so notify can page a clinician who speaks it
+    #: (BCP 47; not PHI). Missing in events from before: English.
+    language: str = "en"
 
 
 AlertStatus = Literal["pending", "delivered", "acknowledged", "escalated", "failed", "resolved"]
@@ -107,6 +112,9 @@ class AlertEvent(EventData):
     changed_at: datetime
     attempt: int | None = None
     failure: str | None = None
+    #: Nobody on call speaks the person's language (notify's oncall/languages.py); None in
+    #: events from before languages.
+    interpreter_needed: bool | None = None
     #: The alert's version after this change (1: created); orders its events. None from a
     #: notify that predates versions.
     version: int | None = None

@@ -12,10 +12,12 @@ import secrets
 import uuid
 from typing import Annotated, Any
 
+from babel import Locale
 from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import RedirectResponse
 from starlette.datastructures import FormData
 
+from services.console import i18n
 from services.console.i18n import _
 from services.console.instruments import INSTRUMENTS, FormProblem, answers_from_form
 from services.console.pages import PAGES
@@ -30,6 +32,15 @@ Text = Annotated[str, Form(max_length=10_000)]
 async def recent_screenings(request: Request) -> list[dict[str, Any]]:
     answer = await api(request, "intake", "/v1/screenings", params={"limit": 25})
     return list(answer["screenings"] if isinstance(answer, dict) else answer)
+
+
+#: The languages offered for the person on the form, each shown in its own name (a tag
+#: written by hand goes through the API, which takes any tag CLDR knows).
+PERSON_LANGUAGES = ("en", "es", "fr", "pt", "zh", "vi", "ko", "ar", "ru", "ht", "tl")
+
+
+def _person_languages() -> dict[str, str]:
+    return {code: Locale.parse(code).get_display_name(code) or code for code in PERSON_LANGUAGES}
 
 
 def _form_page(
@@ -47,6 +58,7 @@ def _form_page(
         status_code,
         instrument=INSTRUMENTS[instrument],
         instruments=INSTRUMENTS,
+        person_languages=_person_languages(),
         values=values or {},
         problem=problem,
         problem_fields=problem_fields or [],
@@ -98,7 +110,12 @@ async def submit_screening(request: Request) -> Response:
         "instrument": instrument_key,
         "answers": answers,
         "imminent_danger": form.get("imminent_danger") == "true",
+        # The person's (not the worker's): their plan is printed in it, and a clinician who
+        # speaks it is paged; intake checks both codes.
+        "language": form.get("language", "").strip() or i18n.language(),
     }
+    if form.get("country", "").strip():
+        body["country"] = form["country"].strip()
     name, phone = form.get("name", "").strip(), form.get("phone", "").strip()
     if name or phone:
         body["contact"] = {"name": name or None, "phone": phone or None}
@@ -195,8 +212,11 @@ async def plan_editor(plan_id: uuid.UUID, request: Request) -> Response:
 
 @router.get("/plans/{plan_id}/print")
 async def plan_print(plan_id: uuid.UUID, request: Request) -> Response:
+    """The person's copy, in the person's language (the screening's) whoever prints it, with
+    their country's crisis lines as intake lists them; dates in the reader's time zone."""
     plan = await api(request, "intake", f"/v1/safety-plans/{plan_id}")
-    return render(request, "plan_print.html", plan=plan, title=_("My safety plan"))
+    with i18n.speaking((plan.get("person") or {}).get("language")):
+        return render(request, "plan_print.html", plan=plan, title=_("My safety plan"))
 
 
 @router.post("/plans/{plan_id}/steps/{step}/entries")

@@ -21,6 +21,8 @@ from __future__ import annotations
 import io
 import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime, tzinfo
 from functools import cache
@@ -121,6 +123,48 @@ def label(value: object) -> str:
     """A service's value as a word of the reader's language (unknown values as they are)."""
     text = "" if value is None else str(value)
     return gettext(LABELS[text]) if text in LABELS else text
+
+
+#: A safety plan's steps by key (intake stores their English titles): the person's printed
+#: copy shows them in the person's language.
+STEP_TITLES = {
+    "warning_signs": N_("Warning signs that a crisis may be developing"),
+    "internal_coping": N_("Internal coping strategies"),
+    "social_distraction": N_("People and social settings that provide distraction"),
+    "help_contacts": N_("People I can ask for help"),
+    "professional_contacts": N_("Professionals or agencies to contact in a crisis"),
+    "environment_safety": N_("Making the environment safe"),
+    "reason_for_living": N_("The one thing most important to me and worth living for"),
+}
+
+
+def language_name(tag: str | None) -> str:
+    """A BCP 47 tag as the reader says it ('español (México)', 'Spanish (Mexico)')."""
+    if not tag:
+        return ""
+    try:
+        return Locale.parse(tag, sep="-").get_display_name(Locale.parse(language())) or tag
+    except (ValueError, TypeError):
+        return tag
+
+
+def step_title(step: dict[str, object]) -> str:
+    """A plan step's heading in the language being written."""
+    key = str(step.get("key") or "")
+    return gettext(STEP_TITLES[key]) if key in STEP_TITLES else str(step.get("title") or "")
+
+
+@contextmanager
+def speaking(tag: str | None) -> Iterator[str]:
+    """Write in `tag`'s language while inside (a person's printed plan is in their language,
+    whoever prints it): its primary subtag when the console has it, else the reader's."""
+    primary = (tag or "").split("-", 1)[0].lower()
+    token = _language.set(primary) if primary in LANGUAGES else None
+    try:
+        yield language()
+    finally:
+        if token is not None:
+            _language.reset(token)
 
 
 def supported(value: str | None) -> str | None:

@@ -49,6 +49,7 @@ PAGES: dict[tuple[str, str], Page] = {
     # supervisors
     ("GET", "/oncall"): Page(_P.ONCALL_READ),
     ("POST", "/oncall/{schedule_id}/overrides"): Page(_P.ONCALL_WRITE),
+    ("POST", "/clinicians/{clinician_id}/languages"): Page(_P.ONCALL_WRITE),
     ("GET", "/policies"): Page(_P.ONCALL_READ),
     ("GET", "/oversight"): Page(_P.ALERTS_READ),
     ("GET", "/audit"): Page(_P.AUDIT_READ),

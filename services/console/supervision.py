@@ -97,6 +97,7 @@ async def _coverage_page(
     prefill_start: str | None = None,
     prefill_end: str | None = None,
     problem: str | None = None,
+    clinician_problem: str | None = None,
     status_code: int = 200,
 ) -> Response:
     now = datetime.now(UTC)
@@ -140,6 +141,7 @@ async def _coverage_page(
         prefill_start=prefill_start,
         prefill_end=prefill_end,
         problem=problem,
+        clinician_problem=clinician_problem,
         title=_("On call"),
     )
 
@@ -181,6 +183,31 @@ async def add_override(
             status_code=422,
         )
     return RedirectResponse("/oncall#coverage", status_code=303)
+
+
+@router.post("/clinicians/{clinician_id}/languages")
+async def set_languages(
+    clinician_id: uuid.UUID,
+    request: Request,
+    languages: Annotated[str, Form(max_length=300)] = "",
+) -> Response:
+    """A clinician's languages, as BCP 47 tags separated by commas or spaces (notify checks
+    each one)."""
+    tags = [t for t in languages.replace(",", " ").split() if t]
+    try:
+        await api_send(
+            request,
+            "PUT",
+            "notify",
+            f"/v1/clinicians/{clinician_id}/languages",
+            json={"languages": tags},
+        )
+    except Invalid as exc:
+        detail = "; ".join(f"{p.get('field')}: {p.get('problem')}" for p in exc.problems)
+        return await _coverage_page(
+            request, clinician_problem=detail or exc.message, status_code=422
+        )
+    return RedirectResponse("/oncall#clinicians", status_code=303)
 
 
 @router.get("/policies")

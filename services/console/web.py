@@ -348,3 +348,5 @@ TEMPLATES.env.filters["ago"] = i18n.ago
 TEMPLATES.env.filters["when"] = i18n.when
 TEMPLATES.env.filters["day"] = i18n.day
 TEMPLATES.env.filters["label"] = i18n.label
+TEMPLATES.env.filters["step_title"] = i18n.step_title
+TEMPLATES.env.filters["language_name"] = i18n.language_name

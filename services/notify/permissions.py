@@ -25,6 +25,7 @@ ROUTES: RouteTable = {
     ("GET", "/v1/clinicians"): _READ,
     ("GET", "/v1/clinicians/{clinician_id}"): _READ,
     ("POST", "/v1/clinicians/{clinician_id}/contact-methods"): _WRITE,
+    ("PUT", "/v1/clinicians/{clinician_id}/languages"): _WRITE,
     ("DELETE", "/v1/clinicians/{clinician_id}/contact-methods/{method_id}"): _WRITE,
     ("POST", "/v1/schedules"): _WRITE,
     ("GET", "/v1/schedules"): _READ,

@@ -83,6 +83,7 @@ async def assess_screening(
         assessed_at=utcnow(),
         response=LevelResponseData(**dataclasses.asdict(ruleset.response_for(result.level))),
         details=dict(result.details),
+        language=submitted.language,
     )
     envelope = assessed.envelope(correlation_id=correlation_id)
     queued = await (await driver(session)).fetchval(

@@ -557,6 +557,9 @@ async def test_in_spanish_a_hotline_worker_screens_and_a_clinician_sees_the_aler
         "ever_attempted": "refused",
         "thoughts_now": "true",
         "notes": "",
+        # The person's language defaults to the page's; their country to the deployment's.
+        "language": "es",
+        "country": "",
     }, "the values posted are the API's, whatever the language"
     await page.wait_for_url(re.compile(r"/cases/[0-9a-f-]+$"))
     sid = urlsplit(page.url).path.rsplit("/", 1)[-1]

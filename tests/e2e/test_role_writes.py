@@ -65,6 +65,7 @@ NOTIFY_WRITES = {
         ("POST", "/v1/clinicians"),
         ("POST", "/v1/clinicians/{clinician_id}/contact-methods"),
         ("DELETE", "/v1/clinicians/{clinician_id}/contact-methods/{method_id}"),
+        ("PUT", "/v1/clinicians/{clinician_id}/languages"),
         ("POST", "/v1/schedules"),
         ("PUT", "/v1/schedules/{schedule_id}"),
         ("POST", "/v1/schedules/{schedule_id}/overrides"),
@@ -287,6 +288,10 @@ async def _on_call(intake: httpx.AsyncClient, notify: httpx.AsyncClient, role: R
         201,
     ).json()["id"]
     ok(await notify.delete(f"/v1/clinicians/{clinician}/contact-methods/{method}", headers=me), 204)
+    spoken = await notify.put(
+        f"/v1/clinicians/{clinician}/languages", json={"languages": ["en"]}, headers=me
+    )
+    assert ok(spoken, 200).json()["languages"] == ["en"]
     rotation = {
         "clinician_ids": [clinician],
         "shift_hours": 12,

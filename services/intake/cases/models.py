@@ -25,3 +25,5 @@ class AlertView(Base):
     changed_at: Mapped[datetime]
     #: notify's version of the alert state held here (None: from an event without one).
     version: Mapped[int | None]
+    #: Nobody on call speaks the person's language (notify, on the alert's events).
+    interpreter_needed: Mapped[bool | None]

@@ -115,11 +115,13 @@ RECORD_RISK = """
 """
 UPSERT_ALERT = """
     INSERT INTO intake.alerts (id, screening_id, status, risk_level, urgency, escalation_level,
-                               created_at, changed_at, version)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                               created_at, changed_at, version, interpreter_needed)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
     ON CONFLICT (id) DO UPDATE
        SET status = excluded.status, escalation_level = excluded.escalation_level,
-           changed_at = excluded.changed_at, version = excluded.version
+           changed_at = excluded.changed_at, version = excluded.version,
+           interpreter_needed = coalesce(excluded.interpreter_needed,
+                                         intake.alerts.interpreter_needed)
      WHERE CASE WHEN intake.alerts.version IS NOT NULL AND excluded.version IS NOT NULL
                 THEN intake.alerts.version < excluded.version
                 ELSE intake.alerts.changed_at <= excluded.changed_at END

@@ -28,6 +28,7 @@ class AlertOut(BaseModel):
     escalation_level: int
     created_at: datetime
     changed_at: datetime
+    interpreter_needed: bool | None = None
 
 
 class SafetyPlanSummary(BaseModel):
@@ -49,6 +50,14 @@ class CaseView(BaseModel):
     #: clinician sees what was asked and answered; a skipped question is absent or null.
     answers: dict[str, Any]
     imminent_danger: bool
+    #: The person's language (BCP 47), country (ISO 3166-1: the submitter's, else the
+    #: deployment's DEFAULT_COUNTRY) and region (ISO 3166-2, or None).
+    language: str = "en"
+    country: str | None = None
+    region: str | None = None
+    #: Nobody on call speaks the person's language (notify's alerts say so): find an
+    #: interpreter. False when no alert says it (or the person speaks English).
+    interpreter_needed: bool = False
     status: str
     received_at: datetime
     risk: RiskOut | None

@@ -76,4 +76,5 @@ async def apply_alert_event(session: AsyncSession, *, event: AlertEvent) -> None
         event.created_at,
         event.changed_at,
         event.version,
+        event.interpreter_needed,
     )

@@ -47,6 +47,7 @@ from shared.instruments import (
     PHQ9_PANEL_LOINC,
     InvalidAnswers,
 )
+from shared.locales import DEFAULT_LANGUAGE, language_tag
 
 #: Statuses of a QuestionnaireResponse that hold a finished screening.
 SCREENABLE_STATUSES: Final = ("completed", "amended")
@@ -168,6 +169,8 @@ class MappedResponse:
     authored: str | None
     #: FHIRPath of the resource (``Bundle.entry[i].resource`` in a Bundle).
     where: str = "QuestionnaireResponse"
+    #: ``QuestionnaireResponse.language`` (BCP 47) as sent, checked in ``screening_payload``.
+    language: str | None = None
     #: Answer key ("items.<i>" or a field name) → (LOINC code, FHIRPath of the item).
     locations: dict[str, tuple[str, str]] = field(default_factory=dict)
 
@@ -204,6 +207,7 @@ def map_questionnaire_response(
         authored=qr.model_dump(mode="json", include={"authored"}).get("authored"),
         where=where,
         locations=locations,
+        language=str(qr.language) if qr.language else None,
     )
 
 
@@ -452,12 +456,19 @@ def screening_payload(
             "If-None-Exist names another identifier than the resource",
             f"{mapped.where}.identifier",
         )
+    language = DEFAULT_LANGUAGE
+    if mapped.language is not None:
+        try:
+            language = language_tag(mapped.language)
+        except ValueError as exc:
+            raise FhirError.one(422, "value", str(exc), f"{mapped.where}.language") from None
     payload = ScreeningIn(
         subject_id=mapped.subject_id,
         source="ehr",
         external_id=identifier.external_id if identifier else None,
         instrument=mapped.instrument,
         answers=mapped.answers,
+        language=language,
     )
     try:
         return payload, validated_answers(payload)
@@ -515,6 +526,8 @@ def response_summary(screening: Screening, source: FhirResponse | None) -> dict[
         },
         "status": source.status if source else "completed",
     }
+    if screening.language != DEFAULT_LANGUAGE:
+        resource["language"] = screening.language
     if source is not None:
         if source.identifier_value:
             resource["identifier"] = FhirIdentifier(

@@ -17,14 +17,22 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy import ColumnElement, Row
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.concurrency import run_in_threadpool
 
+from services.intake.crisis_resources.service import ForPerson, resources_for
 from services.intake.permissions import ROUTES
 from services.intake.safety_plans import queries
 from services.intake.safety_plans import service as plans
 from services.intake.safety_plans.document import plan_document
 from services.intake.safety_plans.models import SafetyPlan, SafetyPlanRevision
-from services.intake.safety_plans.printing import PdfUnavailable, find_font, render_html, render_pdf
+from services.intake.safety_plans.printing import (
+    PdfUnavailable,
+    crisis_lines,
+    find_font,
+    render_html,
+    render_pdf,
+)
 from services.intake.safety_plans.schemas import (
     MAX_VERSION,
     DueIn,
@@ -38,6 +46,7 @@ from services.intake.safety_plans.schemas import (
     Versioned,
 )
 from services.intake.screenings.scope import visible
+from services.intake.screenings.service import PersonLocale, locale_of
 from shared.auth import CurrentPrincipal, guarded
 from shared.db import transaction
 from shared.errors import DomainError, Unprocessable
@@ -124,6 +133,24 @@ def _answer(
     if location is not None:
         headers["Location"] = location
     return JSONResponse(plan_document(plan), status_code=status_code, headers=headers)
+
+
+async def _for_person(
+    session: AsyncSession, plan: SafetyPlan, default_country: str
+) -> tuple[PersonLocale, ForPerson]:
+    """The person's language and place, and the crisis lines and emergency numbers to show
+    them (their region's first, those answering in their language first)."""
+    person = await locale_of(session, plan.screening_id, default_country=default_country)
+    resources = await resources_for(session, person.country, person.region, person.language)
+    return person, resources
+
+
+def _resource(row: Any) -> dict[str, Any]:
+    """A crisis resource as a plan shows it (`/v1/crisis-resources` has the whole record)."""
+    return {
+        name: getattr(row, name)
+        for name in ("name", "kind", "channel", "contact", "keyword", "note", "hours", "open_24_7")
+    }
 
 
 def negotiate(accept: str | None) -> str | None:
@@ -230,14 +257,30 @@ async def get_safety_plan(
             "a safety plan is offered as application/json, text/html or application/pdf"
         )
     plan = await queries.get_plan(session, plan_id=plan_id, visible=visible(principal))
-    if kind == "json":
-        return _answer(plan)
+    settings = request.app.state.runtime.settings
+    person, resources = await _for_person(session, plan, settings.default_country)
     document = plan_document(plan)
+    if kind == "json":
+        document["person"] = {
+            "language": person.language,
+            "country": person.country,
+            "region": person.region,
+        }
+        document["crisis_resources"] = [_resource(r) for r in resources.all]
+        # As the printed copy words them, in the person's language: [who, how] per service.
+        document["crisis_lines"] = [
+            list(line) for line in crisis_lines(resources.all, person.language)
+        ]
+        return JSONResponse(document, headers={**_NO_STORE, "ETag": _etag(plan)})
     if kind == "html":
-        return HTMLResponse(render_html(document), headers=_NO_STORE)
-    font = find_font(request.app.state.runtime.settings.safety_plan_pdf_font)
+        return HTMLResponse(
+            render_html(document, resources.all, person.language), headers=_NO_STORE
+        )
+    font = find_font(settings.safety_plan_pdf_font)
     try:
-        pdf = await run_in_threadpool(render_pdf, document, font=font)
+        pdf = await run_in_threadpool(
+            render_pdf, document, font=font, resources=resources.all, language=person.language
+        )
     except PdfUnavailable as exc:
         raise NotAcceptable(f"{exc}; ask for text/html instead") from exc
     return Response(

@@ -1,7 +1,8 @@
 """The Stanley-Brown safety plan a flagged screening opens (clinical-rules.md, last section).
 
 A plan holds the person's own entries per step. For imminent risk it starts with an
-emergency-coordination task (988 Lifeline / local emergency services).
+emergency-coordination task: reach the crisis line or emergency services of the person's country
+(`crisis_resources`, in the person's language first; the plan's JSON and printed copy list them).
 
 The plan is a workflow, not a record: every change takes the plan's row lock, checks the version
 the writer last saw (optimistic concurrency: a stale write is refused, never merged blindly),
@@ -47,8 +48,11 @@ _STEPS, _TASK, _ = sealed("safety_plans")
 _DIFF, _SNAPSHOT = sealed("safety_plan_revisions")
 
 EMERGENCY_TASK_TITLE = "Emergency coordination"
+#: No number here: the numbers are the person's country's, listed with the plan
+#: (`crisis_resources` in its JSON, the printed copy).
 EMERGENCY_TASK_DESCRIPTION = (
-    "Contact the 988 Suicide & Crisis Lifeline or local emergency services, and record the outcome."
+    "Contact the crisis line or emergency services of the person's country (listed with the"
+    " plan), and record the outcome."
 )
 #: Who may review a plan and change its due time.
 CLINICAL_ROLES = frozenset({"clinician", "supervisor", "admin"})

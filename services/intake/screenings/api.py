@@ -75,6 +75,7 @@ async def post_screening(
                     filed_under=principal.files_under,
                     phi=request.app.state.phi,
                     alone=True,
+                    default_country=request.app.state.runtime.settings.default_country,
                 )
             break
         except (IntegrityError, ConcurrentDuplicate):

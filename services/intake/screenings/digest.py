@@ -26,6 +26,7 @@ from typing import Any
 import asyncpg
 
 from services.intake.screenings.schemas import ScreeningIn
+from shared.locales import DEFAULT_LANGUAGE
 
 MARK = "v2:"
 
@@ -42,9 +43,12 @@ def digest_of(
     instrument: str,
     answers: Mapping[str, Any],
     imminent_danger: bool,
+    locale: Mapping[str, str] | None = None,
 ) -> str:
-    """The request's digest without PHI: the same from a request and from the row it made."""
-    fields = {
+    """The request's digest without PHI. `locale`: the language, country and region the
+    request named, if any (left out when none was named, so the digests of requests from
+    before languages are unchanged)."""
+    fields: dict[str, Any] = {
         "subject_id": subject_id,
         "source": source,
         "external_id": external_id,
@@ -52,6 +56,8 @@ def digest_of(
         "answers": answers,
         "imminent_danger": imminent_danger,
     }
+    if locale:
+        fields["locale"] = dict(locale)
     return MARK + hashlib.sha256(_canonical(fields)).hexdigest()
 
 
@@ -64,6 +70,15 @@ def request_digest(payload: ScreeningIn, answers: Mapping[str, Any]) -> str:
         instrument=payload.instrument,
         answers=answers,
         imminent_danger=payload.imminent_danger,
+        locale={
+            name: value
+            for name, value in (
+                ("language", payload.language if payload.language != DEFAULT_LANGUAGE else None),
+                ("country", payload.country),
+                ("region", payload.region),
+            )
+            if value is not None
+        },
     )
 
 

@@ -34,6 +34,11 @@ class Screening(Base):
     filed_under: Mapped[str | None]
     #: Where its external_id is unique: an EHR's system, or the submitter (scope.replay_scope).
     replay_scope: Mapped[str | None]
+    #: The person's language (BCP 47) and country (ISO 3166-1; the deployment's default when the
+    #: submitter named none) and region (ISO 3166-2, when known): not PHI (shared/locales.py).
+    language: Mapped[str] = mapped_column(default="en")
+    country: Mapped[str | None]
+    region: Mapped[str | None]
 
 
 class IdempotencyKey(Base):

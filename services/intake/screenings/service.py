@@ -7,6 +7,7 @@ import json
 import logging
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -31,6 +32,7 @@ from shared.db import driver
 from shared.errors import Conflict, NotFound, Unprocessable, validation_problems
 from shared.events import ScreeningSubmitted, utcnow
 from shared.instruments import parse_answers
+from shared.locales import DEFAULT_LANGUAGE
 from shared.outbox import event_row
 from shared.phi import KeyRing, ring_of
 from shared.topics import SCREENING_SUBMITTED
@@ -67,6 +69,7 @@ async def submit_screening(
     filed_under: str | None,
     phi: KeyRing | None = None,
     alone: bool = False,
+    default_country: str | None = None,
 ) -> tuple[Screening, bool]:
     """Store a screening and queue its event in the caller's transaction.
 
@@ -76,6 +79,9 @@ async def submit_screening(
 
     `alone`: the caller's session holds nothing else to commit with the screening, so without
     an Idempotency-Key no transaction is opened and the one statement commits by itself.
+
+    The person's country is the payload's, else `default_country` (the deployment's
+    DEFAULT_COUNTRY), recorded as it was when the screening came in.
 
     `contact` and `notes` are stored encrypted under `phi` (bound to the screening's row).
     The screening is recorded as `principal`'s and filed under `filed_under` (object scope);
@@ -120,6 +126,9 @@ async def submit_screening(
         submitted_by=principal.credential_id,
         filed_under=filed_under,
         replay_scope=replay,
+        language=payload.language,
+        country=payload.country or default_country,
+        region=payload.region,
     )
     event = ScreeningSubmitted(
         screening_id=screening.id,
@@ -128,6 +137,7 @@ async def submit_screening(
         answers=answers,
         imminent_danger=payload.imminent_danger,
         submitted_at=now,
+        language=payload.language,
     ).envelope(correlation_id=correlation_id)
     audit.about(f"screening/{screening.id}")
     scope = audit.current()
@@ -214,3 +224,30 @@ async def get_screening(
     if screening is None:
         raise NotFound(f"no screening {screening_id}")
     return screening
+
+
+@dataclass(frozen=True)
+class PersonLocale:
+    """Where the person is and the language they speak: what their plan prints, in which
+    language, and who is paged beside the on-call clinician. Not PHI."""
+
+    language: str
+    country: str
+    region: str | None
+
+
+async def locale_of(
+    session: AsyncSession, screening_id: uuid.UUID, *, default_country: str
+) -> PersonLocale:
+    """The screening's language, country (the deployment's default for a screening stored
+    without one) and region; English in the default country for an unknown screening."""
+    row = (
+        await session.execute(
+            select(Screening.language, Screening.country, Screening.region).where(
+                Screening.id == screening_id
+            )
+        )
+    ).first()
+    if row is None:
+        return PersonLocale(DEFAULT_LANGUAGE, default_country, None)
+    return PersonLocale(row.language, row.country or default_country, row.region)

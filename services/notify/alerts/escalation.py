@@ -24,9 +24,10 @@ from services.notify.alerts.queries import RETRY_ESCALATION
 from services.notify.delivery import queries
 from services.notify.delivery.models import Delivery
 from services.notify.models import sealed
+from services.notify.oncall import languages
 from services.notify.oncall.models import Policy
 from services.notify.oncall.policies import Plan, Step, fallback_plan, next_step, plan_from_row
-from services.notify.oncall.service import level_targets
+from services.notify.oncall.service import Target, clinician_targets, level_targets
 from services.notify.settings import NotifySettings
 from shared.db import driver, is_transient
 from shared.events import utcnow
@@ -87,6 +88,8 @@ async def start_step(
         targets = []
         if level is not None and not level.fallback:
             targets = await level_targets(session, level=level, at=now)
+        if targets and level is not None and level.prefer_language:
+            targets += await _language_match(session, alert, targets, now)
         if targets:
             await add_deliveries(
                 session,
@@ -112,6 +115,19 @@ async def start_step(
         alert.status = "escalated"
         alert.changed_at = now
         await publish(session, alert, "escalated", failure="nobody on call")
+
+
+async def _language_match(
+    session: AsyncSession, alert: Alert, targets: list[Target], now: datetime
+) -> list[Target]:
+    """For a high or imminent alert in a language none of the step's clinicians speaks: the
+    contact methods of one clinician on call who speaks it, paged in the same step at the same
+    moment (never instead of, never after, the step's own pages)."""
+    if alert.risk_level not in languages.PARALLEL_LEVELS:
+        return []
+    paged = {t.clinician_id for t in targets if t.clinician_id is not None}
+    extra = await languages.speaker_to_add(session, language=alert.language, at=now, paged=paged)
+    return await clinician_targets(session, [extra]) if extra is not None else []
 
 
 async def stop_pages(session: AsyncSession, alert_id: uuid.UUID, now: datetime) -> None:

@@ -37,5 +37,6 @@ def event(alert: Alert, what: str, **extra: object) -> Envelope:
         created_at=alert.created_at,
         changed_at=alert.changed_at,
         version=alert.version,
+        interpreter_needed=alert.interpreter_needed,
         **extra,
     ).envelope(correlation_id=alert.correlation_id, event_type=f"alert.{what}")

@@ -45,3 +45,6 @@ class Alert(Base):
     #: The short code its texts name ("Reply 7K3Q or 1"), given at its first text; unique
     #: among the open alerts (services/notify/phones/codes.py).
     reply_code: Mapped[str | None] = mapped_column(default=None)
+    #: The person's language (BCP 47), and whether nobody on call speaks it (no PHI).
+    language: Mapped[str] = mapped_column(default="en")
+    interpreter_needed: Mapped[bool] = mapped_column(default=False)

@@ -132,10 +132,10 @@ OPEN_ALERT = Statement("""
     INSERT INTO notify.alerts (id, screening_id, assessment_id, risk_level, urgency, reasons,
                                status, escalation_level, repeat_round, ack_deadline_seconds,
                                created_at, changed_at, correlation_id, policy_id, assessed_at,
-                               version, traceparent)
+                               version, traceparent, language, interpreter_needed)
     VALUES (:id, :screening_id, :assessment_id, :risk_level, :urgency, :reasons,
             'pending', 0, 0, :ack_deadline_seconds, :now, :now, :correlation_id, :policy_id,
-            :assessed_at, 1, :traceparent)
+            :assessed_at, 1, :traceparent, :language, :interpreter_needed)
     ON CONFLICT (screening_id) DO NOTHING
     RETURNING id
 """)

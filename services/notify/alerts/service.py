@@ -19,6 +19,7 @@ from services.notify.alerts.escalation import start_step, stop_pages
 from services.notify.alerts.events import publish
 from services.notify.alerts.models import Alert
 from services.notify.alerts.queries import MOVED_ON, OPEN_ALERT
+from services.notify.oncall import languages
 from services.notify.oncall.policies import fallback_plan
 from services.notify.oncall.service import plan_for_risk_level
 from services.notify.settings import NotifySettings
@@ -26,6 +27,7 @@ from shared import tracing
 from shared.db import driver
 from shared.errors import Conflict, NotFound
 from shared.events import RiskAssessed, utcnow
+from shared.locales import DEFAULT_LANGUAGE
 
 if TYPE_CHECKING:
     from services.notify.watchdog.service import DelayedAssessment
@@ -52,6 +54,9 @@ async def open_alert(
         or settings.ack_deadline_seconds["moderate"]
     )
     plan = await plan_for_risk_level(session, risk_level=assessed.level)
+    language = getattr(assessed, "language", None) or DEFAULT_LANGUAGE
+    first = plan.levels[0].clinician_ids if plan and plan.levels else ()
+    needed = await languages.interpreter_needed(session, language=language, at=now, named=first)
     conn = await driver(session)
     alert = Alert(
         id=uuid.uuid4(),
@@ -69,6 +74,8 @@ async def open_alert(
         correlation_id=correlation_id,
         policy_id=plan.policy_id if plan else None,
         assessed_at=assessed.assessed_at,
+        language=language,
+        interpreter_needed=needed,
     )
     if not await conn.fetchval(
         OPEN_ALERT.sql,
@@ -85,6 +92,8 @@ async def open_alert(
             policy_id=alert.policy_id,
             assessed_at=alert.assessed_at,
             traceparent=tracing.traceparent(),
+            language=language,
+            interpreter_needed=needed,
         ),
     ):
         return None

@@ -17,6 +17,7 @@ from services.notify.oncall.schemas import (
     ContactMethodIn,
     ContactMethodOut,
     CoverageOut,
+    LanguagesIn,
     OnCallOut,
     OverrideIn,
     OverrideOut,
@@ -69,6 +70,17 @@ async def list_clinicians(session: Session, page: Paging) -> list[ClinicianOut]:
 @router.get("/clinicians/{clinician_id}")
 async def get_clinician(clinician_id: uuid.UUID, session: Session) -> ClinicianOut:
     return await clinicians.get_clinician(session, clinician_id=clinician_id)
+
+
+@router.put("/clinicians/{clinician_id}/languages")
+async def set_clinician_languages(
+    clinician_id: uuid.UUID, data: LanguagesIn, sessions: Sessions
+) -> ClinicianOut:
+    """The languages the clinician speaks (BCP 47), replaced as a whole."""
+    async with transaction(sessions) as session:
+        return await clinicians.set_languages(
+            session, clinician_id=clinician_id, languages=data.languages
+        )
 
 
 @router.post("/clinicians/{clinician_id}/contact-methods", status_code=201)

@@ -43,6 +43,7 @@ def _clinician_out(clinician: Clinician, methods: Iterable[ContactMethod]) -> Cl
         id=clinician.id,
         name=clinician.name,
         created_at=clinician.created_at,
+        languages=list(clinician.languages or ()),
         contact_methods=[
             ContactMethodOut.model_validate(m) for m in methods if m.clinician_id == clinician.id
         ],
@@ -62,7 +63,9 @@ def _new_method(clinician_id: uuid.UUID, data: ContactMethodIn, position: int) -
 
 
 async def create_clinician(session: AsyncSession, *, data: ClinicianIn) -> ClinicianOut:
-    clinician = Clinician(id=uuid.uuid4(), name=data.name, created_at=utcnow())
+    clinician = Clinician(
+        id=uuid.uuid4(), name=data.name, created_at=utcnow(), languages=data.languages
+    )
     session.add(clinician)
     await session.flush()
     methods = [_new_method(clinician.id, m, i) for i, m in enumerate(data.contact_methods)]
@@ -86,6 +89,18 @@ async def list_clinicians(
     )
     methods = await _methods(session, [c.id for c in clinicians])
     return [_clinician_out(c, methods) for c in clinicians], following
+
+
+async def set_languages(
+    session: AsyncSession, *, clinician_id: uuid.UUID, languages: list[str]
+) -> ClinicianOut:
+    """Replace the languages the clinician speaks; from the next page on they count."""
+    clinician = await session.get(Clinician, clinician_id, with_for_update=True)
+    if clinician is None:
+        raise NotFound(f"no clinician {clinician_id}")
+    clinician.languages = list(languages)
+    await session.flush()
+    return _clinician_out(clinician, await _methods(session, [clinician.id]))
 
 
 async def add_contact_method(

@@ -43,6 +43,9 @@ class Level:
     clinician_ids: tuple[uuid.UUID, ...] = ()
     #: The fallback level pages ONCALL_WEBHOOK_URL instead of anyone named.
     fallback: bool = False
+    #: High and imminent alerts: also page, at the same moment, a clinician on call who speaks
+    #: the person's language when none of this level's does (oncall/languages.py).
+    prefer_language: bool = False
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ def plan_from_row(
                 delay_seconds=lv.get("delay_seconds"),
                 schedule_id=uuid.UUID(lv["schedule_id"]) if lv.get("schedule_id") else None,
                 clinician_ids=tuple(uuid.UUID(c) for c in lv.get("clinician_ids") or ()),
+                prefer_language=bool(lv.get("prefer_language", False)),
             )
             for lv in levels
         ),

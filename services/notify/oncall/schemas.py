@@ -10,9 +10,19 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from services.notify.times import OUT_OF_RANGE, in_range
+from shared import locales
 from shared.text import printable
 from shared.twilio import e164
 
@@ -68,11 +78,32 @@ class ContactMethodOut(BaseModel):
     opted_out_at: datetime | None = None
 
 
+#: A BCP 47 tag CLDR knows (`en`, `es`, `es-MX`), in canonical case; a bad one is named by its
+#: place (`languages.1`) without its value.
+LanguageTag = Annotated[str, StringConstraints(max_length=35), AfterValidator(locales.language_tag)]
+
+
+def _distinct(value: list[str]) -> list[str]:
+    return list(dict.fromkeys(value))
+
+
 class ClinicianIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Annotated[str, printable(200)]
     contact_methods: list[ContactMethodIn] = Field(default_factory=list, max_length=20)
+    #: The languages the clinician can speak with a person in crisis (none: English).
+    languages: Annotated[list[LanguageTag], AfterValidator(_distinct)] = Field(
+        default_factory=list, max_length=20
+    )
+
+
+class LanguagesIn(BaseModel):
+    """`PUT /v1/clinicians/{id}/languages`: the whole list, replaced."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    languages: Annotated[list[LanguageTag], AfterValidator(_distinct)] = Field(max_length=20)
 
 
 class ClinicianOut(BaseModel):
@@ -80,6 +111,7 @@ class ClinicianOut(BaseModel):
     name: str
     created_at: datetime
     contact_methods: list[ContactMethodOut]
+    languages: list[str] = Field(default_factory=list)
 
 
 class RotationIn(BaseModel):
@@ -160,6 +192,10 @@ class PolicyLevelIn(BaseModel):
     delay_seconds: int | None = Field(None, ge=1, le=7 * 86400)
     schedule_id: uuid.UUID | None = None
     clinician_ids: list[uuid.UUID] = Field(default_factory=list, max_length=50)
+    #: For a high or imminent alert: besides whom the level pages, page at the same moment a
+    #: clinician on call now (on any schedule) who speaks the person's language, when none of
+    #: the level's does. Never delays the level's own pages.
+    prefer_language: bool = False
 
     @model_validator(mode="after")
     def _someone(self) -> PolicyLevelIn:

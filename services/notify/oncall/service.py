@@ -47,6 +47,7 @@ class Target:
     #: None: the method's address cannot be read (refused or undecryptable): the fallback's.
     address: str | None
     delay_seconds: int
+    clinician_id: uuid.UUID | None = None
 
 
 async def _schedules(session: AsyncSession, schedule_id: uuid.UUID | None) -> list[Schedule]:
@@ -168,7 +169,12 @@ async def level_targets(session: AsyncSession, *, level: Level, at: datetime) ->
         who = await schedule_on_call(session, schedule_id=level.schedule_id, at=at)
         if who is not None:
             clinicians.append(who.clinician)
-    clinicians = list(dict.fromkeys(clinicians))
+    return await clinician_targets(session, clinicians)
+
+
+async def clinician_targets(session: AsyncSession, clinician_ids: list[uuid.UUID]) -> list[Target]:
+    """The live contact methods of `clinician_ids`, clinician by clinician in their order."""
+    clinicians = list(dict.fromkeys(clinician_ids))
     if not clinicians:
         return []
     rank = {c: i for i, c in enumerate(clinicians)}
@@ -205,6 +211,7 @@ async def level_targets(session: AsyncSession, *, level: Level, at: datetime) ->
                 channel=m.kind if address is not None else "webhook",
                 address=address,
                 delay_seconds=m.delay_seconds,
+                clinician_id=m.clinician_id,
             )
         )
     return targets

@@ -136,7 +136,9 @@ async def test_imminent_plan_cannot_be_completed_while_emergency_coordination_is
     sid, plan = await open_plan(intake, IMMINENT_ASQ)
     assert "emergency" in json.dumps(plan).lower()
     assert plan["emergency_task"]["status"] == "open"
-    assert "988" in plan["emergency_task"]["description"]
+    # No hard-wired number: the person's country's lines come with the plan.
+    assert "988" not in plan["emergency_task"]["description"]
+    assert {"988", "911"} <= {r["contact"] for r in plan["crisis_resources"]}
     base = f"/v1/safety-plans/{plan['id']}"
 
     plan = await fill_and_review(intake, plan)
