@@ -18,6 +18,8 @@ from services.intake.crisis_resources import api as crisis_resources_api
 from services.intake.db import SCHEMA, SEALED, Base, retention
 from services.intake.fhir import api as fhir_api
 from services.intake.fhir import resthooks
+from services.intake.follow_ups import api as follow_ups_api
+from services.intake.follow_ups import overdue as follow_up_overdue
 from services.intake.metrics import PROBES
 from services.intake.safety_plans import api as safety_plans_api
 from services.intake.safety_plans import overdue
@@ -75,6 +77,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
                 log.warning("AUDIT_SIGNING_KEY is not set: the audit trail gets no checkpoints")
             app.state.overdue_watcher = overdue.start_watcher(runtime)
             resthooks.start_pusher(runtime, cfg)
+            app.state.follow_up_watcher = follow_up_overdue.start_watcher(runtime)
             yield
 
     app = base_app(title="triage intake", lifespan=lifespan, max_body_bytes=cfg.max_body_bytes)
@@ -83,6 +86,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     app.include_router(cases_api.router)
     app.include_router(safety_plans_api.router)
     app.include_router(fhir_api.router)
+    app.include_router(follow_ups_api.router)
     app.include_router(access_api.router)
     app.include_router(access_api.me_router)
     app.include_router(audit_api.router)

@@ -27,8 +27,9 @@ outbox, processed_events = plumbing_tables(Base.metadata)
 _REVISION = ("plan_id", "version")
 
 #: Every column of intake stored encrypted (shared/phi.py): the case's contact and notes, the
-#: plan's entries, reasons, emergency outcome and review note, its revisions, and the secrets
-#: that sign FHIR rest-hook pushes. `triage phi rotate` and the start-up check read this list.
+#: plan's entries, reasons, emergency outcome and review note, its revisions, the secrets
+#: that sign FHIR rest-hook pushes, and the notes of follow-up attempts. `triage phi rotate`
+#: and the start-up check read this list.
 SEALED = (
     Sealed("intake.screenings", "contact"),
     Sealed("intake.screenings", "notes"),
@@ -38,6 +39,7 @@ SEALED = (
     Sealed("intake.safety_plan_revisions", "diff", key=_REVISION, json=True),
     Sealed("intake.safety_plan_revisions", "snapshot", key=_REVISION, json=True),
     Sealed("intake.fhir_subscriptions", "secret"),
+    Sealed("intake.follow_up_attempts", "note", key=("follow_up_id", "number")),
 )
 
 

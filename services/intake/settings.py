@@ -53,6 +53,12 @@ class IntakeSettings(ServiceSettings):
     audit_checkpoint_seconds: float = Field(60.0, validation_alias="AUDIT_CHECKPOINT_SECONDS")
     #: Audit entries older than this are retired (a prefix of the chain, up to a checkpoint).
     audit_retention_days: float = Field(6 * 365, validation_alias="AUDIT_RETENTION_DAYS")
+    #: Follow-up after the call (services/intake/follow_ups): the first call is due this many
+    #: hours after a flagged screening, and up to FOLLOW_UP_MAX_ATTEMPTS attempts are spread
+    #: until FOLLOW_UP_WINDOW_HOURS after it (988's "Follow Up Matters": 24-48 hours, 3-5 tries).
+    follow_up_first_hours: float = Field(24.0, gt=0, validation_alias="FOLLOW_UP_FIRST_HOURS")
+    follow_up_max_attempts: int = Field(5, ge=1, le=20, validation_alias="FOLLOW_UP_MAX_ATTEMPTS")
+    follow_up_window_hours: float = Field(48.0, gt=0, validation_alias="FOLLOW_UP_WINDOW_HOURS")
     #: ISO 3166-1 alpha-2: whose crisis lines and emergency numbers a person is shown when their
     #: own country is not known (services/intake/crisis_resources). A code ISO does not assign
     #: (`UK`) stops intake at start rather than print no numbers.

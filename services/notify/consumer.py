@@ -11,7 +11,12 @@ from services.notify.settings import NotifySettings
 from services.notify.watchdog import service as watchdog
 from shared.events import Envelope, RiskAssessed
 from shared.kafka import Batch, Handler
-from shared.topics import RISK_ASSESSED, SAFETY_PLAN_EVENTS, SCREENING_SUBMITTED
+from shared.topics import (
+    FOLLOW_UP_EVENTS,
+    RISK_ASSESSED,
+    SAFETY_PLAN_EVENTS,
+    SCREENING_SUBMITTED,
+)
 
 
 def handlers(settings: NotifySettings) -> dict[str, Handler | Batch]:
@@ -35,4 +40,5 @@ def handlers(settings: NotifySettings) -> dict[str, Handler | Batch]:
         SCREENING_SUBMITTED: Batch(on_submitted),
         RISK_ASSESSED: on_risk_assessed,
         SAFETY_PLAN_EVENTS: reminders.on_safety_plan_event,
+        FOLLOW_UP_EVENTS: reminders.on_follow_up_event,
     }
