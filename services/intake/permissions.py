@@ -42,6 +42,8 @@ ROUTES: RouteTable = {
     ("GET", "/v1/follow-ups"): _FOLLOW,
     ("GET", _FOLLOW_UP): _FOLLOW,
     ("POST", f"{_FOLLOW_UP}/attempts"): _FOLLOW,
+    ("POST", f"{_FOLLOW_UP}/caring-contacts"): _FOLLOW,
+    ("DELETE", f"{_FOLLOW_UP}/caring-contacts"): _FOLLOW,
     ("GET", "/v1/follow-up-tasks"): _FOLLOW,
     ("POST", "/v1/follow-up-tasks/{task_id}/done"): _FOLLOW,
     # FHIR

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+from datetime import time
+
 from pydantic import Field, field_validator
 
 from services.intake.crisis_resources import codes
+from services.intake.follow_ups.schedule import parse_schedule
 from shared.settings import ServiceSettings
 
 
@@ -59,6 +62,20 @@ class IntakeSettings(ServiceSettings):
     follow_up_first_hours: float = Field(24.0, gt=0, validation_alias="FOLLOW_UP_FIRST_HOURS")
     follow_up_max_attempts: int = Field(5, ge=1, le=20, validation_alias="FOLLOW_UP_MAX_ATTEMPTS")
     follow_up_window_hours: float = Field(48.0, gt=0, validation_alias="FOLLOW_UP_WINDOW_HOURS")
+    #: Caring Contacts: when messages go (offsets from the day of consent: `<n>d`, `<n>w`,
+    #: `<n>m`), and the local hours they may go in (the person's own time zone).
+    caring_schedule: str = Field(
+        "1d,1w,2w,3w,4w,2m,3m,4m,6m,8m,10m,12m", validation_alias="CARING_SCHEDULE"
+    )
+    caring_window_start: time = Field(time(9, 0), validation_alias="CARING_WINDOW_START")
+    caring_window_end: time = Field(time(20, 0), validation_alias="CARING_WINDOW_END")
+
+    @field_validator("caring_schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        parse_schedule(value)
+        return value
+
     #: ISO 3166-1 alpha-2: whose crisis lines and emergency numbers a person is shown when their
     #: own country is not known (services/intake/crisis_resources). A code ISO does not assign
     #: (`UK`) stops intake at start rather than print no numbers.

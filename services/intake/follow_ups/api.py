@@ -12,24 +12,29 @@ import uuid
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
-from services.intake.follow_ups import queries
+from services.intake.follow_ups import caring, queries
 from services.intake.follow_ups import service as follow_ups
 from services.intake.follow_ups.models import FollowUp, FollowUpTask
+from services.intake.follow_ups.schedule import known_time_zone
 from services.intake.follow_ups.schemas import (
     AttemptIn,
     AttemptOut,
+    CaringContactOut,
+    CaringMessageOut,
+    ConsentIn,
     FollowUpOut,
     FollowUpSummary,
     TaskOut,
 )
 from services.intake.follow_ups.service import Actor, Policy
+from services.intake.follow_ups.texts import LANGUAGES
 from services.intake.permissions import ROUTES
 from services.intake.screenings.scope import visible
 from shared.auth import CurrentPrincipal, guarded
 from shared.db import transaction
-from shared.errors import NotFound
+from shared.errors import NotFound, Unprocessable
 from shared.events import utcnow
 from shared.http import Session, Sessions
 from shared.pagination import LIST_ERRORS, Paging, position_page
@@ -71,7 +76,18 @@ async def _document(session: Any, follow_up: Any, policy: Policy) -> dict[str, A
     summary = queries.summary(follow_up, utcnow())
     attempts = await queries.attempts_of(session, follow_up.id)
     tasks = await queries.tasks_of(session, follow_up.id)
+    enrolments = [
+        CaringContactOut(
+            **{k: getattr(c, k) for k in CaringContactOut.model_fields if k != "messages"},
+            messages=[
+                CaringMessageOut.model_validate(m, from_attributes=True)
+                for m in await caring.messages_of(session, c.id)
+            ],
+        )
+        for c in await caring.enrolments_of(session, follow_up.id)
+    ]
     out = FollowUpOut(
+        caring_contacts=enrolments,
         **summary.model_dump(),
         max_attempts=policy.max_attempts,
         closed_at=follow_up.closed_at,
@@ -125,6 +141,86 @@ async def record_attempt(
         )
         document = await _document(session, follow_up, policy)
     return JSONResponse(document, status_code=201, headers=_NO_STORE)
+
+
+@router.post(
+    "/follow-ups/{follow_up_id}/caring-contacts",
+    status_code=201,
+    response_model=FollowUpOut,
+    responses={
+        404: {"description": "no such follow-up, or not one the caller may see"},
+        409: {"description": "already_enrolled: withdraw the active consent first"},
+        422: {"description": "a bad number, address, time zone or language (never echoed)"},
+    },
+)
+async def enrol(
+    follow_up_id: uuid.UUID,
+    body: ConsentIn,
+    request: Request,
+    sessions: Sessions,
+    principal: CurrentPrincipal,
+    policy: Policies,
+) -> JSONResponse:
+    """Record the person's consent (who took it and when) and schedule every caring message."""
+    settings = request.app.state.runtime.settings
+    if body.channel == "sms":
+        if body.phone is None or body.email is not None:
+            raise Unprocessable(
+                "an sms consent gives phone (and no email)",
+                problems=[{"field": "phone", "problem": "required for sms"}],
+            )
+        address = caring.e164(body.phone, settings.default_country)
+    else:
+        if body.email is None or body.phone is not None:
+            raise Unprocessable(
+                "an email consent gives email (and no phone)",
+                problems=[{"field": "email", "problem": "required for email"}],
+            )
+        address = caring.email_address(body.email)
+    if not known_time_zone(body.time_zone):
+        raise Unprocessable(
+            "time_zone is not an IANA time zone name (e.g. Europe/Madrid)",
+            problems=[{"field": "time_zone", "problem": "unknown time zone"}],
+        )
+    if body.language not in LANGUAGES:
+        raise Unprocessable(
+            f"language is one of {', '.join(LANGUAGES)}",
+            problems=[{"field": "language", "problem": "no caring messages in this language"}],
+        )
+    async with transaction(sessions) as session:
+        contact = await caring.enrol(
+            session,
+            follow_up_id=follow_up_id,
+            visible=visible(principal),
+            channel=body.channel,
+            address=address,
+            time_zone=body.time_zone,
+            language=body.language,
+            actor=Actor(principal.name, principal.role.value),
+            plan=caring.Plan.of(settings),
+        )
+        follow_up = await follow_ups.get_follow_up(session, follow_up_id=contact.follow_up_id)
+        document = await _document(session, follow_up, policy)
+    return JSONResponse(document, status_code=201, headers=_NO_STORE)
+
+
+@router.delete(
+    "/follow-ups/{follow_up_id}/caring-contacts",
+    status_code=204,
+    responses={404: {"description": "no such follow-up or no active consent"}},
+)
+async def withdraw(
+    follow_up_id: uuid.UUID, sessions: Sessions, principal: CurrentPrincipal
+) -> Response:
+    """Consent withdrawn: every pending message is cancelled at once, nothing more is sent."""
+    async with transaction(sessions) as session:
+        await caring.withdraw(
+            session,
+            follow_up_id=follow_up_id,
+            visible=visible(principal),
+            actor=Actor(principal.name, principal.role.value),
+        )
+    return Response(status_code=204)
 
 
 @router.get("/follow-up-tasks", response_model=list[TaskOut], responses=LIST_ERRORS)

@@ -57,3 +57,48 @@ class FollowUpTask(Base):
 
 
 protect(FollowUpAttempt, *sealed("follow_up_attempts"))
+
+
+class CaringContact(Base):
+    """The person's consent to Caring Contacts, and where to send them (PHI, encrypted)."""
+
+    __tablename__ = "caring_contacts"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    follow_up_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("follow_ups.id"))
+    status: Mapped[str]
+    channel: Mapped[str]
+    address: Mapped[str]  # PHI: E.164 number or email address, encrypted (SEALED)
+    time_zone: Mapped[str]
+    language: Mapped[str]
+    schedule: Mapped[str]
+    texts_version: Mapped[str]
+    recorded_by: Mapped[str]
+    recorded_role: Mapped[str]
+    recorded_at: Mapped[datetime]
+    ended_reason: Mapped[str | None]
+    ended_by: Mapped[str | None]
+    ended_at: Mapped[datetime | None]
+
+
+class CaringMessage(Base):
+    """One scheduled message: also the durable timer of its sending (shared/workqueue.py)."""
+
+    __tablename__ = "caring_messages"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    contact_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("caring_contacts.id"))
+    sequence: Mapped[int]
+    status: Mapped[str]
+    due_at: Mapped[datetime]
+    lease_until: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(default=0)
+    sent_at: Mapped[datetime | None]
+    provider_sid: Mapped[str | None]
+    provider_status: Mapped[str | None]
+    last_error: Mapped[str | None]
+    created_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+
+
+protect(CaringContact, *sealed("caring_contacts"))

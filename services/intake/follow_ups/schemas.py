@@ -63,8 +63,58 @@ class FollowUpSummary(BaseModel):
     created_at: datetime
 
 
+# --- Caring Contacts ----------------------------------------------------------------------------
+
+Address = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=3, max_length=320, pattern=NO_CONTROL)
+]
+
+
+class ConsentIn(BaseModel):
+    """The person's consent to Caring Contacts. `phone` (sms) or `email` (email) is PHI."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channel: Literal["sms", "email"]
+    phone: Address | None = None
+    email: Address | None = None
+    #: IANA time zone name (`America/Los_Angeles`): messages go at daytime there.
+    time_zone: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    language: Annotated[str, StringConstraints(min_length=2, max_length=8)]
+
+
+class CaringMessageOut(BaseModel):
+    sequence: int
+    status: Literal["pending", "sent", "failed", "cancelled"]
+    due_at: datetime
+    sent_at: datetime | None
+    provider_sid: str | None
+    provider_status: str | None
+
+
+class CaringContactOut(BaseModel):
+    id: uuid.UUID
+    status: Literal["active", "withdrawn", "opted_out"]
+    channel: Literal["sms", "email"]
+    #: PHI: the number (E.164) or address; shown to those who work the follow-up.
+    address: str
+    time_zone: str
+    language: str
+    schedule: str
+    texts_version: str
+    recorded_by: str
+    recorded_role: str
+    recorded_at: datetime
+    ended_reason: str | None
+    ended_by: str | None
+    ended_at: datetime | None
+    messages: list[CaringMessageOut]
+
+
 class FollowUpOut(FollowUpSummary):
     max_attempts: int
     closed_at: datetime | None
     attempt_log: list[AttemptOut]
     tasks: list[TaskOut]
+    #: Every enrolment in Caring Contacts, oldest first (at most one active).
+    caring_contacts: list[CaringContactOut] = []

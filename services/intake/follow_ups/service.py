@@ -16,6 +16,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import ColumnElement, select, true
 from sqlalchemy.dialects.postgresql import insert
@@ -24,7 +25,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.intake.db import outbox
 from services.intake.follow_ups.models import FollowUp, FollowUpAttempt, FollowUpTask
 from services.intake.screenings.models import Screening
-from services.intake.settings import IntakeSettings
 from shared.errors import Conflict, NotFound
 from shared.events import FollowUpEvent, utcnow
 from shared.outbox import add_event
@@ -45,7 +45,8 @@ class Policy:
     window_hours: float = 48.0
 
     @classmethod
-    def of(cls, settings: IntakeSettings) -> Policy:
+    def of(cls, settings: Any) -> Policy:
+        """From the service's settings (FOLLOW_UP_*)."""
         return cls(
             settings.follow_up_first_hours,
             settings.follow_up_max_attempts,
