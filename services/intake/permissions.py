@@ -45,6 +45,10 @@ ROUTES: RouteTable = {
     ("POST", f"{_FOLLOW_UP}/caring-contacts"): _FOLLOW,
     ("DELETE", f"{_FOLLOW_UP}/caring-contacts"): _FOLLOW,
     ("GET", "/v1/follow-up-tasks"): _FOLLOW,
+    # Twilio's webhooks for the Caring Contacts number: no credential, each request's
+    # X-Twilio-Signature is checked by the route (follow_ups/inbound.py), 403 otherwise
+    ("POST", "/v1/twilio/sms"): PUBLIC,
+    ("POST", "/v1/twilio/status"): PUBLIC,
     ("POST", "/v1/follow-up-tasks/{task_id}/done"): _FOLLOW,
     # FHIR
     ("GET", "/v1/fhir/metadata"): PUBLIC,

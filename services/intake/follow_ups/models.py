@@ -6,7 +6,8 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKey
+from sqlalchemy import ForeignKey, Text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.intake.db import Base, sealed
@@ -102,3 +103,22 @@ class CaringMessage(Base):
 
 
 protect(CaringContact, *sealed("caring_contacts"))
+
+
+class CaringReply(Base):
+    """A reply from the person (PHI: the body, encrypted)."""
+
+    __tablename__ = "caring_replies"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    contact_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("caring_contacts.id"))
+    follow_up_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("follow_ups.id"))
+    provider_sid: Mapped[str] = mapped_column(unique=True)
+    body: Mapped[str]
+    classification: Mapped[str]
+    reasons: Mapped[list[str]] = mapped_column(ARRAY(Text), default=list)
+    words_version: Mapped[str]
+    received_at: Mapped[datetime]
+
+
+protect(CaringReply, *sealed("caring_replies"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,14 +19,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.notify.alerts.escalation import start_step, stop_pages
 from services.notify.alerts.events import publish
 from services.notify.alerts.models import Alert
-from services.notify.alerts.queries import MOVED_ON, OPEN_ALERT
+from services.notify.alerts.queries import MOVED_ON, OPEN_ALERT, OPEN_REPLY_ALERT
 from services.notify.oncall.policies import fallback_plan
 from services.notify.oncall.service import plan_for_risk_level
 from services.notify.settings import NotifySettings
 from shared import tracing
 from shared.db import driver
 from shared.errors import Conflict, NotFound
-from shared.events import RiskAssessed, utcnow
+from shared.events import FollowUpEvent, LevelResponseData, RiskAssessed, utcnow
 
 if TYPE_CHECKING:
     from services.notify.watchdog.service import DelayedAssessment
@@ -34,9 +35,10 @@ if TYPE_CHECKING:
 async def open_alert(
     session: AsyncSession,
     *,
-    assessed: RiskAssessed | DelayedAssessment,
+    assessed: RiskAssessed | DelayedAssessment | RiskyReply,
     settings: NotifySettings,
     correlation_id: str,
+    reply_id: uuid.UUID | None = None,
 ) -> Alert | None:
     """Open the screening's one alert and its first pages, due now; None if it already exists.
     (A `DelayedAssessment`: the watchdog's, for a screening not assessed in time.)
@@ -70,9 +72,10 @@ async def open_alert(
         policy_id=plan.policy_id if plan else None,
         assessed_at=assessed.assessed_at,
     )
+    statement = OPEN_ALERT if reply_id is None else OPEN_REPLY_ALERT
     if not await conn.fetchval(
-        OPEN_ALERT.sql,
-        *OPEN_ALERT.args(
+        statement.sql,
+        *statement.args(
             id=alert.id,
             screening_id=alert.screening_id,
             assessment_id=alert.assessment_id,
@@ -85,6 +88,7 @@ async def open_alert(
             policy_id=alert.policy_id,
             assessed_at=alert.assessed_at,
             traceparent=tracing.traceparent(),
+            reply_id=reply_id,
         ),
     ):
         return None
@@ -152,3 +156,37 @@ async def resolve(session: AsyncSession, *, alert_id: uuid.UUID) -> Alert:
     await publish(session, alert, "resolved")
     await session.flush()
     return alert
+
+
+@dataclass(frozen=True)
+class RiskyReply:
+    """What `open_alert` reads, for a reply to a Caring Contact that needs a clinician: paged as
+    a screening at `high` is (intake's `follow_up.reply_risk`: ids and reason codes only)."""
+
+    screening_id: uuid.UUID
+    reasons: list[str]
+    assessment_id: None = None
+    assessed_at: None = None
+    level: str = "high"
+    response: LevelResponseData = field(
+        default_factory=lambda: LevelResponseData(
+            alert=True,
+            urgency="urgent",
+            safety_plan=False,
+            emergency_task=False,
+            ack_deadline_seconds=None,
+        )
+    )
+
+
+async def open_reply_alert(
+    session: AsyncSession, *, event: FollowUpEvent, settings: NotifySettings, correlation_id: str
+) -> Alert | None:
+    """One alert per risky reply (`event.notice_id` is the reply's id), however redelivered."""
+    return await open_alert(
+        session,
+        assessed=RiskyReply(event.screening_id, list(event.reasons)),
+        settings=settings,
+        correlation_id=correlation_id,
+        reply_id=event.notice_id,
+    )
