@@ -198,6 +198,9 @@ async def test_flagged_screening_to_a_caring_text_and_a_risky_reply_pages_the_cl
 
     got = (await intake.get(f"/v1/follow-ups/{fid}")).json()
     assert [t["kind"] for t in got["tasks"]] == ["reply"], "every reply is a task for the team"
+    (reply,) = got["replies"]
+    assert reply["body"] == "I want to die" and reply["classification"] == "risk"
+    assert got["tasks"][0]["reply_id"] == reply["id"]
     stored = await db.fetchval(
         "SELECT body FROM intake.caring_replies WHERE follow_up_id = $1", uuid.UUID(fid)
     )

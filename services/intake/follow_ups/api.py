@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from services.intake.follow_ups import caring, queries
 from services.intake.follow_ups import service as follow_ups
 from services.intake.follow_ups.models import FollowUp, FollowUpTask
+from services.intake.follow_ups.replies import replies_of
 from services.intake.follow_ups.schedule import known_time_zone
 from services.intake.follow_ups.schemas import (
     AttemptIn,
@@ -26,6 +27,7 @@ from services.intake.follow_ups.schemas import (
     ConsentIn,
     FollowUpOut,
     FollowUpSummary,
+    ReplyOut,
     TaskOut,
 )
 from services.intake.follow_ups.service import Actor, Policy
@@ -88,6 +90,10 @@ async def _document(session: Any, follow_up: Any, policy: Policy) -> dict[str, A
     ]
     out = FollowUpOut(
         caring_contacts=enrolments,
+        replies=[
+            ReplyOut.model_validate(r, from_attributes=True)
+            for r in await replies_of(session, follow_up.id)
+        ],
         **summary.model_dump(),
         max_attempts=policy.max_attempts,
         closed_at=follow_up.closed_at,

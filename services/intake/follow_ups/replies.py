@@ -111,3 +111,14 @@ async def receive(
         )
     await session.flush()
     return reply
+
+
+async def replies_of(session: AsyncSession, follow_up_id: uuid.UUID) -> list[CaringReply]:
+    """The follow-up's replies, oldest first (decrypted: the caller's read is audited)."""
+    return list(
+        await session.scalars(
+            select(CaringReply)
+            .where(CaringReply.follow_up_id == follow_up_id)
+            .order_by(CaringReply.received_at)
+        )
+    )

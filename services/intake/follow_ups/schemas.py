@@ -111,6 +111,14 @@ class CaringContactOut(BaseModel):
     messages: list[CaringMessageOut]
 
 
+class ReplyOut(BaseModel):
+    id: uuid.UUID
+    received_at: datetime
+    body: str
+    classification: Literal["routine", "stop", "risk", "unclassified"]
+    reasons: list[str]
+
+
 class FollowUpOut(FollowUpSummary):
     max_attempts: int
     closed_at: datetime | None
@@ -118,3 +126,5 @@ class FollowUpOut(FollowUpSummary):
     tasks: list[TaskOut]
     #: Every enrolment in Caring Contacts, oldest first (at most one active).
     caring_contacts: list[CaringContactOut] = []
+    #: The person's replies, oldest first (PHI: the read is audited).
+    replies: list[ReplyOut] = []
