@@ -41,6 +41,7 @@ ROUTES: RouteTable = {
     # follow-up after the call (hotline staff: the screenings they submitted)
     ("GET", "/v1/follow-ups"): _FOLLOW,
     ("GET", _FOLLOW_UP): _FOLLOW,
+    ("GET", f"{_FOLLOW_UP}/fhir"): _FOLLOW,
     ("POST", f"{_FOLLOW_UP}/attempts"): _FOLLOW,
     ("POST", f"{_FOLLOW_UP}/caring-contacts"): _FOLLOW,
     ("DELETE", f"{_FOLLOW_UP}/caring-contacts"): _FOLLOW,

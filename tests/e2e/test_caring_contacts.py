@@ -24,6 +24,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from fhir.resources.R4B.bundle import Bundle
 from twilio.request_validator import RequestValidator
 
 from deploy.localstack import free_port
@@ -354,3 +355,34 @@ async def test_the_providers_opt_out_error_ends_the_enrolment(
     assert [m["status"] for m in enrolment["messages"]] == ["failed"] + ["cancelled"] * 11
     assert enrolment["messages"][0]["provider_status"] == "opted_out"
     assert len(await texts_on(caring, phone)) == 1
+
+
+async def test_the_schedule_and_messages_as_fhir(
+    caring: Caring, intake: httpx.AsyncClient, db: asyncpg.Pool
+) -> None:
+    phone = "+12015550148"
+    _, fid, enrolment = await enrol(intake, phone)
+    await due_now(db, enrolment, 1)
+    await eventually(lambda: texts_on(caring, phone))
+
+    async def sent() -> dict | None:
+        response = await intake.get(f"/v1/follow-ups/{fid}/fhir")
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("application/fhir+json")
+        body = response.json()
+        kinds = [e["resource"]["resourceType"] for e in body["entry"]]
+        return body if kinds == ["CommunicationRequest", "Communication"] else None
+
+    bundle = await eventually(sent)
+    Bundle.model_validate(bundle)
+    request, message = (e["resource"] for e in bundle["entry"])
+    assert request["status"] == "active" and request["occurrencePeriod"]["start"]
+    assert request["medium"][0]["coding"][0]["code"] == "SMSWRIT"
+    assert request["subject"]["identifier"]["value"].startswith("test-")
+    assert message["status"] == "completed"
+    assert message["basedOn"] == [{"reference": f"CommunicationRequest/{enrolment['id']}"}]
+    assert message["sent"] and message["identifier"][0]["value"].startswith("SM")
+    assert "2015550148" not in str(bundle), "no number in the FHIR resources"
+    await intake.delete(f"/v1/follow-ups/{fid}/caring-contacts")
+    after = (await intake.get(f"/v1/follow-ups/{fid}/fhir")).json()
+    assert after["entry"][0]["resource"]["status"] == "revoked"

@@ -14,7 +14,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from services.intake.follow_ups import caring, queries
+from services.intake.fhir.models import FhirResponse
+from services.intake.follow_ups import caring, fhir, queries
 from services.intake.follow_ups import service as follow_ups
 from services.intake.follow_ups.models import FollowUp, FollowUpTask
 from services.intake.follow_ups.replies import replies_of
@@ -33,6 +34,7 @@ from services.intake.follow_ups.schemas import (
 from services.intake.follow_ups.service import Actor, Policy
 from services.intake.follow_ups.texts import LANGUAGES
 from services.intake.permissions import ROUTES
+from services.intake.screenings.models import Screening
 from services.intake.screenings.scope import visible
 from shared.auth import CurrentPrincipal, guarded
 from shared.db import transaction
@@ -116,6 +118,36 @@ async def get_follow_up(
         session, follow_up_id=follow_up_id, visible=visible(principal)
     )
     return JSONResponse(await _document(session, follow_up, policy), headers=_NO_STORE)
+
+
+@router.get(
+    "/follow-ups/{follow_up_id}/fhir",
+    responses={
+        200: {"content": {"application/fhir+json": {}}},
+        404: {"description": "no such follow-up, or not one the caller may see"},
+    },
+)
+async def get_follow_up_fhir(
+    follow_up_id: uuid.UUID, session: Session, principal: CurrentPrincipal
+) -> Response:
+    """Caring Contacts as FHIR R4: a Bundle of CommunicationRequest (each enrolment's schedule)
+    and Communication (each message sent or failed) of the screening's subject."""
+    follow_up = await follow_ups.get_follow_up(
+        session, follow_up_id=follow_up_id, visible=visible(principal)
+    )
+    screening = await session.get(Screening, follow_up.screening_id)
+    assert screening is not None
+    source = await session.get(FhirResponse, follow_up.screening_id)
+    enrolments = [
+        (contact, await caring.messages_of(session, contact.id))
+        for contact in await caring.enrolments_of(session, follow_up.id)
+    ]
+    document = fhir.bundle(follow_up, fhir.subject_of(screening, source), enrolments)
+    return Response(
+        document.model_dump_json(exclude_none=True),
+        media_type="application/fhir+json",
+        headers=_NO_STORE,
+    )
 
 
 @router.post(
