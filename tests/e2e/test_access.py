@@ -101,7 +101,11 @@ async def test_every_operation_answers_as_the_table_says(
                     headers = bearer(key) if key else {}
                     response = await client.request(method, url, json=body, headers=headers)
                     got = response.status_code
-                    if access.permission is None:
+                    if access.permission is None and path.startswith("/v1/twilio/"):
+                        # Twilio's webhooks: no credential, but a request without a valid
+                        # X-Twilio-Signature is refused by the route itself.
+                        ok = got == 403
+                    elif access.permission is None:
                         ok = got not in (401, 403)
                     elif key is None or who == "bogus":
                         ok = got == 401 and "Bearer" in response.headers["www-authenticate"]
