@@ -62,7 +62,7 @@ async def list_follow_ups(
     page: Paging,
     status: Annotated[
         Literal["open", "completed", "unreachable"] | None,
-        Query(description="open (default), completed or unreachable; `all` for every one"),
+        Query(description="open (default), completed or unreachable"),
     ] = "open",
 ) -> list[FollowUpSummary]:
     """The worklist: follow-ups of the screenings the caller may see, most overdue first (the
