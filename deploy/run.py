@@ -82,6 +82,9 @@ EVERYTHING = (*SERVICES, CONSOLE)
 PHONES = Service("phones", 8005, "34", module_name="deploy.phones")
 #: The number the local provider texts and calls from (a fictional 555-01xx number).
 LOCAL_TWILIO_NUMBER = "+15555550100"
+#: The local provider's second number: intake's Caring Contacts send from it, and the person's
+#: replies to it go to intake (the first number's go to notify).
+LOCAL_CARING_NUMBER = "+15555550101"
 
 
 class _Shutdown(BaseException):
@@ -153,7 +156,9 @@ def _new_auth_token() -> str:
 
 def _local_twilio(env: dict[str, str], data_dir: Path) -> None:
     """The local provider's account (made once, kept with the other secrets), given to it as
-    PHONES_* and to notify as TWILIO_*, as a real account would be; replies go to notify."""
+    PHONES_* and to notify and intake as TWILIO_*, as a real account would be. Replies to the
+    first number go to notify; replies to the Caring Contacts number (CARING_FROM_NUMBER) go to
+    intake."""
     sid = local_secret(data_dir, "twilio-account-sid", _new_account_sid).read_text().strip()
     token = local_secret(data_dir, "twilio-auth-token", _new_auth_token).read_text().strip()
     number = env.setdefault("PHONES_NUMBER", LOCAL_TWILIO_NUMBER)
@@ -166,6 +171,9 @@ def _local_twilio(env: dict[str, str], data_dir: Path) -> None:
         TWILIO_FROM_NUMBER=number,
     )
     env.setdefault("PHONES_SMS_URL", env["NOTIFY_URL"] + "/v1/twilio/sms")
+    caring = env.setdefault("CARING_FROM_NUMBER", LOCAL_CARING_NUMBER)
+    env.setdefault("INTAKE_PUBLIC_URL", env["INTAKE_URL"])
+    env.setdefault("PHONES_NUMBERS", f"{caring}={env['INTAKE_PUBLIC_URL']}/v1/twilio/sms")
 
 
 def _access_keys(env: dict[str, str], data_dir: Path) -> str:

@@ -135,3 +135,24 @@ class SafetyPlanEvent(EventData):
     version: int | None = None
     #: For `safety_plan.revised`: what was done (e.g. `entry_added`); never what was written.
     action: str | None = None
+
+
+class FollowUpEvent(EventData):
+    """Published when a follow-up needs someone; `type` is `follow_up.<what happened>`
+    (overdue, unreachable, reply_risk). Ids, codes and times only: never a note, a number or
+    a reply (PHI stays in intake's tables).
+
+    `notice_id` names this one notice (one reminder or alert per notice, however often the event
+    is redelivered); `reasons` are codes (`risk_words:en`, `check_failed`)."""
+
+    follow_up_id: uuid.UUID
+    screening_id: uuid.UUID
+    notice_id: uuid.UUID
+    status: Literal["open", "completed", "unreachable"]
+    risk_level: RiskLevelName
+    due_at: datetime | None
+    attempts: int
+    changed_at: datetime
+    #: Who should act: the on-call `team`, or the `supervisor`.
+    audience: Literal["team", "supervisor"] = "team"
+    reasons: list[str] = Field(default_factory=list)

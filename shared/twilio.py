@@ -1,4 +1,5 @@
-"""Twilio's REST API and webhooks, as Twilio documents them: what notify pages clinicians with.
+"""Twilio's REST API and webhooks, as Twilio documents them: what notify pages clinicians with,
+and what intake texts people with (Caring Contacts, services/intake/follow_ups/).
 
 Outbound: `POST {api_base}/2010-04-01/Accounts/{sid}/Messages.json` and `Calls.json`,
 form-encoded, HTTP basic auth `sid:token`; the answer is the created resource (201) or an error
@@ -18,6 +19,8 @@ from typing import Any
 
 import httpx
 import phonenumbers
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from twilio.request_validator import RequestValidator
@@ -26,6 +29,7 @@ from twilio.request_validator import RequestValidator
 SIGNATURE_HEADER = "X-Twilio-Signature"
 #: Twilio's error codes a send can answer with that no retry will cure for that number.
 UNSUBSCRIBED = 21610  # the recipient texted STOP to this sender
+OPTED_OUT = UNSUBSCRIBED
 INVALID_TO = frozenset({21211, 21214, 21217, 21612, 21614})
 
 
@@ -116,13 +120,17 @@ async def create(
     )
 
 
+def public_url(base: str, path: str, query: str = "") -> str:
+    """The URL the provider called, as it signed it: the configured public base (scheme, host,
+    port and any path prefix of the proxy in front; never the request's Host header, which a
+    client chooses), the path, and the query if any."""
+    url = base.rstrip("/") + path
+    return f"{url}?{query}" if query else url
+
+
 def webhook_url(public_base: str, request: Request) -> str:
-    """The URL Twilio called, as Twilio saw it: the configured public base (scheme, host, port
-    and any path prefix of the proxy in front), then the path and query this service got."""
-    url = public_base.rstrip("/") + request.url.path
-    if request.url.query:
-        url += "?" + request.url.query
-    return url
+    """The URL Twilio called for `request` (`public_url` of its path and query)."""
+    return public_url(public_base, request.url.path, request.url.query)
 
 
 def signature_valid(
@@ -157,3 +165,74 @@ def e164(value: str, *, region: str | None = None) -> str:
     if not phonenumbers.is_possible_number(number):
         raise ValueError("not a possible phone number for its country code")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+class TwilioSettings(BaseSettings):
+    """The account, as a mixin of a service's settings (`class XSettings(ServiceSettings,
+    TwilioSettings)`); without TWILIO_ACCOUNT_SID nothing is texted."""
+
+    twilio_account_sid: str | None = Field(None, validation_alias="TWILIO_ACCOUNT_SID")
+    twilio_auth_token: SecretStr | None = Field(None, validation_alias="TWILIO_AUTH_TOKEN")
+    #: The token before the last rotation: inbound signatures made with it are still accepted.
+    twilio_auth_token_previous: SecretStr | None = Field(
+        None, validation_alias="TWILIO_AUTH_TOKEN_PREVIOUS"
+    )
+    twilio_from_number: str | None = Field(None, validation_alias="TWILIO_FROM_NUMBER")
+    twilio_api_base: str = Field("https://api.twilio.com", validation_alias="TWILIO_API_BASE")
+
+    @property
+    def twilio_configured(self) -> bool:
+        return bool(self.twilio_account_sid and self.twilio_auth_token)
+
+    def twilio_tokens(self) -> list[str]:
+        """The tokens an inbound signature may be made with: current first, then previous."""
+        return [
+            t.get_secret_value()
+            for t in (self.twilio_auth_token, self.twilio_auth_token_previous)
+            if t is not None and t.get_secret_value()
+        ]
+
+
+@dataclass(frozen=True)
+class Sent:
+    """One text's send: `delivered` (Twilio took it: a sid and a status), `temporary_failure`
+    (no answer, a 429 or a 5xx) or `permanent_failure` (a 4xx, with Twilio's error code)."""
+
+    outcome: str
+    sid: str | None = None
+    status: str | None = None
+    http_status: int | None = None
+    error_code: int | None = None
+    error: str | None = None
+
+
+async def send_sms(
+    http: httpx.AsyncClient,
+    *,
+    api_base: str,
+    account_sid: str,
+    auth_token: str,
+    to: str,
+    from_: str,
+    body: str,
+    status_callback: str | None = None,
+    timeout: float = 10.0,
+) -> Sent:
+    """POST one message to Twilio's Messages resource (`create`); never raises for the
+    provider's answer nor for the network."""
+    form = {"To": to, "From": from_, "Body": body}
+    if status_callback:
+        form["StatusCallback"] = status_callback
+    account = Account(sid=account_sid, token=auth_token, from_number=from_, api_base=api_base)
+    try:
+        created = await create(http, account, "Messages", form, timeout=timeout)
+    except httpx.HTTPError as exc:
+        return Sent("temporary_failure", error=f"no answer from the provider: {type(exc).__name__}")
+    if created.accepted:
+        return Sent("delivered", sid=created.sid, status=created.status, http_status=201)
+    return Sent(
+        "temporary_failure" if created.retryable else "permanent_failure",
+        http_status=created.http_status,
+        error_code=created.error_code,
+        error=created.error,
+    )

@@ -16,6 +16,10 @@ Settings (environment):
     PHONES_SMS_URL: the number's "A message comes in" webhook (replies typed on a phone)
     PHONES_NUMBER (+15555550100): the provider number a phone replies to when nothing reached
         it yet
+    PHONES_NUMBERS: more numbers of the account, each with its own "A message comes in"
+        webhook: "+15555550101=<url>,+15555550102=<url>" (PHONES_NUMBER keeps PHONES_SMS_URL).
+        A phone's reply goes to the number that last texted or called it, unless the reply
+        names another `To`, and is posted to that number's webhook.
     PHONES_MAX_ITEMS (50) texts and calls kept per phone; PHONES_MAX_PHONES (200) phones kept
     PHONES_WEBHOOK_TIMEOUT_SECONDS (15), PHONES_LOG_LEVEL (INFO)
 
@@ -23,14 +27,14 @@ Twilio's REST API (basic auth AccountSid:AuthToken; 401/20003 otherwise):
     POST /2010-04-01/Accounts/{AccountSid}/Messages.json   To, From | MessagingServiceSid,
         Body, StatusCallback -> 201 Message (status queued); then StatusCallback gets sent and
         delivered (undelivered, ErrorCode 30003, for an unreachable phone). Errors: 21604 no
-        To, 21603 no From, 21606 From not the account's number (PHONES_NUMBER), 21211 bad To,
+        To, 21603 no From, 21606 From not one of the account's numbers, 21211 bad To,
         21602 no Body, 21617 body over 1600, 21610 opted out (the phone texted STOP).
     GET  .../Messages/{sid}.json
     POST .../Calls.json   To, From, Url (+Method) | Twiml, StatusCallback (+Method),
         StatusCallbackEvent (initiated ringing answered completed; default completed),
         MachineDetection (AnsweredBy human or machine_start), Timeout (1-600 s, default 60:
         then no-answer) -> 201 Call (status queued). Errors: 21201 no To, 21213 no From,
-        21210 From not the account's number, 21211 bad To, 21205 no or bad Url (nor Twiml).
+        21210 From not one of the account's numbers, 21211 bad To, 21205 no or bad Url (nor Twiml).
     GET  .../Calls/{sid}.json;  POST .../Calls/{sid}.json Status=canceled|completed
 
 Pages: GET / (the phones), GET /phones/{number} (texts and calls, newest first, reply box,

@@ -56,7 +56,7 @@ class Messaging:
             raise errors.missing(
                 21617, "The concatenated message body exceeds the 1600 character limit."
             )
-        if from_ and from_ != self._rt.settings.number:  # not a number of this account
+        if from_ and from_ not in self._rt.settings.sms_urls:  # not a number of this account
             raise errors.missing(
                 21606,
                 "The From phone number is not a valid, SMS-capable inbound phone number or "
@@ -145,9 +145,11 @@ class Messaging:
             self._auto_reply(phone, provider_number, START_REPLY)
         elif keyword in HELP_WORDS:
             self._auto_reply(phone, provider_number, HELP_REPLY)
-        url = self._rt.settings.sms_url
+        # Each number of the account has its own webhook (PHONES_NUMBERS); a number that is
+        # not the account's forwards nowhere, as Twilio would never receive it.
+        url = self._rt.settings.sms_urls.get(provider_number)
         if url is None:
-            log.info("inbound %s: no PHONES_SMS_URL, not forwarded", message.sid)
+            log.info("inbound %s: %s has no webhook, not forwarded", message.sid, provider_number)
             return message
         params = {
             "AccountSid": message.account_sid,

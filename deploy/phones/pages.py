@@ -58,7 +58,9 @@ setInterval(function () {
 _INDEX = """{% extends "layout" %}{% block title %}Phones{% endblock %}{% block main %}
 <h1>Local phones</h1>
 <p>Texts and calls sent through this local Twilio stand-in (account {{ account }}).
-Replies go to {{ sms_url or "nowhere: PHONES_SMS_URL is not set" }}.</p>
+A reply goes to the number that last reached the phone, and on to that number's webhook:</p>
+<ul>{% for number, url in sms_urls.items() %}
+<li>{{ number }}: {{ url or "nowhere (no webhook set)" }}</li>{% endfor %}</ul>
 {% if phones %}<ul>
 {% for phone in phones %}<li><a href="/phones/{{ phone.number | urlpart }}">{{ phone.number }}</a>
  — {{ phone.messages | length }} texts, {{ phone.calls | length }} calls
@@ -154,7 +156,7 @@ async def index(request: Request) -> str:
         phones=phones,
         live=live,
         account=runtime.settings.account_sid,
-        sms_url=runtime.settings.sms_url,
+        sms_urls=runtime.settings.sms_urls,
     )
 
 

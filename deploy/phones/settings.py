@@ -29,6 +29,10 @@ class PhonesSettings(BaseSettings):
     sms_url: str | None = None
     #: The provider's own number: where a phone's reply goes when nothing reached it yet.
     number: str = "+15555550100"
+    #: More numbers of the account, each with its own "A message comes in" webhook:
+    #: `+15555550101=http://…/v1/twilio/sms,+15555550102=…` (a number with no `=url` has none).
+    #: PHONES_NUMBER keeps PHONES_SMS_URL unless it is listed here too.
+    numbers: str = ""
     #: Texts and calls kept per phone (the oldest go first), and phones kept in all.
     max_items: int = Field(50, ge=1)
     max_phones: int = Field(200, ge=1)
@@ -50,6 +54,29 @@ class PhonesSettings(BaseSettings):
         if not _E164.fullmatch(value):
             raise ValueError("PHONES_NUMBER must be an E.164 number (+ and 7 to 15 digits)")
         return value
+
+    @field_validator("numbers")
+    @classmethod
+    def _numbers(cls, value: str) -> str:
+        for entry in (e.strip() for e in value.split(",")):
+            if not entry:
+                continue
+            number, _, url = entry.partition("=")
+            if not _E164.fullmatch(number.strip()):
+                raise ValueError("PHONES_NUMBERS: each entry is an E.164 number, then =<url>")
+            if url and not re.match(r"https?://[^/]+", url.strip()):
+                raise ValueError("PHONES_NUMBERS: a number's webhook must be an http(s) URL")
+        return value
+
+    @property
+    def sms_urls(self) -> dict[str, str | None]:
+        """Every number of the account and its "A message comes in" webhook (None: none)."""
+        urls: dict[str, str | None] = {self.number: self.sms_url}
+        for entry in (e.strip() for e in self.numbers.split(",")):
+            if entry:
+                number, _, url = entry.partition("=")
+                urls[number.strip()] = url.strip() or None
+        return urls
 
     @field_validator("sms_url")
     @classmethod

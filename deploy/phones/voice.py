@@ -52,7 +52,7 @@ class Voice:
             raise errors.missing(21213, "No 'From' number is specified")
         if not is_e164(to):
             raise errors.invalid_to()
-        if from_ != self._rt.settings.number:
+        if from_ not in self._rt.settings.sms_urls:
             raise errors.missing(
                 21210, "The source phone number provided is not yet verified for your account."
             )

@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from services.console import auth, clinician, hotline, supervision
+from services.console import auth, clinician, follow_ups, hotline, supervision
 from services.console.i18n import LANGUAGES, Localize, _, translations
 from services.console.pages import PAGES
 from services.console.settings import ConsoleSettings
@@ -62,6 +62,7 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
     app.include_router(clinician.router)
     app.include_router(hotline.router)
     app.include_router(supervision.router)
+    app.include_router(follow_ups.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.exception_handler(RequestValidationError)

@@ -46,6 +46,13 @@ PAGES: dict[tuple[str, str], Page] = {
     ("POST", f"{_PLAN}/emergency-task"): Page(_P.SAFETY_PLANS_EDIT),
     ("POST", f"{_PLAN}/review"): Page(_P.SAFETY_PLANS_REVIEW),
     ("POST", f"{_PLAN}/complete"): Page(_P.SAFETY_PLANS_EDIT),
+    # follow-up after the call (hotline staff, clinicians, supervisors)
+    ("GET", "/follow-ups"): Page(_P.FOLLOW_UPS),
+    ("GET", "/follow-ups/{follow_up_id}"): Page(_P.FOLLOW_UPS),
+    ("POST", "/follow-ups/{follow_up_id}/attempts"): Page(_P.FOLLOW_UPS),
+    ("POST", "/follow-ups/{follow_up_id}/caring-contacts"): Page(_P.FOLLOW_UPS),
+    ("POST", "/follow-ups/{follow_up_id}/caring-contacts/withdraw"): Page(_P.FOLLOW_UPS),
+    ("POST", "/follow-up-tasks/{task_id}/done"): Page(_P.FOLLOW_UPS),
     # supervisors
     ("GET", "/oncall"): Page(_P.ONCALL_READ),
     ("POST", "/oncall/{schedule_id}/overrides"): Page(_P.ONCALL_WRITE),

@@ -18,6 +18,11 @@ from services.intake.crisis_resources import api as crisis_resources_api
 from services.intake.db import SCHEMA, SEALED, Base, retention
 from services.intake.fhir import api as fhir_api
 from services.intake.fhir import resthooks
+from services.intake.follow_ups import api as follow_ups_api
+from services.intake.follow_ups import inbound as follow_ups_inbound
+from services.intake.follow_ups import overdue as follow_up_overdue
+from services.intake.follow_ups import sender as caring_sender
+from services.intake.follow_ups.schedule import parse_schedule
 from services.intake.metrics import PROBES
 from services.intake.safety_plans import api as safety_plans_api
 from services.intake.safety_plans import overdue
@@ -34,6 +39,7 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     cfg = settings or IntakeSettings()
+    parse_schedule(cfg.caring_schedule)  # a bad CARING_SCHEDULE stops intake at start
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -75,6 +81,8 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
                 log.warning("AUDIT_SIGNING_KEY is not set: the audit trail gets no checkpoints")
             app.state.overdue_watcher = overdue.start_watcher(runtime)
             resthooks.start_pusher(runtime, cfg)
+            app.state.follow_up_watcher = follow_up_overdue.start_watcher(runtime)
+            app.state.caring_sender = caring_sender.start_sender(runtime, cfg)
             yield
 
     app = base_app(title="triage intake", lifespan=lifespan, max_body_bytes=cfg.max_body_bytes)
@@ -83,6 +91,8 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     app.include_router(cases_api.router)
     app.include_router(safety_plans_api.router)
     app.include_router(fhir_api.router)
+    app.include_router(follow_ups_api.router)
+    app.include_router(follow_ups_inbound.router)
     app.include_router(access_api.router)
     app.include_router(access_api.me_router)
     app.include_router(audit_api.router)

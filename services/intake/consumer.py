@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake.audit import service as audit_trail
 from services.intake.cases.service import apply_alert_event, apply_assessment
+from services.intake.follow_ups.service import Policy
 from services.intake.settings import IntakeSettings
 from shared.audit import AuditRecorded
 from shared.events import AlertEvent, Envelope, RiskAssessed
@@ -15,12 +16,15 @@ from shared.topics import ALERT_EVENTS, AUDIT_EVENTS, RISK_ASSESSED
 
 
 def handlers(settings: IntakeSettings) -> dict[str, Handler | Batch]:
+    follow_up = Policy.of(settings)
+
     async def on_risk_assessed(session: AsyncSession, envelope: Envelope) -> None:
         await apply_assessment(
             session,
             assessed=RiskAssessed.model_validate(envelope.data),
             due_minutes=settings.safety_plan_due_minutes,
             correlation_id=envelope.correlation_id,
+            follow_up=follow_up,
         )
 
     async def on_alert_event(session: AsyncSession, envelope: Envelope) -> None:

@@ -27,8 +27,10 @@ outbox, processed_events = plumbing_tables(Base.metadata)
 _REVISION = ("plan_id", "version")
 
 #: Every column of intake stored encrypted (shared/phi.py): the case's contact and notes, the
-#: plan's entries, reasons, emergency outcome and review note, its revisions, and the secrets
-#: that sign FHIR rest-hook pushes. `triage phi rotate` and the start-up check read this list.
+#: plan's entries, reasons, emergency outcome and review note, its revisions, the secrets
+#: that sign FHIR rest-hook pushes, the notes of follow-up attempts, and the addresses Caring
+#: Contacts go to and the replies they get. `triage phi rotate` and the start-up check read
+#: this list.
 SEALED = (
     Sealed("intake.screenings", "contact"),
     Sealed("intake.screenings", "notes"),
@@ -38,6 +40,9 @@ SEALED = (
     Sealed("intake.safety_plan_revisions", "diff", key=_REVISION, json=True),
     Sealed("intake.safety_plan_revisions", "snapshot", key=_REVISION, json=True),
     Sealed("intake.fhir_subscriptions", "secret"),
+    Sealed("intake.follow_up_attempts", "note", key=("follow_up_id", "number")),
+    Sealed("intake.caring_contacts", "address"),
+    Sealed("intake.caring_replies", "body"),
 )
 
 

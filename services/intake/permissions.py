@@ -15,6 +15,9 @@ _EDIT = Access(_P.SAFETY_PLANS_EDIT)
 _REVIEW = Access(_P.SAFETY_PLANS_REVIEW)
 _PLAN = "/v1/safety-plans/{plan_id}"
 _CRISIS = "/v1/crisis-resources"
+_FOLLOW = Access(_P.FOLLOW_UPS)
+_TWILIO = Access(_P.FOLLOW_UPS, provider_signed=True)
+_FOLLOW_UP = "/v1/follow-ups/{follow_up_id}"
 
 ROUTES: RouteTable = {
     **HEALTH_ROUTES,
@@ -36,6 +39,20 @@ ROUTES: RouteTable = {
     ("POST", f"{_PLAN}/complete"): _EDIT,
     ("POST", f"{_PLAN}/review"): _REVIEW,
     ("PUT", f"{_PLAN}/due"): _REVIEW,
+    # follow-up after the call (hotline staff: the screenings they submitted)
+    ("GET", "/v1/follow-ups"): _FOLLOW,
+    ("GET", _FOLLOW_UP): _FOLLOW,
+    ("GET", f"{_FOLLOW_UP}/fhir"): _FOLLOW,
+    ("POST", f"{_FOLLOW_UP}/attempts"): _FOLLOW,
+    ("POST", f"{_FOLLOW_UP}/caring-contacts"): _FOLLOW,
+    ("DELETE", f"{_FOLLOW_UP}/caring-contacts"): _FOLLOW,
+    ("GET", "/v1/follow-up-tasks"): _FOLLOW,
+    # Twilio's webhooks for the Caring Contacts number: no credential, each request's
+    # X-Twilio-Signature is checked by the route (follow_ups/inbound.py), 403 otherwise
+    # Twilio's webhooks (Caring Contacts): no credential; the route checks X-Twilio-Signature.
+    ("POST", "/v1/twilio/sms"): _TWILIO,
+    ("POST", "/v1/twilio/status"): _TWILIO,
+    ("POST", "/v1/follow-up-tasks/{task_id}/done"): _FOLLOW,
     # FHIR
     ("GET", "/v1/fhir/metadata"): PUBLIC,
     ("POST", "/v1/fhir/QuestionnaireResponse"): Access(_P.FHIR_SUBMIT),

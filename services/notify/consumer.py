@@ -1,17 +1,23 @@
 """Kafka handlers of notify: a flagged assessment opens the screening's one alert; every
-submission is awaited until its assessment is seen (services/notify/watchdog/)."""
+submission is awaited until its assessment is seen (services/notify/watchdog/); a follow-up's
+events remind people (overdue, unreachable) or open an alert for a risky reply."""
 
 from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.notify.alerts.service import open_alert
+from services.notify.alerts.service import open_alert, open_reply_alert
 from services.notify.reminders import service as reminders
 from services.notify.settings import NotifySettings
 from services.notify.watchdog import service as watchdog
-from shared.events import Envelope, RiskAssessed
+from shared.events import Envelope, FollowUpEvent, RiskAssessed
 from shared.kafka import Batch, Handler
-from shared.topics import RISK_ASSESSED, SAFETY_PLAN_EVENTS, SCREENING_SUBMITTED
+from shared.topics import (
+    FOLLOW_UP_EVENTS,
+    RISK_ASSESSED,
+    SAFETY_PLAN_EVENTS,
+    SCREENING_SUBMITTED,
+)
 
 
 def handlers(settings: NotifySettings) -> dict[str, Handler | Batch]:
@@ -26,6 +32,17 @@ def handlers(settings: NotifySettings) -> dict[str, Handler | Batch]:
                 correlation_id=envelope.correlation_id,
             )
 
+    async def on_follow_up_event(session: AsyncSession, envelope: Envelope) -> None:
+        if envelope.type == "follow_up.reply_risk":
+            await open_reply_alert(
+                session,
+                event=FollowUpEvent.model_validate(envelope.data),
+                settings=settings,
+                correlation_id=envelope.correlation_id,
+            )
+            return
+        await reminders.on_follow_up_event(session, envelope)
+
     async def on_submitted(session: AsyncSession, envelopes: list[Envelope]) -> None:
         await watchdog.on_submitted(
             session, envelopes, deadline=settings.assessment_deadline_seconds
@@ -35,4 +52,5 @@ def handlers(settings: NotifySettings) -> dict[str, Handler | Batch]:
         SCREENING_SUBMITTED: Batch(on_submitted),
         RISK_ASSESSED: on_risk_assessed,
         SAFETY_PLAN_EVENTS: reminders.on_safety_plan_event,
+        FOLLOW_UP_EVENTS: on_follow_up_event,
     }

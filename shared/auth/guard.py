@@ -41,6 +41,7 @@ _AUDITED_READS = frozenset(
         Permission.ASSESSMENTS_READ,
         Permission.AUDIT_READ,
         Permission.ACCESS_LOG_READ,
+        Permission.FOLLOW_UPS,
     }
 )
 #: Answers that are refusals, and the outcome their entry records.
@@ -49,6 +50,8 @@ _REFUSED = {401: "denied", 403: "denied", 404: "not_found"}
 _RESOURCE_TYPES = {
     "screening_id": "screening",
     "plan_id": "safety-plan",
+    "follow_up_id": "follow-up",
+    "task_id": "follow-up-task",
     "alert_id": "alert",
     "clinician_id": "clinician",
     "schedule_id": "schedule",

@@ -42,6 +42,9 @@ class Permission(StrEnum):
     #: role reads them; admins keep them.
     CRISIS_RESOURCES_READ = "crisis-resources:read"
     CRISIS_RESOURCES_WRITE = "crisis-resources:write"
+    #: Follow-ups after the call: the worklist, attempts, Caring Contacts consent and the
+    #: tasks they leave (hotline staff for the screenings they submitted, clinical roles all).
+    FOLLOW_UPS = "follow-ups:work"
 
 
 class Visibility(StrEnum):
@@ -68,6 +71,7 @@ _CLINICAL = frozenset(
         _P.ACCESS_LOG_READ,
         _P.SELF_READ,
         _P.CRISIS_RESOURCES_READ,
+        _P.FOLLOW_UPS,
     }
 )
 
@@ -81,6 +85,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             _P.SAFETY_PLANS_EDIT,
             _P.SELF_READ,
             _P.CRISIS_RESOURCES_READ,
+            _P.FOLLOW_UPS,
         }
     ),
     Role.EHR: frozenset(

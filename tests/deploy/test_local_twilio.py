@@ -611,3 +611,55 @@ async def test_the_phone_pages_are_accessible_and_work_by_keyboard(served: str) 
             await _accessible(page)
         finally:
             await browser.close()
+
+
+async def test_each_number_has_its_own_webhook_and_a_reply_goes_to_the_last_sender() -> None:
+    receiver = Receiver()
+    caring = "+15555550101"
+    settings = PhonesSettings(
+        account_sid=ACCOUNT,
+        auth_token=TOKEN,
+        sms_url=f"{NOTIFY}/v1/twilio/sms",
+        numbers=f"{caring}=http://intake.test/v1/twilio/sms,+15555550102",
+    )  # type: ignore[call-arg]
+    assert settings.sms_urls == {
+        PROVIDER_NUMBER: f"{NOTIFY}/v1/twilio/sms",
+        caring: "http://intake.test/v1/twilio/sms",
+        "+15555550102": None,
+    }
+    app = create_app(settings, transport=httpx.ASGITransport(app=receiver.app))
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        httpx.AsyncClient(transport=transport, base_url=PHONES, auth=(ACCOUNT, TOKEN)) as api,
+        httpx.AsyncClient(transport=transport, base_url=PHONES) as client,
+    ):
+        setup = Setup(api, client, receiver, app.state.runtime)
+        person = "+15551230077"
+        # The caring number sends (it is the account's), and the reply goes to it, then to
+        # its own webhook, signed over that URL.
+        assert (await send_text(setup, to=person, From=caring)).status_code == 201
+        await client.post(f"/_local/phones/{person}/reply", json={"Body": "thanks"})
+        (inbound,) = [r for r in receiver.requests if r.url.startswith("http://intake.test")]
+        assert inbound.valid and inbound.params["To"] == caring
+        assert inbound.params["Body"] == "thanks"
+        assert receiver.to("/v1/twilio/sms") == [inbound]
+        # The first number texts the phone now: its next reply goes to notify's webhook.
+        assert (await send_text(setup, to=person)).status_code == 201
+        await client.post(f"/_local/phones/{person}/reply", json={"Body": "1"})
+        assert receiver.requests[-1].url == f"{NOTIFY}/v1/twilio/sms"
+        assert receiver.requests[-1].params["To"] == PROVIDER_NUMBER
+        # Unless the reply names its `To`.
+        await client.post(f"/_local/phones/{person}/reply", json={"Body": "hi", "To": caring})
+        assert receiver.requests[-1].url == "http://intake.test/v1/twilio/sms"
+        # A number without a webhook forwards nothing; one not the account's may not send.
+        before = len(receiver.requests)
+        await client.post(
+            f"/_local/phones/{person}/reply", json={"Body": "x", "To": "+15555550102"}
+        )
+        assert len(receiver.requests) == before
+        assert (await send_text(setup, to=person, From="+15555550199")).json()["code"] == 21606
+        page = await client.get("/")
+        assert "http://intake.test/v1/twilio/sms" in page.text
+        await app.state.runtime.close()
+    with pytest.raises(ValueError):
+        PhonesSettings(account_sid=ACCOUNT, auth_token=TOKEN, numbers="5550101=x")  # type: ignore[call-arg]

@@ -58,6 +58,12 @@ INTAKE_WRITES = {
         ("PUT", "/v1/crisis-resources/{resource_id}"),
         ("DELETE", "/v1/crisis-resources/{resource_id}"),
     },
+    "follow-ups": {
+        ("POST", "/v1/follow-ups/{follow_up_id}/attempts"),
+        ("POST", "/v1/follow-ups/{follow_up_id}/caring-contacts"),
+        ("DELETE", "/v1/follow-ups/{follow_up_id}/caring-contacts"),
+        ("POST", "/v1/follow-up-tasks/{task_id}/done"),
+    },
 }
 NOTIFY_WRITES = {
     "alerts": {("POST", "/v1/alerts/{alert_id}/ack"), ("POST", "/v1/alerts/{alert_id}/resolve")},
@@ -240,6 +246,28 @@ async def _crisis_resources(intake: httpx.AsyncClient, role: Role) -> None:
     ok(await intake.delete(path, headers=who(role)), 204)
 
 
+async def _follow_ups(intake: httpx.AsyncClient, role: Role) -> None:
+    me = who(role)
+    sid = ok(await intake.post("/v1/screenings", json=screening(HIGH_CSSRS), headers=me), 202)
+    case = await wait_case(intake, sid.json()["id"], lambda c: c.get("follow_up") is not None)
+    base = f"/v1/follow-ups/{case['follow_up']['id']}"
+    consent = {
+        "channel": "sms",
+        "phone": "+1 201 555 0170",
+        "time_zone": "America/Denver",
+        "language": "en",
+    }
+    ok(await intake.post(f"{base}/caring-contacts", json=consent, headers=me), 201)
+    ok(await intake.delete(f"{base}/caring-contacts", headers=me), 204)
+    got: dict = {}
+    for _ in range(5):
+        attempt = {"outcome": "no_answer", "note": f"tried by {role.value}"}
+        got = ok(await intake.post(f"{base}/attempts", json=attempt, headers=me), 201).json()
+    assert got["status"] == "unreachable"
+    task = got["tasks"][0]["id"]
+    ok(await intake.post(f"/v1/follow-up-tasks/{task}/done", headers=me), 200)
+
+
 INTAKE_SCENARIOS: dict[str, Callable[[httpx.AsyncClient, Role], Awaitable[None]]] = {
     "screenings": _screenings,
     "safety plans": _safety_plans,
@@ -247,6 +275,7 @@ INTAKE_SCENARIOS: dict[str, Callable[[httpx.AsyncClient, Role], Awaitable[None]]
     "subscriptions": _subscriptions,
     "api keys": _api_keys,
     "crisis resources": _crisis_resources,
+    "follow-ups": _follow_ups,
 }
 
 

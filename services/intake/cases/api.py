@@ -22,6 +22,7 @@ from services.intake.cases.schemas import (
     SafetyPlanSummary,
     ScreeningListItem,
 )
+from services.intake.follow_ups import queries as follow_up_queries
 from services.intake.permissions import ROUTES
 from services.intake.safety_plans.document import is_overdue
 from services.intake.screenings.models import Screening
@@ -30,7 +31,7 @@ from services.intake.screenings.service import opened
 from shared import audit
 from shared.auth import CurrentPrincipal, Permission, Visibility, guarded
 from shared.errors import NotFound
-from shared.events import RiskLevelName
+from shared.events import RiskLevelName, utcnow
 from shared.http import Session
 from shared.pagination import LIST_ERRORS, Paging, position_page
 from shared.text import NO_CONTROL
@@ -119,6 +120,9 @@ async def get_screening(
         if plan
         else None,
     )
+    follow_up = await follow_up_queries.for_screening(session, screening.id)
+    if follow_up is not None:
+        view.follow_up = follow_up_queries.summary(follow_up, utcnow())
     hidden = None if principal.may(Permission.CASES_READ_CONTACT) else {"contact", "notes"}
     if hidden is None:  # decrypted only for a caller who sees them
         contact, view.notes = opened(screening, request.app.state.phi)

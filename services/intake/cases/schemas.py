@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from services.intake.follow_ups.schemas import FollowUpSummary
 from services.intake.screenings.schemas import Contact
 
 
@@ -63,6 +64,8 @@ class CaseView(BaseModel):
     risk: RiskOut | None
     alerts: list[AlertOut]
     safety_plan: SafetyPlanSummary | None
+    #: The follow-up after the call (a flagged screening's), where it stands; no note.
+    follow_up: FollowUpSummary | None = None
     #: PHI, only for a caller that may see it (hotline staff on the screenings they submitted,
     #: clinicians, supervisors, admins); both keys are left out for anyone else.
     contact: Contact | None = None

@@ -1,6 +1,7 @@
 """The case, kept current from events: an assessment is recorded on its screening (a flagged one
-opens the safety plan, an EHR's gets its RiskAssessment pushed back), and notify's alert events
-update the case view's copy of each alert. Intake's consumer calls these, in its transaction.
+opens the safety plan and the follow-up, an EHR's gets its RiskAssessment pushed back), and
+notify's alert events update the case view's copy of each alert. Intake's consumer calls these,
+in its transaction.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake.cases.queries import RECORD_RISK, UPSERT_ALERT
 from services.intake.fhir.resthooks import enqueue_pushes
+from services.intake.follow_ups.service import Policy, open_follow_up
 from services.intake.safety_plans.service import open_safety_plan
 from shared.db import driver
 from shared.events import AlertEvent, RiskAssessed, utcnow
@@ -24,6 +26,7 @@ async def apply_assessment(
     assessed: RiskAssessed,
     due_minutes: dict[str, int],
     correlation_id: str,
+    follow_up: Policy | None = None,
 ) -> None:
     """Record the assessment on the case; a flagged one opens the safety plan.
 
@@ -58,6 +61,16 @@ async def apply_assessment(
             risk_level=assessed.level,
             emergency_task=assessed.response.emergency_task,
             due_at=assessed.assessed_at + timedelta(minutes=minutes),
+            correlation_id=correlation_id,
+        )
+    if assessed.flagged and follow_up is not None:
+        # Nobody flagged is left alone after the call: one follow-up per screening.
+        await open_follow_up(
+            session,
+            screening_id=assessed.screening_id,
+            risk_level=assessed.level,
+            start=assessed.assessed_at,
+            policy=follow_up,
             correlation_id=correlation_id,
         )
 

@@ -1,4 +1,5 @@
-"""The alert: one per flagged screening, the durable state of its paging."""
+"""The alert: one per flagged screening (and one per risky reply to a Caring Contact), the
+durable state of its paging."""
 
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ class Alert(Base):
     __tablename__ = "alerts"
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
-    screening_id: Mapped[uuid.UUID] = mapped_column(unique=True)
+    screening_id: Mapped[uuid.UUID]
+    #: A risky reply to a Caring Contact this alert is for (None: the screening's own alert).
+    reply_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
     assessment_id: Mapped[uuid.UUID | None]  # None: opened by the assessment watchdog
     risk_level: Mapped[str]
     urgency: Mapped[str | None]

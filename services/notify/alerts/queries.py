@@ -128,17 +128,21 @@ def as_json(found: list[dict[str, Any]]) -> bytes:
 # The paging path's statements (services/notify/alerts/service.py, delivery/service.py).
 
 #: The screening's one alert (the unique screening_id makes a redelivered assessment a no-op).
-OPEN_ALERT = Statement("""
+_INSERT_ALERT = """
     INSERT INTO notify.alerts (id, screening_id, assessment_id, risk_level, urgency, reasons,
                                status, escalation_level, repeat_round, ack_deadline_seconds,
                                created_at, changed_at, correlation_id, policy_id, assessed_at,
-                               version, traceparent, language, interpreter_needed)
+                               version, traceparent, language, interpreter_needed, reply_id)
     VALUES (:id, :screening_id, :assessment_id, :risk_level, :urgency, :reasons,
             'pending', 0, 0, :ack_deadline_seconds, :now, :now, :correlation_id, :policy_id,
-            :assessed_at, 1, :traceparent, :language, :interpreter_needed)
-    ON CONFLICT (screening_id) DO NOTHING
-    RETURNING id
-""")
+            :assessed_at, 1, :traceparent, :language, :interpreter_needed, :reply_id)
+"""
+#: The screening's one alert (from its assessment, or the watchdog).
+OPEN_ALERT = Statement(
+    _INSERT_ALERT + "ON CONFLICT (screening_id) WHERE reply_id IS NULL DO NOTHING RETURNING id"
+)
+#: One alert per risky reply to a Caring Contact (intake's `follow_up.reply_risk`).
+OPEN_REPLY_ALERT = Statement(_INSERT_ALERT + "ON CONFLICT (reply_id) DO NOTHING RETURNING id")
 MOVED_ON = Statement("""
     UPDATE notify.alerts SET status = :status, escalation_level = :escalation_level,
                              repeat_round = :repeat_round, changed_at = :changed_at,

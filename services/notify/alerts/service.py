@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.notify.alerts.escalation import start_step, stop_pages
 from services.notify.alerts.events import publish
 from services.notify.alerts.models import Alert
-from services.notify.alerts.queries import MOVED_ON, OPEN_ALERT
+from services.notify.alerts.queries import MOVED_ON, OPEN_ALERT, OPEN_REPLY_ALERT
 from services.notify.oncall import languages
 from services.notify.oncall.policies import fallback_plan
 from services.notify.oncall.service import plan_for_risk_level
@@ -26,7 +27,7 @@ from services.notify.settings import NotifySettings
 from shared import tracing
 from shared.db import driver
 from shared.errors import Conflict, NotFound
-from shared.events import RiskAssessed, utcnow
+from shared.events import FollowUpEvent, LevelResponseData, RiskAssessed, utcnow
 from shared.locales import DEFAULT_LANGUAGE
 
 if TYPE_CHECKING:
@@ -36,9 +37,10 @@ if TYPE_CHECKING:
 async def open_alert(
     session: AsyncSession,
     *,
-    assessed: RiskAssessed | DelayedAssessment,
+    assessed: RiskAssessed | DelayedAssessment | RiskyReply,
     settings: NotifySettings,
     correlation_id: str,
+    reply_id: uuid.UUID | None = None,
 ) -> Alert | None:
     """Open the screening's one alert and its first pages, due now; None if it already exists.
     (A `DelayedAssessment`: the watchdog's, for a screening not assessed in time.)
@@ -77,9 +79,10 @@ async def open_alert(
         language=language,
         interpreter_needed=needed,
     )
+    statement = OPEN_ALERT if reply_id is None else OPEN_REPLY_ALERT
     if not await conn.fetchval(
-        OPEN_ALERT.sql,
-        *OPEN_ALERT.args(
+        statement.sql,
+        *statement.args(
             id=alert.id,
             screening_id=alert.screening_id,
             assessment_id=alert.assessment_id,
@@ -94,6 +97,7 @@ async def open_alert(
             traceparent=tracing.traceparent(),
             language=language,
             interpreter_needed=needed,
+            reply_id=reply_id,
         ),
     ):
         return None
@@ -161,3 +165,37 @@ async def resolve(session: AsyncSession, *, alert_id: uuid.UUID) -> Alert:
     await publish(session, alert, "resolved")
     await session.flush()
     return alert
+
+
+@dataclass(frozen=True)
+class RiskyReply:
+    """What `open_alert` reads, for a reply to a Caring Contact that needs a clinician: paged as
+    a screening at `high` is (intake's `follow_up.reply_risk`: ids and reason codes only)."""
+
+    screening_id: uuid.UUID
+    reasons: list[str]
+    assessment_id: None = None
+    assessed_at: None = None
+    level: str = "high"
+    response: LevelResponseData = field(
+        default_factory=lambda: LevelResponseData(
+            alert=True,
+            urgency="urgent",
+            safety_plan=False,
+            emergency_task=False,
+            ack_deadline_seconds=None,
+        )
+    )
+
+
+async def open_reply_alert(
+    session: AsyncSession, *, event: FollowUpEvent, settings: NotifySettings, correlation_id: str
+) -> Alert | None:
+    """One alert per risky reply (`event.notice_id` is the reply's id), however redelivered."""
+    return await open_alert(
+        session,
+        assessed=RiskyReply(event.screening_id, list(event.reasons)),
+        settings=settings,
+        correlation_id=correlation_id,
+        reply_id=event.notice_id,
+    )

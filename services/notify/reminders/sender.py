@@ -44,6 +44,7 @@ CLAIM = claim_statement(
     lease=LEASE,
     returning=(
         Reminder.id,
+        Reminder.kind,
         Reminder.attempts,
         Reminder.plan_id,
         Reminder.screening_id,
@@ -65,8 +66,19 @@ class Claimed:
     screening_id: uuid.UUID
     risk_level: str
     plan_due_at: datetime
+    kind: str = KIND
 
     def payload(self) -> dict[str, Any]:
+        if self.kind != KIND:
+            # A follow-up's notice (service.on_follow_up_event): the case shows the follow-up.
+            return {
+                "kind": self.kind,
+                "notice_id": str(self.plan_id),
+                "screening_id": str(self.screening_id),
+                "risk_level": self.risk_level,
+                "due_at": self.plan_due_at.isoformat(),
+                "for": "supervisor" if self.kind == "follow_up_unreachable" else "team",
+            }
         return {
             "kind": KIND,
             "plan_id": str(self.plan_id),
@@ -128,6 +140,7 @@ class ReminderSender:
                         screening_id=r.screening_id,
                         risk_level=r.risk_level,
                         plan_due_at=r.plan_due_at,
+                        kind=r.kind,
                     )
                     for r in rows
                 ]

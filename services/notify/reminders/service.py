@@ -15,9 +15,15 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notify.reminders.models import Reminder
-from shared.events import Envelope, SafetyPlanEvent, utcnow
+from shared.events import Envelope, FollowUpEvent, SafetyPlanEvent, utcnow
 
 KIND = "safety_plan_overdue"
+#: Follow-ups after the call (intake's triage.follow-up.events.v1): one past its due time with
+#: no attempt (for the team), and one nobody could reach (for the supervisor).
+FOLLOW_UP_KINDS = {
+    "follow_up.overdue": "follow_up_overdue",
+    "follow_up.unreachable": "follow_up_unreachable",
+}
 
 
 async def record_overdue(
@@ -52,3 +58,30 @@ async def on_safety_plan_event(session: AsyncSession, envelope: Envelope) -> Non
         return
     event = SafetyPlanEvent.model_validate(envelope.data)
     await record_overdue(session, event=event, correlation_id=envelope.correlation_id)
+
+
+async def on_follow_up_event(session: AsyncSession, envelope: Envelope) -> None:
+    """Overdue and unreachable follow-ups remind people as an overdue plan does: one reminder per
+    notice (the row's `plan_id` holds the notice's id, unique), so a redelivery adds nothing."""
+    kind = FOLLOW_UP_KINDS.get(envelope.type)
+    if kind is None:
+        return
+    event = FollowUpEvent.model_validate(envelope.data)
+    now = utcnow()
+    await session.execute(
+        insert(Reminder)
+        .values(
+            id=uuid.uuid4(),
+            kind=kind,
+            plan_id=event.notice_id,
+            screening_id=event.screening_id,
+            risk_level=event.risk_level,
+            plan_due_at=event.due_at or event.changed_at,
+            status="pending",
+            attempts=0,
+            due_at=now,
+            created_at=now,
+            correlation_id=envelope.correlation_id,
+        )
+        .on_conflict_do_nothing(index_elements=[Reminder.plan_id])
+    )
