@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -50,6 +51,24 @@ async def _session(request: Request) -> AsyncIterator[AsyncSession]:
 #: transaction: every statement commits on its own, so a route given one only reads).
 Sessions = Annotated[SessionFactory, Depends(_sessions)]
 Session = Annotated[AsyncSession, Depends(_session)]
+
+
+def model_response(
+    model: BaseModel,
+    *,
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
+    exclude: set[str] | None = None,
+) -> Response:
+    """`model` as a JSON answer, serialised once by pydantic's own (Rust) encoder: the same
+    bytes as `JSONResponse(model.model_dump(mode="json"))`, without the dict in between and
+    the standard library's encoder (half the CPU for a small body, less still for a large one)."""
+    return Response(
+        model.model_dump_json(exclude=exclude),
+        status_code=status_code,
+        headers=headers,
+        media_type="application/json",
+    )
 
 
 class BodySizeLimit:

@@ -14,6 +14,7 @@ anyway, logging what was still running (an orchestrator would kill it; a test wa
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
 import os
 import signal
@@ -103,13 +104,25 @@ class GentleServer(uvicorn.Server):
         return await super().on_tick(counter)
 
 
+def http_stack() -> tuple[str, str]:
+    """uvicorn's event loop and HTTP parser: uvloop and httptools (C, a fraction of the CPU per
+    request of asyncio's loop and h11), asyncio and h11 where they are not installed."""
+    loop = "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
+    http = "httptools" if importlib.util.find_spec("httptools") is not None else "h11"
+    return loop, http
+
+
 def serve(app_factory: str, settings: ServiceSettings, *, service: str) -> None:
     configure_logging(settings.log_level, service=service, fmt=settings.log_format)
     # Before the app is made: base_app instruments it when tracing is on.
     tracing.setup(service)
+    loop, http = http_stack()
+    log.info("serving with %s and %s", loop, http)
     config = uvicorn.Config(
         app_factory,
         factory=True,
+        loop=loop,
+        http=http,
         host=getattr(settings, "host", "127.0.0.1"),
         port=getattr(settings, "port", 8000),
         log_config=None,

@@ -36,6 +36,20 @@ from shared.topics import ACCESS_EVENTS
 
 log = logging.getLogger(__name__)
 
+#: How long the broker holds a fetch of the access topic that finds nothing new (ms). A record
+#: ends the wait at once (the fetch asks for one byte), so this bounds only how often an idle
+#: replica asks: 10 times a second at 100 ms, for each replica of each service.
+FETCH_WAIT_MS = 500
+#: Seconds between two confirmations of the topic's end while fresh (ListOffsets, one request):
+#: `max_staleness` (5 s) leaves room for four missed ones before keys are refused.
+CHECK_EVERY = 1.0
+#: ...and until the replica is fresh (at start, after an outage): ready as soon as it can be.
+CATCH_UP_EVERY = 0.2
+#: Seconds the loop waits for records before it looks whether a confirmation is due or wanted:
+#: how long a request for an unknown key waits before its look at the end starts (the request
+#: to the broker may then wait up to FETCH_WAIT_MS behind the fetch on the same connection).
+TURN_SECONDS = 0.2
+
 
 class CredentialsUnavailable(Exception):
     """This replica cannot tell whether a key is still valid right now."""
@@ -68,6 +82,8 @@ class CredentialDirectory:
         self._warned_at = 0.0
         #: Set (and replaced) at every confirmed read to the end: what a waiting look awaits.
         self._sync_signal = asyncio.Event()
+        #: A request waits for the next confirmed read to the end (`principal_or_wait`).
+        self._look_wanted = False
 
     # --- what requests ask ---------------------------------------------------------------
 
@@ -97,6 +113,7 @@ class CredentialDirectory:
             return principal
         asked = self._clock()
         deadline = asked + timeout
+        self._look_wanted = True  # confirm the end now, not at the next regular check
         while (self._synced_at or 0) < asked and self._clock() < deadline:
             try:
                 await asyncio.wait_for(self._sync_signal.wait(), deadline - self._clock())
@@ -156,22 +173,28 @@ class CredentialDirectory:
         signal, self._sync_signal = self._sync_signal, asyncio.Event()
         signal.set()
 
-    async def follow(self, consumer: AIOKafkaConsumer, *, check_every: float = 0.2) -> None:
-        """Read the topic from the beginning for ever; confirm the end every `check_every` s.
+    async def follow(self, consumer: AIOKafkaConsumer, *, check_every: float = CHECK_EVERY) -> None:
+        """Read the topic from the beginning for ever; confirm its end every `check_every` s.
 
         `consumer` has no group: subscribed, it is assigned every partition of the topic and
-        starts from the earliest offset."""
+        starts from the earliest offset. A record (a key issued or revoked) arrives as soon as it
+        is written, whatever the fetch's wait: the broker answers a waiting fetch at once when
+        data comes. The end is confirmed (one ListOffsets request) every `check_every` s while
+        fresh, every `CATCH_UP_EVERY` s until then (at start, after an outage), and at the next
+        turn of the loop when a request waits for it (`principal_or_wait`)."""
         consumer.subscribe([ACCESS_EVENTS])
         last_check = missing_since = 0.0
         while True:
-            batches = await consumer.getmany(timeout_ms=100)
+            batches = await consumer.getmany(timeout_ms=int(TURN_SECONDS * 1000))
             for records in batches.values():
                 for record in records:
                     self._apply_record(
                         record.value, key=record.key, at=f"{record.partition}@{record.offset}"
                     )
-            if self._clock() - last_check < check_every:
+            interval = check_every if self.fresh else min(check_every, CATCH_UP_EVERY)
+            if self._clock() - last_check < interval and not self._look_wanted:
                 continue
+            self._look_wanted = False
             last_check = started = self._clock()
             partitions = sorted(consumer.assignment())
             if not partitions:
@@ -231,7 +254,7 @@ async def follow_access_topic(
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            fetch_max_wait_ms=100,
+            fetch_max_wait_ms=FETCH_WAIT_MS,
         )
         try:
             await consumer.start()

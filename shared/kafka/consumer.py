@@ -27,6 +27,7 @@ from shared.kafka.records import Batch, Handler, Headers, PoisonMessage
 from shared.kafka.timing import (
     COMMIT_INTERVAL,
     CONSUMER_SESSION_TIMEOUT_MS,
+    FETCH_WAIT_MS,
     HANDOVER_SECONDS,
     REJOIN_SECONDS,
     STALL_SECONDS,
@@ -141,7 +142,7 @@ class EventConsumer:
             client_id=self._group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            fetch_max_wait_ms=100,
+            fetch_max_wait_ms=FETCH_WAIT_MS,
             # A replica that dies (not a stop: that leaves the group at once) holds its
             # partitions until its session times out; the broker's least (6 s), not aiokafka's
             # 10 s, so another replica takes its messages over sooner (make chaos: pages of a

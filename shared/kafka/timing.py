@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+#: How long the broker holds a fetch that finds nothing (ms). A message ends the wait at once
+#: (the fetch asks for one byte), so this adds no latency: it sets how often an idle consumer
+#: asks again (10 times a second at 100 ms, twice at 500). A request to the same broker on the
+#: consumer's connection (ListOffsets for the lag metric) may wait behind it up to this long.
+FETCH_WAIT_MS = 500
 #: Seconds between offset commits while messages flow (see `_Offsets`).
 COMMIT_INTERVAL = 0.5
 #: How long a dead consumer holds its partitions (the broker's group.min.session.timeout.ms).

@@ -4,13 +4,17 @@ and a revoked key is still refused."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from datetime import UTC, datetime
 
 import pytest
+from aiokafka import AIOKafkaConsumer
 
+from deploy.localstack import LocalStack
 from shared.auth.credentials import Credential, key_digest, new_key
-from shared.auth.directory import CredentialDirectory, CredentialsUnavailable
+from shared.auth.directory import FETCH_WAIT_MS, CredentialDirectory, CredentialsUnavailable
 from shared.auth.roles import Role
 
 
@@ -83,3 +87,35 @@ async def test_an_authority_that_cannot_answer_refuses_the_key() -> None:
     directory = CredentialDirectory(authority=authority)
     with pytest.raises(CredentialsUnavailable):
         await directory.principal_or_wait(new_key())
+
+
+async def test_a_request_for_an_unknown_key_gets_the_topics_end_confirmed_at_once(
+    stack: LocalStack,
+) -> None:
+    """The end of the topic is confirmed once a second (or less often): a request for a key this
+    replica has never seen does not wait for that, it has the end confirmed at once."""
+    directory = CredentialDirectory()
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=stack.bootstrap_servers,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=FETCH_WAIT_MS,
+    )
+    await consumer.start()
+    # Regular confirmations 30 s apart: once fresh, none comes during the test by itself.
+    follow = asyncio.create_task(directory.follow(consumer, check_every=30))
+    try:
+        for _ in range(600):  # the first confirmation (catching up: every 0.2 s)
+            if directory.fresh:
+                break
+            await asyncio.sleep(0.05)
+        assert directory.fresh
+        asked = time.monotonic()
+        assert await directory.principal_or_wait(new_key(), timeout=1.5) is None
+        # Within one turn of the loop and one fetch's wait, not the 1.5 s timeout.
+        assert time.monotonic() - asked < 1.2
+    finally:
+        follow.cancel()
+        await asyncio.gather(follow, return_exceptions=True)
+        await consumer.stop()

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from pydantic import AfterValidator, AwareDatetime
 from sqlalchemy import Row
 
@@ -32,7 +32,7 @@ from shared import audit
 from shared.auth import CurrentPrincipal, Permission, Visibility, guarded
 from shared.errors import NotFound
 from shared.events import RiskLevelName, utcnow
-from shared.http import Session
+from shared.http import Session, model_response
 from shared.pagination import LIST_ERRORS, Paging, position_page
 from shared.text import NO_CONTROL
 
@@ -75,7 +75,7 @@ async def get_screening(
     session: Session,
     principal: CurrentPrincipal,
     break_glass_reason: BreakGlassReason = None,
-) -> JSONResponse:
+) -> Response:
     """The case view; `contact` and `notes` only for a caller that may see them.
 
     Break-glass: hotline staff may read a case they did not submit (a caller rings back and
@@ -127,9 +127,7 @@ async def get_screening(
     if hidden is None:  # decrypted only for a caller who sees them
         contact, view.notes = opened(screening, request.app.state.phi)
         view.contact = Contact.model_validate(contact) if contact else None
-    return JSONResponse(
-        view.model_dump(mode="json", exclude=hidden), headers={"Cache-Control": "no-store"}
-    )
+    return model_response(view, exclude=hidden, headers={"Cache-Control": "no-store"})
 
 
 @router.get("/screenings", response_model=list[ScreeningListItem], responses=LIST_ERRORS)

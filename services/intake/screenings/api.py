@@ -7,7 +7,7 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from sqlalchemy.exc import IntegrityError
 
 from services.intake.permissions import ROUTES
@@ -21,7 +21,7 @@ from services.intake.screenings.service import (
 from shared.auth import CurrentPrincipal, Visibility, guarded
 from shared.db import transaction
 from shared.errors import Forbidden, Unprocessable
-from shared.http import Sessions
+from shared.http import Sessions, model_response
 
 router = APIRouter(prefix="/v1", route_class=guarded(ROUTES))
 
@@ -42,7 +42,7 @@ async def post_screening(
     principal: CurrentPrincipal,
     idempotency_key: IdempotencyKeyHeader = None,
     correlation_id: CorrelationHeader = None,
-) -> JSONResponse:
+) -> Response:
     """Accept a screening; 202 the first time, 200 with the same id for a replay."""
     if principal.visibility == Visibility.SUBMITTED and payload.source != "hotline":
         # An EHR's (source, external_id) is how its messages are deduplicated: a hotline key
@@ -84,8 +84,4 @@ async def post_screening(
             # A concurrent request with the same key or external_id won; the retry finds it.
     location = f"/v1/screenings/{screening.id}"
     body = ScreeningAccepted(id=screening.id, status=screening.status)
-    return JSONResponse(
-        body.model_dump(mode="json"),
-        status_code=202 if created else 200,
-        headers={"Location": location},
-    )
+    return model_response(body, status_code=202 if created else 200, headers={"Location": location})
