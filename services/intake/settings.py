@@ -5,11 +5,12 @@ from datetime import time
 from pydantic import Field, field_validator
 
 from services.intake.crisis_resources import codes
+from shared.mail import SmtpSettings
 from shared.settings import ServiceSettings
 from shared.twilio import TwilioSettings
 
 
-class IntakeSettings(ServiceSettings, TwilioSettings):
+class IntakeSettings(ServiceSettings, TwilioSettings, SmtpSettings):
     host: str = Field("127.0.0.1", validation_alias="INTAKE_HOST")
     port: int = Field(8001, validation_alias="INTAKE_PORT")
     #: Minutes from opening to the due time of a safety plan, per risk level (configuration).

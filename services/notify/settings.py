@@ -3,11 +3,12 @@ from __future__ import annotations
 import httpx
 from pydantic import Field, field_validator
 
+from shared.mail import SmtpSettings
 from shared.settings import ServiceSettings
 from shared.twilio import Account, e164
 
 
-class NotifySettings(ServiceSettings):
+class NotifySettings(ServiceSettings, SmtpSettings):
     host: str = Field("127.0.0.1", validation_alias="NOTIFY_HOST")
     port: int = Field(8003, validation_alias="NOTIFY_PORT")
     #: Where pages go when no schedule covers now.
@@ -87,13 +88,8 @@ class NotifySettings(ServiceSettings):
         while its send can still succeed (which would send it twice)."""
         return min(self.delivery_timeout_seconds, 0.8 * self.delivery_lease_seconds)
 
-    #: Email pages (SMTP); without SMTP_HOST an email contact method cannot be reached.
-    smtp_host: str | None = Field(None, validation_alias="SMTP_HOST")
-    smtp_port: int = Field(25, validation_alias="SMTP_PORT")
-    smtp_from: str = Field("triage-notify@localhost", validation_alias="SMTP_FROM")
-    smtp_username: str | None = Field(None, validation_alias="SMTP_USERNAME")
-    smtp_password: str | None = Field(None, validation_alias="SMTP_PASSWORD")
-    smtp_starttls: bool = Field(False, validation_alias="SMTP_STARTTLS")
+    # Email pages go through the SMTP server of `SmtpSettings` (SMTP_HOST, ...): without it an
+    # email contact method cannot be reached.
 
     #: Pages by SMS and voice call: Twilio's REST API (or the bundled local stand-in, which
     #: `make run` starts and points TWILIO_API_BASE at when no account is configured). Without

@@ -19,11 +19,15 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
+from aiosmtpd.controller import Controller
 from fhir.resources.R4B.bundle import Bundle
 from twilio.request_validator import RequestValidator
 
@@ -43,11 +47,27 @@ PREVIOUS_TOKEN = secrets.token_hex(16)
 CARING = "+15555550101"
 
 
+class Mailbox:
+    """The SMTP server's handler (aiosmtpd): keeps every message it accepts."""
+
+    def __init__(self) -> None:
+        self.got: list[tuple[list[str], EmailMessage]] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        message = BytesParser(policy=policy.default).parsebytes(envelope.content)
+        self.got.append((list(envelope.rcpt_tos), message))
+        return "250 OK"
+
+    def to(self, address: str) -> list[EmailMessage]:
+        return [m for rcpt, m in self.got if address in rcpt]
+
+
 @dataclass
 class Stack:
     phones_url: str
     intake_url: str
     database_url: str
+    mailbox: Mailbox
 
 
 @dataclass
@@ -79,7 +99,15 @@ def caring_stack(
             stdout=out,
             stderr=subprocess.STDOUT,
         )
+    mailbox = Mailbox()
+    smtp_port = free_port()
+    smtp = Controller(mailbox, hostname="127.0.0.1", port=smtp_port)
+    smtp.start()
     extra = {
+        # Caring Contacts by email go through this SMTP server.
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(smtp_port),
+        "SMTP_FROM": "crisis-line@clinic.example.org",
         "TWILIO_ACCOUNT_SID": ACCOUNT,
         "TWILIO_AUTH_TOKEN": TOKEN,
         "TWILIO_AUTH_TOKEN_PREVIOUS": PREVIOUS_TOKEN,
@@ -98,8 +126,9 @@ def caring_stack(
                 break
         time.sleep(0.05)
     try:
-        yield Stack(f"http://127.0.0.1:{port}", intake_url, services.env["DATABASE_URL"])
+        yield Stack(f"http://127.0.0.1:{port}", intake_url, services.env["DATABASE_URL"], mailbox)
     finally:
+        smtp.stop()
         phones.send_signal(signal.SIGTERM)
         phones.wait(timeout=20)
         services.kill("intake", signal.SIGTERM)
@@ -295,6 +324,39 @@ async def test_staff_withdrawal_cancels_everything_and_nothing_is_sent(
     )
     await asyncio.sleep(1.5)
     assert await texts_on(caring, phone) == []
+
+
+async def test_caring_messages_by_email_go_through_the_smtp_server_and_stop_on_withdrawal(
+    caring_stack: Stack, intake: httpx.AsyncClient, db: asyncpg.Pool
+) -> None:
+    address = f"person-{uuid.uuid4().hex[:6]}@example.org"
+    _, case = await open_follow_up(intake)
+    fid = case["follow_up"]["id"]
+    consent = {"channel": "email", "email": address, "time_zone": "Europe/Madrid", "language": "es"}
+    made = await intake.post(f"/v1/follow-ups/{fid}/caring-contacts", json=consent, headers=HOTLINE)
+    assert made.status_code == 201, made.text
+    enrolment = made.json()["caring_contacts"][-1]
+    await due_now(db, enrolment, 1)
+    [message] = await eventually(
+        lambda: asyncio.sleep(0.05, result=caring_stack.mailbox.to(address))
+    )
+    assert message["Subject"] == "Pensamos en ti"
+    assert message["From"] == "crisis-line@clinic.example.org"
+    body = message.get_content()
+    assert "Hola" in body and "ALTO" not in body, "an email says how stopping works by email"
+    assert "equipo de la línea de crisis" in body
+    row = await db.fetchrow(
+        "SELECT status, sent_at FROM intake.caring_messages WHERE contact_id = $1 AND sequence = 1",
+        uuid.UUID(enrolment["id"]),
+    )
+    assert row["status"] == "sent" and row["sent_at"] is not None
+    # Withdrawn by staff: nothing more goes, by email either.
+    assert (
+        await intake.delete(f"/v1/follow-ups/{fid}/caring-contacts", headers=CLINICIAN)
+    ).status_code == 204
+    await due_now(db, enrolment, 2, 3)
+    await asyncio.sleep(1.5)
+    assert len(caring_stack.mailbox.to(address)) == 1
 
 
 async def test_webhooks_without_a_valid_signature_are_refused_and_audited(

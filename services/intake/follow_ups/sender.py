@@ -22,6 +22,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from email.message import EmailMessage
 
 import httpx
 from sqlalchemy import Integer, bindparam, func, select, update
@@ -33,6 +34,7 @@ from services.intake.follow_ups.models import CaringContact, CaringMessage
 from services.intake.settings import IntakeSettings
 from shared.db import SessionFactory, asyncpg_dsn, transaction
 from shared.events import utcnow
+from shared.mail import send_mail
 from shared.runtime import Runtime
 from shared.twilio import OPTED_OUT, Sent, send_sms
 from shared.workqueue import Batch, WorkQueue, lease_free, retry_at
@@ -51,14 +53,15 @@ _DUE = (
         CaringMessage.due_at <= func.now(),
         lease_free(CaringMessage),
         CaringContact.status == "active",
-        CaringContact.channel == "sms",
+        CaringContact.channel.in_(bindparam("channels", expanding=True)),
     )
     .order_by(CaringMessage.due_at)
     .limit(bindparam("limit", type_=Integer))
     .with_for_update(of=CaringMessage, skip_locked=True)
     .scalar_subquery()
 )
-#: Leases up to `limit` due messages of active sms enrolments, one more attempt each.
+#: Leases up to `limit` due messages of active enrolments by `channels` (those configured), one
+#: more attempt each.
 CLAIM = (
     update(CaringMessage)
     .where(CaringMessage.id.in_(_DUE))
@@ -72,7 +75,7 @@ NEXT_DUE = (
     .where(
         CaringMessage.status == "pending",
         CaringContact.status == "active",
-        CaringContact.channel == "sms",
+        CaringContact.channel.in_(bindparam("channels", expanding=True)),
     )
 )
 
@@ -101,6 +104,8 @@ class CaringSender:
             jobs=self,
         )
         self.sent = 0
+        #: The channels it sends on: sms with a Twilio account, email with an SMTP server.
+        self.channels = channels_of(settings)
 
     async def run(self) -> None:
         async with httpx.AsyncClient(timeout=httpx.Timeout(10.0)) as http:
@@ -111,14 +116,14 @@ class CaringSender:
         if free <= 0:
             return Batch()
         async with transaction(self._sessions) as session:
-            rows = await session.execute(CLAIM, {"limit": free})
+            rows = await session.execute(CLAIM, {"limit": free, "channels": self.channels})
             return Batch([Claimed(r.id, r.contact_id, r.attempts) for r in rows])
 
     async def next_due(self) -> datetime | None:
         if self._queue.free <= 0:
             return None
         async with self._sessions() as session:
-            due: datetime | None = await session.scalar(NEXT_DUE)
+            due: datetime | None = await session.scalar(NEXT_DUE, {"channels": self.channels})
         return due
 
     async def send(self, item: Claimed) -> None:
@@ -145,17 +150,21 @@ class CaringSender:
             message.status, message.finished_at, message.lease_until = "cancelled", now, None
             return
         cfg = self._settings
-        assert self._http is not None and cfg.twilio_account_sid and cfg.twilio_auth_token
-        sent = await send_sms(
-            self._http,
-            api_base=cfg.twilio_api_base,
-            account_sid=cfg.twilio_account_sid,
-            auth_token=cfg.twilio_auth_token.get_secret_value(),
-            to=contact.address,
-            from_=cfg.caring_number or "",
-            body=texts.text_for(contact.language, message.sequence, contact.texts_version),
-            status_callback=f"{cfg.public_url}/v1/twilio/status",
-        )
+        body = texts.text_for(contact.language, message.sequence, contact.texts_version)
+        if contact.channel == "email":
+            sent = await _email(cfg, to=contact.address, body=body, language=contact.language)
+        else:
+            assert self._http is not None and cfg.twilio_account_sid and cfg.twilio_auth_token
+            sent = await send_sms(
+                self._http,
+                api_base=cfg.twilio_api_base,
+                account_sid=cfg.twilio_account_sid,
+                auth_token=cfg.twilio_auth_token.get_secret_value(),
+                to=contact.address,
+                from_=cfg.caring_number or "",
+                body=body,
+                status_callback=f"{cfg.public_url}/v1/twilio/status",
+            )
         await record(session, message, contact, sent, settings=cfg)
 
     async def run_due(self) -> None:
@@ -191,13 +200,61 @@ async def record(
     log.warning("caring message %s failed: %s", message.id, sent.error)
 
 
+#: The subject of a caring email, per language: as plain as the texts (no reason, no name).
+SUBJECTS = {"en": "Thinking of you", "es": "Pensamos en ti"}
+#: An email is not read for STOP: how to stop is said as it works (staff withdraw the consent).
+_STOP_BY_TEXT = {
+    "en": (
+        "Reply STOP to end these messages.",
+        "To end these messages, tell the crisis line team.",
+    ),
+    "es": (
+        "Responde ALTO para dejar de recibir mensajes.",
+        "Para dejar de recibir estos mensajes, díselo al equipo de la línea de crisis.",
+    ),
+}
+
+
+def _by_email(body: str, language: str) -> str:
+    by_text, by_email = _STOP_BY_TEXT.get(language, _STOP_BY_TEXT["en"])
+    return body.replace(by_text, by_email)
+
+
+async def _email(settings: IntakeSettings, *, to: str, body: str, language: str) -> Sent:
+    """A caring message by email, through the SMTP server (shared/mail.py)."""
+    message = EmailMessage()
+    message["Subject"] = SUBJECTS.get(language, SUBJECTS["en"])
+    message["From"] = settings.smtp_from
+    message["To"] = to
+    message.set_content(_by_email(body, language) + "\n")
+    mailed = await send_mail(settings, message, timeout=10.0)
+    return Sent(
+        mailed.outcome, status="sent" if mailed.outcome == "delivered" else None, error=mailed.error
+    )
+
+
+def channels_of(settings: IntakeSettings) -> list[str]:
+    """The channels caring messages can go on here: sms with a Twilio account and a caring
+    number, email with an SMTP server. Messages on another wait, never dropped."""
+    channels = []
+    if settings.twilio_configured and settings.caring_number:
+        channels.append("sms")
+    if settings.smtp_host:
+        channels.append("email")
+    return channels
+
+
 def start_sender(runtime: Runtime, settings: IntakeSettings) -> CaringSender | None:
-    """Run the sender for the service's lifetime, when an SMS account is configured."""
-    if not settings.twilio_configured or not settings.caring_number:
+    """Run the sender for the service's lifetime, on the channels configured."""
+    channels = channels_of(settings)
+    if "sms" not in channels:
         log.warning(
             "Caring Contacts by SMS are not sent: TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and "
             "CARING_FROM_NUMBER (or TWILIO_FROM_NUMBER) are needed"
         )
+    if "email" not in channels:
+        log.warning("Caring Contacts by email are not sent: SMTP_HOST is needed")
+    if not channels:
         return None
     sender = CaringSender(
         sessions=runtime.sessions, settings=settings, listen_dsn=asyncpg_dsn(settings.database_url)

@@ -2,8 +2,9 @@
 set per language, versioned (the version an enrolment was sent from is kept with it).
 
 They say who is writing only as "the crisis line team": no name, diagnosis or reason, since a
-phone's lock screen is not private. Each ends with how to stop, as carriers require. Message n of
-an enrolment is text (n - 1) modulo the set's length.
+phone's lock screen is not private. No crisis number is written here: the person may be in any
+country (their lines are on their printed plan). Each ends with how to stop, as carriers
+require. Message n of an enrolment is text (n - 1) modulo the set's length.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ TEXTS: dict[str, tuple[str, ...]] = {
         " No need to reply. Reply STOP to end these messages.",
         "Just checking in from the crisis line team. We hope today is a little easier."
         " Reply STOP to end these messages.",
-        "Thinking of you this week. If you ever want to talk, call or text 988 any time."
+        "Thinking of you this week. If you ever want to talk, the crisis line is there any time."
         " Reply STOP to end these messages.",
         "Hello from the crisis line team. You matter to us. No reply needed."
         " Reply STOP to end these messages.",
@@ -26,8 +27,8 @@ TEXTS: dict[str, tuple[str, ...]] = {
         " ti. No hace falta responder. Responde ALTO para dejar de recibir mensajes.",
         "Solo queríamos saludarte desde la línea de crisis. Esperamos que hoy sea un poco más"
         " fácil. Responde ALTO para dejar de recibir mensajes.",
-        "Pensamos en ti esta semana. Si quieres hablar, llama o escribe al 988 cuando quieras."
-        " Responde ALTO para dejar de recibir mensajes.",
+        "Pensamos en ti esta semana. Si quieres hablar, la línea de crisis está ahí cuando"
+        " quieras. Responde ALTO para dejar de recibir mensajes.",
         "Hola de parte del equipo de la línea de crisis. Nos importas. No hace falta responder."
         " Responde ALTO para dejar de recibir mensajes.",
     ),

@@ -18,10 +18,10 @@ from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
-import aiosmtplib
 import httpx
 
 from services.notify.settings import NotifySettings
+from shared.mail import send_mail
 from shared.webhooks import post_signed
 
 
@@ -179,27 +179,6 @@ class EmailChannel:
 
     async def send(self, page: Page, address: str, payload: dict[str, Any]) -> Outcome:
         s = self._settings
-        if not s.smtp_host:
-            return Outcome("permanent_failure", error="no SMTP server configured (SMTP_HOST)")
         message = email_message(page, payload, sender=s.smtp_from, to=address)
-        try:
-            await aiosmtplib.send(
-                message,
-                hostname=s.smtp_host,
-                port=s.smtp_port,
-                username=s.smtp_username,
-                password=s.smtp_password,
-                # Required when configured; otherwise used when the server offers it.
-                start_tls=True if s.smtp_starttls else None,
-                timeout=s.delivery_timeout_seconds,
-            )
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            codes = [r.code for r in exc.recipients]
-            kind = "permanent_failure" if codes and min(codes) >= 500 else "temporary_failure"
-            return Outcome(kind, error=f"SMTP {min(codes) if codes else '?'} recipient refused")
-        except aiosmtplib.SMTPResponseException as exc:
-            kind = "permanent_failure" if exc.code >= 500 else "temporary_failure"
-            return Outcome(kind, error=f"SMTP {exc.code}")
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            return Outcome("temporary_failure", error=type(exc).__name__)
-        return Outcome("delivered")
+        mailed = await send_mail(s, message, timeout=s.delivery_timeout_seconds)
+        return Outcome(mailed.outcome, error=mailed.error)
