@@ -19,6 +19,7 @@ from shared.topics import (
     ACCESS_EVENTS,
     ALERT_EVENTS,
     AUDIT_EVENTS,
+    FOLLOW_UP_EVENTS,
     RISK_ASSESSED,
     SAFETY_PLAN_EVENTS,
     SCREENING_SUBMITTED,
@@ -68,7 +69,13 @@ def test_strimzi_creates_every_topic_with_rf_3_and_min_isr_2() -> None:
 
 #: What each service publishes through its outbox, besides the dead letters of what it consumes.
 PUBLISHES = {
-    "intake": {SCREENING_SUBMITTED, SAFETY_PLAN_EVENTS, ACCESS_EVENTS, AUDIT_EVENTS},
+    "intake": {
+        SCREENING_SUBMITTED,
+        SAFETY_PLAN_EVENTS,
+        FOLLOW_UP_EVENTS,
+        ACCESS_EVENTS,
+        AUDIT_EVENTS,
+    },
     "risk": {RISK_ASSESSED, AUDIT_EVENTS},
     "notify": {ALERT_EVENTS, AUDIT_EVENTS},
 }

@@ -127,8 +127,12 @@ def as_json(found: list[dict[str, Any]]) -> bytes:
 
 # The paging path's statements (services/notify/alerts/service.py, delivery/service.py).
 
+
 #: The screening's one alert (the unique screening_id makes a redelivered assessment a no-op).
-_INSERT_ALERT = """
+def _insert_alert(on_conflict: str) -> Statement:
+    """An alert's row, opened once: `on_conflict` says what makes it a second opening."""
+    return Statement(
+        """
     INSERT INTO notify.alerts (id, screening_id, assessment_id, risk_level, urgency, reasons,
                                status, escalation_level, repeat_round, ack_deadline_seconds,
                                created_at, changed_at, correlation_id, policy_id, assessed_at,
@@ -137,12 +141,16 @@ _INSERT_ALERT = """
             'pending', 0, 0, :ack_deadline_seconds, :now, :now, :correlation_id, :policy_id,
             :assessed_at, 1, :traceparent, :language, :interpreter_needed, :reply_id)
 """
+        + on_conflict
+    )
+
+
 #: The screening's one alert (from its assessment, or the watchdog).
-OPEN_ALERT = Statement(
-    _INSERT_ALERT + "ON CONFLICT (screening_id) WHERE reply_id IS NULL DO NOTHING RETURNING id"
+OPEN_ALERT = _insert_alert(
+    "ON CONFLICT (screening_id) WHERE reply_id IS NULL DO NOTHING RETURNING id"
 )
 #: One alert per risky reply to a Caring Contact (intake's `follow_up.reply_risk`).
-OPEN_REPLY_ALERT = Statement(_INSERT_ALERT + "ON CONFLICT (reply_id) DO NOTHING RETURNING id")
+OPEN_REPLY_ALERT = _insert_alert("ON CONFLICT (reply_id) DO NOTHING RETURNING id")
 MOVED_ON = Statement("""
     UPDATE notify.alerts SET status = :status, escalation_level = :escalation_level,
                              repeat_round = :repeat_round, changed_at = :changed_at,
