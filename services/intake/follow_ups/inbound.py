@@ -27,7 +27,9 @@ from shared.twilio import SIGNATURE_HEADER, public_url, signature_valid
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/v1/twilio", tags=["twilio webhooks"], route_class=guarded(ROUTES))
+#: Twilio's webhooks are not part of the API clients call: they are left out of the OpenAPI
+#: (which describes bearer-authenticated operations) and documented in docs/api.md.
+router = APIRouter(prefix="/v1/twilio", route_class=guarded(ROUTES), include_in_schema=False)
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 _MAX_FIELD = 2000

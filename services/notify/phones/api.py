@@ -34,7 +34,9 @@ from shared.errors import Forbidden, Unprocessable
 from shared.http import Sessions
 from shared.twilio import SIGNATURE_HEADER, signature_valid, tokens, webhook_url
 
-router = APIRouter(prefix="/v1/twilio", route_class=guarded(ROUTES), include_in_schema=True)
+#: Twilio's webhooks are not part of the API clients call: they are left out of the OpenAPI
+#: (which describes bearer-authenticated operations) and documented in docs/on-call.md.
+router = APIRouter(prefix="/v1/twilio", route_class=guarded(ROUTES), include_in_schema=False)
 
 _XML = "application/xml"
 _SIGNED: dict[int | str, dict[str, Any]] = {403: {"description": "no valid X-Twilio-Signature"}}

@@ -193,6 +193,9 @@ async def test_replies_from_an_unknown_number_or_with_a_bad_signature_change_not
         assert await alert_status(db, alert["id"]) != "acknowledged"
         for route in ("/v1/twilio/status", "/v1/twilio/voice", "/v1/twilio/voice/gather"):
             assert (await bare.post(route, data=params)).status_code == 403, route
+        # Not operations a client calls with a credential: not in the OpenAPI.
+        paths = (await bare.get("/openapi.json")).json()["paths"]
+        assert not [p for p in paths if p.startswith("/v1/twilio")]
         refusals = await wait_until(lambda: _denied(intake), what="the refusals in the audit trail")
         assert refusals and all(e["actor"] == "provider" for e in refusals)
         # Signed as Twilio signs it, over NOTIFY_PUBLIC_URL: accepted.
