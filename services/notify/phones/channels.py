@@ -10,6 +10,7 @@ deadline still escalates), a call counts as failed.
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from typing import Any
 
 import httpx
@@ -57,7 +58,10 @@ def overdue_report(page: Page, settings: NotifySettings) -> Outcome:
     )
 
 
-class _PhoneChannel:
+class _PhoneChannel(ABC):
+    """What texts and calls share: the account, the send, the outcome; each says its form."""
+
+    #: Twilio's list resource the channel creates: Messages or Calls.
     resource: str
 
     def __init__(
@@ -94,8 +98,9 @@ class _PhoneChannel:
             log.warning("page %s: the provider refused the number", page.delivery_id)
         return outcome_of(created)
 
+    @abstractmethod
     async def form(self, page: Page, payload: dict[str, Any]) -> dict[str, str]:
-        raise NotImplementedError
+        """The create request's form fields besides To and From."""
 
 
 class SmsChannel(_PhoneChannel):
