@@ -9,11 +9,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Hashable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from datetime import datetime
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import asyncpg
 from sqlalchemy import DateTime, Table, Text, event
@@ -90,6 +90,28 @@ def read_session_factory(engine: AsyncEngine, *, info: dict | None = None) -> Se
     more self-committing statement before the answer."""
     autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
     return async_sessionmaker(autocommit, expire_on_commit=False, info=info or {})
+
+
+T = TypeVar("T")
+
+
+def rounds(items: list[T], key: Callable[[T], Hashable]) -> list[list[T]]:
+    """`items` in runs in which no key comes twice, in their order: the first time each key
+    comes, then the second, and so on.
+
+    A statement over unnested arrays may touch a row only once (ON CONFLICT DO UPDATE refuses a
+    second change of a row, UPDATE ... FROM takes one match of several, whichever), so a poll's
+    events that name one row twice are applied in rounds, one statement each, in order: the
+    rows end as they would have one event at a time. Usually there is one round."""
+    out: list[list[T]] = []
+    seen: dict[Hashable, int] = {}
+    for item in items:
+        n = seen.get(k := key(item), 0)
+        seen[k] = n + 1
+        if n == len(out):
+            out.append([])
+        out[n].append(item)
+    return out
 
 
 def qualified(table: Table) -> str:

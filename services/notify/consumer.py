@@ -21,9 +21,13 @@ from shared.topics import (
 
 
 def handlers(settings: NotifySettings) -> dict[str, Handler | Batch]:
+    async def on_assessments(session: AsyncSession, envelopes: list[Envelope]) -> None:
+        await watchdog.on_assessed(
+            session, [RiskAssessed.model_validate(e.data) for e in envelopes]
+        )
+
     async def on_risk_assessed(session: AsyncSession, envelope: Envelope) -> None:
         assessed = RiskAssessed.model_validate(envelope.data)
-        await watchdog.on_assessed(session, assessed)
         if assessed.flagged and assessed.response.alert:
             await open_alert(
                 session,
@@ -50,7 +54,7 @@ def handlers(settings: NotifySettings) -> dict[str, Handler | Batch]:
 
     return {
         SCREENING_SUBMITTED: Batch(on_submitted),
-        RISK_ASSESSED: on_risk_assessed,
+        RISK_ASSESSED: Batch(on_assessments, each=on_risk_assessed),
         SAFETY_PLAN_EVENTS: reminders.on_safety_plan_event,
         FOLLOW_UP_EVENTS: on_follow_up_event,
     }

@@ -259,12 +259,12 @@ class EventConsumer:
                 envelopes = [(record.topic, self._decode(record)) for record in records]
                 fresh = await self._claim(session, envelopes)
                 outcomes = []
-                batched: dict[str, list[Envelope]] = {}
+                batched: dict[str, list[tuple[Envelope, Headers]]] = {}
                 for record, (topic, envelope) in zip(records, envelopes, strict=True):
                     first_time = envelope.event_id in fresh
                     fresh.discard(envelope.event_id)  # a second copy in the batch is a duplicate
                     if first_time and isinstance(self._handlers[topic], Batch):
-                        batched.setdefault(topic, []).append(envelope)
+                        batched.setdefault(topic, []).append((envelope, record.headers))
                     elif first_time:
                         await self._handle(session, topic, envelope, record.headers)
                     outcomes.append(first_time)
@@ -333,7 +333,7 @@ class EventConsumer:
         if not await self._claim(session, [(topic, envelope)]):
             return False
         if isinstance(self._handlers[topic], Batch):
-            await self._handle_batch(session, topic, [envelope])
+            await self._handle_batch(session, topic, [(envelope, headers)])
         else:
             await self._handle(session, topic, envelope, headers)
         return True
@@ -360,17 +360,23 @@ class EventConsumer:
                 attributes={"messaging.system": "kafka", "messaging.destination": topic},
             ):
                 handler = self._handlers[topic]
-                assert not isinstance(handler, Batch)
+                if isinstance(handler, Batch):
+                    assert handler.each is not None
+                    handler = handler.each
                 await handler(session, envelope)
         except ValidationError as exc:
             raise _invalid(envelope, exc) from exc
         finally:
             CORRELATION.reset(token)
 
-    async def _handle_batch(self, session: AsyncSession, topic: str, group: list[Envelope]) -> None:
-        """`group`'s events, all of `topic`, to its `Batch` handler (one span for them all)."""
+    async def _handle_batch(
+        self, session: AsyncSession, topic: str, group: list[tuple[Envelope, Headers]]
+    ) -> None:
+        """`group`'s events, all of `topic`, to its `Batch` handler (one span for them all),
+        then each to the handler's `each`, if it has one, as a plain handler."""
         handler = self._handlers[topic]
         assert isinstance(handler, Batch)
+        envelopes = [envelope for envelope, _ in group]
         with tracing.span(
             f"consume {topic}",
             kind=SpanKind.CONSUMER,
@@ -381,10 +387,13 @@ class EventConsumer:
             },
         ):
             try:
-                await handler.apply(session, group)
+                await handler.apply(session, envelopes)
             except ValidationError as exc:
                 # Which one: the batch is rolled back and its events applied one by one.
-                raise _invalid(group[0], exc) from exc
+                raise _invalid(envelopes[0], exc) from exc
+        if handler.each is not None:
+            for envelope, headers in group:
+                await self._handle(session, topic, envelope, headers)
 
     async def _dead_letter(self, record: ConsumerRecord, reason: str) -> None:
         log.error(

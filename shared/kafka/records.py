@@ -21,6 +21,11 @@ class Batch:
     poll's entries under one lock of its head. A single event comes as a list of one."""
 
     apply: Callable[[AsyncSession, list[Envelope]], Awaitable[None]]
+    #: Then each of those events alone, in order, as a plain handler is called (in its own span,
+    #: continuing the event's trace, with its correlation id on the log lines): the work only
+    #: some events need (a flagged assessment's alert), after `apply` did in one statement what
+    #: every event of the poll needs.
+    each: Handler | None = None
 
 
 #: A Kafka message's headers.

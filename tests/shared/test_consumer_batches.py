@@ -40,25 +40,42 @@ async def _until(check, timeout: float = 15.0) -> None:  # type: ignore[no-untyp
         await asyncio.sleep(0.05)
 
 
-@pytest.mark.parametrize("batched", [False, True], ids=["per-event", "batch-handler"])
+@pytest.mark.parametrize(
+    "mode", ["per-event", "batch", "batch-then-each"], ids=["per-event", "batch-handler", "each"]
+)
 async def test_a_poll_is_one_transaction_and_a_failure_falls_back_to_one_by_one(
-    stack: LocalStack, database_url: str, db: asyncpg.Pool, topic: str, batched: bool
+    stack: LocalStack, database_url: str, db: asyncpg.Pool, topic: str, mode: str
 ) -> None:
     """Also with a `Batch` handler (the audit trail's): it gets a poll's events in one call,
-    and a poison event among them is dead-lettered alone."""
+    and a poison event among them is dead-lettered alone; and with one that then handles each
+    event alone (`each`, intake's and notify's assessments): after the batch's call, once per
+    event, in order."""
+    batched = mode != "per-event"
     seen: list[int] = []
     calls: list[int] = []  # events per call of the handler
+    prepared: set[int] = set()  # what the batch's call did, which `each` relies on
 
     async def apply(session: AsyncSession, envelopes: list[Envelope]) -> None:
         calls.append(len(envelopes))
         if any(e.data["n"] < 0 for e in envelopes):
             raise PoisonMessage("negative n")
-        seen.extend(e.data["n"] for e in envelopes)
+        if mode == "batch-then-each":
+            prepared.update(e.data["n"] for e in envelopes)
+        else:
+            seen.extend(e.data["n"] for e in envelopes)
+
+    async def each(session: AsyncSession, envelope: Envelope) -> None:
+        assert envelope.data["n"] in prepared, "each ran before the batch's call"
+        seen.append(envelope.data["n"])
 
     async def one(session: AsyncSession, envelope: Envelope) -> None:
         await apply(session, [envelope])
 
-    handler: Handler | Batch = Batch(apply) if batched else one
+    handler: Handler | Batch = {
+        "per-event": one,
+        "batch": Batch(apply),
+        "batch-then-each": Batch(apply, each=each),
+    }[mode]
 
     engine = create_engine(database_url, pool_size=2)
     producer = create_producer(stack.bootstrap_servers, client_id="batch-test")

@@ -15,6 +15,7 @@ from shared.db import (
     create_session_factory,
     driver,
     read_session_factory,
+    rounds,
     transaction,
 )
 
@@ -82,3 +83,13 @@ async def test_a_read_session_opens_no_transaction_and_its_statements_commit_alo
             assert (await driver(session)).is_in_transaction(), "same pool, still transactional"
     finally:
         await engine.dispose()
+
+
+def test_rounds_keep_the_order_and_never_name_a_key_twice_in_one() -> None:
+    items = [("a", 1), ("b", 1), ("a", 2), ("c", 1), ("a", 3), ("b", 2)]
+    assert rounds(items, key=lambda i: i[0]) == [
+        [("a", 1), ("b", 1), ("c", 1)],
+        [("a", 2), ("b", 2)],
+        [("a", 3)],
+    ]
+    assert rounds([], key=lambda i: i) == []

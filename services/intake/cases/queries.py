@@ -108,15 +108,19 @@ def screenings_listed(principal: Principal, filters: ScreeningFilters) -> Column
     )
 
 
-RECORD_RISK = """
-    UPDATE intake.screenings SET status = 'assessed', risk = $2, updated_at = $3
-     WHERE id = $1
-    RETURNING source
+#: A poll's assessments on their screenings (no screening twice: `shared.db.rounds`).
+RECORD_RISKS = """
+    UPDATE intake.screenings AS s SET status = 'assessed', risk = a.risk, updated_at = $3
+      FROM unnest($1::uuid[], $2::jsonb[]) AS a (id, risk)
+     WHERE s.id = a.id
+    RETURNING s.id, s.source
 """
-UPSERT_ALERT = """
+#: A poll's alert events on the case view's copies (no alert twice: `shared.db.rounds`).
+UPSERT_ALERTS = """
     INSERT INTO intake.alerts (id, screening_id, status, risk_level, urgency, escalation_level,
                                created_at, changed_at, version, interpreter_needed)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::int[],
+                         $7::timestamptz[], $8::timestamptz[], $9::int[], $10::bool[])
     ON CONFLICT (id) DO UPDATE
        SET status = excluded.status, escalation_level = excluded.escalation_level,
            changed_at = excluded.changed_at, version = excluded.version,

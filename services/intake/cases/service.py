@@ -8,32 +8,58 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.intake.cases.queries import RECORD_RISK, UPSERT_ALERT
-from services.intake.fhir.resthooks import enqueue_pushes
+from services.intake.cases.queries import RECORD_RISKS, UPSERT_ALERTS
+from services.intake.fhir.resthooks import enqueue_pushes, with_resthooks
 from services.intake.follow_ups.service import Policy, open_follow_up
 from services.intake.safety_plans.service import open_safety_plan
-from shared.db import driver
+from shared.db import driver, rounds
 from shared.events import AlertEvent, RiskAssessed, utcnow
 from shared.kafka import PoisonMessage
 
 
-async def apply_assessment(
-    session: AsyncSession,
-    *,
-    assessed: RiskAssessed,
-    due_minutes: dict[str, int],
-    correlation_id: str,
-    follow_up: Policy | None = None,
-) -> None:
-    """Record the assessment on the case; a flagged one opens the safety plan.
+async def record_assessments(session: AsyncSession, assessments: list[RiskAssessed]) -> None:
+    """Record a poll's assessments on their screenings; an EHR's gets its RiskAssessment pushed
+    back to the rest-hooks it registered.
 
-    Every screening passes here: the case update goes straight to asyncpg, one UPDATE that takes
-    the row lock itself (no separate SELECT ... FOR UPDATE through the ORM).
+    Every screening passes here, so a poll's assessments are one UPDATE (which takes the rows'
+    locks itself) and one look-up of the EHR screenings' rest-hooks, not two statements each. A
+    screening assessed twice in the poll takes them in order, in rounds: the later one stands.
     """
-    risk = {
+    conn = await driver(session)
+    now = utcnow()
+    from_ehr: list[RiskAssessed] = []
+    for batch in rounds(assessments, key=lambda a: a.screening_id):
+        rows = await conn.fetch(
+            RECORD_RISKS,
+            [a.screening_id for a in batch],
+            [json.dumps(_risk(a)) for a in batch],
+            now,
+        )
+        sources = {row["id"]: row["source"] for row in rows}
+        for assessed in batch:
+            if assessed.screening_id not in sources:
+                # Screenings commit before their event is published, so this one is not ours.
+                raise PoisonMessage(f"assessment for unknown screening {assessed.screening_id}")
+            if sources[assessed.screening_id] == "ehr":
+                from_ehr.append(assessed)
+    if from_ehr:
+        listened = await with_resthooks(session, [a.screening_id for a in from_ehr])
+        for assessed in from_ehr:
+            if assessed.screening_id in listened:
+                await enqueue_pushes(
+                    session,
+                    screening_id=assessed.screening_id,
+                    assessment_id=assessed.assessment_id,
+                )
+
+
+def _risk(assessed: RiskAssessed) -> dict[str, Any]:
+    """The assessment as the case keeps it (the screening's `risk`)."""
+    return {
         "level": assessed.level,
         "flagged": assessed.flagged,
         "reasons": assessed.reasons,
@@ -41,18 +67,18 @@ async def apply_assessment(
         "assessed_at": assessed.assessed_at.isoformat(),
         "details": assessed.details,
     }
-    source = await (await driver(session)).fetchval(
-        RECORD_RISK, assessed.screening_id, json.dumps(risk), utcnow()
-    )
-    if source is None:
-        # Screenings commit before their event is published, so this one is not ours.
-        raise PoisonMessage(f"assessment for unknown screening {assessed.screening_id}")
-    if source == "ehr":
-        # An EHR that registered a rest-hook gets the RiskAssessment back (queued in this
-        # transaction).
-        await enqueue_pushes(
-            session, screening_id=assessed.screening_id, assessment_id=assessed.assessment_id
-        )
+
+
+async def open_case_work(
+    session: AsyncSession,
+    *,
+    assessed: RiskAssessed,
+    due_minutes: dict[str, int],
+    correlation_id: str,
+    follow_up: Policy | None = None,
+) -> None:
+    """A flagged assessment opens the screening's safety plan and its follow-up (after
+    `record_assessments` recorded it, in the same transaction); any other does nothing."""
     if assessed.flagged and assessed.response.safety_plan:
         minutes = due_minutes.get(assessed.level, due_minutes.get("moderate", 1440))
         await open_safety_plan(
@@ -75,19 +101,22 @@ async def apply_assessment(
         )
 
 
-async def apply_alert_event(session: AsyncSession, *, event: AlertEvent) -> None:
-    """Upsert the case view's copy of an alert; an older state never overwrites a newer one,
-    ordered by the alert's version (by time only for events without one)."""
-    await (await driver(session)).execute(
-        UPSERT_ALERT,
-        event.alert_id,
-        event.screening_id,
-        event.status,
-        event.risk_level,
-        event.urgency,
-        event.escalation_level,
-        event.created_at,
-        event.changed_at,
-        event.version,
-        event.interpreter_needed,
-    )
+async def apply_alert_events(session: AsyncSession, events: list[AlertEvent]) -> None:
+    """Upsert the case view's copy of each alert; an older state never overwrites a newer one,
+    ordered by the alert's version (by time only for events without one). One statement for a
+    poll's events (in rounds when one alert changed more than once in it, in order)."""
+    conn = await driver(session)
+    for batch in rounds(events, key=lambda e: e.alert_id):
+        await conn.execute(
+            UPSERT_ALERTS,
+            [e.alert_id for e in batch],
+            [e.screening_id for e in batch],
+            [e.status for e in batch],
+            [e.risk_level for e in batch],
+            [e.urgency for e in batch],
+            [e.escalation_level for e in batch],
+            [e.created_at for e in batch],
+            [e.changed_at for e in batch],
+            [e.version for e in batch],
+            [e.interpreter_needed for e in batch],
+        )

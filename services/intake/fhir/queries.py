@@ -29,6 +29,12 @@ from services.intake.fhir.models import FhirPush, FhirSubscription
 
 #: The active rest-hooks of the identifier system the screening's QuestionnaireResponse came
 #: with; none for a screening that did not come over FHIR.
+#: Which of these screenings came from an EHR with an active rest-hook (one look-up a poll).
+WITH_RESTHOOKS = """
+    SELECT DISTINCT r.screening_id FROM intake.fhir_responses AS r
+      JOIN intake.fhir_subscriptions AS s ON s.identifier_system = r.identifier_system
+     WHERE r.screening_id = ANY($1::uuid[]) AND s.status = 'active'
+"""
 SUBSCRIBERS = """
     SELECT s.id FROM intake.fhir_responses AS r
       JOIN intake.fhir_subscriptions AS s ON s.identifier_system = r.identifier_system

@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake.db import sealed
 from services.intake.fhir.models import FhirPush, FhirPushAttempt, FhirResponse, FhirSubscription
-from services.intake.fhir.queries import CLAIM, NEXT_DUE, SUBSCRIBERS
+from services.intake.fhir.queries import CLAIM, NEXT_DUE, SUBSCRIBERS, WITH_RESTHOOKS
 from services.intake.fhir.risk import risk_assessment_json
 from services.intake.fhir.schemas import SubscriptionIn
 from services.intake.screenings.models import Screening
@@ -152,12 +152,19 @@ async def deactivate(
 # --- queueing ----------------------------------------------------------------------------------
 
 
+async def with_resthooks(session: AsyncSession, screening_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    """Those of `screening_ids` whose EHR registered an active rest-hook: the assessments
+    `enqueue_pushes` has work for (one look-up for a poll's EHR screenings)."""
+    rows = await (await driver(session)).fetch(WITH_RESTHOOKS, screening_ids)
+    return {row[0] for row in rows}
+
+
 async def enqueue_pushes(
     session: AsyncSession, *, screening_id: uuid.UUID, assessment_id: uuid.UUID
 ) -> int:
     """Queue the screening's RiskAssessment for every rest-hook of the EHR that sent it.
 
-    Called by ``apply_assessment`` in its transaction, after the case records the assessment.
+    Called by ``record_assessments`` in its transaction, after the case records the assessment.
     Returns how many pushes were queued (0 for screenings that did not come over FHIR). Every
     assessment passes here: one look-up straight through asyncpg tells whether anyone listens.
     """

@@ -73,7 +73,8 @@ _SUBMITTED = """
      WHERE notify.awaited_assessments.due_at IS NULL
 """
 _ASSESSED = """
-    INSERT INTO notify.awaited_assessments (screening_id, assessed_at) VALUES ($1, $2)
+    INSERT INTO notify.awaited_assessments (screening_id, assessed_at)
+    SELECT * FROM unnest($1::uuid[], $2::timestamptz[])
     ON CONFLICT (screening_id) DO UPDATE SET assessed_at = excluded.assessed_at
      WHERE notify.awaited_assessments.assessed_at IS NULL
 """
@@ -108,8 +109,14 @@ async def on_submitted(
     )
 
 
-async def on_assessed(session: AsyncSession, assessed: RiskAssessed) -> None:
-    await (await driver(session)).execute(_ASSESSED, assessed.screening_id, assessed.assessed_at)
+async def on_assessed(session: AsyncSession, assessments: list[RiskAssessed]) -> None:
+    """A poll's assessments are no longer awaited (one statement; the first of a screening's
+    assessments is the one that counts)."""
+    first: dict[uuid.UUID, datetime] = {}
+    for assessed in assessments:
+        first.setdefault(assessed.screening_id, assessed.assessed_at)
+    ids = sorted(first)
+    await (await driver(session)).execute(_ASSESSED, ids, [first[i] for i in ids])
 
 
 class AssessmentWatchdog:

@@ -12,7 +12,7 @@ import asyncpg
 import httpx
 import pytest
 
-from services.intake.cases.service import apply_alert_event
+from services.intake.cases.service import apply_alert_events
 from shared.db import SessionFactory, create_engine, create_session_factory, transaction
 from shared.events import AlertEvent, utcnow
 from tests.support.cases import LOW_CSSRS, screening
@@ -44,7 +44,7 @@ def _event(alert_id: uuid.UUID, screening_id: uuid.UUID, **changes: object) -> A
 
 async def _apply(sessions: SessionFactory, event: AlertEvent) -> None:
     async with transaction(sessions) as session:
-        await apply_alert_event(session, event=event)
+        await apply_alert_events(session, [event])
 
 
 async def test_the_alert_view_is_ordered_by_version_not_by_time(
@@ -79,3 +79,34 @@ async def test_the_alert_view_is_ordered_by_version_not_by_time(
     row = await db.fetchrow("SELECT status, version FROM intake.alerts WHERE id = $1", alert_id)
     assert (row["status"], row["version"]) == ("escalated", 3)
     await db.execute("DELETE FROM intake.alerts WHERE id = $1", alert_id)
+
+
+async def test_a_poll_with_several_states_of_one_alert_ends_at_the_newest(
+    sessions: SessionFactory, db: asyncpg.Pool, intake: httpx.AsyncClient
+) -> None:
+    """A poll's events are one statement; one alert changed three times in it (delivered,
+    then escalated, and a late copy of the first state) ends where one-by-one would."""
+    posted = await intake.post("/v1/screenings", json=screening(LOW_CSSRS))  # pages nobody
+    screening_id = uuid.UUID(posted.json()["id"])
+    first, other = uuid.uuid4(), uuid.uuid4()
+    t0 = utcnow()
+    poll = [
+        _event(first, screening_id, changed_at=t0),
+        _event(other, screening_id, changed_at=t0),
+        _event(first, screening_id, status="delivered", version=2, changed_at=t0),
+        _event(first, screening_id, status="escalated", escalation_level=1, version=3,
+               changed_at=t0),
+        _event(first, screening_id, status="delivered", version=2, changed_at=t0),
+        _event(other, screening_id, status="acknowledged", version=2, changed_at=t0),
+    ]  # fmt: skip
+    async with transaction(sessions) as session:
+        await apply_alert_events(session, poll)
+    rows = await db.fetch(
+        "SELECT id, status, version, escalation_level FROM intake.alerts WHERE screening_id = $1",
+        screening_id,
+    )
+    assert {r["id"]: (r["status"], r["version"], r["escalation_level"]) for r in rows} == {
+        first: ("escalated", 3, 1),
+        other: ("acknowledged", 2, 0),
+    }
+    await db.execute("DELETE FROM intake.alerts WHERE screening_id = $1", screening_id)
