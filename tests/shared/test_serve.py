@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
 import sys
@@ -10,8 +11,11 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
+import uvicorn
 
 from deploy.localstack import free_port
+from shared import serve as serve_module
 
 APP = textwrap.dedent(
     """
@@ -83,3 +87,24 @@ def test_a_stop_that_hangs_exits_after_its_deadline_naming_what_hung(tmp_path: P
     assert code == 1, out
     assert 10 <= took < 20, f"1 s of grace and 10 s more, then out: took {took:.1f} s"
     assert "the stop did not finish" in out and "lifespan" in out, out
+
+
+async def test_the_server_loop_ticks_rarely_but_wakes_at_once_to_stop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The loop's tick is long (a minute here), yet a stop signal ends it at once, and one with
+    a delay ends it when the delay is over: never a tick later."""
+    monkeypatch.setattr(serve_module, "TICK_SECONDS", 60.0)
+    monkeypatch.setattr(serve_module, "_exit_after", lambda seconds, loop: None)
+    for delay in (0.0, 0.3):
+        monkeypatch.setattr(serve_module.STOPPING, "is_set", lambda: False)
+        server = serve_module.GentleServer(
+            uvicorn.Config("x:y", timeout_graceful_shutdown=1), delay_seconds=delay
+        )
+        task = asyncio.create_task(server.main_loop())
+        await asyncio.sleep(0.2)
+        assert not task.done()
+        started = time.monotonic()
+        server.handle_exit(signal.SIGTERM, None)
+        await asyncio.wait_for(task, timeout=10)
+        assert time.monotonic() - started >= delay
