@@ -299,7 +299,14 @@ class OutboxRelay:
         self._conn = None
         conn = await asyncpg.connect(
             self._dsn,
-            server_settings={"idle_session_timeout": str(int(LEADER_SILENCE_SECONDS * 1000))},
+            server_settings={
+                "idle_session_timeout": str(int(LEADER_SILENCE_SECONDS * 1000)),
+                # The relay's deletes (and set-asides) commit without waiting for their WAL
+                # flush: a row is deleted only after the broker acked it, so a delete that a
+                # crash of PostgreSQL loses only publishes that row again, which consumers drop
+                # by its event id. Every other commit of the services stays synchronous.
+                "synchronous_commit": "off",
+            },
         )
         try:
             got = await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", self._lock_key)

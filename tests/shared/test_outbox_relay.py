@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
-from sqlalchemy import MetaData, Table
+from sqlalchemy import MetaData, Table, text
 
 from deploy.localstack import LocalStack
 from shared.db import (
@@ -107,6 +107,12 @@ async def test_relay_publishes_in_order_and_keeps_rows_when_the_broker_fails(
         assert await relay.publish_batch() == 2
         assert await relay.publish_batch() == 0
         assert await db.fetchval(f"SELECT count(*) FROM {table}") == 0
+        # Its deletes alone do not wait for their WAL flush (a lost one republishes rows that
+        # were acked, which consumers drop); the services' own commits still do.
+        assert relay._conn is not None
+        assert await relay._conn.fetchval("SHOW synchronous_commit") == "off"
+        async with sessions() as session:
+            assert (await session.execute(text("SHOW synchronous_commit"))).scalar() == "on"
         published = await read_all(stack.bootstrap_servers, topic, timeout=2)
         assert [Envelope.decode(r.value).event_id for r in published] == [
             e.event_id for e in events
