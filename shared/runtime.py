@@ -121,6 +121,8 @@ PARTITIONLESS_READY_SECONDS = 30.0
 CONSUMER_STOP_SECONDS = 5.0
 #: How long the last relay pass may take at a stop (what is left goes out at the next start).
 RELAY_STOP_SECONDS = 5.0
+#: Net allocations between two young garbage collections (Python's default: 700).
+GC_YOUNG_THRESHOLD = 10_000
 
 
 async def _stop(rt: Runtime) -> None:
@@ -303,6 +305,10 @@ async def open_runtime(
     # requests allocate: ~0.01 ms instead of a ~105 ms pause of every request in flight.
     gc.collect()
     gc.freeze()
+    # A young collection every 10,000 allocations net, not every 700: a request's or a poll's
+    # temporaries mostly die by reference counting before one runs, so each finds little and
+    # they run a fourteenth as often (young collections were ~3 % of intake's CPU under load).
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
     try:
         yield rt
     finally:
