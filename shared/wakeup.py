@@ -14,9 +14,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence, Sized
+from datetime import datetime
 
 import asyncpg
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.db import SessionFactory, transaction
+from shared.events import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -77,3 +82,75 @@ class WakeLoop:
         if timeout > 0 and not self._wake.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+
+
+class DueWatcher:
+    """Announces each row that comes due, once, across replicas (an overdue safety plan, an
+    overdue follow-up): sleeps until the earliest due time not announced yet, not in a polling
+    loop, woken early by the NOTIFY a trigger on the table sends when a row opens, closes or its
+    due time moves.
+
+    `claim(session, limit)` marks up to `limit` due rows and queues their events in the given
+    transaction (`FOR UPDATE SKIP LOCKED`, so two replicas never announce one row twice); each
+    batch commits on its own. `next_due(session)` is the earliest due time not announced yet.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        what: str,
+        sessions: SessionFactory,
+        listen_dsn: str,
+        channel: str,
+        claim: Callable[[AsyncSession, int], Awaitable[Sized]],
+        next_due: Callable[[AsyncSession], Awaitable[datetime | None]],
+        batch_size: int = 100,
+        max_sleep_seconds: float = 60.0,
+        busy_retry_seconds: float = 1.0,
+    ) -> None:
+        self._what = what
+        self._sessions = sessions
+        self._claim = claim
+        self._next_due = next_due
+        self._batch_size = batch_size
+        #: When a due row is locked by another replica's claim, look again after this long.
+        self._busy_retry = busy_retry_seconds
+        self._loop = WakeLoop(
+            name=name,
+            listen_dsn=listen_dsn,
+            channels=[channel],
+            # A ceiling on the sleep, in case a NOTIFY was lost while LISTEN was down.
+            max_sleep=max_sleep_seconds,
+        )
+        self.announced = 0
+
+    def wake(self) -> None:
+        self._loop.wake()
+
+    async def run(self) -> None:
+        """Watch until cancelled."""
+        await self._loop.run(self.run_due, self._next_due_in)
+
+    async def run_due(self) -> int:
+        """Announce every row that is due now; returns how many this replica announced."""
+        total = 0
+        while True:
+            async with transaction(self._sessions) as session:
+                claimed = len(await self._claim(session, self._batch_size))
+            total += claimed
+            if claimed < self._batch_size:
+                break
+        if total:
+            log.info("announced %d %s", total, self._what)
+        self.announced += total
+        return total
+
+    async def _next_due_in(self) -> float | None:
+        async with self._sessions() as session:
+            due = await self._next_due(session)
+        if due is None:
+            return None
+        left = (due - utcnow()).total_seconds()
+        # Past due but not claimable: another replica holds it mid-claim; look again soon.
+        return left if left > 0 else self._busy_retry
