@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -30,20 +29,39 @@ from shared.errors import Conflict, NotFound
 from shared.events import FollowUpEvent, LevelResponseData, RiskAssessed, utcnow
 from shared.locales import DEFAULT_LANGUAGE
 
-if TYPE_CHECKING:
-    from services.notify.watchdog.service import DelayedAssessment
+
+@dataclass(frozen=True)
+class Unassessed:
+    """What `open_alert` reads of an assessment, for an alert that has none behind it, paged as
+    a `high` screening is: the watchdog's, for a screening not assessed in time, and a risky
+    reply to a Caring Contact (intake's `follow_up.reply_risk`: ids and reason codes only)."""
+
+    screening_id: uuid.UUID
+    reasons: list[str]
+    assessment_id: None = None
+    assessed_at: None = None
+    level: str = "high"
+    response: LevelResponseData = field(
+        default_factory=lambda: LevelResponseData(
+            alert=True,
+            urgency="urgent",
+            safety_plan=False,
+            emergency_task=False,
+            ack_deadline_seconds=None,
+        )
+    )
 
 
 async def open_alert(
     session: AsyncSession,
     *,
-    assessed: RiskAssessed | DelayedAssessment | RiskyReply,
+    assessed: RiskAssessed | Unassessed,
     settings: NotifySettings,
     correlation_id: str,
     reply_id: uuid.UUID | None = None,
 ) -> Alert | None:
     """Open the screening's one alert and its first pages, due now; None if it already exists.
-    (A `DelayedAssessment`: the watchdog's, for a screening not assessed in time.)
+    (`Unassessed`: the watchdog's, for a screening not assessed in time, or a risky reply's.)
 
     Every flagged assessment passes here, so its statements go straight to asyncpg
     (`shared.db.driver`); the returned Alert is not attached to the session.
@@ -167,34 +185,13 @@ async def resolve(session: AsyncSession, *, alert_id: uuid.UUID) -> Alert:
     return alert
 
 
-@dataclass(frozen=True)
-class RiskyReply:
-    """What `open_alert` reads, for a reply to a Caring Contact that needs a clinician: paged as
-    a screening at `high` is (intake's `follow_up.reply_risk`: ids and reason codes only)."""
-
-    screening_id: uuid.UUID
-    reasons: list[str]
-    assessment_id: None = None
-    assessed_at: None = None
-    level: str = "high"
-    response: LevelResponseData = field(
-        default_factory=lambda: LevelResponseData(
-            alert=True,
-            urgency="urgent",
-            safety_plan=False,
-            emergency_task=False,
-            ack_deadline_seconds=None,
-        )
-    )
-
-
 async def open_reply_alert(
     session: AsyncSession, *, event: FollowUpEvent, settings: NotifySettings, correlation_id: str
 ) -> Alert | None:
     """One alert per risky reply (`event.notice_id` is the reply's id), however redelivered."""
     return await open_alert(
         session,
-        assessed=RiskyReply(event.screening_id, list(event.reasons)),
+        assessed=Unassessed(event.screening_id, list(event.reasons)),
         settings=settings,
         correlation_id=correlation_id,
         reply_id=event.notice_id,

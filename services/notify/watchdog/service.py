@@ -13,17 +13,15 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.notify.alerts.service import open_alert
+from services.notify.alerts.service import Unassessed, open_alert
 from services.notify.settings import NotifySettings
 from shared.db import SessionFactory, asyncpg_dsn, driver, transaction
 from shared.events import (
     Envelope,
-    LevelResponseData,
     RiskAssessed,
     ScreeningSubmitted,
 )
@@ -37,26 +35,6 @@ WHY = (
     "assessment delayed: not assessed within {seconds:g} s of submission; review by hand",
     "the screening may have failed assessment (`triage dlq list` shows why), or risk is down",
 )
-
-
-@dataclass(frozen=True)
-class DelayedAssessment:
-    """What `open_alert` reads of an assessment, for a screening that has none yet."""
-
-    screening_id: uuid.UUID
-    reasons: list[str]
-    assessment_id: None = None
-    assessed_at: None = None
-    level: str = "high"
-    response: LevelResponseData = field(
-        default_factory=lambda: LevelResponseData(
-            alert=True,
-            urgency="urgent",
-            safety_plan=False,
-            emergency_task=False,
-            ack_deadline_seconds=None,
-        )
-    )
 
 
 #: A poll's submissions in one statement, not one each: the watchdog shares notify's poll with
@@ -149,7 +127,7 @@ class AssessmentWatchdog:
         async with transaction(self._sessions) as session:
             rows = await (await driver(session)).fetch(_OVERDUE, self._batch_size)
             for row in rows:
-                delayed = DelayedAssessment(
+                delayed = Unassessed(
                     screening_id=row["screening_id"],
                     reasons=[WHY[0].format(seconds=seconds), WHY[1]],
                 )
