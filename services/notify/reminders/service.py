@@ -10,6 +10,7 @@ A reminder carries ids, the level and the due time, never an entry of the plan (
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -30,16 +31,39 @@ async def record_overdue(
     session: AsyncSession, *, event: SafetyPlanEvent, correlation_id: str
 ) -> bool:
     """One reminder per plan, due now; False when the plan already has one."""
+    return await _remind(
+        session,
+        kind=KIND,
+        notice_id=event.plan_id,
+        screening_id=event.screening_id,
+        risk_level=event.risk_level,
+        due_at=event.due_at or event.changed_at,
+        correlation_id=correlation_id,
+    )
+
+
+async def _remind(
+    session: AsyncSession,
+    *,
+    kind: str,
+    notice_id: uuid.UUID,
+    screening_id: uuid.UUID,
+    risk_level: str,
+    due_at: datetime,
+    correlation_id: str,
+) -> bool:
+    """A reminder of `kind`, due now; one per notice (the row's `plan_id` holds the plan's or the
+    notice's id, unique), so a redelivery adds nothing: False then."""
     now = utcnow()
     inserted = await session.scalar(
         insert(Reminder)
         .values(
             id=uuid.uuid4(),
-            kind=KIND,
-            plan_id=event.plan_id,
-            screening_id=event.screening_id,
-            risk_level=event.risk_level,
-            plan_due_at=event.due_at or event.changed_at,
+            kind=kind,
+            plan_id=notice_id,
+            screening_id=screening_id,
+            risk_level=risk_level,
+            plan_due_at=due_at,
             status="pending",
             attempts=0,
             due_at=now,
@@ -67,21 +91,12 @@ async def on_follow_up_event(session: AsyncSession, envelope: Envelope) -> None:
     if kind is None:
         return
     event = FollowUpEvent.model_validate(envelope.data)
-    now = utcnow()
-    await session.execute(
-        insert(Reminder)
-        .values(
-            id=uuid.uuid4(),
-            kind=kind,
-            plan_id=event.notice_id,
-            screening_id=event.screening_id,
-            risk_level=event.risk_level,
-            plan_due_at=event.due_at or event.changed_at,
-            status="pending",
-            attempts=0,
-            due_at=now,
-            created_at=now,
-            correlation_id=envelope.correlation_id,
-        )
-        .on_conflict_do_nothing(index_elements=[Reminder.plan_id])
+    await _remind(
+        session,
+        kind=kind,
+        notice_id=event.notice_id,
+        screening_id=event.screening_id,
+        risk_level=event.risk_level,
+        due_at=event.due_at or event.changed_at,
+        correlation_id=envelope.correlation_id,
     )
