@@ -85,11 +85,6 @@ async def follow_up(follow_up_id: uuid.UUID, request: Request) -> Response:
     return await _page(request, follow_up_id)
 
 
-def _problem(exc: Invalid) -> str:
-    detail = "; ".join(f"{p.get('field')}: {p.get('problem')}" for p in exc.problems)
-    return detail or exc.message
-
-
 @router.post("/follow-ups/{follow_up_id}/attempts")
 async def record_attempt(
     follow_up_id: uuid.UUID,
@@ -105,7 +100,7 @@ async def record_attempt(
             request, "POST", "intake", f"/v1/follow-ups/{follow_up_id}/attempts", json=body
         )
     except Invalid as exc:
-        return await _page(request, follow_up_id, problem=_problem(exc), status_code=422)
+        return await _page(request, follow_up_id, problem=exc.summary, status_code=422)
     return RedirectResponse(f"/follow-ups/{follow_up_id}", status_code=303)
 
 
@@ -131,7 +126,7 @@ async def enrol(
             request, "POST", "intake", f"/v1/follow-ups/{follow_up_id}/caring-contacts", json=body
         )
     except Invalid as exc:
-        return await _page(request, follow_up_id, problem=_problem(exc), status_code=422)
+        return await _page(request, follow_up_id, problem=exc.summary, status_code=422)
     return RedirectResponse(f"/follow-ups/{follow_up_id}", status_code=303)
 
 

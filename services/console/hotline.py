@@ -135,12 +135,11 @@ async def submit_screening(request: Request) -> Response:
         )
     except Invalid as exc:
         fields = [str(p.get("field", "")) for p in exc.problems]
-        message = "; ".join(f"{p.get('field')}: {p.get('problem')}" for p in exc.problems)
         return _form_page(
             request,
             instrument_key,
             status_code=422,
-            problem=message or exc.message,
+            problem=exc.summary,
             values=form,
             problem_fields=fields,
         )
@@ -198,9 +197,8 @@ async def _change(
             request, plan_id, status_code=409, conflict=message, unsaved=unsaved
         )
     except Invalid as exc:
-        detail = "; ".join(f"{p.get('field')}: {p.get('problem')}" for p in exc.problems)
         return await _plan_page(
-            request, plan_id, status_code=422, problem=detail or exc.message, unsaved=unsaved
+            request, plan_id, status_code=422, problem=exc.summary, unsaved=unsaved
         )
     return RedirectResponse(f"/plans/{plan_id}{anchor}", status_code=303)
 

@@ -173,13 +173,12 @@ async def add_override(
             request, "POST", "notify", f"/v1/schedules/{schedule_id}/overrides", json=body
         )
     except Invalid as exc:
-        detail = "; ".join(f"{p.get('field')}: {p.get('problem')}" for p in exc.problems)
         return await _coverage_page(
             request,
             prefill_schedule=schedule_id,
             prefill_start=start,
             prefill_end=end,
-            problem=detail or exc.message,
+            problem=exc.summary,
             status_code=422,
         )
     return RedirectResponse("/oncall#coverage", status_code=303)
@@ -203,10 +202,7 @@ async def set_languages(
             json={"languages": tags},
         )
     except Invalid as exc:
-        detail = "; ".join(f"{p.get('field')}: {p.get('problem')}" for p in exc.problems)
-        return await _coverage_page(
-            request, clinician_problem=detail or exc.message, status_code=422
-        )
+        return await _coverage_page(request, clinician_problem=exc.summary, status_code=422)
     return RedirectResponse("/oncall#clinicians", status_code=303)
 
 
@@ -310,8 +306,7 @@ async def issue_key(
     try:
         issued = await api_send(request, "POST", "intake", "/v1/api-keys", json=body)
     except Invalid as exc:
-        detail = "; ".join(f"{p.get('field')}: {p.get('problem')}" for p in exc.problems)
-        return await _keys_page(request, problem=detail or exc.message, status_code=422)
+        return await _keys_page(request, problem=exc.summary, status_code=422)
     # Shown once, on this answer only (no-store): the console keeps no copy.
     return await _keys_page(request, issued=issued, status_code=201)
 

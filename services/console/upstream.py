@@ -35,6 +35,13 @@ class UpstreamError(Exception):
     def problems(self) -> list[dict[str, Any]]:
         return list(self.body.get("problems") or [])
 
+    @property
+    def summary(self) -> str:
+        """What a form shows: each problem the service named (`field: problem; ...`), else the
+        service's message."""
+        named = "; ".join(f"{p.get('field')}: {p.get('problem')}" for p in self.problems)
+        return named or self.message
+
 
 class SignedOut(UpstreamError):
     """401: the credential is no longer accepted; the person signs in again."""
