@@ -40,8 +40,9 @@ WHY = (
 #: A poll's submissions in one statement, not one each: the watchdog shares notify's poll with
 #: the assessments, and reading the submissions made the median assessment-to-alert hop about
 #: 15 ms longer at 100 screenings/s. One row per screening, in screening id order, so that two
-#: polls' upserts lock their rows in one order. (An assessment's upsert, one per event, can still
-#: meet them in the other order: the deadlock rolls that poll back, and its events are applied
+#: polls' upserts lock their rows in one order. (A poll's assessments are upserted the same way,
+#: `_ASSESSED`; but a poll with both takes them in two statements, so two replicas' polls can
+#: still meet in the other order: the deadlock rolls one poll back, and its events are applied
 #: one by one.)
 _SUBMITTED = """
     INSERT INTO notify.awaited_assessments (screening_id, due_at, correlation_id)
