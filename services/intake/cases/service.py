@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake.cases.queries import RECORD_RISKS, UPSERT_ALERTS
-from services.intake.fhir.resthooks import enqueue_pushes, with_resthooks
+from services.intake.fhir.resthooks import enqueue_pushes, subscriptions_of
 from services.intake.follow_ups.service import Policy, open_follow_up
 from services.intake.safety_plans.service import open_safety_plan
 from shared.db import driver, rounds
@@ -47,13 +47,14 @@ async def record_assessments(session: AsyncSession, assessments: list[RiskAssess
             if sources[assessed.screening_id] == "ehr":
                 from_ehr.append(assessed)
     if from_ehr:
-        listened = await with_resthooks(session, [a.screening_id for a in from_ehr])
+        listened = await subscriptions_of(session, [a.screening_id for a in from_ehr])
         for assessed in from_ehr:
-            if assessed.screening_id in listened:
+            if subscriptions := listened.get(assessed.screening_id):
                 await enqueue_pushes(
                     session,
                     screening_id=assessed.screening_id,
                     assessment_id=assessed.assessment_id,
+                    subscriptions=subscriptions,
                 )
 
 

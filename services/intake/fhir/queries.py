@@ -27,18 +27,12 @@ from sqlalchemy.orm import InstrumentedAttribute, aliased
 
 from services.intake.fhir.models import FhirPush, FhirSubscription
 
-#: The active rest-hooks of the identifier system the screening's QuestionnaireResponse came
-#: with; none for a screening that did not come over FHIR.
-#: Which of these screenings came from an EHR with an active rest-hook (one look-up a poll).
-WITH_RESTHOOKS = """
-    SELECT DISTINCT r.screening_id FROM intake.fhir_responses AS r
+#: The active rest-hooks of the identifier systems these screenings' QuestionnaireResponses came
+#: with, by screening; none for a screening that did not come over FHIR (one look-up a poll).
+SUBSCRIBERS = """
+    SELECT r.screening_id, s.id FROM intake.fhir_responses AS r
       JOIN intake.fhir_subscriptions AS s ON s.identifier_system = r.identifier_system
      WHERE r.screening_id = ANY($1::uuid[]) AND s.status = 'active'
-"""
-SUBSCRIBERS = """
-    SELECT s.id FROM intake.fhir_responses AS r
-      JOIN intake.fhir_subscriptions AS s ON s.identifier_system = r.identifier_system
-     WHERE r.screening_id = $1 AND s.status = 'active'
 """
 
 #: Where a push goes, for sharing the slots out: the endpoint's scheme-less authority (host and

@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake.db import sealed
 from services.intake.fhir.models import FhirPush, FhirPushAttempt, FhirResponse, FhirSubscription
-from services.intake.fhir.queries import CLAIM, NEXT_DUE, SUBSCRIBERS, WITH_RESTHOOKS
+from services.intake.fhir.queries import CLAIM, NEXT_DUE, SUBSCRIBERS
 from services.intake.fhir.risk import risk_assessment_json
 from services.intake.fhir.schemas import SubscriptionIn
 from services.intake.screenings.models import Screening
@@ -152,26 +152,31 @@ async def deactivate(
 # --- queueing ----------------------------------------------------------------------------------
 
 
-async def with_resthooks(session: AsyncSession, screening_ids: list[uuid.UUID]) -> set[uuid.UUID]:
-    """Those of `screening_ids` whose EHR registered an active rest-hook: the assessments
-    `enqueue_pushes` has work for (one look-up for a poll's EHR screenings)."""
-    rows = await (await driver(session)).fetch(WITH_RESTHOOKS, screening_ids)
-    return {row[0] for row in rows}
+async def subscriptions_of(
+    session: AsyncSession, screening_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, list[uuid.UUID]]:
+    """The active rest-hooks each of `screening_ids` is to be pushed to (by the identifier system
+    its EHR sent it under), for `enqueue_pushes`; screenings nobody listens for are left out.
+    One look-up for a poll's EHR screenings."""
+    rows = await (await driver(session)).fetch(SUBSCRIBERS, screening_ids)
+    found: dict[uuid.UUID, list[uuid.UUID]] = {}
+    for screening_id, subscription_id in rows:
+        found.setdefault(screening_id, []).append(subscription_id)
+    return found
 
 
 async def enqueue_pushes(
-    session: AsyncSession, *, screening_id: uuid.UUID, assessment_id: uuid.UUID
+    session: AsyncSession,
+    *,
+    screening_id: uuid.UUID,
+    assessment_id: uuid.UUID,
+    subscriptions: list[uuid.UUID],
 ) -> int:
-    """Queue the screening's RiskAssessment for every rest-hook of the EHR that sent it.
+    """Queue the screening's RiskAssessment for each of `subscriptions` (`subscriptions_of`).
 
     Called by ``record_assessments`` in its transaction, after the case records the assessment.
-    Returns how many pushes were queued (0 for screenings that did not come over FHIR). Every
-    assessment passes here: one look-up straight through asyncpg tells whether anyone listens.
+    Returns how many pushes were queued.
     """
-    rows = await (await driver(session)).fetch(SUBSCRIBERS, screening_id)
-    if not rows:
-        return 0
-    subscriptions = [row["id"] for row in rows]
     screening = await session.get(Screening, screening_id)
     source = await session.get(FhirResponse, screening_id)
     assert screening is not None and source is not None
