@@ -36,9 +36,11 @@ from shared.db import (
     warm_pool,
 )
 from shared.kafka import (
+    PROMPT,
     Batch,
     EventConsumer,
     Handler,
+    Pace,
     Producer,
     create_producer,
     processed_events_table,
@@ -183,6 +185,7 @@ async def open_runtime(
     metadata: MetaData,
     consumer_group: str | None = None,
     handlers: Mapping[str, Handler | Batch] | None = None,
+    pace: Pace = PROMPT,
     prepare: Callable[[SessionFactory], Awaitable[None]] | None = None,
     sealed: Sequence[Sealed] = (),
     retention: Sequence[Rule] = (),
@@ -296,6 +299,7 @@ async def open_runtime(
             processed_events=processed,
             producer=producer,
             security=security,
+            pace=pace,
         )
         rt.consumer_task = rt.spawn(rt.consumer.run(), name=f"{schema}-consumer")
     if metrics is not None:

@@ -27,10 +27,11 @@ from shared.kafka.records import Batch, Handler, Headers, PoisonMessage
 from shared.kafka.timing import (
     COMMIT_INTERVAL,
     CONSUMER_SESSION_TIMEOUT_MS,
-    FETCH_WAIT_MS,
     HANDOVER_SECONDS,
+    PROMPT,
     REJOIN_SECONDS,
     STALL_SECONDS,
+    Pace,
 )
 from shared.logging import CORRELATION, safe_correlation
 from shared.topics import dlq
@@ -48,7 +49,8 @@ class ConsumerStats:
 
 
 class EventConsumer:
-    """Consumes `handlers`' topics in one group, one transaction per message."""
+    """Consumes `handlers`' topics in one group, one transaction per poll, its fetches paced
+    by `pace` (`PROMPT` or `GATHERED`)."""
 
     def __init__(
         self,
@@ -63,6 +65,7 @@ class EventConsumer:
         security: Mapping[str, Any] | None = None,
         stall_seconds: float = STALL_SECONDS,
         rejoin_seconds: float = REJOIN_SECONDS,
+        pace: Pace = PROMPT,
     ) -> None:
         self._bootstrap = bootstrap_servers
         self._security = dict(security or {})
@@ -77,6 +80,7 @@ class EventConsumer:
         self._max_attempts = max_attempts
         self._stall_seconds = stall_seconds
         self._rejoin_seconds = rejoin_seconds
+        self._pace = pace
         #: The Kafka consumer of the moment (made anew after a failure or a stall).
         self._kafka: AIOKafkaConsumer | None = None
         self.stats = ConsumerStats()
@@ -142,7 +146,8 @@ class EventConsumer:
             client_id=self._group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            fetch_max_wait_ms=FETCH_WAIT_MS,
+            fetch_min_bytes=self._pace.min_bytes,
+            fetch_max_wait_ms=self._pace.max_wait_ms,
             # A replica that dies (not a stop: that leaves the group at once) holds its
             # partitions until its session times out; the broker's least (6 s), not aiokafka's
             # 10 s, so another replica takes its messages over sooner (make chaos: pages of a

@@ -18,9 +18,12 @@ from deploy.localstack import LocalStack
 from shared.db import create_engine, create_session_factory
 from shared.events import Envelope
 from shared.kafka import (
+    GATHERED,
+    PROMPT,
     Batch,
     EventConsumer,
     Handler,
+    Pace,
     PoisonMessage,
     create_producer,
     processed_events_table,
@@ -141,5 +144,49 @@ async def test_a_poll_is_one_transaction_and_a_failure_falls_back_to_one_by_one(
         assert stored == 22
         dead = await read_all(stack.bootstrap_servers, dlq(topic), timeout=2)
         assert [Envelope.decode(r.value).data["n"] for r in dead] == [-1]
+    finally:
+        await stop_consumer(task, raw.stop, producer.stop, engine.dispose)
+
+
+@pytest.mark.parametrize("pace", [PROMPT, GATHERED], ids=["prompt", "gathered"])
+async def test_a_gathered_consumer_takes_a_trickle_of_events_in_few_polls(
+    stack: LocalStack, database_url: str, topic: str, pace: Pace
+) -> None:
+    """Ten events sent 25 ms apart: a prompt consumer (the way to a page) takes each as it
+    comes; a gathered one (intake's: nobody waits on it) takes them in the fetches of at most
+    two windows of GATHER_MS and a bit, each poll one transaction."""
+    calls: list[int] = []
+
+    async def apply(session: AsyncSession, envelopes: list[Envelope]) -> None:
+        calls.append(len(envelopes))
+
+    engine = create_engine(database_url, pool_size=2)
+    producer = create_producer(stack.bootstrap_servers, client_id="pace-test")
+    await producer.start()
+    consumer = EventConsumer(
+        bootstrap_servers=stack.bootstrap_servers,
+        group_id=f"pace-test-{uuid.uuid4().hex[:8]}",
+        handlers={topic: Batch(apply)},
+        sessions=create_session_factory(engine),
+        processed_events=processed_events_table(MetaData(schema="risk")),
+        producer=producer,
+        pace=pace,
+    )
+    task = asyncio.create_task(consumer.run())
+    raw = AIOKafkaProducer(bootstrap_servers=stack.bootstrap_servers)
+    await raw.start()
+    try:
+        await asyncio.wait_for(consumer.joined.wait(), 30)
+        await raw.send_and_wait(topic, _event(100).encode(), key=b"k")  # the fetches are on
+        await _until(lambda: sum(calls) == 1)
+        calls.clear()
+        for n in range(10):
+            await raw.send_and_wait(topic, _event(n).encode(), key=b"k")
+            await asyncio.sleep(0.025)
+        await _until(lambda: sum(calls) == 10)
+        if pace == GATHERED:
+            assert len(calls) <= 3, f"a poll per event or so: {calls}"
+        else:
+            assert len(calls) >= 5, f"a prompt consumer waited to gather events: {calls}"
     finally:
         await stop_consumer(task, raw.stop, producer.stop, engine.dispose)
