@@ -12,7 +12,15 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Coroutine,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -186,6 +194,7 @@ async def open_runtime(
     consumer_group: str | None = None,
     handlers: Mapping[str, Handler | Batch] | None = None,
     pace: Pace = PROMPT,
+    gathered: Collection[str] = (),
     prepare: Callable[[SessionFactory], Awaitable[None]] | None = None,
     sealed: Sequence[Sealed] = (),
     retention: Sequence[Rule] = (),
@@ -300,6 +309,7 @@ async def open_runtime(
             producer=producer,
             security=security,
             pace=pace,
+            gathered=gathered,
         )
         rt.consumer_task = rt.spawn(rt.consumer.run(), name=f"{schema}-consumer")
     if metrics is not None:

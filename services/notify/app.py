@@ -36,6 +36,7 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
             schema=SCHEMA,
             metadata=Base.metadata,
             handlers=consumer.handlers(cfg),
+            gathered=consumer.GATHERED_TOPICS,
             sealed=SEALED,
             retention=retention(cfg),
             metrics=app.state.metrics,

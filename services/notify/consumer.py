@@ -19,6 +19,11 @@ from shared.topics import (
     SCREENING_SUBMITTED,
 )
 
+#: What no page waits on comes a fifth of a second at a time (`EventConsumer`'s `gathered`):
+#: submissions the watchdog awaits for seconds, and plans' events that remind people in
+#: minutes. An assessment or a follow-up's risky reply is fetched as soon as it comes.
+GATHERED_TOPICS = frozenset({SCREENING_SUBMITTED, SAFETY_PLAN_EVENTS})
+
 
 def handlers(settings: NotifySettings) -> dict[str, Handler | Batch]:
     async def on_assessments(session: AsyncSession, envelopes: list[Envelope]) -> None:

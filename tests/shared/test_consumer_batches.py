@@ -10,7 +10,7 @@ import uuid
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -190,3 +190,68 @@ async def test_a_gathered_consumer_takes_a_trickle_of_events_in_few_polls(
             assert len(calls) >= 5, f"a prompt consumer waited to gather events: {calls}"
     finally:
         await stop_consumer(task, raw.stop, producer.stop, engine.dispose)
+
+
+async def test_gathered_topics_wait_while_the_prompt_ones_beside_them_do_not(
+    stack: LocalStack, database_url: str, topic: str
+) -> None:
+    """Notify's case: submissions for the watchdog (gathered) and assessments for pages
+    (prompt) in one consumer. Sent in turns 25 ms apart, the prompt topic's events come as they
+    are sent; the gathered topic's come a pause (GATHER_MS) at a time."""
+    slow = f"{topic}.gathered"
+    admin = AIOKafkaAdminClient(bootstrap_servers=stack.bootstrap_servers)
+    await admin.start()
+    await admin.create_topics([NewTopic(slow, 1, 1)])
+    calls: dict[str, list[int]] = {topic: [], slow: []}
+
+    def recorder(name: str) -> Batch:
+        async def apply(session: AsyncSession, envelopes: list[Envelope]) -> None:
+            calls[name].append(len(envelopes))
+
+        return Batch(apply)
+
+    engine = create_engine(database_url, pool_size=2)
+    producer = create_producer(stack.bootstrap_servers, client_id="gathered-test")
+    await producer.start()
+    consumer = EventConsumer(
+        bootstrap_servers=stack.bootstrap_servers,
+        group_id=f"gathered-test-{uuid.uuid4().hex[:8]}",
+        handlers={topic: recorder(topic), slow: recorder(slow)},
+        sessions=create_session_factory(engine),
+        processed_events=processed_events_table(MetaData(schema="risk")),
+        producer=producer,
+        gathered={slow},
+    )
+    task = asyncio.create_task(consumer.run())
+    raw = AIOKafkaProducer(bootstrap_servers=stack.bootstrap_servers)
+    await raw.start()
+    try:
+        await asyncio.wait_for(consumer.joined.wait(), 30)
+        for n in range(12):
+            await raw.send_and_wait(slow, _event(n).encode(), key=b"k")
+            await raw.send_and_wait(topic, _event(n).encode(), key=b"k")
+            await asyncio.sleep(0.025)
+        await _until(lambda: sum(calls[slow]) == 12 and sum(calls[topic]) == 12)
+        assert len(calls[slow]) <= 4, f"gathered events came one by one: {calls[slow]}"
+        assert len(calls[topic]) >= 6, f"prompt events were held back: {calls[topic]}"
+    finally:
+        await stop_consumer(task, raw.stop, producer.stop, engine.dispose)
+        await admin.delete_topics([slow])
+        await admin.close()
+
+
+async def _nothing(session: AsyncSession, envelope: Envelope) -> None:
+    """A handler that does nothing."""
+
+
+def test_only_a_consumed_topic_can_be_gathered() -> None:
+    with pytest.raises(ValueError, match="gathered topics without a handler"):
+        EventConsumer(
+            bootstrap_servers="localhost:1",
+            group_id="g",
+            handlers={"a": _nothing},
+            sessions=None,  # type: ignore[arg-type]
+            processed_events=processed_events_table(MetaData(schema="risk")),
+            producer=None,  # type: ignore[arg-type]
+            gathered={"b"},
+        )
