@@ -6,8 +6,9 @@ path (a read's audit entry alone wakes nobody: it goes out with the next timed p
 
 One relay per service publishes at a time: the replica whose relay connection holds the
 service's advisory lock. It reads rows in id order, produces them, waits for the broker's acks
-and only then deletes them, and no transaction is open meanwhile: a broker that is away holds
-no pooled connection and stops no vacuum. A crash between produce and delete republishes the
+and only then deletes them (with its next read, or alone DELETE_DELAY_SECONDS later), and no
+transaction is open meanwhile: a broker that is away holds no pooled connection and stops no
+vacuum. A crash between produce and delete republishes the
 rows (at least once; consumers drop duplicates by event id). One publisher, in id order, one
 batch at a time, with the idempotent producer: the events of one key (one screening) reach the
 topic in the order their transactions committed, whichever replica committed them. A leader
@@ -119,6 +120,9 @@ def add_event_after(outbox: Table, cte: str, *, first_param: int, events: int = 
 #: partitioned process), so another replica's relay takes the lock over.
 LEADER_SILENCE_SECONDS = 3.0
 HEARTBEAT_SECONDS = 1.0
+#: How long the delete of acked rows waits for the relay's next read to carry it (one round
+#: trip and one commit less per pass while events flow); after that it goes alone.
+DELETE_DELAY_SECONDS = 0.05
 
 
 class OutboxRelay:
@@ -159,12 +163,19 @@ class OutboxRelay:
         self.set_aside = 0
         table = qualified(outbox)
         self._lock_key = table
+        # The rows acked since the last read are deleted by it: the statement's read sees them
+        # still (one snapshot for both), hence the filter.
         self._read = (
-            "SELECT id, topic, key, value, traceparent,"
+            f"WITH gone AS (DELETE FROM {table} WHERE id = ANY($2::bigint[]))"
+            " SELECT id, topic, key, value, traceparent,"
             " extract(epoch FROM clock_timestamp() - created_at)::float8 AS age"
-            f" FROM {table} ORDER BY id LIMIT $1"
+            f" FROM {table} WHERE id <> ALL($2::bigint[]) ORDER BY id LIMIT $1"
         )
         self._delete = f"DELETE FROM {table} WHERE id = ANY($1::bigint[])"
+        #: Rows acked by the broker and not deleted yet (see DELETE_DELAY_SECONDS).
+        self._acked: list[int] = []
+        self._delete_soon: asyncio.TimerHandle | None = None
+        self._deleting: asyncio.Task | None = None
         self._set_aside = (
             f"WITH gone AS (DELETE FROM {table} WHERE id = $1 RETURNING *) "
             f"INSERT INTO {table}_set_aside (id, event_id, topic, key, value, created_at, reason,"
@@ -193,6 +204,10 @@ class OutboxRelay:
         """Give the lead up (a stop): another replica's relay takes over at its next pass."""
         if self._heartbeat is not None:
             self._heartbeat.cancel()
+        if self._delete_soon is not None:
+            self._delete_soon.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._delete_acked(), 2)
         if self._conn is not None and not self._conn.is_closed():
             with contextlib.suppress(Exception):
                 await self._conn.close(timeout=2)
@@ -216,7 +231,12 @@ class OutboxRelay:
         if conn is None:
             return 0
         async with self._conn_lock:
-            rows = await conn.fetch(self._read, self._batch_size)
+            carried, self._acked = self._acked, []
+            try:
+                rows = await conn.fetch(self._read, self._batch_size, carried)
+            except BaseException:
+                self._acked[:0] = carried
+                raise
             read_at = time.monotonic()
         if not rows:
             return 0
@@ -227,11 +247,16 @@ class OutboxRelay:
         sent = [row["id"] for row, error in zip(rows, outcomes, strict=True) if error is None]
         failed = [(row, e) for row, e in zip(rows, outcomes, strict=True) if e is not None]
         unsendable = [(row, why) for row, e in failed if (why := await self._unsendable(row, e))]
-        async with self._conn_lock:
-            if sent:
-                await conn.execute(self._delete, sent)
-            for row, why in unsendable:
-                await conn.execute(self._set_aside, row["id"], why)
+        if sent:
+            self._acked.extend(sent)
+            if self._delete_soon is None:
+                self._delete_soon = asyncio.get_running_loop().call_later(
+                    DELETE_DELAY_SECONDS, self._spawn_delete
+                )
+        if unsendable:
+            async with self._conn_lock:
+                for row, why in unsendable:
+                    await conn.execute(self._set_aside, row["id"], why)
         for row, why in unsendable:
             log.error(
                 "outbox row %d (topic %s) set aside: %s; `triage dlq` lists it",
@@ -250,6 +275,30 @@ class OutboxRelay:
             # The broker is away (or slow): the rows stay, the next pass tries them again.
             raise failed[0][1]
         return len(sent) + len(unsendable)
+
+    def _spawn_delete(self) -> None:
+        self._delete_soon = None
+        if self._acked and (self._deleting is None or self._deleting.done()):
+            self._deleting = asyncio.create_task(self._delete_acked(), name="outbox relay delete")
+
+    async def _delete_acked(self) -> None:
+        """Delete the acked rows no read has carried away. Lost (the lead went with its
+        connection) they are published once more by the next leader, and consumers drop them
+        by event id."""
+        conn = self._conn
+        if conn is None or conn.is_closed():
+            self._acked = []
+            return
+        async with self._conn_lock:
+            acked, self._acked = self._acked, []
+            if not acked:
+                return
+            try:
+                await conn.execute(self._delete, acked)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("outbox relay: deleting %d published rows failed (%r)", len(acked), exc)
 
     async def _send(self, row: asyncpg.Record) -> asyncio.Future | Exception:
         try:
