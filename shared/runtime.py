@@ -44,11 +44,9 @@ from shared.db import (
     warm_pool,
 )
 from shared.kafka import (
-    PROMPT,
     Batch,
     EventConsumer,
     Handler,
-    Pace,
     Producer,
     create_producer,
     processed_events_table,
@@ -193,7 +191,6 @@ async def open_runtime(
     metadata: MetaData,
     consumer_group: str | None = None,
     handlers: Mapping[str, Handler | Batch] | None = None,
-    pace: Pace = PROMPT,
     gathered: Collection[str] = (),
     prepare: Callable[[SessionFactory], Awaitable[None]] | None = None,
     sealed: Sequence[Sealed] = (),
@@ -308,7 +305,6 @@ async def open_runtime(
             processed_events=processed,
             producer=producer,
             security=security,
-            pace=pace,
             gathered=gathered,
         )
         rt.consumer_task = rt.spawn(rt.consumer.run(), name=f"{schema}-consumer")

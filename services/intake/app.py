@@ -32,7 +32,6 @@ from shared.auth import require_every_route_guarded
 from shared.auth.credentials import parse_bootstrap
 from shared.db import SessionFactory, asyncpg_dsn
 from shared.http import base_app, health_router
-from shared.kafka import GATHERED
 from shared.runtime import open_runtime
 
 log = logging.getLogger(__name__)
@@ -56,8 +55,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
             schema=SCHEMA,
             metadata=Base.metadata,
             handlers=consumer.handlers(cfg),
-            # No page waits on what intake consumes: it comes a fifth of a second at a time.
-            pace=GATHERED,
+            gathered=consumer.GATHERED_TOPICS,
             prepare=prepare,
             sealed=SEALED,
             retention=retention(cfg),

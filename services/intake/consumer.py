@@ -18,6 +18,10 @@ from shared.events import AlertEvent, Envelope, RiskAssessed
 from shared.kafka import Batch, Handler
 from shared.topics import ALERT_EVENTS, AUDIT_EVENTS, RISK_ASSESSED
 
+#: No page waits on what intake consumes, so all of it comes a pause (GATHER_MS) at a time: the
+#: first event after a quiet spell at once, then what came meanwhile in one poll.
+GATHERED_TOPICS = frozenset({RISK_ASSESSED, ALERT_EVENTS, AUDIT_EVENTS})
+
 
 def handlers(settings: IntakeSettings) -> dict[str, Handler | Batch]:
     follow_up = Policy.of(settings)

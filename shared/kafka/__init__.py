@@ -20,21 +20,16 @@ from shared.kafka.records import Batch, Handler, Headers, PoisonMessage, process
 from shared.kafka.timing import (
     COMMIT_INTERVAL,
     CONSUMER_SESSION_TIMEOUT_MS,
-    GATHERED,
     HANDOVER_SECONDS,
-    PROMPT,
     REJOIN_SECONDS,
     REVOKE_COMMIT_SECONDS,
     STALL_SECONDS,
-    Pace,
 )
 
 __all__ = [
     "COMMIT_INTERVAL",
     "CONSUMER_SESSION_TIMEOUT_MS",
-    "GATHERED",
     "HANDOVER_SECONDS",
-    "PROMPT",
     "REJOIN_SECONDS",
     "REVOKE_COMMIT_SECONDS",
     "STALL_SECONDS",
@@ -44,7 +39,6 @@ __all__ = [
     "EventConsumer",
     "Handler",
     "Headers",
-    "Pace",
     "PoisonMessage",
     "Producer",
     "create_producer",

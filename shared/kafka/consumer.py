@@ -27,12 +27,11 @@ from shared.kafka.records import Batch, Handler, Headers, PoisonMessage
 from shared.kafka.timing import (
     COMMIT_INTERVAL,
     CONSUMER_SESSION_TIMEOUT_MS,
+    FETCH_WAIT_MS,
     GATHER_MS,
     HANDOVER_SECONDS,
-    PROMPT,
     REJOIN_SECONDS,
     STALL_SECONDS,
-    Pace,
 )
 from shared.logging import CORRELATION, safe_correlation
 from shared.topics import dlq
@@ -50,8 +49,8 @@ class ConsumerStats:
 
 
 class EventConsumer:
-    """Consumes `handlers`' topics in one group, one transaction per poll, its fetches paced
-    by `pace` (`PROMPT` or `GATHERED`)."""
+    """Consumes `handlers`' topics in one group, one transaction per poll; `gathered` topics
+    a pause at a time (`_Gathering`)."""
 
     def __init__(
         self,
@@ -66,7 +65,6 @@ class EventConsumer:
         security: Mapping[str, Any] | None = None,
         stall_seconds: float = STALL_SECONDS,
         rejoin_seconds: float = REJOIN_SECONDS,
-        pace: Pace = PROMPT,
         gathered: Collection[str] = (),
     ) -> None:
         self._bootstrap = bootstrap_servers
@@ -82,7 +80,6 @@ class EventConsumer:
         self._max_attempts = max_attempts
         self._stall_seconds = stall_seconds
         self._rejoin_seconds = rejoin_seconds
-        self._pace = pace
         unknown = set(gathered) - set(handlers)
         if unknown:
             raise ValueError(f"gathered topics without a handler: {sorted(unknown)}")
@@ -152,8 +149,7 @@ class EventConsumer:
             client_id=self._group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            fetch_min_bytes=self._pace.min_bytes,
-            fetch_max_wait_ms=self._pace.max_wait_ms,
+            fetch_max_wait_ms=FETCH_WAIT_MS,
             # A replica that dies (not a stop: that leaves the group at once) holds its
             # partitions until its session times out; the broker's least (6 s), not aiokafka's
             # 10 s, so another replica takes its messages over sooner (make chaos: pages of a
@@ -425,12 +421,13 @@ class EventConsumer:
 
 
 class _Gathering:
-    """Paces a consumer's `topics` that nothing waits on among its prompt ones (notify's
-    submissions for the watchdog, beside the assessments a page waits on): once they have
-    given messages, their partitions are paused for GATHER_MS, so what comes meanwhile arrives
-    in one later fetch and is applied in one poll, and the broker answers no fetch for them
-    alone. A partition assigned anew is paused at the next poll. While paused they are fetched
-    again at most GATHER_MS plus one fetch wait late (FETCH_WAIT_MS when the stack is idle)."""
+    """Paces a consumer's `topics` that no page waits on (all of intake's; notify's submissions
+    for the watchdog, beside the assessments it fetches at once): once they have given
+    messages, their partitions are paused for GATHER_MS, so what comes meanwhile arrives in one
+    later fetch and is applied in one poll, one transaction and one relay pass, and the broker
+    answers no fetch for each of them. The first message after a quiet spell comes at once. A
+    partition assigned anew is paused at the next poll. Beside prompt topics, a paused one is
+    fetched again once the fetch in flight returns (at most FETCH_WAIT_MS when idle)."""
 
     def __init__(self, topics: frozenset[str]) -> None:
         self.topics = topics

@@ -2,33 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 #: How long the broker holds a fetch that finds nothing (ms). A message ends the wait at once
 #: (the fetch asks for one byte), so this adds no latency: it sets how often an idle consumer
 #: asks again (10 times a second at 100 ms, twice at 500). A request to the same broker on the
 #: consumer's connection (ListOffsets for the lag metric) may wait behind it up to this long.
 FETCH_WAIT_MS = 500
 
-
-@dataclass(frozen=True)
-class Pace:
-    """How the broker answers a consumer's fetches: as soon as `min_bytes` have come, or when
-    `max_wait_ms` is over, whichever is first."""
-
-    min_bytes: int
-    max_wait_ms: int
-
-
-#: A message is fetched as soon as it comes (for topics on the way from a screening to a page).
-PROMPT = Pace(min_bytes=1, max_wait_ms=FETCH_WAIT_MS)
-#: Messages gather for up to GATHER_MS and come in one fetch, for a consumer that no page
-#: waits on (intake's: the case view, the safety plan's start, the audit trail): one poll, one
-#: transaction and one relay pass for all of them instead of one each, so its cost per message
-#: falls at low rates as it does under load (50/s: intake 7.2-7.5 -> 3.7-3.9 ms of CPU per
-#: screening, PostgreSQL -1.4 ms). An idle consumer then asks five times a second, not twice.
+#: How long a consumer's gathered topics (`EventConsumer`'s `gathered`: what no page waits on)
+#: stay paused once they have given messages, so that what comes meanwhile is applied in one
+#: poll, one transaction and one relay pass, at low rates as under load.
 GATHER_MS = 200
-GATHERED = Pace(min_bytes=1 << 20, max_wait_ms=GATHER_MS)
 
 #: Seconds between offset commits while messages flow (see `_Offsets`).
 COMMIT_INTERVAL = 0.5

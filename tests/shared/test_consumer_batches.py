@@ -18,16 +18,14 @@ from deploy.localstack import LocalStack
 from shared.db import create_engine, create_session_factory
 from shared.events import Envelope
 from shared.kafka import (
-    GATHERED,
-    PROMPT,
     Batch,
     EventConsumer,
     Handler,
-    Pace,
     PoisonMessage,
     create_producer,
     processed_events_table,
 )
+from shared.kafka.timing import GATHER_MS
 from shared.topics import dlq
 from tests.support.kafka import read_all, stop_consumer
 
@@ -148,17 +146,17 @@ async def test_a_poll_is_one_transaction_and_a_failure_falls_back_to_one_by_one(
         await stop_consumer(task, raw.stop, producer.stop, engine.dispose)
 
 
-@pytest.mark.parametrize("pace", [PROMPT, GATHERED], ids=["prompt", "gathered"])
-async def test_a_gathered_consumer_takes_a_trickle_of_events_in_few_polls(
-    stack: LocalStack, database_url: str, topic: str, pace: Pace
+@pytest.mark.parametrize("gathered", [False, True], ids=["prompt", "gathered"])
+async def test_a_gathered_topic_takes_a_trickle_of_events_in_few_polls(
+    stack: LocalStack, database_url: str, topic: str, gathered: bool
 ) -> None:
-    """Ten events sent 25 ms apart: a prompt consumer (the way to a page) takes each as it
-    comes; a gathered one (intake's: nobody waits on it) takes them in the fetches of at most
-    two windows of GATHER_MS and a bit, each poll one transaction."""
-    calls: list[int] = []
+    """Ten events sent 25 ms apart after a quiet spell: a prompt topic (the way to a page)
+    gives each as it comes; a gathered one (all of intake's: nobody waits on them) gives the
+    first at once and the rest a pause (GATHER_MS) at a time, each poll one transaction."""
+    calls: list[tuple[float, int]] = []  # when, and how many events
 
     async def apply(session: AsyncSession, envelopes: list[Envelope]) -> None:
-        calls.append(len(envelopes))
+        calls.append((time.monotonic(), len(envelopes)))
 
     engine = create_engine(database_url, pool_size=2)
     producer = create_producer(stack.bootstrap_servers, client_id="pace-test")
@@ -170,7 +168,7 @@ async def test_a_gathered_consumer_takes_a_trickle_of_events_in_few_polls(
         sessions=create_session_factory(engine),
         processed_events=processed_events_table(MetaData(schema="risk")),
         producer=producer,
-        pace=pace,
+        gathered={topic} if gathered else (),
     )
     task = asyncio.create_task(consumer.run())
     raw = AIOKafkaProducer(bootstrap_servers=stack.bootstrap_servers)
@@ -178,16 +176,20 @@ async def test_a_gathered_consumer_takes_a_trickle_of_events_in_few_polls(
     try:
         await asyncio.wait_for(consumer.joined.wait(), 30)
         await raw.send_and_wait(topic, _event(100).encode(), key=b"k")  # the fetches are on
-        await _until(lambda: sum(calls) == 1)
+        await _until(lambda: len(calls) == 1)
+        await asyncio.sleep(GATHER_MS / 1000 + 0.6)  # a quiet spell: the pause is over
         calls.clear()
+        sent = time.monotonic()
         for n in range(10):
             await raw.send_and_wait(topic, _event(n).encode(), key=b"k")
             await asyncio.sleep(0.025)
-        await _until(lambda: sum(calls) == 10)
-        if pace == GATHERED:
+        await _until(lambda: sum(n for _, n in calls) == 10)
+        if gathered:
+            assert calls[0][1] == 1, f"the first event after a quiet spell waited: {calls}"
+            assert calls[0][0] - sent < GATHER_MS / 1000, "the first event waited for a pause"
             assert len(calls) <= 3, f"a poll per event or so: {calls}"
         else:
-            assert len(calls) >= 5, f"a prompt consumer waited to gather events: {calls}"
+            assert len(calls) >= 5, f"a prompt topic waited to gather events: {calls}"
     finally:
         await stop_consumer(task, raw.stop, producer.stop, engine.dispose)
 
