@@ -63,7 +63,9 @@ async def assess_screening(
 ) -> RiskAssessed | None:
     """Store the automatic assessment and queue its event; None when it already exists.
 
-    Every screening passes here, so the insert goes straight to asyncpg (`shared.db.driver`).
+    Every screening passes here, so the insert goes straight to asyncpg (`shared.db.driver`),
+    and it is all one statement: without a transaction open (a submission alone in its poll,
+    `shared.kafka.Idempotent`) it commits on its own.
     """
     try:
         answers = parse_answers(submitted.instrument, submitted.answers)
@@ -86,7 +88,7 @@ async def assess_screening(
         language=submitted.language,
     )
     envelope = assessed.envelope(correlation_id=correlation_id)
-    queued = await (await driver(session)).fetchval(
+    queued = await (await driver(session, begin=False)).fetchval(
         _INSERT_AUTOMATIC,
         assessed.assessment_id,
         assessed.screening_id,

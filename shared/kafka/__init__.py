@@ -16,7 +16,14 @@ The consumer loop is where "nothing may be lost" is kept on the consuming side:
 from shared.kafka.consumer import ConsumerStats, EventConsumer
 from shared.kafka.producer import Producer, create_producer
 from shared.kafka.progress import ConsumerStalled, unfetched
-from shared.kafka.records import Batch, Handler, Headers, PoisonMessage, processed_events_table
+from shared.kafka.records import (
+    Batch,
+    Handler,
+    Headers,
+    Idempotent,
+    PoisonMessage,
+    processed_events_table,
+)
 from shared.kafka.timing import (
     COMMIT_INTERVAL,
     CONSUMER_SESSION_TIMEOUT_MS,
@@ -39,6 +46,7 @@ __all__ = [
     "EventConsumer",
     "Handler",
     "Headers",
+    "Idempotent",
     "PoisonMessage",
     "Producer",
     "create_producer",

@@ -23,7 +23,7 @@ from shared.events import Envelope
 from shared.kafka.offsets import _Offsets, _Rebalance
 from shared.kafka.producer import Producer
 from shared.kafka.progress import ConsumerStalled, _Progress, unfetched
-from shared.kafka.records import Batch, Handler, Headers, PoisonMessage
+from shared.kafka.records import Batch, Handler, Headers, Idempotent, PoisonMessage
 from shared.kafka.timing import (
     COMMIT_INTERVAL,
     CONSUMER_SESSION_TIMEOUT_MS,
@@ -57,7 +57,7 @@ class EventConsumer:
         *,
         bootstrap_servers: str,
         group_id: str,
-        handlers: Mapping[str, Handler | Batch],
+        handlers: Mapping[str, Handler | Batch | Idempotent],
         sessions: SessionFactory,
         processed_events: Table,
         producer: Producer | AIOKafkaProducer,
@@ -326,12 +326,30 @@ class EventConsumer:
             raise PoisonMessage(f"not an event envelope ({fields})") from exc
 
     async def _apply(self, topic: str, envelope: Envelope, headers: Headers = ()) -> None:
+        if isinstance(self._handlers[topic], Idempotent):
+            await self._apply_alone(topic, envelope, headers)
+            self.stats.processed += 1  # or nothing, for a second copy: its handler can tell
+            return
         async with transaction(self._sessions) as session:
             first_time = await self._apply_in(session, topic, envelope, headers)
         if first_time:
             self.stats.processed += 1
         else:
             self.stats.duplicates += 1
+
+    async def _apply_alone(self, topic: str, envelope: Envelope, headers: Headers) -> None:
+        """An `Idempotent` handler's event, with no claim and no transaction: its one
+        statement commits on its own."""
+        async with self._sessions() as session:
+            try:
+                await self._handle(session, topic, envelope, headers)
+            except Exception as exc:
+                if is_transient(exc):
+                    # Broken under a statement SQLAlchemy did not see: the connection must not
+                    # go back to the pool (as `shared.db.transaction` does).
+                    with contextlib.suppress(Exception):
+                        await (await session.connection()).invalidate(exc)
+                raise
 
     async def _apply_in(
         self, session: AsyncSession, topic: str, envelope: Envelope, headers: Headers = ()
@@ -371,6 +389,8 @@ class EventConsumer:
                 if isinstance(handler, Batch):
                     assert handler.each is not None
                     handler = handler.each
+                elif isinstance(handler, Idempotent):
+                    handler = handler.handle
                 await handler(session, envelope)
         except ValidationError as exc:
             raise _invalid(envelope, exc) from exc

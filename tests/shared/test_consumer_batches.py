@@ -15,12 +15,13 @@ from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from deploy.localstack import LocalStack
-from shared.db import create_engine, create_session_factory
+from shared.db import create_engine, create_session_factory, driver
 from shared.events import Envelope
 from shared.kafka import (
     Batch,
     EventConsumer,
     Handler,
+    Idempotent,
     PoisonMessage,
     create_producer,
     processed_events_table,
@@ -257,3 +258,52 @@ def test_only_a_consumed_topic_can_be_gathered() -> None:
             producer=None,  # type: ignore[arg-type]
             gathered={"b"},
         )
+
+
+async def test_an_idempotent_handler_alone_in_its_poll_needs_no_claim_and_no_transaction(
+    stack: LocalStack, database_url: str, db: asyncpg.Pool, topic: str
+) -> None:
+    """Risk's case: its one statement applies a submission at most once by itself, so an
+    event alone in its poll is neither claimed nor wrapped in a transaction; in a poll of
+    several it runs in the poll's transaction, claimed like the rest."""
+    seen: list[tuple[int, bool]] = []  # event, and whether a transaction was open
+
+    async def handle(session: AsyncSession, envelope: Envelope) -> None:
+        conn = await driver(session, begin=False)
+        seen.append((envelope.data["n"], conn.is_in_transaction()))
+
+    engine = create_engine(database_url, pool_size=2)
+    producer = create_producer(stack.bootstrap_servers, client_id="idempotent-test")
+    await producer.start()
+    consumer = EventConsumer(
+        bootstrap_servers=stack.bootstrap_servers,
+        group_id=f"idempotent-test-{uuid.uuid4().hex[:8]}",
+        handlers={topic: Idempotent(handle)},
+        sessions=create_session_factory(engine),
+        processed_events=processed_events_table(MetaData(schema="risk")),
+        producer=producer,
+    )
+    task = asyncio.create_task(consumer.run())
+    raw = AIOKafkaProducer(bootstrap_servers=stack.bootstrap_servers, linger_ms=50)
+    await raw.start()
+    try:
+        await asyncio.wait_for(consumer.joined.wait(), 30)
+        alone = _event(1)
+        await raw.send_and_wait(topic, alone.encode(), key=b"k")
+        await _until(lambda: len(seen) == 1)
+        assert seen == [(1, False)], "alone, it ran in a transaction"
+        claimed = "SELECT count(*) FROM risk.processed_events WHERE event_id = $1"
+        assert await db.fetchval(claimed, alone.event_id) == 0
+
+        together = [_event(n) for n in range(2, 12)]
+        for event in together:
+            await raw.send(topic, event.encode(), key=b"k")
+        await raw.flush()
+        await _until(lambda: len(seen) == 11)
+        assert [n for n, _ in seen] == list(range(1, 12)), "in order, each once"
+        in_batches = [n for n, open_ in seen if open_]
+        assert in_batches, f"a poll for each of ten sent together: {seen}"
+        for n in in_batches:
+            assert await db.fetchval(claimed, together[n - 2].event_id) == 1
+    finally:
+        await stop_consumer(task, raw.stop, producer.stop, engine.dispose)
