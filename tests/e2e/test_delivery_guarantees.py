@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaProducer
 
 from deploy.localstack import LocalStack
 from shared.events import Envelope, ScreeningSubmitted, utcnow
+from shared.outbox import DELETE_DELAY_SECONDS
 from shared.topics import RISK_ASSESSED, SCREENING_SUBMITTED
 from tests.support.cases import HIGH_CSSRS, LOW_CSSRS, screening
 from tests.support.kafka import read_all
@@ -60,8 +61,10 @@ async def test_a_redelivered_event_is_applied_once(
     assert await _wait_for_row(db, query, screening_id) == 1
     await asyncio.sleep(1.0)  # let the two redeliveries be consumed too
     assert await db.fetchval(query, screening_id) == 1
+    # Risk's handler is idempotent by itself (one automatic assessment per screening): a copy
+    # alone in its poll is not claimed in processed_events, one among others is, once.
     processed = "SELECT count(*) FROM risk.processed_events WHERE event_id = $1"
-    assert await db.fetchval(processed, event.event_id) == 1
+    assert await db.fetchval(processed, event.event_id) <= 1
     published = [
         Envelope.decode(r.value)
         for r in await read_all(stack.bootstrap_servers, RISK_ASSESSED, timeout=3)
@@ -91,10 +94,12 @@ async def test_an_outbox_row_committed_without_a_live_request_is_published(
     )
     query = "SELECT count(*) FROM risk.assessments WHERE screening_id = $1"
     assert await _wait_for_row(db, query, screening_id) == 1
-    assert (
-        await db.fetchval("SELECT count(*) FROM intake.outbox WHERE event_id = $1", event.event_id)
-        == 0
-    )
+    # Deleted once acked: with the relay's next read, or alone DELETE_DELAY_SECONDS later.
+    left = "SELECT count(*) FROM intake.outbox WHERE event_id = $1"
+    deadline = time.monotonic() + DELETE_DELAY_SECONDS + 2
+    while await db.fetchval(left, event.event_id):
+        assert time.monotonic() < deadline, "the published row stayed in the outbox"
+        await asyncio.sleep(0.01)
 
 
 async def test_dropped_database_connections_cost_a_retry_not_a_screening(
