@@ -15,9 +15,13 @@ def handlers(*, ruleset: RuleSet) -> dict[str, Idempotent]:
     async def on_screening_submitted(session: AsyncSession, envelope: Envelope) -> None:
         submitted = ScreeningSubmitted.model_validate(envelope.data)
         await assess_screening(
-            session, submitted=submitted, ruleset=ruleset, correlation_id=envelope.correlation_id
+            session,
+            submitted=submitted,
+            ruleset=ruleset,
+            correlation_id=envelope.correlation_id,
+            event_id=envelope.event_id,
         )
 
-    # One automatic assessment per screening (a unique index), queued with its event in one
-    # statement: alone in a poll, a submission costs one round trip.
+    # One automatic assessment per screening (a unique index), queued with its event and its
+    # event id recorded as applied, in one statement: alone in a poll, one round trip.
     return {SCREENING_SUBMITTED: Idempotent(on_screening_submitted)}

@@ -18,7 +18,7 @@ from shared.events import LevelResponseData, RiskAssessed, ScreeningSubmitted, u
 from shared.instruments import parse_answers
 from shared.kafka import PoisonMessage
 from shared.outbox import add_event_after, event_row
-from shared.topics import RISK_ASSESSED
+from shared.topics import RISK_ASSESSED, SCREENING_SUBMITTED
 
 
 async def record_ruleset(session: AsyncSession, *, ruleset: RuleSet) -> None:
@@ -42,12 +42,17 @@ async def record_ruleset(session: AsyncSession, *, ruleset: RuleSet) -> None:
         )
 
 
-#: The automatic assessment, at most one per screening, and its event. The conflict target
-#: names the partial index's predicate as a literal: with a bound parameter there, PostgreSQL
-#: can infer the index only while it plans each execution afresh; from the sixth execution of
-#: the prepared statement on one connection (a generic plan) the insert would fail.
+#: The automatic assessment, at most one per screening, and its event; and the submission's
+#: event id among those applied (`triage dlq` asks there), which the consumer does not claim
+#: for a submission alone in its poll (`shared.kafka.Idempotent`). The conflict target names
+#: the partial index's predicate as a literal: with a bound parameter there, PostgreSQL can
+#: infer the index only while it plans each execution afresh; from the sixth execution of the
+#: prepared statement on one connection (a generic plan) the insert would fail.
 _INSERT_AUTOMATIC = f"""
-    WITH assessment AS (
+    WITH applied AS (
+        INSERT INTO risk.processed_events (event_id, topic) VALUES ($16, $17)
+        ON CONFLICT DO NOTHING
+    ), assessment AS (
         INSERT INTO risk.assessments (id, screening_id, kind, instrument, level, flagged, reasons,
                                       details, rules_version, assessed_at, correlation_id)
         VALUES ($1, $2, 'automatic', $3, $4, $5, $6, $7, $8, $9, $10)
@@ -59,7 +64,12 @@ _INSERT_AUTOMATIC = f"""
 
 
 async def assess_screening(
-    session: AsyncSession, *, submitted: ScreeningSubmitted, ruleset: RuleSet, correlation_id: str
+    session: AsyncSession,
+    *,
+    submitted: ScreeningSubmitted,
+    ruleset: RuleSet,
+    correlation_id: str,
+    event_id: uuid.UUID,
 ) -> RiskAssessed | None:
     """Store the automatic assessment and queue its event; None when it already exists.
 
@@ -101,6 +111,8 @@ async def assess_screening(
         assessed.assessed_at,
         correlation_id,
         *event_row(topic=RISK_ASSESSED, key=assessed.screening_id, event=envelope),
+        event_id,
+        SCREENING_SUBMITTED,
     )
     if queued is None:
         return None

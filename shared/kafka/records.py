@@ -32,10 +32,11 @@ class Batch:
 class Idempotent:
     """A topic's handler that applies an event at most once by itself (a unique key makes a
     second copy do nothing) in one statement that commits on its own (`driver(session,
-    begin=False)`): alone in a poll, its event is neither claimed in processed_events nor
-    wrapped in a transaction, one round trip instead of four (BEGIN, the claim, the statement,
-    COMMIT). Risk's assessments: the first hop on the way to a page. In a poll of several it
-    runs in the poll's transaction, claimed like any other."""
+    begin=False)`) and records the event id in processed_events itself (`triage dlq` asks
+    there): alone in a poll, its event is not claimed by the consumer nor wrapped in a
+    transaction, one round trip instead of four (BEGIN, the claim, the statement, COMMIT).
+    Risk's assessments: the first hop on the way to a page. In a poll of several it runs in
+    the poll's transaction, claimed like any other."""
 
     handle: Handler
 

@@ -33,12 +33,20 @@ async def test_many_assessments_on_one_connection_all_commit(database_url: str) 
             )
             async with transaction(sessions) as session:
                 created = await assess_screening(
-                    session, submitted=submitted, ruleset=ruleset, correlation_id="t"
+                    session,
+                    submitted=submitted,
+                    ruleset=ruleset,
+                    correlation_id="t",
+                    event_id=uuid.uuid4(),
                 )
             assert created is not None
         async with transaction(sessions) as session:
             replay = await assess_screening(
-                session, submitted=submitted, ruleset=ruleset, correlation_id="t"
+                session,
+                submitted=submitted,
+                ruleset=ruleset,
+                correlation_id="t",
+                event_id=uuid.uuid4(),
             )
             stored = await session.scalar(
                 select(func.count()).where(Assessment.screening_id.in_(ids))
