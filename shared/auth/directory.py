@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from shared.auth.credentials import Credential, CredentialChanged, key_digest
 from shared.auth.principal import Principal
@@ -38,12 +38,12 @@ log = logging.getLogger(__name__)
 
 #: How long the broker holds a fetch of the access topic that finds nothing new (ms). A record
 #: ends the wait at once (the fetch asks for one byte), so this bounds only how often an idle
-#: replica asks: 10 times a second at 100 ms, for each replica of each service.
+#: replica asks: 10 times a second at 100 ms, for each replica of each service. Each answer also
+#: confirms the copy read to the topic's end (`follow`), twice a second at 500 ms: `max_staleness`
+#: (5 s) leaves room for nine missed ones before keys are refused.
 FETCH_WAIT_MS = 500
-#: Seconds between two confirmations of the topic's end while fresh (ListOffsets, one request):
-#: `max_staleness` (5 s) leaves room for four missed ones before keys are refused.
-CHECK_EVERY = 1.0
-#: ...and until the replica is fresh (at start, after an outage): ready as soon as it can be.
+#: Seconds between two confirmations of the end by a request of their own (ListOffsets) until the
+#: fetches' answers confirm it (at start, after an outage): ready as soon as it can be.
 CATCH_UP_EVERY = 0.2
 #: Seconds the loop waits for records before it looks whether a confirmation is due or wanted:
 #: how long a request for an unknown key waits before its look at the end starts (the request
@@ -173,15 +173,19 @@ class CredentialDirectory:
         signal, self._sync_signal = self._sync_signal, asyncio.Event()
         signal.set()
 
-    async def follow(self, consumer: AIOKafkaConsumer, *, check_every: float = CHECK_EVERY) -> None:
-        """Read the topic from the beginning for ever; confirm its end every `check_every` s.
+    async def follow(self, consumer: AIOKafkaConsumer) -> None:
+        """Read the topic from the beginning for ever, and keep the copy confirmed read to its end.
 
         `consumer` has no group: subscribed, it is assigned every partition of the topic and
         starts from the earliest offset. A record (a key issued or revoked) arrives as soon as it
         is written, whatever the fetch's wait: the broker answers a waiting fetch at once when
-        data comes. The end is confirmed (one ListOffsets request) every `check_every` s while
-        fresh, every `CATCH_UP_EVERY` s until then (at start, after an outage), and at the next
-        turn of the loop when a request waits for it (`principal_or_wait`)."""
+        data comes. Every answer to a fetch, empty or not, carries each partition's end (its high
+        watermark), so once the copy has read to those ends it was complete when the broker
+        answered: while fetches are answered, that confirms the copy at least every
+        FETCH_WAIT_MS with no request of its own. Otherwise one ListOffsets request confirms
+        the end: every `CATCH_UP_EVERY` s while the copy is not fresh (at start, after an
+        outage), and at the next turn of the loop when a request waits for it
+        (`principal_or_wait`)."""
         consumer.subscribe([ACCESS_EVENTS])
         last_check = missing_since = 0.0
         while True:
@@ -191,12 +195,17 @@ class CredentialDirectory:
                     self._apply_record(
                         record.value, key=record.key, at=f"{record.partition}@{record.offset}"
                     )
-            interval = check_every if self.fresh else min(check_every, CATCH_UP_EVERY)
-            if self._clock() - last_check < interval and not self._look_wanted:
+            partitions = sorted(consumer.assignment())
+            if partitions:
+                answered = await self._answered_at(consumer, partitions)
+                if answered is not None and answered > (self._synced_at or float("-inf")):
+                    self.mark_synced(answered)
+            if not self._look_wanted and (
+                self.fresh or self._clock() - last_check < CATCH_UP_EVERY
+            ):
                 continue
             self._look_wanted = False
             last_check = started = self._clock()
-            partitions = sorted(consumer.assignment())
             if not partitions:
                 if started - missing_since > 10:
                     missing_since = started
@@ -210,6 +219,21 @@ class CredentialDirectory:
                 continue
             if all(pos >= ends[tp] for tp, pos in zip(partitions, positions, strict=True)):
                 self.mark_synced(started)
+
+    async def _answered_at(
+        self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]
+    ) -> float | None:
+        """When the broker last answered a fetch of each of `partitions` with an end that the
+        copy has read to (the oldest of those answers, on the directory's clock); None while a
+        partition has records left to read or no answer yet."""
+        answers = []
+        for tp in partitions:
+            end, answered = consumer.highwater(tp), consumer.last_poll_timestamp(tp)
+            if end is None or answered is None or await consumer.position(tp) < end:
+                return None
+            answers.append(answered)
+        age = max(0.0, time.time() - min(answers) / 1000)  # the answers' wall-clock time, in ms
+        return self._clock() - age
 
     def _apply_record(self, raw: bytes | None, *, key: bytes | None, at: str) -> None:
         """Apply one record of the topic if intake signed it; `at` is partition@offset."""

@@ -10,11 +10,16 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from deploy.localstack import LocalStack
 from shared.auth.credentials import Credential, key_digest, new_key
-from shared.auth.directory import FETCH_WAIT_MS, CredentialDirectory, CredentialsUnavailable
+from shared.auth.directory import (
+    FETCH_WAIT_MS,
+    TURN_SECONDS,
+    CredentialDirectory,
+    CredentialsUnavailable,
+)
 from shared.auth.roles import Role
 
 
@@ -92,8 +97,9 @@ async def test_an_authority_that_cannot_answer_refuses_the_key() -> None:
 async def test_a_request_for_an_unknown_key_gets_the_topics_end_confirmed_at_once(
     stack: LocalStack,
 ) -> None:
-    """The end of the topic is confirmed once a second (or less often): a request for a key this
-    replica has never seen does not wait for that, it has the end confirmed at once."""
+    """A request for a key this replica has never seen has the end confirmed at once (one
+    ListOffsets request at the loop's next turn) and then looks again; and between such requests
+    the fetches' own answers keep the copy confirmed, with no request of its own."""
     directory = CredentialDirectory()
     consumer = AIOKafkaConsumer(
         bootstrap_servers=stack.bootstrap_servers,
@@ -103,18 +109,36 @@ async def test_a_request_for_an_unknown_key_gets_the_topics_end_confirmed_at_onc
         fetch_max_wait_ms=FETCH_WAIT_MS,
     )
     await consumer.start()
-    # Regular confirmations 30 s apart: once fresh, none comes during the test by itself.
-    follow = asyncio.create_task(directory.follow(consumer, check_every=30))
+    follow = asyncio.create_task(directory.follow(consumer))
     try:
         for _ in range(600):  # the first confirmation (catching up: every 0.2 s)
             if directory.fresh:
                 break
             await asyncio.sleep(0.05)
         assert directory.fresh
+        asked_ends = 0
+        end_offsets = consumer.end_offsets
+
+        async def counted(partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+            nonlocal asked_ends
+            asked_ends += 1
+            return await end_offsets(partitions)
+
+        consumer.end_offsets = counted  # type: ignore[method-assign]
+        for _ in range(3):  # longer than a fetch's wait, three times over
+            confirmed = time.monotonic()
+            await asyncio.sleep(FETCH_WAIT_MS / 1000 + TURN_SECONDS + 0.3)
+            assert directory._synced_at is not None and directory._synced_at > confirmed
+        assert asked_ends == 0, "confirmed by ListOffsets, not by the fetches' answers"
         asked = time.monotonic()
         assert await directory.principal_or_wait(new_key(), timeout=1.5) is None
         # Within one turn of the loop and one fetch's wait, not the 1.5 s timeout.
         assert time.monotonic() - asked < 1.2
+        for _ in range(50):  # (a fetch's answer may have confirmed the end first)
+            if asked_ends:
+                break
+            await asyncio.sleep(0.02)
+        assert asked_ends == 1, "the waiting request did not have the end confirmed by a request"
     finally:
         follow.cancel()
         await asyncio.gather(follow, return_exceptions=True)
