@@ -38,6 +38,9 @@ from shared.topics import dlq
 
 log = logging.getLogger(__name__)
 
+#: The most messages one poll applies (in one transaction).
+POLL_RECORDS = 500
+
 
 @dataclass
 class ConsumerStats:
@@ -172,7 +175,9 @@ class EventConsumer:
             while not self._closing.is_set():
                 wait = self._gathered.wait(COMMIT_INTERVAL if offsets.pending else 0.5)
                 batches = await self._poll(consumer, wait)
-                self._gathered.pace(consumer, batches)
+                self._gathered.pace(
+                    consumer, batches, behind=sum(map(len, batches.values())) >= POLL_RECORDS
+                )
                 if batches:
                     progress.moved()
                     await self._process_batch([r for rs in batches.values() for r in rs])
@@ -204,7 +209,7 @@ class EventConsumer:
         returned after `rejoin_seconds` means a stuck client, and it is made anew."""
         try:
             return await asyncio.wait_for(
-                consumer.getmany(timeout_ms=int(wait * 1000), max_records=500),
+                consumer.getmany(timeout_ms=int(wait * 1000), max_records=POLL_RECORDS),
                 wait + self._rejoin_seconds,
             )
         except TimeoutError:
@@ -447,7 +452,11 @@ class _Gathering:
     later fetch and is applied in one poll, one transaction and one relay pass, and the broker
     answers no fetch for each of them. The first message after a quiet spell comes at once. A
     partition assigned anew is paused at the next poll. Beside prompt topics, a paused one is
-    fetched again once the fetch in flight returns (at most FETCH_WAIT_MS when idle)."""
+    fetched again once the fetch in flight returns (at most FETCH_WAIT_MS when idle).
+
+    A consumer behind (its poll was full, POLL_RECORDS) reads on without a pause: there is
+    nothing to gather, a pause would only cap how fast it catches up, and aiokafka drops what it
+    had fetched for a partition that is paused (to fetch it again after the pause)."""
 
     def __init__(self, topics: frozenset[str]) -> None:
         self.topics = topics
@@ -460,7 +469,9 @@ class _Gathering:
             return wait
         return max(0.0, min(wait, self._until - time.monotonic()))
 
-    def pace(self, consumer: AIOKafkaConsumer, batches: Mapping[TopicPartition, Any]) -> None:
+    def pace(
+        self, consumer: AIOKafkaConsumer, batches: Mapping[TopicPartition, Any], *, behind: bool
+    ) -> None:
         if not self.topics:
             return
         mine = [tp for tp in consumer.assignment() if tp.topic in self.topics]
@@ -469,7 +480,7 @@ class _Gathering:
             consumer.resume(*mine)
         elif self._until is not None:
             consumer.pause(*mine)  # also those assigned since the pause began
-        elif any(tp.topic in self.topics for tp in batches):
+        elif not behind and any(tp.topic in self.topics for tp in batches):
             self._until = time.monotonic() + GATHER_MS / 1000
             consumer.pause(*mine)
 

@@ -26,6 +26,7 @@ from shared.kafka import (
     create_producer,
     processed_events_table,
 )
+from shared.kafka.consumer import _Gathering
 from shared.kafka.timing import GATHER_MS
 from shared.topics import dlq
 from tests.support.kafka import read_all, stop_consumer
@@ -307,3 +308,40 @@ async def test_an_idempotent_handler_alone_in_its_poll_needs_no_claim_and_no_tra
             assert await db.fetchval(claimed, together[n - 2].event_id) == 1
     finally:
         await stop_consumer(task, raw.stop, producer.stop, engine.dispose)
+
+
+class _Assigned:
+    """What `_Gathering` asks of a consumer: its partitions, and to pause or resume some."""
+
+    def __init__(self, *partitions: TopicPartition) -> None:
+        self.partitions = set(partitions)
+        self.paused: set[TopicPartition] = set()
+
+    def assignment(self) -> set[TopicPartition]:
+        return self.partitions
+
+    def pause(self, *partitions: TopicPartition) -> None:
+        self.paused.update(partitions)
+
+    def resume(self, *partitions: TopicPartition) -> None:
+        self.paused.difference_update(partitions)
+
+
+def test_a_consumer_behind_its_gathered_topics_reads_on_without_a_pause() -> None:
+    gathered, prompt = TopicPartition("slow", 0), TopicPartition("fast", 0)
+    consumer = _Assigned(gathered, prompt)
+    pacing = _Gathering(frozenset({"slow"}))
+    pacing.pace(consumer, {gathered: [1] * 500}, behind=True)  # type: ignore[arg-type]
+    assert not consumer.paused, "a full poll: more is waiting, nothing to gather"
+    pacing.pace(consumer, {prompt: [1]}, behind=False)  # type: ignore[arg-type]
+    assert not consumer.paused, "only the gathered topics' messages start a pause"
+    pacing.pace(consumer, {gathered: [1] * 3}, behind=False)  # type: ignore[arg-type]
+    assert consumer.paused == {gathered}
+    assert 0 < pacing.wait(5.0) <= GATHER_MS / 1000
+    consumer.partitions.add(TopicPartition("slow", 1))  # assigned during the pause
+    pacing.pace(consumer, {}, behind=False)  # type: ignore[arg-type]
+    assert consumer.paused == {gathered, TopicPartition("slow", 1)}
+    time.sleep(GATHER_MS / 1000)
+    pacing.pace(consumer, {}, behind=False)  # type: ignore[arg-type]
+    assert not consumer.paused, "the pause is over"
+    assert pacing.wait(5.0) == 5.0
