@@ -333,7 +333,8 @@ class EventConsumer:
     async def _apply(self, topic: str, envelope: Envelope, headers: Headers = ()) -> None:
         if isinstance(self._handlers[topic], Idempotent):
             await self._apply_alone(topic, envelope, headers)
-            self.stats.processed += 1  # or nothing, for a second copy: its handler can tell
+            # A second copy counts here too: only its handler knows it changed nothing.
+            self.stats.processed += 1
             return
         async with transaction(self._sessions) as session:
             first_time = await self._apply_in(session, topic, envelope, headers)
