@@ -72,11 +72,13 @@ class ServiceMetrics:
             registry=self.registry,
         )
         self.outbox_rows = Gauge(
-            "triage_outbox_rows", "Events committed and not yet published.", registry=self.registry
+            "triage_outbox_rows",
+            "Events in the outbox: not yet published, or published in the last 50 ms.",
+            registry=self.registry,
         )
         self.outbox_oldest = Gauge(
             "triage_outbox_oldest_seconds",
-            "Age of the oldest event not yet published (0 when none waits).",
+            "Age of the oldest event in the outbox (0 when none waits).",
             registry=self.registry,
         )
         self.outbox_set_aside = Gauge(
