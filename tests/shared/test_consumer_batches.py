@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 import asyncpg
 import pytest
@@ -41,6 +44,38 @@ async def _until(check, timeout: float = 15.0) -> None:  # type: ignore[no-untyp
     while not check():
         assert time.monotonic() < deadline, "the consumer did not get there in time"
         await asyncio.sleep(0.05)
+
+
+@contextlib.asynccontextmanager
+async def _consuming(
+    stack: LocalStack,
+    database_url: str,
+    handlers: Mapping[str, Handler | Batch | Idempotent],
+    *,
+    linger_ms: int = 0,
+    **options: Any,
+) -> AsyncIterator[AIOKafkaProducer]:
+    """A producer to send to a consumer of `handlers` that has joined its group."""
+    engine = create_engine(database_url, pool_size=2)
+    producer = create_producer(stack.bootstrap_servers, client_id="consumer-test")
+    await producer.start()
+    consumer = EventConsumer(
+        bootstrap_servers=stack.bootstrap_servers,
+        group_id=f"consumer-test-{uuid.uuid4().hex[:8]}",
+        handlers=handlers,
+        sessions=create_session_factory(engine),
+        processed_events=processed_events_table(MetaData(schema="risk")),
+        producer=producer,
+        **options,
+    )
+    task = asyncio.create_task(consumer.run())
+    raw = AIOKafkaProducer(bootstrap_servers=stack.bootstrap_servers, linger_ms=linger_ms)
+    await raw.start()
+    try:
+        await asyncio.wait_for(consumer.joined.wait(), 30)
+        yield raw
+    finally:
+        await stop_consumer(task, raw.stop, producer.stop, engine.dispose)
 
 
 @pytest.mark.parametrize(
@@ -160,23 +195,9 @@ async def test_a_gathered_topic_takes_a_trickle_of_events_in_few_polls(
     async def apply(session: AsyncSession, envelopes: list[Envelope]) -> None:
         calls.append((time.monotonic(), len(envelopes)))
 
-    engine = create_engine(database_url, pool_size=2)
-    producer = create_producer(stack.bootstrap_servers, client_id="pace-test")
-    await producer.start()
-    consumer = EventConsumer(
-        bootstrap_servers=stack.bootstrap_servers,
-        group_id=f"pace-test-{uuid.uuid4().hex[:8]}",
-        handlers={topic: Batch(apply)},
-        sessions=create_session_factory(engine),
-        processed_events=processed_events_table(MetaData(schema="risk")),
-        producer=producer,
-        gathered={topic} if gathered else (),
-    )
-    task = asyncio.create_task(consumer.run())
-    raw = AIOKafkaProducer(bootstrap_servers=stack.bootstrap_servers)
-    await raw.start()
-    try:
-        await asyncio.wait_for(consumer.joined.wait(), 30)
+    async with _consuming(
+        stack, database_url, {topic: Batch(apply)}, gathered={topic} if gathered else ()
+    ) as raw:
         await raw.send_and_wait(topic, _event(100).encode(), key=b"k")  # the fetches are on
         await _until(lambda: len(calls) == 1)
         await asyncio.sleep(GATHER_MS / 1000 + 0.6)  # a quiet spell: the pause is over
@@ -192,8 +213,6 @@ async def test_a_gathered_topic_takes_a_trickle_of_events_in_few_polls(
             assert len(calls) <= 3, f"a poll per event or so: {calls}"
         else:
             assert len(calls) >= 5, f"a prompt topic waited to gather events: {calls}"
-    finally:
-        await stop_consumer(task, raw.stop, producer.stop, engine.dispose)
 
 
 async def test_gathered_topics_wait_while_the_prompt_ones_beside_them_do_not(
@@ -214,32 +233,18 @@ async def test_gathered_topics_wait_while_the_prompt_ones_beside_them_do_not(
 
         return Batch(apply)
 
-    engine = create_engine(database_url, pool_size=2)
-    producer = create_producer(stack.bootstrap_servers, client_id="gathered-test")
-    await producer.start()
-    consumer = EventConsumer(
-        bootstrap_servers=stack.bootstrap_servers,
-        group_id=f"gathered-test-{uuid.uuid4().hex[:8]}",
-        handlers={topic: recorder(topic), slow: recorder(slow)},
-        sessions=create_session_factory(engine),
-        processed_events=processed_events_table(MetaData(schema="risk")),
-        producer=producer,
-        gathered={slow},
-    )
-    task = asyncio.create_task(consumer.run())
-    raw = AIOKafkaProducer(bootstrap_servers=stack.bootstrap_servers)
-    await raw.start()
     try:
-        await asyncio.wait_for(consumer.joined.wait(), 30)
-        for n in range(12):
-            await raw.send_and_wait(slow, _event(n).encode(), key=b"k")
-            await raw.send_and_wait(topic, _event(n).encode(), key=b"k")
-            await asyncio.sleep(0.025)
-        await _until(lambda: sum(calls[slow]) == 12 and sum(calls[topic]) == 12)
-        assert len(calls[slow]) <= 4, f"gathered events came one by one: {calls[slow]}"
-        assert len(calls[topic]) >= 6, f"prompt events were held back: {calls[topic]}"
+        async with _consuming(
+            stack, database_url, {topic: recorder(topic), slow: recorder(slow)}, gathered={slow}
+        ) as raw:
+            for n in range(12):
+                await raw.send_and_wait(slow, _event(n).encode(), key=b"k")
+                await raw.send_and_wait(topic, _event(n).encode(), key=b"k")
+                await asyncio.sleep(0.025)
+            await _until(lambda: sum(calls[slow]) == 12 and sum(calls[topic]) == 12)
+            assert len(calls[slow]) <= 4, f"gathered events came one by one: {calls[slow]}"
+            assert len(calls[topic]) >= 6, f"prompt events were held back: {calls[topic]}"
     finally:
-        await stop_consumer(task, raw.stop, producer.stop, engine.dispose)
         await admin.delete_topics([slow])
         await admin.close()
 
@@ -273,22 +278,8 @@ async def test_an_idempotent_handler_alone_in_its_poll_needs_no_claim_and_no_tra
         conn = await driver(session, begin=False)
         seen.append((envelope.data["n"], conn.is_in_transaction()))
 
-    engine = create_engine(database_url, pool_size=2)
-    producer = create_producer(stack.bootstrap_servers, client_id="idempotent-test")
-    await producer.start()
-    consumer = EventConsumer(
-        bootstrap_servers=stack.bootstrap_servers,
-        group_id=f"idempotent-test-{uuid.uuid4().hex[:8]}",
-        handlers={topic: Idempotent(handle)},
-        sessions=create_session_factory(engine),
-        processed_events=processed_events_table(MetaData(schema="risk")),
-        producer=producer,
-    )
-    task = asyncio.create_task(consumer.run())
-    raw = AIOKafkaProducer(bootstrap_servers=stack.bootstrap_servers, linger_ms=50)
-    await raw.start()
-    try:
-        await asyncio.wait_for(consumer.joined.wait(), 30)
+    handlers = {topic: Idempotent(handle)}
+    async with _consuming(stack, database_url, handlers, linger_ms=50) as raw:
         alone = _event(1)
         await raw.send_and_wait(topic, alone.encode(), key=b"k")
         await _until(lambda: len(seen) == 1)
@@ -306,8 +297,6 @@ async def test_an_idempotent_handler_alone_in_its_poll_needs_no_claim_and_no_tra
         assert in_batches, f"a poll for each of ten sent together: {seen}"
         for n in in_batches:
             assert await db.fetchval(claimed, together[n - 2].event_id) == 1
-    finally:
-        await stop_consumer(task, raw.stop, producer.stop, engine.dispose)
 
 
 class _Assigned:
