@@ -8,15 +8,14 @@ One relay per service publishes at a time: the replica whose relay connection ho
 service's advisory lock. It reads rows in id order, produces them, waits for the broker's acks
 and only then deletes them (with its next read, or alone DELETE_DELAY_SECONDS later), and no
 transaction is open meanwhile: a broker that is away holds no pooled connection and stops no
-vacuum. A crash between produce and delete republishes the
-rows (at least once; consumers drop duplicates by event id). One publisher, in id order, one
-batch at a time, with the idempotent producer: the events of one key (one screening) reach the
-topic in the order their transactions committed, whichever replica committed them. A leader
-that dies or freezes loses the lock with its connection (a heartbeat keeps it; PostgreSQL ends
-the session after LEADER_SILENCE_SECONDS without one) and another replica's relay takes over at
-its next pass. A row the broker will never take (its topic does not exist, it is too large) is
-set aside in `outbox_set_aside` with the reason instead of blocking every row behind it;
-`triage dlq` lists and replays those.
+vacuum. A crash between produce and delete republishes the rows (at least once; consumers drop
+duplicates by event id). One publisher, in id order, one batch at a time, with the idempotent
+producer: the events of one key (one screening) reach the topic in the order their transactions
+committed, whichever replica committed them. A leader that dies or freezes loses the lock with
+its connection (a heartbeat keeps it; PostgreSQL ends the session after LEADER_SILENCE_SECONDS
+without one) and another replica's relay takes over at its next pass. A row the broker will
+never take (its topic does not exist, it is too large) is set aside in `outbox_set_aside` with
+the reason instead of blocking every row behind it; `triage dlq` lists and replays those.
 """
 
 from __future__ import annotations
