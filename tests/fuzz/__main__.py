@@ -16,8 +16,10 @@ from bench.stack import BenchStack
 from deploy.localstack import PROJECT_ROOT
 
 CHECKS = "not_a_server_error,status_code_conformance"
-#: A runtime error of the tools, not of the API under test (seen once in CI: a SystemError from
-#: `ast.parse` in hypothesis, run from two schemathesis workers at once).
+#: A runtime error of the tools, not of the API under test: a SystemError from `ast.parse` in
+#: hypothesis, run from two schemathesis workers at once (CPython 3.11's ast module is not
+#: thread-safe). Seen in CI, and twice in a row on 2026-12-07, so the fuzz runs one worker now;
+#: should the tools still hit it, the service is fuzzed once more.
 TOOL_RACE = "AST constructor recursion depth mismatch"
 
 
@@ -46,7 +48,7 @@ def main(argv: list[str]) -> int:
                 "--seed",
                 "20261130",
                 "--workers",
-                "2",
+                "1",
                 "--no-color",
                 *argv,
             ]
