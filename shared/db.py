@@ -147,13 +147,7 @@ async def transaction(sessions: SessionFactory) -> AsyncIterator[AsyncSession]:
                 if hook is not None:
                     await hook.stage(session)
             except Exception as exc:
-                if is_transient(exc):
-                    # Broken under a statement sent through `driver` (SQLAlchemy did not see
-                    # it): this connection must not go back to the pool. (When SQLAlchemy saw
-                    # it, the session has already dealt with its connection and refuses: the
-                    # original error is what propagates.)
-                    with contextlib.suppress(Exception):
-                        await (await session.connection()).invalidate(exc)
+                await _discard_if_broken(session, exc)
                 raise
     except BaseException:
         if hook is not None:
@@ -161,6 +155,27 @@ async def transaction(sessions: SessionFactory) -> AsyncIterator[AsyncSession]:
         raise
     if hook is not None:
         hook.committed()
+
+
+@asynccontextmanager
+async def autocommit(sessions: SessionFactory) -> AsyncIterator[AsyncSession]:
+    """One session and no transaction: each statement sent through `driver(session,
+    begin=False)` commits on its own (one round trip where one statement does everything)."""
+    async with sessions() as session:
+        try:
+            yield session
+        except Exception as exc:
+            await _discard_if_broken(session, exc)
+            raise
+
+
+async def _discard_if_broken(session: AsyncSession, exc: Exception) -> None:
+    """A connection broken under a statement sent through `driver` (SQLAlchemy did not see it)
+    must not go back to the pool. (When SQLAlchemy saw it, the session has already dealt with
+    its connection and refuses: the original error is what propagates.)"""
+    if is_transient(exc):
+        with contextlib.suppress(Exception):
+            await (await session.connection()).invalidate(exc)
 
 
 async def driver(session: AsyncSession, *, begin: bool = True) -> asyncpg.Connection:

@@ -18,7 +18,14 @@ from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import tracing
-from shared.db import SessionFactory, driver, is_transient, qualified, transaction
+from shared.db import (
+    SessionFactory,
+    autocommit,
+    driver,
+    is_transient,
+    qualified,
+    transaction,
+)
 from shared.events import Envelope
 from shared.kafka.offsets import _Offsets, _Rebalance
 from shared.kafka.producer import Producer
@@ -346,16 +353,8 @@ class EventConsumer:
     async def _apply_alone(self, topic: str, envelope: Envelope, headers: Headers) -> None:
         """An `Idempotent` handler's event, with no claim and no transaction: its one
         statement commits on its own."""
-        async with self._sessions() as session:
-            try:
-                await self._handle(session, topic, envelope, headers)
-            except Exception as exc:
-                if is_transient(exc):
-                    # Broken under a statement SQLAlchemy did not see: the connection must not
-                    # go back to the pool (as `shared.db.transaction` does).
-                    with contextlib.suppress(Exception):
-                        await (await session.connection()).invalidate(exc)
-                raise
+        async with autocommit(self._sessions) as session:
+            await self._handle(session, topic, envelope, headers)
 
     async def _apply_in(
         self, session: AsyncSession, topic: str, envelope: Envelope, headers: Headers = ()
