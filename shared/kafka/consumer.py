@@ -30,7 +30,7 @@ from shared.events import Envelope
 from shared.kafka.offsets import _Offsets, _Rebalance
 from shared.kafka.producer import Producer
 from shared.kafka.progress import ConsumerStalled, _Progress, unfetched
-from shared.kafka.records import Batch, Handler, Headers, Idempotent, PoisonMessage
+from shared.kafka.records import Alone, Batch, Handler, Headers, Idempotent, PoisonMessage
 from shared.kafka.timing import (
     COMMIT_INTERVAL,
     CONSUMER_SESSION_TIMEOUT_MS,
@@ -338,8 +338,8 @@ class EventConsumer:
             raise PoisonMessage(f"not an event envelope ({fields})") from exc
 
     async def _apply(self, topic: str, envelope: Envelope, headers: Headers = ()) -> None:
-        if isinstance(self._handlers[topic], Idempotent):
-            await self._apply_alone(topic, envelope, headers)
+        alone = self._alone(topic)
+        if alone is not None and await self._apply_alone(topic, envelope, headers, alone):
             # A second copy counts here too: only its handler knows it changed nothing.
             self.stats.processed += 1
             return
@@ -350,11 +350,22 @@ class EventConsumer:
         else:
             self.stats.duplicates += 1
 
-    async def _apply_alone(self, topic: str, envelope: Envelope, headers: Headers) -> None:
-        """An `Idempotent` handler's event, with no claim and no transaction: its one
-        statement commits on its own."""
+    def _alone(self, topic: str) -> Alone | None:
+        """How `topic`'s handler applies an event alone in its poll by itself, if it can."""
+        handler = self._handlers[topic]
+        if isinstance(handler, Idempotent):
+            return handler.alone
+        if isinstance(handler, Batch):
+            return handler.alone
+        return None
+
+    async def _apply_alone(
+        self, topic: str, envelope: Envelope, headers: Headers, alone: Alone
+    ) -> bool:
+        """An event that `alone` applies with no claim and no transaction (its one statement
+        commits on its own); False when it did nothing and the event needs a transaction."""
         async with autocommit(self._sessions) as session:
-            await self._handle(session, topic, envelope, headers)
+            return await self._handle(session, topic, envelope, headers, call=alone)
 
     async def _apply_in(
         self, session: AsyncSession, topic: str, envelope: Envelope, headers: Headers = ()
@@ -379,8 +390,16 @@ class EventConsumer:
         return {row[0] for row in rows}
 
     async def _handle(
-        self, session: AsyncSession, topic: str, envelope: Envelope, headers: Headers = ()
-    ) -> None:
+        self,
+        session: AsyncSession,
+        topic: str,
+        envelope: Envelope,
+        headers: Headers = (),
+        *,
+        call: Alone | None = None,
+    ) -> bool:
+        """`topic`'s handler (a `Batch`'s `each`), or `call`, on `envelope`; what `call`
+        returned, else True."""
         # The event's correlation id on every line its handler logs; its trace continued.
         token = CORRELATION.set(safe_correlation(envelope.correlation_id))
         try:
@@ -390,6 +409,8 @@ class EventConsumer:
                 kind=SpanKind.CONSUMER,
                 attributes={"messaging.system": "kafka", "messaging.destination": topic},
             ):
+                if call is not None:
+                    return await call(session, envelope)
                 handler = self._handlers[topic]
                 if isinstance(handler, Batch):
                     assert handler.each is not None
@@ -397,6 +418,7 @@ class EventConsumer:
                 elif isinstance(handler, Idempotent):
                     handler = handler.handle
                 await handler(session, envelope)
+                return True
         except ValidationError as exc:
             raise _invalid(envelope, exc) from exc
         finally:

@@ -12,6 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.events import Envelope
 
 Handler = Callable[[AsyncSession, Envelope], Awaitable[None]]
+#: Applies an event alone in its poll by itself, or returns False having done nothing.
+Alone = Callable[[AsyncSession, Envelope], Awaitable[bool]]
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,13 @@ class Batch:
     #: some events need (a flagged assessment's alert), after `apply` did in one statement what
     #: every event of the poll needs.
     each: Handler | None = None
+    #: An event alone in its poll that needs no more than one statement that commits on its
+    #: own (an unflagged assessment: the watchdog's upsert) may skip the consumer's claim and
+    #: the transaction, as an `Idempotent` handler's does: `alone` applies it so, recording its
+    #: event id in processed_events in that statement, and returns True. For an event that
+    #: needs more (a flagged one, whose alert `each` opens) it returns False having done
+    #: nothing, and the event is applied in a transaction like any other.
+    alone: Alone | None = None
 
 
 @dataclass(frozen=True)
@@ -39,6 +48,10 @@ class Idempotent:
     the poll's transaction, claimed like any other."""
 
     handle: Handler
+
+    async def alone(self, session: AsyncSession, envelope: Envelope) -> bool:
+        await self.handle(session, envelope)
+        return True
 
 
 #: A Kafka message's headers.

@@ -299,6 +299,43 @@ async def test_an_idempotent_handler_alone_in_its_poll_needs_no_claim_and_no_tra
             assert await db.fetchval(claimed, together[n - 2].event_id) == 1
 
 
+async def test_a_batch_handler_may_apply_an_event_alone_in_one_statement(
+    stack: LocalStack, database_url: str, db: asyncpg.Pool, topic: str
+) -> None:
+    """Notify's case: alone in its poll, an event that `alone` can apply by itself (an
+    unflagged assessment) is neither claimed nor wrapped in a transaction; one it declines (a
+    flagged one) goes the usual way, claimed, through `apply` and `each` in a transaction."""
+    calls: list[tuple[str, int, bool]] = []  # what ran, on which event, in a transaction or not
+
+    async def opened(session: AsyncSession) -> bool:
+        return (await driver(session, begin=False)).is_in_transaction()
+
+    async def apply(session: AsyncSession, envelopes: list[Envelope]) -> None:
+        in_transaction = await opened(session)
+        calls.extend(("apply", e.data["n"], in_transaction) for e in envelopes)
+
+    async def each(session: AsyncSession, envelope: Envelope) -> None:
+        calls.append(("each", envelope.data["n"], await opened(session)))
+
+    async def alone(session: AsyncSession, envelope: Envelope) -> bool:
+        calls.append(("alone", envelope.data["n"], await opened(session)))
+        return envelope.data["n"] % 2 == 0  # the odd ones need more than one statement
+
+    handlers = {topic: Batch(apply, each=each, alone=alone)}
+    claimed = "SELECT count(*) FROM risk.processed_events WHERE event_id = $1"
+    async with _consuming(stack, database_url, handlers) as raw:
+        even, odd = _event(2), _event(3)
+        await raw.send_and_wait(topic, even.encode(), key=b"k")
+        await _until(lambda: len(calls) == 1)
+        assert calls == [("alone", 2, False)], "applied alone, with no transaction"
+        assert await db.fetchval(claimed, even.event_id) == 0, "not claimed by the consumer"
+
+        await raw.send_and_wait(topic, odd.encode(), key=b"k")
+        await _until(lambda: len(calls) == 4)
+        assert calls[1:] == [("alone", 3, False), ("apply", 3, True), ("each", 3, True)]
+        assert await db.fetchval(claimed, odd.event_id) == 1, "claimed in the transaction"
+
+
 class _Assigned:
     """What `_Gathering` asks of a consumer: its partitions, and to pause or resume some."""
 

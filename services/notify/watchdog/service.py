@@ -57,6 +57,18 @@ _ASSESSED = """
     ON CONFLICT (screening_id) DO UPDATE SET assessed_at = excluded.assessed_at
      WHERE notify.awaited_assessments.assessed_at IS NULL
 """
+#: An assessment alone in its poll that pages nobody: its upsert and its event id among those
+#: applied (`triage dlq` asks there), one statement that commits on its own; the consumer does
+#: not claim it (`shared.kafka.Batch`'s `alone`).
+_ASSESSED_ALONE = """
+    WITH applied AS (
+        INSERT INTO notify.processed_events (event_id, topic) VALUES ($3, $4)
+        ON CONFLICT DO NOTHING
+    )
+    INSERT INTO notify.awaited_assessments (screening_id, assessed_at) VALUES ($1, $2)
+    ON CONFLICT (screening_id) DO UPDATE SET assessed_at = excluded.assessed_at
+     WHERE notify.awaited_assessments.assessed_at IS NULL
+"""
 _OVERDUE = """
     UPDATE notify.awaited_assessments SET alerted_at = now()
      WHERE screening_id IN (
@@ -96,6 +108,16 @@ async def on_assessed(session: AsyncSession, assessments: list[RiskAssessed]) ->
         first.setdefault(assessed.screening_id, assessed.assessed_at)
     ids = sorted(first)
     await (await driver(session)).execute(_ASSESSED, ids, [first[i] for i in ids])
+
+
+async def on_assessed_alone(
+    session: AsyncSession, assessed: RiskAssessed, *, event_id: uuid.UUID, topic: str
+) -> None:
+    """`on_assessed` for one assessment, with its event recorded as applied, in one statement
+    that commits on its own when no transaction is open."""
+    await (await driver(session, begin=False)).execute(
+        _ASSESSED_ALONE, assessed.screening_id, assessed.assessed_at, event_id, topic
+    )
 
 
 class AssessmentWatchdog:

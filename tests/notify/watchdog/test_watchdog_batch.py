@@ -1,5 +1,6 @@
 """The assessment watchdog awaits a poll's submissions in one statement: a screening twice in a
-poll (a redelivery beside its original) and one whose assessment came first are both right."""
+poll (a redelivery beside its original) and one whose assessment came first are both right. An
+assessment alone in its poll that pages nobody is one statement that commits on its own."""
 
 from __future__ import annotations
 
@@ -10,9 +11,20 @@ from datetime import timedelta
 import asyncpg
 import pytest
 
+from services.notify.consumer import handlers
+from services.notify.settings import NotifySettings
 from services.notify.watchdog.service import on_submitted
-from shared.db import SessionFactory, create_engine, create_session_factory, transaction
-from shared.events import Envelope, ScreeningSubmitted, utcnow
+from shared.db import (
+    SessionFactory,
+    autocommit,
+    create_engine,
+    create_session_factory,
+    driver,
+    transaction,
+)
+from shared.events import Envelope, LevelResponseData, RiskAssessed, ScreeningSubmitted, utcnow
+from shared.kafka import Batch
+from shared.topics import RISK_ASSESSED
 from tests.support.services import ServiceProcesses
 
 #: Far enough that the running notify's watchdog never finds these rows overdue.
@@ -77,4 +89,75 @@ async def test_a_polls_submissions_are_awaited_at_once(
         await db.execute(
             "DELETE FROM notify.awaited_assessments WHERE screening_id = ANY($1::uuid[])",
             [twice, assessed_first, once],
+        )
+
+
+def _assessed(screening_id: uuid.UUID, *, pages: bool) -> Envelope:
+    return RiskAssessed(
+        assessment_id=uuid.uuid4(),
+        screening_id=screening_id,
+        instrument="asq",
+        level="high" if pages else "low",
+        flagged=pages,
+        reasons=["watchdog test"],
+        rules_version="test",
+        assessed_at=utcnow(),
+        response=LevelResponseData(
+            alert=pages,
+            urgency="urgent" if pages else None,
+            safety_plan=pages,
+            emergency_task=False,
+            ack_deadline_seconds=300 if pages else None,
+        ),
+    ).envelope(correlation_id="watchdog-alone-test")
+
+
+async def test_an_assessment_alone_that_pages_nobody_is_one_statement(
+    sessions: SessionFactory, db: asyncpg.Pool
+) -> None:
+    """The consumer calls `alone` with no transaction open: an unflagged assessment is awaited
+    no longer and recorded as applied by one statement that commits on its own (a redelivery
+    changes nothing); a paging one is left to the poll's transaction, with nothing written."""
+    handler = handlers(NotifySettings())[RISK_ASSESSED]
+    assert isinstance(handler, Batch) and handler.alone is not None
+    quiet, paging = uuid.uuid4(), uuid.uuid4()
+    await _awaited(sessions, quiet, paging)
+    first, again = _assessed(quiet, pages=False), _assessed(quiet, pages=False)
+    flagged = _assessed(paging, pages=True)
+    row = "SELECT assessed_at FROM notify.awaited_assessments WHERE screening_id = $1"
+    applied = "SELECT count(*) FROM notify.processed_events WHERE event_id = $1"
+    try:
+        async with autocommit(sessions) as session:
+            assert await handler.alone(session, first)
+            assert not (await driver(session, begin=False)).is_in_transaction()
+        assessed_at = RiskAssessed.model_validate(first.data).assessed_at
+        assert await db.fetchval(row, quiet) == assessed_at
+        assert await db.fetchval(applied, first.event_id) == 1, "triage dlq sees it applied"
+
+        async with autocommit(sessions) as session:
+            assert await handler.alone(session, again)
+        assert await db.fetchval(row, quiet) == assessed_at, "the first assessment counts"
+
+        async with autocommit(sessions) as session:
+            assert not await handler.alone(session, flagged), "a page needs the transaction"
+        assert await db.fetchval(row, paging) is None
+        assert await db.fetchval(applied, flagged.event_id) == 0
+    finally:
+        await db.execute(
+            "DELETE FROM notify.awaited_assessments WHERE screening_id = ANY($1::uuid[])",
+            [quiet, paging],
+        )
+        await db.execute(
+            "DELETE FROM notify.processed_events WHERE event_id = ANY($1::uuid[])",
+            [first.event_id, again.event_id],
+        )
+
+
+async def _awaited(sessions: SessionFactory, *screenings: uuid.UUID) -> None:
+    """The screenings awaited, as their submissions would have them."""
+    async with transaction(sessions) as session:
+        await on_submitted(
+            session,
+            [_submitted(s, 0, "watchdog-alone-test") for s in screenings],
+            deadline=DEADLINE,
         )
