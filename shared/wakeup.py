@@ -7,6 +7,13 @@ connection on the loop's channels (reconnecting if it drops, with a full pass af
 reconnect since a NOTIFY may have been missed while it was down), and never sleeps past
 `max_sleep`, a ceiling for anything no trigger announces (a lease running out). No polling
 on the hot path: a loop with nothing due sleeps until woken.
+
+A notice's payload may say when the work it announces is due, in seconds since the epoch
+(`extract(epoch FROM due_at)`): a loop asleep until no later than that is not woken, since it
+wakes by then anyway and reads what is due afresh. Intake's overdue watchers sleep until the
+earliest plan or follow-up due, hours away, and every flagged screening opens a later one: a
+pass for each (two transactions) would find nothing due. An empty payload, or a notice while
+the loop is at work, always wakes it.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence, Sized
 from datetime import datetime
 
@@ -45,8 +53,19 @@ class WakeLoop:
         self._channels = tuple(channels)
         self._max_sleep = max_sleep
         self._wake = asyncio.Event()
+        #: When the sleep under way ends, in seconds since the epoch (None: at work, not asleep).
+        self._asleep_until: float | None = None
 
     def _notified(self, conn: object, pid: int, channel: str, payload: str) -> None:
+        until = self._asleep_until
+        if until is not None and payload:
+            try:
+                due = float(payload)
+            except ValueError:
+                log.warning("%s: a notice on %s with an unreadable payload", self.name, channel)
+            else:
+                if due >= until:
+                    return  # the loop wakes by then anyway
         self._wake.set()
 
     def wake(self) -> None:
@@ -80,8 +99,12 @@ class WakeLoop:
     async def _sleep(self, due_in: float | None) -> None:
         timeout = self._max_sleep if due_in is None else min(self._max_sleep, due_in)
         if timeout > 0 and not self._wake.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+            self._asleep_until = time.time() + timeout
+            try:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+            finally:
+                self._asleep_until = None
 
 
 class DueWatcher:
