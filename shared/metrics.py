@@ -73,7 +73,7 @@ class ServiceMetrics:
         )
         self.outbox_rows = Gauge(
             "triage_outbox_rows",
-            "Events in the outbox: not yet published, or published in the last 50 ms.",
+            "Events in the outbox: not yet published, or published in the last second.",
             registry=self.registry,
         )
         self.outbox_oldest = Gauge(

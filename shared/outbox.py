@@ -6,16 +6,17 @@ path (a read's audit entry alone wakes nobody: it goes out with the next timed p
 
 One relay per service publishes at a time: the replica whose relay connection holds the
 service's advisory lock. It reads rows in id order, produces them, waits for the broker's acks
-and only then deletes them (with its next read, or alone DELETE_DELAY_SECONDS later), and no
-transaction is open meanwhile: a broker that is away holds no pooled connection and stops no
-vacuum. A crash between produce and delete republishes the rows (at least once; consumers drop
-duplicates by event id). One publisher, in id order, one batch at a time, with the idempotent
-producer: the events of one key (one screening) reach the topic in the order their transactions
-committed, whichever replica committed them. A leader that dies or freezes loses the lock with
-its connection (a heartbeat keeps it; PostgreSQL ends the session after LEADER_SILENCE_SECONDS
-without one) and another replica's relay takes over at its next pass. A row the broker will
-never take (its topic does not exist, it is too large) is set aside in `outbox_set_aside` with
-the reason instead of blocking every row behind it; `triage dlq` lists and replays those.
+and only then deletes them (with its next read, or with the lead's heartbeat, within
+HEARTBEAT_SECONDS), and no transaction is open meanwhile: a broker that is away holds no pooled
+connection and stops no vacuum. A crash between produce and delete republishes the rows (at
+least once; consumers drop duplicates by event id). One publisher, in id order, one batch at a
+time, with the idempotent producer: the events of one key (one screening) reach the topic in the
+order their transactions committed, whichever replica committed them. A leader that dies or
+freezes loses the lock with its connection (a heartbeat keeps it; PostgreSQL ends the session
+after LEADER_SILENCE_SECONDS without one) and another replica's relay takes over at its next
+pass. A row the broker will never take (its topic does not exist, it is too large) is set aside
+in `outbox_set_aside` with the reason instead of blocking every row behind it; `triage dlq`
+lists and replays those.
 """
 
 from __future__ import annotations
@@ -118,10 +119,10 @@ def add_event_after(outbox: Table, cte: str, *, first_param: int, events: int = 
 #: Seconds without a heartbeat after which PostgreSQL ends the leader's session (a frozen or
 #: partitioned process), so another replica's relay takes the lock over.
 LEADER_SILENCE_SECONDS = 3.0
+#: The leader's heartbeat, when no read used its connection meanwhile. It also carries the
+#: delete of the rows acked since the last read: a row published stays up to this long, and
+#: no delete goes alone (one round trip and one commit less per pass while events flow).
 HEARTBEAT_SECONDS = 1.0
-#: How long the delete of acked rows waits for the relay's next read to carry it (one round
-#: trip and one commit less per pass while events flow); after that it goes alone.
-DELETE_DELAY_SECONDS = 0.05
 
 
 class OutboxRelay:
@@ -171,10 +172,10 @@ class OutboxRelay:
             f" FROM {table} WHERE id <> ALL($2::bigint[]) ORDER BY id LIMIT $1"
         )
         self._delete = f"DELETE FROM {table} WHERE id = ANY($1::bigint[])"
-        #: Rows acked by the broker and not deleted yet (see DELETE_DELAY_SECONDS).
+        #: Rows acked by the broker and not deleted yet (see HEARTBEAT_SECONDS).
         self._acked: list[int] = []
-        self._delete_soon: asyncio.TimerHandle | None = None
-        self._deleting: asyncio.Task | None = None
+        #: When a read last used the relay connection (the heartbeat is needless until then).
+        self._read_at = 0.0
         self._set_aside = (
             f"WITH gone AS (DELETE FROM {table} WHERE id = $1 RETURNING *) "
             f"INSERT INTO {table}_set_aside (id, event_id, topic, key, value, created_at, reason,"
@@ -203,8 +204,6 @@ class OutboxRelay:
         """Give the lead up (a stop): another replica's relay takes over at its next pass."""
         if self._heartbeat is not None:
             self._heartbeat.cancel()
-        if self._delete_soon is not None:
-            self._delete_soon.cancel()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._delete_acked(), 2)
         if self._conn is not None and not self._conn.is_closed():
@@ -236,7 +235,7 @@ class OutboxRelay:
             except BaseException:
                 self._acked[:0] = carried
                 raise
-            read_at = time.monotonic()
+            read_at = self._read_at = time.monotonic()
         if not rows:
             return 0
         # send() only enqueues, in id order; awaiting the acks afterwards lets the batch go out
@@ -246,12 +245,7 @@ class OutboxRelay:
         sent = [row["id"] for row, error in zip(rows, outcomes, strict=True) if error is None]
         failed = [(row, e) for row, e in zip(rows, outcomes, strict=True) if e is not None]
         unsendable = [(row, why) for row, e in failed if (why := await self._unsendable(row, e))]
-        if sent:
-            self._acked.extend(sent)
-            if self._delete_soon is None:
-                self._delete_soon = asyncio.get_running_loop().call_later(
-                    DELETE_DELAY_SECONDS, self._spawn_delete
-                )
+        self._acked.extend(sent)
         if unsendable:
             async with self._conn_lock:
                 for row, why in unsendable:
@@ -275,15 +269,10 @@ class OutboxRelay:
             raise failed[0][1]
         return len(sent) + len(unsendable)
 
-    def _spawn_delete(self) -> None:
-        self._delete_soon = None
-        if self._acked and (self._deleting is None or self._deleting.done()):
-            self._deleting = asyncio.create_task(self._delete_acked(), name="outbox relay delete")
-
     async def _delete_acked(self) -> None:
-        """Delete the acked rows no read has carried away. Lost (the lead went with its
-        connection) they are published once more by the next leader, and consumers drop them
-        by event id."""
+        """Delete the acked rows no read has carried away (on giving the lead up). Lost (the
+        lead went with its connection) they are published once more by the next leader, and
+        consumers drop them by event id."""
         conn = self._conn
         if conn is None or conn.is_closed():
             self._acked = []
@@ -373,14 +362,20 @@ class OutboxRelay:
         return not conn.is_closed() and self._conn is conn
 
     async def _beat(self, conn: asyncpg.Connection) -> None:
-        """Keep the lead while alive (also while the broker is slow to ack)."""
+        """Keep the lead while alive (also while the broker is slow to ack): a beat deletes
+        the rows acked since the last read, or is a bare `SELECT 1`, needless when a read used
+        the connection since the last beat."""
         while True:
             await asyncio.sleep(HEARTBEAT_SECONDS)
             if not self._holds(conn):
                 return  # given up, or found dead by a pass (which leads anew)
             try:
                 async with self._conn_lock:
-                    await conn.execute("SELECT 1")
+                    acked, self._acked = self._acked, []
+                    if acked:
+                        await conn.execute(self._delete, acked)
+                    elif time.monotonic() - self._read_at >= HEARTBEAT_SECONDS:
+                        await conn.execute("SELECT 1")
             except asyncio.CancelledError:
                 raise
             except Exception:

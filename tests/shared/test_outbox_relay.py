@@ -26,7 +26,7 @@ from shared.db import (
 )
 from shared.events import Envelope
 from shared.kafka import create_producer
-from shared.outbox import DELETE_DELAY_SECONDS, OutboxRelay, add_event, outbox_table
+from shared.outbox import HEARTBEAT_SECONDS, OutboxRelay, add_event, outbox_table
 from tests.support.kafka import read_all
 from tests.support.services import ROOT
 
@@ -115,10 +115,10 @@ async def test_relay_publishes_in_order_and_keeps_rows_when_the_broker_fails(
         assert await relay.publish_batch() == 2
         assert await relay.publish_batch() == 0
         assert await db.fetchval(f"SELECT count(*) FROM {table}") == 0, "the read deleted them"
-        # With no read after it, a pass's rows are deleted on their own a moment later.
+        # With no read after it, a pass's rows are deleted by the heartbeat, within a second.
         events += await _queue(sessions, outbox, topic, 1)
         assert await relay.publish_batch() == 1
-        await _until_empty(db, table, within=DELETE_DELAY_SECONDS + 1)
+        await _until_empty(db, table, within=HEARTBEAT_SECONDS + 1)
         # Its deletes alone do not wait for their WAL flush (a lost one republishes rows that
         # were acked, which consumers drop); the services' own commits still do.
         assert relay._conn is not None
@@ -200,7 +200,7 @@ async def test_a_row_the_broker_never_takes_is_set_aside_and_the_rows_behind_it_
         last = await _queue(sessions, outbox, topic, 2)
 
         assert await relay.publish_batch() == 6
-        await _until_empty(db, f"{outbox.schema}.outbox", within=DELETE_DELAY_SECONDS + 1)
+        await _until_empty(db, f"{outbox.schema}.outbox", within=HEARTBEAT_SECONDS + 1)
         aside = await db.fetch(
             f"SELECT topic, reason FROM {outbox.schema}.outbox_set_aside ORDER BY id"
         )
