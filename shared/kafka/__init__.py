@@ -22,6 +22,7 @@ from shared.kafka.records import (
     Headers,
     Idempotent,
     PoisonMessage,
+    Statement,
     processed_events_table,
 )
 from shared.kafka.timing import (
@@ -49,6 +50,7 @@ __all__ = [
     "Idempotent",
     "PoisonMessage",
     "Producer",
+    "Statement",
     "create_producer",
     "processed_events_table",
     "unfetched",

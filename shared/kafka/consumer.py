@@ -30,7 +30,7 @@ from shared.events import Envelope
 from shared.kafka.offsets import _Offsets, _Rebalance
 from shared.kafka.producer import Producer
 from shared.kafka.progress import ConsumerStalled, _Progress, unfetched
-from shared.kafka.records import Alone, Batch, Handler, Headers, Idempotent, PoisonMessage
+from shared.kafka.records import Batch, Handler, Headers, Idempotent, PoisonMessage, Statement
 from shared.kafka.timing import (
     COMMIT_INTERVAL,
     CONSUMER_SESSION_TIMEOUT_MS,
@@ -338,9 +338,12 @@ class EventConsumer:
             raise PoisonMessage(f"not an event envelope ({fields})") from exc
 
     async def _apply(self, topic: str, envelope: Envelope, headers: Headers = ()) -> None:
-        alone = self._alone(topic)
-        if alone is not None and await self._apply_alone(topic, envelope, headers, alone):
-            # A second copy counts here too: only its handler knows it changed nothing.
+        statement = self._alone(topic, envelope)
+        if statement is not None:
+            # No claim and no transaction: the statement records the event id and commits.
+            async with autocommit(self._sessions) as session:
+                await self._handle(session, topic, envelope, headers, call=statement)
+            # A second copy counts here too: only the statement knows it changed nothing.
             self.stats.processed += 1
             return
         async with transaction(self._sessions) as session:
@@ -350,22 +353,16 @@ class EventConsumer:
         else:
             self.stats.duplicates += 1
 
-    def _alone(self, topic: str) -> Alone | None:
-        """How `topic`'s handler applies an event alone in its poll by itself, if it can."""
+    def _alone(self, topic: str, envelope: Envelope) -> Statement | None:
+        """The one statement that applies `envelope`, alone in its poll, by itself, if its
+        handler has one for it."""
         handler = self._handlers[topic]
-        if isinstance(handler, Idempotent):
-            return handler.alone
-        if isinstance(handler, Batch):
-            return handler.alone
-        return None
-
-    async def _apply_alone(
-        self, topic: str, envelope: Envelope, headers: Headers, alone: Alone
-    ) -> bool:
-        """An event that `alone` applies with no claim and no transaction (its one statement
-        commits on its own); False when it did nothing and the event needs a transaction."""
-        async with autocommit(self._sessions) as session:
-            return await self._handle(session, topic, envelope, headers, call=alone)
+        if not isinstance(handler, Idempotent | Batch) or handler.alone is None:
+            return None
+        try:
+            return handler.alone(envelope)
+        except ValidationError:
+            return None  # the handler says what is wrong with it, in the usual way
 
     async def _apply_in(
         self, session: AsyncSession, topic: str, envelope: Envelope, headers: Headers = ()
@@ -396,10 +393,9 @@ class EventConsumer:
         envelope: Envelope,
         headers: Headers = (),
         *,
-        call: Alone | None = None,
-    ) -> bool:
-        """`topic`'s handler (a `Batch`'s `each`), or `call`, on `envelope`; what `call`
-        returned, else True."""
+        call: Statement | None = None,
+    ) -> None:
+        """`topic`'s handler (a `Batch`'s `each`) on `envelope`, or `call` in its stead."""
         # The event's correlation id on every line its handler logs; its trace continued.
         token = CORRELATION.set(safe_correlation(envelope.correlation_id))
         try:
@@ -410,7 +406,8 @@ class EventConsumer:
                 attributes={"messaging.system": "kafka", "messaging.destination": topic},
             ):
                 if call is not None:
-                    return await call(session, envelope)
+                    await call(session)
+                    return
                 handler = self._handlers[topic]
                 if isinstance(handler, Batch):
                     assert handler.each is not None
@@ -418,7 +415,6 @@ class EventConsumer:
                 elif isinstance(handler, Idempotent):
                     handler = handler.handle
                 await handler(session, envelope)
-                return True
         except ValidationError as exc:
             raise _invalid(envelope, exc) from exc
         finally:

@@ -12,8 +12,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.events import Envelope
 
 Handler = Callable[[AsyncSession, Envelope], Awaitable[None]]
-#: Applies an event alone in its poll by itself, or returns False having done nothing.
-Alone = Callable[[AsyncSession, Envelope], Awaitable[bool]]
+#: One statement that applies an event by itself and records its id in processed_events,
+#: committing on its own (`driver(session, begin=False)`).
+Statement = Callable[[AsyncSession], Awaitable[None]]
+#: For an event alone in its poll, the `Statement` that applies it, or None when it needs a
+#: transaction. Decided before anything runs: the event has one consume span either way.
+Alone = Callable[[Envelope], Statement | None]
 
 
 @dataclass(frozen=True)
@@ -30,10 +34,10 @@ class Batch:
     each: Handler | None = None
     #: An event alone in its poll that needs no more than one statement that commits on its
     #: own (an unflagged assessment: the watchdog's upsert) may skip the consumer's claim and
-    #: the transaction, as an `Idempotent` handler's does: `alone` applies it so, recording its
-    #: event id in processed_events in that statement, and returns True. For an event that
-    #: needs more (a flagged one, whose alert `each` opens) it returns False having done
-    #: nothing, and the event is applied in a transaction like any other.
+    #: the transaction, as an `Idempotent` handler's does: `alone` gives that statement, which
+    #: records the event id in processed_events itself. For an event that needs more (a
+    #: flagged one, whose alert `each` opens) it gives None, and the event is applied in a
+    #: transaction like any other.
     alone: Alone | None = None
 
 
@@ -49,9 +53,11 @@ class Idempotent:
 
     handle: Handler
 
-    async def alone(self, session: AsyncSession, envelope: Envelope) -> bool:
-        await self.handle(session, envelope)
-        return True
+    def alone(self, envelope: Envelope) -> Statement:
+        async def statement(session: AsyncSession) -> None:
+            await self.handle(session, envelope)
+
+        return statement
 
 
 #: A Kafka message's headers.

@@ -115,9 +115,9 @@ def _assessed(screening_id: uuid.UUID, *, pages: bool) -> Envelope:
 async def test_an_assessment_alone_that_pages_nobody_is_one_statement(
     sessions: SessionFactory, db: asyncpg.Pool
 ) -> None:
-    """The consumer calls `alone` with no transaction open: an unflagged assessment is awaited
-    no longer and recorded as applied by one statement that commits on its own (a redelivery
-    changes nothing); a paging one is left to the poll's transaction, with nothing written."""
+    """The consumer runs `alone`'s statement with no transaction open: an unflagged assessment
+    is awaited no longer and recorded as applied by one statement that commits on its own (a
+    redelivery changes nothing); a paging one has none, left to the poll's transaction."""
     handler = handlers(NotifySettings())[RISK_ASSESSED]
     assert isinstance(handler, Batch) and handler.alone is not None
     quiet, paging = uuid.uuid4(), uuid.uuid4()
@@ -127,19 +127,22 @@ async def test_an_assessment_alone_that_pages_nobody_is_one_statement(
     row = "SELECT assessed_at FROM notify.awaited_assessments WHERE screening_id = $1"
     applied = "SELECT count(*) FROM notify.processed_events WHERE event_id = $1"
     try:
+        statement = handler.alone(first)
+        assert statement is not None
         async with autocommit(sessions) as session:
-            assert await handler.alone(session, first)
+            await statement(session)
             assert not (await driver(session, begin=False)).is_in_transaction()
         assessed_at = RiskAssessed.model_validate(first.data).assessed_at
         assert await db.fetchval(row, quiet) == assessed_at
         assert await db.fetchval(applied, first.event_id) == 1, "triage dlq sees it applied"
 
+        statement = handler.alone(again)
+        assert statement is not None
         async with autocommit(sessions) as session:
-            assert await handler.alone(session, again)
+            await statement(session)
         assert await db.fetchval(row, quiet) == assessed_at, "the first assessment counts"
 
-        async with autocommit(sessions) as session:
-            assert not await handler.alone(session, flagged), "a page needs the transaction"
+        assert handler.alone(flagged) is None, "a page needs the transaction"
         assert await db.fetchval(row, paging) is None
         assert await db.fetchval(applied, flagged.event_id) == 0
     finally:
