@@ -35,6 +35,7 @@ from shared.kafka.timing import (
     COMMIT_INTERVAL,
     CONSUMER_SESSION_TIMEOUT_MS,
     FETCH_WAIT_MS,
+    FETCHER_TIMEOUT_MS,
     GATHER_MS,
     HANDOVER_SECONDS,
     REJOIN_SECONDS,
@@ -160,6 +161,7 @@ class EventConsumer:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=FETCH_WAIT_MS,
+            consumer_timeout_ms=FETCHER_TIMEOUT_MS,
             # A replica that dies (not a stop: that leaves the group at once) holds its
             # partitions until its session times out; the broker's least (6 s), not aiokafka's
             # 10 s, so another replica takes its messages over sooner (make chaos: pages of a

@@ -1,4 +1,5 @@
-"""A consumer that stops fetching while messages wait for it is made anew and reads them."""
+"""A consumer that stops fetching while messages wait for it is made anew and reads them; one
+with nothing to read turns only when the broker answers its fetch."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.consumer.fetcher import Fetcher
 from aiokafka.consumer.group_coordinator import GroupCoordinator
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -18,6 +20,7 @@ from deploy.localstack import LocalStack
 from shared.db import create_engine, create_session_factory
 from shared.events import Envelope
 from shared.kafka import EventConsumer, create_producer, processed_events_table
+from shared.kafka.timing import FETCH_WAIT_MS
 from tests.support.kafka import stop_consumer
 
 
@@ -109,6 +112,30 @@ async def test_a_consumer_stuck_with_messages_waiting_is_made_anew(
         # Caught up and quiet is not stuck: no more renewals while nothing arrives.
         await asyncio.sleep(5)
         assert run.consumer.stats.stalls == 1
+
+
+async def test_an_idle_consumer_turns_only_when_its_fetch_is_answered(
+    stack: LocalStack, database_url: str, topic: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client's background fetcher wakes when the broker answers a fetch (every
+    FETCH_WAIT_MS with nothing to read), not on a timer of its own as well: aiokafka's default
+    turned it five times a second more, in every consumer of every idle replica."""
+    turns = 0
+    plan = Fetcher._get_actions_per_node  # what the fetcher does at each turn
+
+    def counted(self: Fetcher, assignment: object) -> object:
+        nonlocal turns
+        turns += 1
+        return plan(self, assignment)
+
+    monkeypatch.setattr(Fetcher, "_get_actions_per_node", counted)
+    async with _running(stack, database_url, topic) as run:
+        await asyncio.sleep(1)  # past the first message and its commit
+        turns, window = 0, 3.0
+        await asyncio.sleep(window)
+        answered = window / (FETCH_WAIT_MS / 1000)
+        assert turns <= answered + 2, f"{turns} turns in {window:.0f} s for {answered:.0f} fetches"
+        assert run.seen == [0]
 
 
 async def test_a_consumer_without_partitions_says_for_how_long(
