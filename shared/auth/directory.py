@@ -32,6 +32,7 @@ from shared.auth.credentials import Credential, CredentialChanged, key_digest
 from shared.auth.principal import Principal
 from shared.auth.signing import RecordRefused, RecordVerifier
 from shared.events import Envelope
+from shared.kafka.timing import FETCHER_TIMEOUT_MS
 from shared.topics import ACCESS_EVENTS
 
 log = logging.getLogger(__name__)
@@ -45,10 +46,12 @@ FETCH_WAIT_MS = 500
 #: Seconds between two confirmations of the end by a request of their own (ListOffsets) until the
 #: fetches' answers confirm it (at start, after an outage): ready as soon as it can be.
 CATCH_UP_EVERY = 0.2
-#: Seconds the loop waits for records before it looks whether a confirmation is due or wanted:
-#: how long a request for an unknown key waits before its look at the end starts (the request
-#: to the broker may then wait up to FETCH_WAIT_MS behind the fetch on the same connection).
-TURN_SECONDS = 0.2
+#: Seconds the loop of a fresh copy waits for records before it takes the fetches' answers as
+#: a confirmation of the end (CATCH_UP_EVERY while not fresh). A request for an unknown key does
+#: not wait for it: it wakes the loop (`principal_or_wait`; its request to the broker may then
+#: wait up to FETCH_WAIT_MS behind the fetch on the same connection). Renewed every turn, the
+#: confirmation is at most a turn and a fetch's wait old (1.5 s), well within `max_staleness`.
+TURN_SECONDS = 1.0
 
 
 class CredentialsUnavailable(Exception):
@@ -82,8 +85,9 @@ class CredentialDirectory:
         self._warned_at = 0.0
         #: Set (and replaced) at every confirmed read to the end: what a waiting look awaits.
         self._sync_signal = asyncio.Event()
-        #: A request waits for the next confirmed read to the end (`principal_or_wait`).
-        self._look_wanted = False
+        #: A request waits for the next confirmed read to the end (`principal_or_wait`): set,
+        #: it wakes the loop, which has the end confirmed by a request of its own.
+        self._look_wanted = asyncio.Event()
 
     # --- what requests ask ---------------------------------------------------------------
 
@@ -113,7 +117,7 @@ class CredentialDirectory:
             return principal
         asked = self._clock()
         deadline = asked + timeout
-        self._look_wanted = True  # confirm the end now, not at the next regular check
+        self._look_wanted.set()  # confirm the end now, not at the next regular check
         while (self._synced_at or 0) < asked and self._clock() < deadline:
             try:
                 await asyncio.wait_for(self._sync_signal.wait(), deadline - self._clock())
@@ -184,12 +188,11 @@ class CredentialDirectory:
         answered: while fetches are answered, that confirms the copy at least every
         FETCH_WAIT_MS with no request of its own. Otherwise one ListOffsets request confirms
         the end: every `CATCH_UP_EVERY` s while the copy is not fresh (at start, after an
-        outage), and at the next turn of the loop when a request waits for it
-        (`principal_or_wait`)."""
+        outage), and at once when a request waits for it (`principal_or_wait`)."""
         consumer.subscribe([ACCESS_EVENTS])
         last_check = missing_since = 0.0
         while True:
-            batches = await consumer.getmany(timeout_ms=int(TURN_SECONDS * 1000))
+            batches = await self._next(consumer)
             for records in batches.values():
                 for record in records:
                     self._apply_record(
@@ -200,11 +203,11 @@ class CredentialDirectory:
                 answered = await self._answered_at(consumer, partitions)
                 if answered is not None and answered > (self._synced_at or float("-inf")):
                     self.mark_synced(answered)
-            if not self._look_wanted and (
+            if not self._look_wanted.is_set() and (
                 self.fresh or self._clock() - last_check < CATCH_UP_EVERY
             ):
                 continue
-            self._look_wanted = False
+            self._look_wanted.clear()
             last_check = started = self._clock()
             if not partitions:
                 if started - missing_since > 10:
@@ -219,6 +222,24 @@ class CredentialDirectory:
                 continue
             if all(pos >= ends[tp] for tp, pos in zip(partitions, positions, strict=True)):
                 self.mark_synced(started)
+
+    async def _next(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, list[Any]]:
+        """The records fetched within a turn of the loop (a shorter one while catching up), or
+        none as soon as a request wants the end confirmed."""
+        if self._look_wanted.is_set():
+            return await consumer.getmany(timeout_ms=0)
+        turn = TURN_SECONDS if self.fresh else CATCH_UP_EVERY
+        fetched = asyncio.ensure_future(consumer.getmany(timeout_ms=int(turn * 1000)))
+        wanted = asyncio.ensure_future(self._look_wanted.wait())
+        try:
+            await asyncio.wait((fetched, wanted), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            # A getmany cancelled while it waits has taken nothing from the fetched buffer:
+            # what arrived meanwhile is there for the next turn.
+            fetched.cancel()
+            wanted.cancel()
+            await asyncio.gather(fetched, wanted, return_exceptions=True)
+        return {} if fetched.cancelled() else fetched.result()
 
     async def _answered_at(
         self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]
@@ -279,6 +300,7 @@ async def follow_access_topic(
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=FETCH_WAIT_MS,
+            consumer_timeout_ms=FETCHER_TIMEOUT_MS,
         )
         try:
             await consumer.start()
