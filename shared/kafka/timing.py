@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 #: How long the broker holds a fetch that finds nothing (ms). A message ends the wait at once
-#: (the fetch asks for one byte), so this adds no latency: it sets how often an idle consumer
-#: asks again (10 times a second at 100 ms, twice at 500). A request to the same broker on the
-#: consumer's connection (ListOffsets for the lag metric) may wait behind it up to this long.
-FETCH_WAIT_MS = 500
+#: (the fetch asks for one byte), so this adds no latency to a prompt topic: it sets how often
+#: an idle consumer asks again (10 times a second at 100 ms, once at 1000), and each fetch that
+#: runs out costs the broker more than the consumer (at 500 ms the broker took 0.3-0.4 % of a
+#: core more, idle). A request to the same broker on the consumer's connection (ListOffsets for
+#: the lag metric) may wait behind it up to this long, and a gathered topic's pause may end
+#: that much later on an idle consumer (`_Gathering`): neither is on a page's path.
+FETCH_WAIT_MS = 1000
 
 #: How long aiokafka's background fetcher sleeps when nothing it waits on happens (ms; its
 #: `consumer_timeout_ms`, 200 by default). Only a safety net: an answered fetch, a message taken
