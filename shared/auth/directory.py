@@ -39,18 +39,21 @@ log = logging.getLogger(__name__)
 
 #: How long the broker holds a fetch of the access topic that finds nothing new (ms). A record
 #: ends the wait at once (the fetch asks for one byte), so this bounds only how often an idle
-#: replica asks: 10 times a second at 100 ms, for each replica of each service. Each answer also
-#: confirms the copy read to the topic's end (`follow`), twice a second at 500 ms: `max_staleness`
-#: (5 s) leaves room for nine missed ones before keys are refused.
-FETCH_WAIT_MS = 500
+#: replica asks, for each replica of each service: each fetch that runs out costs the broker
+#: more than the replica (at 500 ms, twice a second, the directories' fetches were two thirds of
+#: an idle broker's requests). Each answer also confirms the copy read to the topic's end
+#: (`follow`), once a second at 1000 ms: with the loop's turn, the confirmation is at most 2 s
+#: old when it is renewed, and `max_staleness` (5 s) leaves room for three missed answers
+#: before keys are refused. A request for an unknown key waits up to this long for its look at
+#: the end (`principal_or_wait`, 1.5 s at most).
+FETCH_WAIT_MS = 1000
 #: Seconds between two confirmations of the end by a request of their own (ListOffsets) until the
 #: fetches' answers confirm it (at start, after an outage): ready as soon as it can be.
 CATCH_UP_EVERY = 0.2
 #: Seconds the loop of a fresh copy waits for records before it takes the fetches' answers as
 #: a confirmation of the end (CATCH_UP_EVERY while not fresh). A request for an unknown key does
 #: not wait for it: it wakes the loop (`principal_or_wait`; its request to the broker may then
-#: wait up to FETCH_WAIT_MS behind the fetch on the same connection). Renewed every turn, the
-#: confirmation is at most a turn and a fetch's wait old (1.5 s), well within `max_staleness`.
+#: wait up to FETCH_WAIT_MS behind the fetch on the same connection).
 TURN_SECONDS = 1.0
 
 
