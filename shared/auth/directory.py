@@ -61,6 +61,9 @@ class CredentialsUnavailable(Exception):
     """This replica cannot tell whether a key is still valid right now."""
 
 
+#: What a poll of the access topic gives, by partition.
+Fetched = dict[TopicPartition, list[Any]]
+
 #: The keys' source of truth, by key digest: asked while the topic cannot be confirmed read.
 Authority = Callable[[str], Awaitable[Credential | None]]
 
@@ -194,55 +197,66 @@ class CredentialDirectory:
         outage), and at once when a request waits for it (`principal_or_wait`)."""
         consumer.subscribe([ACCESS_EVENTS])
         last_check = missing_since = 0.0
-        while True:
-            batches = await self._next(consumer)
-            for records in batches.values():
-                for record in records:
-                    self._apply_record(
-                        record.value, key=record.key, at=f"{record.partition}@{record.offset}"
-                    )
-            partitions = sorted(consumer.assignment())
-            if partitions:
-                answered = await self._answered_at(consumer, partitions)
-                if answered is not None and answered > (self._synced_at or float("-inf")):
-                    self.mark_synced(answered)
-            if not self._look_wanted.is_set() and (
-                self.fresh or self._clock() - last_check < CATCH_UP_EVERY
-            ):
-                continue
-            self._look_wanted.clear()
-            last_check = started = self._clock()
-            if not partitions:
-                if started - missing_since > 10:
-                    missing_since = started
-                    log.error("topic %s has no partitions yet: API keys are refused", ACCESS_EVENTS)
-                continue
-            try:
-                ends = await asyncio.wait_for(consumer.end_offsets(partitions), timeout=2)
-                positions = [await consumer.position(tp) for tp in partitions]
-            except Exception as exc:  # the broker is out of reach: stay stale, say so
-                log.warning("access topic end offsets unavailable: %s", type(exc).__name__)
-                continue
-            if all(pos >= ends[tp] for tp, pos in zip(partitions, positions, strict=True)):
-                self.mark_synced(started)
-
-    async def _next(self, consumer: AIOKafkaConsumer) -> dict[TopicPartition, list[Any]]:
-        """The records fetched within a turn of the loop (a shorter one while catching up), or
-        none as soon as a request wants the end confirmed."""
-        if self._look_wanted.is_set():
-            return await consumer.getmany(timeout_ms=0)
-        turn = TURN_SECONDS if self.fresh else CATCH_UP_EVERY
-        fetched = asyncio.ensure_future(consumer.getmany(timeout_ms=int(turn * 1000)))
-        wanted = asyncio.ensure_future(self._look_wanted.wait())
+        fetching: asyncio.Task[Fetched] | None = None  # a fetch kept across a look
         try:
-            await asyncio.wait((fetched, wanted), return_when=asyncio.FIRST_COMPLETED)
+            while True:
+                batches, fetching = await self._next(consumer, fetching)
+                for records in batches.values():
+                    for record in records:
+                        self._apply_record(
+                            record.value, key=record.key, at=f"{record.partition}@{record.offset}"
+                        )
+                partitions = sorted(consumer.assignment())
+                if partitions:
+                    answered = await self._answered_at(consumer, partitions)
+                    if answered is not None and answered > (self._synced_at or float("-inf")):
+                        self.mark_synced(answered)
+                if not self._look_wanted.is_set() and (
+                    self.fresh or self._clock() - last_check < CATCH_UP_EVERY
+                ):
+                    continue
+                self._look_wanted.clear()
+                last_check = started = self._clock()
+                if not partitions:
+                    if started - missing_since > 10:
+                        missing_since = started
+                        log.error(
+                            "topic %s has no partitions yet: API keys are refused", ACCESS_EVENTS
+                        )
+                    continue
+                try:
+                    ends = await asyncio.wait_for(consumer.end_offsets(partitions), timeout=2)
+                    positions = [await consumer.position(tp) for tp in partitions]
+                except Exception as exc:  # the broker is out of reach: stay stale, say so
+                    log.warning("access topic end offsets unavailable: %s", type(exc).__name__)
+                    continue
+                if all(pos >= ends[tp] for tp, pos in zip(partitions, positions, strict=True)):
+                    self.mark_synced(started)
         finally:
-            # A getmany cancelled while it waits has taken nothing from the fetched buffer:
-            # what arrived meanwhile is there for the next turn.
-            fetched.cancel()
-            wanted.cancel()
-            await asyncio.gather(fetched, wanted, return_exceptions=True)
-        return {} if fetched.cancelled() else fetched.result()
+            if fetching is not None:
+                fetching.cancel()
+
+    async def _next(
+        self, consumer: AIOKafkaConsumer, fetching: asyncio.Task[Fetched] | None
+    ) -> tuple[Fetched, asyncio.Task[Fetched] | None]:
+        """The records fetched within a turn of the loop (a shorter one while catching up), or
+        none as soon as a request wants the end confirmed; and the fetch still waiting then.
+
+        That fetch is kept for the next turn, not cancelled: a getmany cancelled while it waits
+        leaves its waiter in aiokafka's fetcher until a record comes, one more for every
+        request with an unknown key on a quiet topic."""
+        if fetching is None:
+            turn = TURN_SECONDS if self.fresh else CATCH_UP_EVERY
+            fetching = asyncio.ensure_future(consumer.getmany(timeout_ms=int(turn * 1000)))
+        if not self._look_wanted.is_set():
+            wanted = asyncio.ensure_future(self._look_wanted.wait())
+            try:
+                await asyncio.wait((fetching, wanted), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                wanted.cancel()
+        if not fetching.done():
+            return {}, fetching
+        return fetching.result(), None
 
     async def _answered_at(
         self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition]

@@ -99,7 +99,7 @@ async def test_a_request_for_an_unknown_key_gets_the_topics_end_confirmed_at_onc
     stack: LocalStack,
 ) -> None:
     """A request for a key this replica has never seen has the end confirmed at once (one
-    ListOffsets request at the loop's next turn) and then looks again; and between such requests
+    ListOffsets request, the loop woken for it) and then looks again; and between such requests
     the fetches' own answers keep the copy confirmed, with no request of its own."""
     directory = CredentialDirectory()
     consumer = AIOKafkaConsumer(
@@ -150,6 +150,12 @@ async def test_a_request_for_an_unknown_key_gets_the_topics_end_confirmed_at_onc
         # request waited at most for the fetch on the same connection, not the 1.5 s timeout.
         assert looked_at - asked < 0.2 < TURN_SECONDS
         assert answered < FETCH_WAIT_MS / 1000 + 0.3 < 1.5
+        # Woken while it waits for records, the loop keeps that fetch for its next turn: a
+        # getmany cancelled then would leave its waiter in aiokafka's fetcher until a record
+        # comes, one more for each request with an unknown key while the topic is quiet.
+        for _ in range(5):
+            assert await directory.principal_or_wait(new_key(), timeout=1.5) is None
+        assert len(consumer._fetcher._fetch_waiters) <= 1
     finally:
         follow.cancel()
         await asyncio.gather(follow, return_exceptions=True)
