@@ -28,7 +28,6 @@ from shared.kafka.records import (
 from shared.kafka.timing import (
     COMMIT_INTERVAL,
     CONSUMER_SESSION_TIMEOUT_MS,
-    FETCHER_TIMEOUT_MS,
     HANDOVER_SECONDS,
     REJOIN_SECONDS,
     REVOKE_COMMIT_SECONDS,
@@ -38,7 +37,6 @@ from shared.kafka.timing import (
 __all__ = [
     "COMMIT_INTERVAL",
     "CONSUMER_SESSION_TIMEOUT_MS",
-    "FETCHER_TIMEOUT_MS",
     "HANDOVER_SECONDS",
     "REJOIN_SECONDS",
     "REVOKE_COMMIT_SECONDS",
