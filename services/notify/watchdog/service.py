@@ -30,6 +30,16 @@ from shared.wakeup import WakeLoop
 
 log = logging.getLogger(__name__)
 
+#: Where a poll's submissions say when the earliest of them comes due (`_SUBMITTED`).
+CHANNEL = "notify_assessments_awaited"
+#: A ceiling on the watchdog's sleep, for a notice lost while its LISTEN connection was down
+#: (a reconnect makes a full pass at once, so this is a second net, not the first).
+MAX_SLEEP_SECONDS = 60.0
+#: Due yet not claimed by the pass just made: another replica holds the row mid-claim (and pages
+#: it), it came due after the pass began, or the database's clock is behind this one's. Look
+#: again after this long, not in a busy loop.
+BUSY_RETRY_SECONDS = 0.2
+
 #: The reasons such an alert carries (no PHI: the screening's id is in the page itself).
 WHY = (
     "assessment delayed: not assessed within {seconds:g} s of submission; review by hand",
@@ -44,12 +54,26 @@ WHY = (
 #: `_ASSESSED`; but a poll with both takes them in two statements, so two replicas' polls can
 #: still meet in the other order: the deadlock rolls one poll back, and its events are applied
 #: one by one.)
+#:
+#: The statement also tells every replica's watchdog when the earliest of them comes due (a
+#: NOTIFY on `CHANNEL`, sent at commit, in seconds since the epoch), so a watchdog with nothing
+#: awaited sleeps until a submission comes instead of looking every two seconds. A watchdog
+#: asleep until no later than that is not woken (`shared.wakeup`): under load the earliest
+#: screening in flight is always due first. Sent from the statement, not from a trigger on the
+#: table: the assessments' upserts, one a screening, need no notice and pay nothing for one.
 _SUBMITTED = """
-    INSERT INTO notify.awaited_assessments (screening_id, due_at, correlation_id)
-    SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::text[])
-    ON CONFLICT (screening_id) DO UPDATE SET due_at = excluded.due_at,
-                                             correlation_id = excluded.correlation_id
-     WHERE notify.awaited_assessments.due_at IS NULL
+    WITH awaited AS (
+        INSERT INTO notify.awaited_assessments (screening_id, due_at, correlation_id)
+        SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::text[])
+        ON CONFLICT (screening_id) DO UPDATE SET due_at = excluded.due_at,
+                                                 correlation_id = excluded.correlation_id
+         WHERE notify.awaited_assessments.due_at IS NULL
+        RETURNING due_at, assessed_at
+    )
+    SELECT pg_notify($4, extract(epoch FROM min(due_at))::text)
+      FROM awaited
+     WHERE assessed_at IS NULL
+    HAVING count(*) > 0
 """
 _ASSESSED = """
     INSERT INTO notify.awaited_assessments (screening_id, assessed_at)
@@ -96,7 +120,7 @@ async def on_submitted(
         )
     ids = sorted(due)
     await (await driver(session)).execute(
-        _SUBMITTED, ids, [due[i][0] for i in ids], [due[i][1] for i in ids]
+        _SUBMITTED, ids, [due[i][0] for i in ids], [due[i][1] for i in ids], CHANNEL
     )
 
 
@@ -122,7 +146,9 @@ async def on_assessed_alone(
 
 class AssessmentWatchdog:
     """Opens the alert of each screening whose assessment is overdue; replicas share the work
-    (`FOR UPDATE SKIP LOCKED`), and the claim and the alert commit together."""
+    (`FOR UPDATE SKIP LOCKED`), and the claim and the alert commit together. Between passes it
+    sleeps until the earliest awaited screening is due, or until a submission's notice says
+    one is due sooner (`CHANNEL`)."""
 
     def __init__(
         self, *, sessions: SessionFactory, settings: NotifySettings, batch_size: int = 50
@@ -133,8 +159,8 @@ class AssessmentWatchdog:
         self._loop = WakeLoop(
             name="assessment watchdog",
             listen_dsn=asyncpg_dsn(settings.database_url),
-            channels=[],
-            max_sleep=2.0,
+            channels=[CHANNEL],
+            max_sleep=MAX_SLEEP_SECONDS,
         )
         self.alerted = 0
 
@@ -174,7 +200,8 @@ class AssessmentWatchdog:
             due: datetime | None = await (await driver(session, begin=False)).fetchval(_NEXT_DUE)
         if due is None:
             return None
-        return (due - datetime.now(due.tzinfo)).total_seconds()
+        left = (due - datetime.now(due.tzinfo)).total_seconds()
+        return left if left > 0 else BUSY_RETRY_SECONDS
 
 
 def start_watchdog(runtime: Runtime, *, settings: NotifySettings) -> AssessmentWatchdog:

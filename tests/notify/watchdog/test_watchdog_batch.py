@@ -1,9 +1,11 @@
 """The assessment watchdog awaits a poll's submissions in one statement: a screening twice in a
-poll (a redelivery beside its original) and one whose assessment came first are both right. An
-assessment alone in its poll that pages nobody is one statement that commits on its own."""
+poll (a redelivery beside its original) and one whose assessment came first are both right, and
+the statement tells the watchdogs when the earliest comes due. An assessment alone in its poll
+that pages nobody is one statement that commits on its own."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -13,9 +15,10 @@ import pytest
 
 from services.notify.consumer import handlers
 from services.notify.settings import NotifySettings
-from services.notify.watchdog.service import on_submitted
+from services.notify.watchdog.service import CHANNEL, on_submitted
 from shared.db import (
     SessionFactory,
+    asyncpg_dsn,
     autocommit,
     create_engine,
     create_session_factory,
@@ -89,6 +92,50 @@ async def test_a_polls_submissions_are_awaited_at_once(
         await db.execute(
             "DELETE FROM notify.awaited_assessments WHERE screening_id = ANY($1::uuid[])",
             [twice, assessed_first, once],
+        )
+
+
+async def test_a_polls_submissions_say_when_the_earliest_comes_due(
+    sessions: SessionFactory, db: asyncpg.Pool, database_url: str
+) -> None:
+    """So a watchdog with nothing awaited sleeps until a submission comes, not in a polling
+    loop; one whose assessment came first, or a redelivery, awaits nothing and says nothing."""
+    notices: list[str] = []
+    heard = asyncio.Event()
+
+    def notified(_conn: object, _pid: int, _channel: str, payload: str) -> None:
+        notices.append(payload)
+        heard.set()
+
+    listener = await asyncpg.connect(asyncpg_dsn(database_url))
+    await listener.add_listener(CHANNEL, notified)
+    earlier, later, assessed_first = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    await db.execute(
+        "INSERT INTO notify.awaited_assessments (screening_id, assessed_at) VALUES ($1, $2)",
+        assessed_first,
+        utcnow(),
+    )
+    poll = [_submitted(later, 1, "later"), _submitted(earlier, 2, "earlier")]
+    try:
+        async with transaction(sessions) as session:
+            await on_submitted(session, poll, deadline=DEADLINE)
+            await asyncio.sleep(0.2)
+            assert notices == [], "the notice comes with the commit"
+        due = ScreeningSubmitted.model_validate(poll[1].data).submitted_at.timestamp() + DEADLINE
+        async with asyncio.timeout(5):
+            await heard.wait()
+        assert abs(float(notices[0]) - due) < 1e-3, notices
+
+        for again in ([poll[0]], [_submitted(assessed_first, 0, "assessed first")]):
+            async with transaction(sessions) as session:
+                await on_submitted(session, again, deadline=DEADLINE)
+        await asyncio.sleep(0.3)
+        assert len(notices) == 1, f"nothing newly awaited, yet notices: {notices}"
+    finally:
+        await listener.close()
+        await db.execute(
+            "DELETE FROM notify.awaited_assessments WHERE screening_id = ANY($1::uuid[])",
+            [earlier, later, assessed_first],
         )
 
 
