@@ -38,6 +38,7 @@ from shared.kafka.timing import (
     FETCHER_TIMEOUT_MS,
     GATHER_MS,
     HANDOVER_SECONDS,
+    IDLE_POLL_SECONDS,
     REJOIN_SECONDS,
     STALL_SECONDS,
 )
@@ -104,6 +105,8 @@ class EventConsumer:
         #: Since when the consumer has had no partition (None while it has some).
         self._partitionless_since: float | None = time.monotonic()
         self._closing = asyncio.Event()
+        #: The deadline of the poll under way (None between polls), which a stop ends at once.
+        self._polling: asyncio.Timeout | None = None
 
     def owned(self, partitions: int) -> None:
         if partitions:
@@ -120,8 +123,11 @@ class EventConsumer:
     def close(self) -> None:
         """Stop after the batch being applied: its offsets are committed and the consumer
         leaves its group, so its partitions move to another replica at once instead of after
-        the session timeout (a stop, not a crash). `run` then returns."""
+        the session timeout (a stop, not a crash). `run` then returns. A poll under way ends
+        now, not when its wait runs out."""
         self._closing.set()
+        if self._polling is not None and not self._polling.expired():
+            self._polling.reschedule(asyncio.get_running_loop().time())
 
     async def run(self) -> None:
         """Consume until cancelled. A Kafka failure restarts the consumer, which rejoins its
@@ -182,7 +188,9 @@ class EventConsumer:
         )
         try:
             while not self._closing.is_set():
-                wait = self._gathered.wait(COMMIT_INTERVAL if offsets.pending else 0.5)
+                wait = self._gathered.wait(
+                    COMMIT_INTERVAL if offsets.pending else IDLE_POLL_SECONDS
+                )
                 batches = await self._poll(consumer, wait)
                 self._gathered.pace(
                     consumer, batches, behind=sum(map(len, batches.values())) >= POLL_RECORDS
@@ -215,16 +223,25 @@ class EventConsumer:
         group" and never join again: getmany never returned, with no error, for minutes, while
         the screenings of its partitions went unassessed. A rebalance takes seconds (members
         that do not rejoin are dropped after the session timeout), so a poll that has not
-        returned after `rejoin_seconds` means a stuck client, and it is made anew."""
+        returned after `rejoin_seconds` means a stuck client, and it is made anew.
+
+        A stop (`close`) ends the poll at once through the same deadline: the client is stopped
+        next, so nothing its interrupted fetch leaves behind matters, and nothing fetched is
+        lost (a poll is interrupted only while it waits, before it takes any record)."""
         try:
-            return await asyncio.wait_for(
-                consumer.getmany(timeout_ms=int(wait * 1000), max_records=POLL_RECORDS),
-                wait + self._rejoin_seconds,
-            )
+            async with asyncio.timeout(wait + self._rejoin_seconds) as deadline:
+                self._polling = deadline
+                if self._closing.is_set():
+                    return {}
+                return await consumer.getmany(timeout_ms=int(wait * 1000), max_records=POLL_RECORDS)
         except TimeoutError:
+            if self._closing.is_set():
+                return {}
             raise ConsumerStalled(
                 f"joining its group for over {self._rejoin_seconds:.0f} s"
             ) from None
+        finally:
+            self._polling = None
 
     async def _stop(self, consumer: AIOKafkaConsumer) -> None:
         """Stop `consumer` and leave its group.

@@ -22,6 +22,12 @@ FETCHER_TIMEOUT_MS = 2000
 #: poll, one transaction and one relay pass, at low rates as under load.
 GATHER_MS = 200
 
+#: How long a poll waits for messages when no offset waits to be committed (s). A message ends
+#: the wait at once, a gathered topic's pause cuts it short (`_Gathering.wait`), and a stop ends
+#: it at once (`EventConsumer.close`), so it only sets how often an idle consumer's loop turns
+#: for nothing: twice a second at 0.5 s, in each of a replica's consumers.
+IDLE_POLL_SECONDS = 2.0
+
 #: Seconds between offset commits while messages flow (see `_Offsets`).
 COMMIT_INTERVAL = 0.5
 #: How long a dead consumer holds its partitions (the broker's group.min.session.timeout.ms).

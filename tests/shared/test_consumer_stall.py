@@ -1,5 +1,6 @@
 """A consumer that stops fetching while messages wait for it is made anew and reads them; one
-with nothing to read turns only when the broker answers its fetch."""
+with nothing to read turns only when the broker answers its fetch, polls seldom, and stops at
+once all the same."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.consumer.fetcher import Fetcher
 from aiokafka.consumer.group_coordinator import GroupCoordinator
 from sqlalchemy import MetaData
@@ -20,7 +21,7 @@ from deploy.localstack import LocalStack
 from shared.db import create_engine, create_session_factory
 from shared.events import Envelope
 from shared.kafka import EventConsumer, create_producer, processed_events_table
-from shared.kafka.timing import FETCH_WAIT_MS
+from shared.kafka.timing import FETCH_WAIT_MS, IDLE_POLL_SECONDS
 from tests.support.kafka import stop_consumer
 
 
@@ -56,6 +57,7 @@ class _Run:
     consumer: EventConsumer
     seen: list[int]
     send: Callable[[int], Awaitable[None]]
+    task: asyncio.Task[None]
 
     async def until_seen(self, expected: list[int], timeout: float, why: str) -> None:
         deadline = time.monotonic() + timeout
@@ -84,7 +86,7 @@ async def _running(
 
     try:
         await asyncio.wait_for(consumer.joined.wait(), 30)
-        run = _Run(consumer, seen, send)
+        run = _Run(consumer, seen, send, task)
         await send(0)
         await run.until_seen([0], 15, "the first message was not read")
         yield run
@@ -135,6 +137,38 @@ async def test_an_idle_consumer_turns_only_when_its_fetch_is_answered(
         await asyncio.sleep(window)
         answered = window / (FETCH_WAIT_MS / 1000)
         assert turns <= answered + 2, f"{turns} turns in {window:.0f} s for {answered:.0f} fetches"
+        assert run.seen == [0]
+
+
+async def test_an_idle_consumer_polls_seldom_and_stops_at_once(
+    stack: LocalStack, database_url: str, topic: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An idle consumer's loop turns once per IDLE_POLL_SECONDS, not twice a second; a stop
+    does not wait for the poll under way to run out (the consumer leaves its group now)."""
+    polls = 0
+    polling = asyncio.Event()
+    getmany = AIOKafkaConsumer.getmany
+
+    async def counted(self: AIOKafkaConsumer, *args: object, **kwargs: object) -> object:
+        nonlocal polls
+        polls += 1
+        polling.set()
+        return await getmany(self, *args, **kwargs)
+
+    monkeypatch.setattr(AIOKafkaConsumer, "getmany", counted)
+    async with _running(stack, database_url, topic) as run:
+        await asyncio.sleep(1.5)  # past the first message and its commit
+        polls, window = 0, 2 * IDLE_POLL_SECONDS
+        await asyncio.sleep(window)
+        assert polls <= window / IDLE_POLL_SECONDS + 1, f"{polls} polls in {window:g} s"
+
+        polling.clear()
+        await asyncio.wait_for(polling.wait(), IDLE_POLL_SECONDS + 1)
+        await asyncio.sleep(0.1)  # well inside the poll's wait
+        asked = time.monotonic()
+        run.consumer.close()
+        await asyncio.wait_for(run.task, 10)
+        assert time.monotonic() - asked < IDLE_POLL_SECONDS - 0.5, "the stop waited for the poll"
         assert run.seen == [0]
 
 
