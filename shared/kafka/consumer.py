@@ -231,8 +231,6 @@ class EventConsumer:
         try:
             async with asyncio.timeout(wait + self._rejoin_seconds) as deadline:
                 self._polling = deadline
-                if self._closing.is_set():
-                    return {}
                 return await consumer.getmany(timeout_ms=int(wait * 1000), max_records=POLL_RECORDS)
         except TimeoutError:
             if self._closing.is_set():
