@@ -15,18 +15,18 @@ import logging
 import uuid
 from datetime import datetime, timedelta
 
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notify.alerts.service import Unassessed, open_alert
 from services.notify.settings import NotifySettings
-from shared.db import SessionFactory, asyncpg_dsn, driver, transaction
+from shared.db import SessionFactory, asyncpg_dsn, driver
 from shared.events import (
     Envelope,
     RiskAssessed,
     ScreeningSubmitted,
 )
-from shared.runtime import Runtime
-from shared.wakeup import WakeLoop
+from shared.wakeup import DueWatcher
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ CHANNEL = "notify_assessments_awaited"
 MAX_SLEEP_SECONDS = 60.0
 #: Due yet not claimed by the pass just made: another replica holds the row mid-claim (and pages
 #: it), it came due after the pass began, or the database's clock is behind this one's. Look
-#: again after this long, not in a busy loop.
+#: again after this long, not in a busy loop (`DueWatcher`).
 BUSY_RETRY_SECONDS = 0.2
 
 #: The reasons such an alert carries (no PHI: the screening's id is in the page itself).
@@ -145,66 +145,60 @@ async def on_assessed_alone(
 
 
 class AssessmentWatchdog:
-    """Opens the alert of each screening whose assessment is overdue; replicas share the work
-    (`FOR UPDATE SKIP LOCKED`), and the claim and the alert commit together. Between passes it
-    sleeps until the earliest awaited screening is due, or until a submission's notice says
-    one is due sooner (`CHANNEL`)."""
+    """Opens the alert of each screening whose assessment is overdue: a `DueWatcher`, so
+    replicas share the work (`FOR UPDATE SKIP LOCKED`), the claim and the alert commit together,
+    and between passes it sleeps until the earliest awaited screening is due, or until a
+    submission's notice says one is due sooner (`CHANNEL`)."""
 
     def __init__(
         self, *, sessions: SessionFactory, settings: NotifySettings, batch_size: int = 50
     ) -> None:
-        self._sessions = sessions
         self._settings = settings
-        self._batch_size = batch_size
-        self._loop = WakeLoop(
+        self._watcher = DueWatcher(
             name="assessment watchdog",
+            what="screening(s) not assessed in time",
+            sessions=sessions,
             listen_dsn=asyncpg_dsn(settings.database_url),
-            channels=[CHANNEL],
-            max_sleep=MAX_SLEEP_SECONDS,
+            channel=CHANNEL,
+            claim=self._claim,
+            next_due=_next_due,
+            batch_size=batch_size,
+            max_sleep_seconds=MAX_SLEEP_SECONDS,
+            busy_retry_seconds=BUSY_RETRY_SECONDS,
         )
-        self.alerted = 0
+
+    @property
+    def alerted(self) -> int:
+        return self._watcher.announced
 
     async def run(self) -> None:
-        await self._loop.run(self.run_due, self._next_due_in)
+        await self._watcher.run()
 
     async def run_due(self) -> None:
-        while await self._pass() == self._batch_size:
-            pass
+        await self._watcher.run_due()
 
-    async def _pass(self) -> int:
+    async def _claim(self, session: AsyncSession, limit: int) -> list[asyncpg.Record]:
         seconds = self._settings.assessment_deadline_seconds
-        async with transaction(self._sessions) as session:
-            rows = await (await driver(session)).fetch(_OVERDUE, self._batch_size)
-            for row in rows:
-                delayed = Unassessed(
-                    screening_id=row["screening_id"],
-                    reasons=[WHY[0].format(seconds=seconds), WHY[1]],
-                )
-                await open_alert(
-                    session,
-                    assessed=delayed,
-                    settings=self._settings,
-                    correlation_id=row["correlation_id"] or str(uuid.uuid4()),
-                )
+        rows: list[asyncpg.Record] = await (await driver(session)).fetch(_OVERDUE, limit)
         for row in rows:
+            delayed = Unassessed(
+                screening_id=row["screening_id"],
+                reasons=[WHY[0].format(seconds=seconds), WHY[1]],
+            )
+            await open_alert(
+                session,
+                assessed=delayed,
+                settings=self._settings,
+                correlation_id=row["correlation_id"] or str(uuid.uuid4()),
+            )
             log.error(
                 "screening %s not assessed %g s after submission; paged for review by hand",
                 row["screening_id"],
                 seconds,
             )
-        self.alerted += len(rows)
-        return len(rows)
-
-    async def _next_due_in(self) -> float | None:
-        async with self._sessions() as session:
-            due: datetime | None = await (await driver(session, begin=False)).fetchval(_NEXT_DUE)
-        if due is None:
-            return None
-        left = (due - datetime.now(due.tzinfo)).total_seconds()
-        return left if left > 0 else BUSY_RETRY_SECONDS
+        return rows
 
 
-def start_watchdog(runtime: Runtime, *, settings: NotifySettings) -> AssessmentWatchdog:
-    watchdog = AssessmentWatchdog(sessions=runtime.sessions, settings=settings)
-    runtime.spawn(watchdog.run(), name="notify-assessment-watchdog")
-    return watchdog
+async def _next_due(session: AsyncSession) -> datetime | None:
+    due: datetime | None = await (await driver(session, begin=False)).fetchval(_NEXT_DUE)
+    return due
