@@ -3,9 +3,10 @@
 Such a URL must be `https` (plain `http` only with `OUTBOUND_ALLOW_HTTP`) and must not reach
 loopback, private, link-local (cloud metadata), multicast, reserved or unspecified addresses,
 unless they fall in `OUTBOUND_ALLOWED_NETWORKS`. The check is made when the URL is registered
-and again for every connection, and the connection goes to the very address that was checked
-(`GuardedTransport`), so a name that resolves to a public address at registration and to
-169.254.169.254 a minute later (DNS rebinding) is refused. Operator settings
+and again for every request, and the connection goes to the very address that was checked
+(`GuardedResolver`, aiohttp's resolver hook, for names; `OutboundPolicy.middleware` for
+address literals, which aiohttp does not resolve), so a name that resolves to a public address at
+registration and to 169.254.169.254 a minute later (DNS rebinding) is refused. Operator settings
 (`ONCALL_WEBHOOK_URL`, SMTP) are trusted as they are and never pass here.
 """
 
@@ -16,7 +17,11 @@ import ipaddress
 import socket
 from collections.abc import Awaitable, Callable, Iterable
 
+import aiohttp
 import httpx
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.client_middlewares import ClientHandlerType
+from yarl import URL
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[list[str]]]
@@ -89,12 +94,31 @@ class OutboundPolicy:
             parsed = httpx.URL(url)
         except httpx.InvalidURL:
             raise UnsafeUrl("not an absolute URL") from None
-        allowed = ("https", "http") if self.allow_http else ("https",)
-        if parsed.scheme not in allowed or not parsed.host:
-            raise UnsafeUrl(f"must be an absolute {' or '.join(allowed)} URL")
+        self._check_scheme(parsed.scheme, parsed.host)
         if parsed.userinfo:
             raise UnsafeUrl("must not carry a user name or password")
         return parsed
+
+    def _check_scheme(self, scheme: str, host: str | None) -> None:
+        allowed = ("https", "http") if self.allow_http else ("https",)
+        if scheme not in allowed or not host:
+            raise UnsafeUrl(f"must be an absolute {' or '.join(allowed)} URL")
+
+    def check_request(self, url: URL) -> None:
+        """At every request, on the URL as the client parsed it: the scheme, and the address
+        when the host is one (the client connects to an address literal without resolving)."""
+        host = url.raw_host or ""
+        self._check_scheme(url.scheme, host)
+        if _is_address(host):  # a name is checked by the resolver, as it resolves
+            self.check_address(host)
+
+    async def middleware(
+        self, request: aiohttp.ClientRequest, handler: ClientHandlerType
+    ) -> aiohttp.ClientResponse:
+        """aiohttp's client middleware: `check_request` on every request a session makes, a
+        redirect's too. With `GuardedResolver` on the session's connector, that is the guard."""
+        self.check_request(request.url)
+        return await handler(request)
 
     async def check(self, url: str) -> None:
         """At registration: the form, and every address the host resolves to now. A host that
@@ -108,11 +132,7 @@ class OutboundPolicy:
     async def addresses(self, host: str, port: int) -> list[str]:
         """The host's addresses, every one of them allowed (else UnsafeUrl); OSError when the
         host does not resolve."""
-        try:
-            ipaddress.ip_address(host.split("%", 1)[0])
-            found = [host]
-        except ValueError:
-            found = await self._resolve(host, port)
+        found = [host] if _is_address(host) else await self._resolve(host, port)
         if not found:
             raise OSError(f"{host} does not resolve")
         for address in found:
@@ -120,32 +140,43 @@ class OutboundPolicy:
         return found
 
 
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
+
+
 def _default_port(url: httpx.URL) -> int:
     return 443 if url.scheme == "https" else 80
 
 
-class GuardedTransport(httpx.AsyncBaseTransport):
-    """Connects only to an address the policy allows, the one it checked, with TLS still
-    verified against the URL's host name (SNI and certificate)."""
+class GuardedResolver(AbstractResolver):
+    """aiohttp's resolver hook: a name's addresses, every one of them allowed, else UnsafeUrl.
+    The connector connects only to what this returns, with TLS still verified against the URL's
+    host name (SNI and certificate)."""
 
-    def __init__(self, policy: OutboundPolicy, inner: httpx.AsyncBaseTransport | None = None):
+    def __init__(self, policy: OutboundPolicy) -> None:
         self._policy = policy
-        self._inner = inner or httpx.AsyncHTTPTransport()
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        url = request.url
-        try:
-            self._policy.check_form(str(url))
-            addresses = await self._policy.addresses(url.host, url.port or _default_port(url))
-        except (UnsafeUrl, OSError) as exc:
-            raise httpx.ConnectError(f"refused: {exc}", request=request) from exc
-        request.url = url.copy_with(host=addresses[0])
-        if url.scheme == "https":
-            request.extensions = {**request.extensions, "sni_hostname": url.host}
-        return await self._inner.handle_async_request(request)
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        return [
+            ResolveResult(
+                hostname=host,
+                host=address,
+                port=port,
+                family=socket.AF_INET6 if ":" in address else socket.AF_INET,
+                proto=0,
+                flags=socket.AI_NUMERICHOST,
+            )
+            for address in await self._policy.addresses(host, port)
+        ]
 
-    async def aclose(self) -> None:
-        await self._inner.aclose()
+    async def close(self) -> None:
+        return None
 
 
 async def require_safe_url(settings: object, url: str, *, field: str) -> None:

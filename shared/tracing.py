@@ -33,12 +33,13 @@ def enabled() -> bool:
 
 
 def setup(service: str) -> bool:
-    """Install the tracer provider and the instrumentations (asyncpg, httpx) when an OTLP
+    """Install the tracer provider and the instrumentations (asyncpg, httpx, aiohttp) when an OTLP
     endpoint is configured; the app is instrumented by `instrument_app`. Returns whether on."""
     global _enabled, _tracer
     if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
         return False
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
     from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
     from opentelemetry.sdk.resources import Resource
@@ -50,6 +51,8 @@ def setup(service: str) -> bool:
     trace.set_tracer_provider(provider)
     AsyncPGInstrumentor().instrument()
     HTTPXClientInstrumentor().instrument()
+    # signed POSTs (shared/webhooks.py); a query may carry a receiver's token: not recorded
+    AioHttpClientInstrumentor().instrument(url_filter=lambda url: str(url.with_query(None)))
     _tracer = trace.get_tracer("crisis-triage")
     _enabled = True
     return True

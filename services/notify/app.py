@@ -23,8 +23,9 @@ from services.notify.worker import start_workers
 from shared.auth import require_every_route_guarded
 from shared.db import transaction
 from shared.http import base_app, health_router
-from shared.outbound import GuardedTransport, OutboundPolicy
+from shared.outbound import OutboundPolicy
 from shared.runtime import open_runtime
+from shared.webhooks import webhook_session
 
 
 def create_app(settings: NotifySettings | None = None) -> FastAPI:
@@ -56,15 +57,16 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
             app.state.paging = Metrics(app.state.metrics.registry)
             timeout = httpx.Timeout(cfg.delivery_timeout_seconds)
             limits = httpx.Limits(max_connections=cfg.delivery_concurrency)
-            guarded_transport = GuardedTransport(
-                OutboundPolicy.from_settings(cfg), httpx.AsyncHTTPTransport(limits=limits)
-            )
+            guard = OutboundPolicy.from_settings(cfg)
             async with (
                 httpx.AsyncClient(timeout=timeout, limits=limits) as client,
-                httpx.AsyncClient(timeout=timeout, transport=guarded_transport) as guarded,
+                webhook_session(
+                    limit=cfg.delivery_concurrency, proxy_for=cfg.oncall_webhook_url
+                ) as pages,
+                webhook_session(limit=cfg.delivery_concurrency, guard=guard) as guarded,
             ):
                 webhook = WebhookChannel(
-                    http=client,
+                    http=pages,
                     guarded=guarded,
                     trusted=[cfg.oncall_webhook_url] if cfg.oncall_webhook_url else [],
                     secrets=app.state.secrets,

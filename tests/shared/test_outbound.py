@@ -5,10 +5,11 @@ to a receiver on 127.0.0.1."""
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
-from shared.outbound import GuardedTransport, OutboundPolicy, UnsafeUrl
+from shared.outbound import OutboundPolicy, UnsafeUrl
+from shared.webhooks import post_signed, webhook_session
+from tests.support.pagers import Reply
 from tests.support.receiver import Receiver
 
 
@@ -85,10 +86,30 @@ async def test_dns_rebinding_is_refused_at_connect_time() -> None:
     resolver = _resolving(["93.184.215.14"], ["127.0.0.1"])
     policy = OutboundPolicy(resolver=resolver)
     await policy.check("https://rebind.example.org/hook")  # registration: public, accepted
-    async with httpx.AsyncClient(transport=GuardedTransport(policy)) as client:
-        with pytest.raises(httpx.ConnectError, match="loopback"):
-            await client.post("https://rebind.example.org/hook", content=b"{}")
+    async with webhook_session(limit=1, guard=policy) as session:
+        with pytest.raises(UnsafeUrl, match="loopback"):
+            await session.post("https://rebind.example.org/hook", data=b"{}")
     assert resolver.calls == ["rebind.example.org", "rebind.example.org"]  # type: ignore[attr-defined]
+
+
+async def test_an_address_literal_is_refused_at_connect_time(receiver: Receiver) -> None:
+    """The client connects to an address literal without resolving it: the guard still sees
+    it, whether the URL was registered before the rules tightened or never registered."""
+    policy = OutboundPolicy(allow_http=True)  # loopback not allowed
+    before = len(receiver.got)
+    async with webhook_session(limit=1, guard=policy) as session:
+        for url in (receiver.url, f"http://[::ffff:127.0.0.1]:{receiver.port}/hook"):
+            answer = await post_signed(session, url, b"{}", secrets=["s"], event_id="e", deadline=2)
+            assert answer.outcome == "temporary_failure", answer
+            assert answer.error == "refused: the URL's host is a loopback address"
+        with pytest.raises(UnsafeUrl, match="absolute https or http URL"):
+            await session.post(f"ws://127.0.0.1:{receiver.port}/hook")
+        # Old numeric forms of 127.0.0.1: refused by the client, or resolved and then refused.
+        for host in ("127.1", "2130706433", "0x7f000001"):
+            url = f"http://{host}:{receiver.port}/hook"
+            answer = await post_signed(session, url, b"{}", secrets=["s"], event_id="e", deadline=2)
+            assert answer.outcome == "temporary_failure", (host, answer)
+    assert len(receiver.got) == before, "nothing reached the refused address"
 
 
 async def test_the_connection_goes_to_the_checked_address(receiver: Receiver) -> None:
@@ -99,8 +120,24 @@ async def test_the_connection_goes_to_the_checked_address(receiver: Receiver) ->
         allow_http=True, allowed_networks=["127.0.0.0/8"], resolver=_resolving(["127.0.0.1"])
     )
     before = len(receiver.got)
-    async with httpx.AsyncClient(transport=GuardedTransport(policy)) as client:
-        response = await client.post(f"http://hooks.test:{port}/hook", content=b"{}")
-    assert response.status_code < 300
+    async with (
+        webhook_session(limit=1, guard=policy) as session,
+        session.post(f"http://hooks.test:{port}/hook", data=b"{}") as response,
+    ):
+        assert response.status < 300
     got = receiver.got[before:]
     assert got and got[-1].headers.get("host") == f"hooks.test:{port}"
+
+
+async def test_a_redirect_is_an_answer_and_is_not_followed(receiver: Receiver) -> None:
+    """A receiver that answers 307 to the cloud's metadata address gets no second request
+    anywhere: the 3xx is the outcome (it will not change by retrying)."""
+    policy = OutboundPolicy(allow_http=True, allowed_networks=["127.0.0.0/8"])
+    receiver.fail_next(Reply(307, headers={"Location": "http://169.254.169.254/latest"}))
+    before = len(receiver.got)
+    async with webhook_session(limit=1, guard=policy) as session:
+        answer = await post_signed(
+            session, receiver.url, b"{}", secrets=["s"], event_id="e", deadline=2
+        )
+    assert (answer.outcome, answer.http_status) == ("permanent_failure", 307)
+    assert len(receiver.got) == before + 1

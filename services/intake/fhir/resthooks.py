@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import httpx
+import aiohttp
 from sqlalchemy import ColumnElement, false, select, true, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -41,10 +41,10 @@ from shared.auth import Principal, Visibility
 from shared.db import SessionFactory, asyncpg_dsn, driver, transaction
 from shared.errors import Forbidden, NotFound
 from shared.events import utcnow
-from shared.outbound import GuardedTransport, OutboundPolicy
+from shared.outbound import OutboundPolicy
 from shared.phi import ring_of
 from shared.runtime import Runtime
-from shared.webhooks import post_signed, redact
+from shared.webhooks import post_signed, redact, webhook_session
 from shared.workqueue import Batch, WorkQueue, next_step, retry_at
 
 log = logging.getLogger(__name__)
@@ -229,7 +229,7 @@ class Pusher:
     ) -> None:
         self._sessions = sessions
         self._settings = settings
-        self._http: httpx.AsyncClient | None = None
+        self._http: aiohttp.ClientSession | None = None
         # A push on the wire is due again only when its lease expires: that bounds the sleep.
         self._queue: WorkQueue[Claimed] = WorkQueue(
             name="fhir pusher",
@@ -248,10 +248,10 @@ class Pusher:
         return min(self._settings.fhir_push_timeout_seconds, 0.8 * LEASE.total_seconds())
 
     async def run(self) -> None:
-        timeout = httpx.Timeout(self.deadline)
         # Every endpoint came through the API: connections go only where the policy allows.
-        transport = GuardedTransport(OutboundPolicy.from_settings(self._settings))
-        async with httpx.AsyncClient(timeout=timeout, transport=transport) as http:
+        guard = OutboundPolicy.from_settings(self._settings)
+        limit = self._settings.fhir_push_concurrency
+        async with webhook_session(limit=limit, guard=guard) as http:
             self._http = http
             await self._queue.run()
 
@@ -301,7 +301,7 @@ class Pusher:
         assert self._http is not None, "the pusher sends only while it runs"
         await self._send(self._http, push)
 
-    async def _send(self, http: httpx.AsyncClient, push: Claimed) -> None:
+    async def _send(self, http: aiohttp.ClientSession, push: Claimed) -> None:
         started = utcnow()
         # Within the deadline, all of it, the answer read only a little (shared/webhooks.py).
         answer = await post_signed(

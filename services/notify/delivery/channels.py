@@ -18,7 +18,7 @@ from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
-import httpx
+import aiohttp
 
 from services.notify.settings import NotifySettings
 from shared.mail import send_mail
@@ -111,10 +111,10 @@ class WebhookChannel:
     def __init__(
         self,
         *,
-        http: httpx.AsyncClient,
+        http: aiohttp.ClientSession,
         secrets: list[str],
         timeout: float,
-        guarded: httpx.AsyncClient | None = None,
+        guarded: aiohttp.ClientSession | None = None,
         trusted: Collection[str] = (),
     ) -> None:
         #: `http` for the operator's own addresses (`trusted`: ONCALL_WEBHOOK_URL); `guarded`

@@ -10,8 +10,8 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
+import aiohttp
 import asyncpg
-import httpx
 import pytest
 
 from services.notify.delivery.channels import Page, WebhookChannel
@@ -19,7 +19,8 @@ from services.notify.reminders.sender import Claimed, ReminderSender
 from services.notify.settings import NotifySettings
 from shared.db import SessionFactory, create_engine, create_session_factory
 from shared.events import utcnow
-from shared.outbound import GuardedTransport, OutboundPolicy
+from shared.outbound import OutboundPolicy
+from shared.webhooks import webhook_session
 from tests.support.receiver import Receiver
 from tests.support.slow import SlowServer
 
@@ -27,10 +28,11 @@ SECRETS = ["s" * 32]
 
 
 @pytest.fixture
-async def plain() -> AsyncIterator[httpx.AsyncClient]:
-    # Per-step timeouts far above the channel's deadline: the deadline must be the channel's.
-    async with httpx.AsyncClient(timeout=30) as client:
-        yield client
+async def plain() -> AsyncIterator[aiohttp.ClientSession]:
+    # The session's own timeout (aiohttp's default, 5 min) is far above the channel's deadline:
+    # the deadline must be the channel's.
+    async with webhook_session(limit=4) as session:
+        yield session
 
 
 def _page() -> Page:
@@ -51,7 +53,7 @@ def _page() -> Page:
 
 
 async def test_a_page_to_an_endless_answer_is_delivered_on_its_status_and_not_read_whole(
-    plain: httpx.AsyncClient, endless: SlowServer
+    plain: aiohttp.ClientSession, endless: SlowServer
 ) -> None:
     channel = WebhookChannel(http=plain, secrets=SECRETS, timeout=2, trusted=[endless.url])
     started = time.monotonic()
@@ -66,7 +68,7 @@ async def test_a_page_to_an_endless_answer_is_delivered_on_its_status_and_not_re
 
 
 async def test_a_page_to_a_dripping_answer_gives_up_at_the_deadline(
-    plain: httpx.AsyncClient, drip: SlowServer
+    plain: aiohttp.ClientSession, drip: SlowServer
 ) -> None:
     channel = WebhookChannel(http=plain, secrets=SECRETS, timeout=1.5, trusted=[drip.url])
     started = time.monotonic()
@@ -121,7 +123,7 @@ async def test_a_reminder_keeps_to_the_channels_deadline(
     sessions: SessionFactory,
     db: asyncpg.Pool,
     database_url: str,
-    plain: httpx.AsyncClient,
+    plain: aiohttp.ClientSession,
     drip: SlowServer,
 ) -> None:
     settings = _settings(database_url, drip.url)
@@ -144,13 +146,13 @@ async def test_a_reminder_to_an_address_the_guard_refuses_is_not_sent(
     sessions: SessionFactory,
     db: asyncpg.Pool,
     database_url: str,
-    plain: httpx.AsyncClient,
+    plain: aiohttp.ClientSession,
     receiver: Receiver,
 ) -> None:
     """Not the operator's own address (not trusted): the guard refuses loopback."""
     settings = _settings(database_url, receiver.url)
     policy = OutboundPolicy(allow_http=True)  # no OUTBOUND_ALLOWED_NETWORKS: loopback refused
-    async with httpx.AsyncClient(transport=GuardedTransport(policy)) as guarded:
+    async with webhook_session(limit=1, guard=policy) as guarded:
         channel = WebhookChannel(http=plain, guarded=guarded, secrets=SECRETS, timeout=1.5)
         sender = ReminderSender(sessions=sessions, settings=settings, channel=channel)
         reminder = await _reminder(db)
@@ -158,7 +160,9 @@ async def test_a_reminder_to_an_address_the_guard_refuses_is_not_sent(
         try:
             await sender._send(reminder)
             row = await db.fetchrow("SELECT * FROM notify.reminders WHERE id = $1", reminder.id)
-            assert row["status"] == "pending" and row["last_error"] == "ConnectError"
+            assert row["status"] == "pending" and row["last_error"] == (
+                "refused: the URL's host is a loopback address"
+            )
             assert len(receiver.got) == before, "nothing reached the refused address"
         finally:
             await db.execute("DELETE FROM notify.reminders WHERE id = $1", reminder.id)
