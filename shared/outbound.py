@@ -109,8 +109,13 @@ class OutboundPolicy:
         when the host is one (the client connects to an address literal without resolving)."""
         host = url.raw_host or ""
         self._check_scheme(url.scheme, host)
-        if _is_address(host):  # a name is checked by the resolver, as it resolves
+        if _is_address(host):
             self.check_address(host)
+        elif ":" in host or host.replace(".", "").isdigit():
+            # The client takes it for an address and would connect without resolving it
+            # (127.1, 2130706433, 127.000.000.001): only the canonical forms are judged here.
+            raise UnsafeUrl("the URL's host is an address not in its canonical form")
+        # A name is checked by the resolver, as it resolves.
 
     async def middleware(
         self, request: aiohttp.ClientRequest, handler: ClientHandlerType
@@ -132,7 +137,10 @@ class OutboundPolicy:
     async def addresses(self, host: str, port: int) -> list[str]:
         """The host's addresses, every one of them allowed (else UnsafeUrl); OSError when the
         host does not resolve."""
-        found = [host] if _is_address(host) else await self._resolve(host, port)
+        try:
+            found = [host] if _is_address(host) else await self._resolve(host, port)
+        except UnicodeError:  # an empty label or one over 63 characters: no host name at all
+            raise UnsafeUrl("the URL's host is not a valid name") from None
         if not found:
             raise OSError(f"{host} does not resolve")
         for address in found:
@@ -141,8 +149,9 @@ class OutboundPolicy:
 
 
 def _is_address(host: str) -> bool:
+    """An address in its canonical form (IPv4 dotted quad; IPv6, with a zone id or not)."""
     try:
-        ipaddress.ip_address(host.split("%", 1)[0])
+        ipaddress.ip_address(host.split("%", 1)[0] if ":" in host else host)
     except ValueError:
         return False
     return True

@@ -10,19 +10,19 @@ its memory.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
+import os
 import random
 import ssl
 import time
+import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import aiohttp
 import certifi
 import httpx
-from aiohttp.helpers import get_env_proxy_for_url
 from yarl import URL
 
 from shared.outbound import GuardedResolver, OutboundPolicy, UnsafeUrl
@@ -93,33 +93,53 @@ def webhook_session(
     *, limit: int, guard: OutboundPolicy | None = None, proxy_for: str | None = None
 ) -> aiohttp.ClientSession:
     """The client signed POSTs go through (aiohttp: a few times less CPU per request than
-    httpx), with at most `limit` connections and TLS verified against certifi's roots.
+    httpx), with at most `limit` connections and TLS verified against `SSL_CERT_FILE` or
+    `SSL_CERT_DIR` when the environment names one, else certifi's roots (as httpx did).
 
     With `guard`, every request and every connection passes the SSRF guard (shared/outbound.py)
     and no proxy is used. Without it (the operator's own address, `proxy_for`), the proxy the
-    environment names for that address (HTTPS_PROXY, HTTP_PROXY, NO_PROXY) is looked up once,
-    here: aiohttp's `trust_env` would read the environment and ~/.netrc again for every request
-    (about 0.5 ms of CPU each). Redirects are never followed (`post_signed`); answers are read
-    raw."""
-    tls = ssl.create_default_context(cafile=certifi.where())
+    environment names for that address is looked up once, here (`environment_proxy`): aiohttp's
+    `trust_env` would read the environment and ~/.netrc again for every request (about 0.5 ms
+    of CPU each). Redirects are never followed (`post_signed`); answers are read raw."""
+    connector = aiohttp.TCPConnector(
+        limit=limit, ssl=_tls(), resolver=GuardedResolver(guard) if guard is not None else None
+    )
     if guard is not None:
         return aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=limit, ssl=tls, resolver=GuardedResolver(guard)),
-            auto_decompress=False,
-            middlewares=(guard.middleware,),
+            connector=connector, auto_decompress=False, middlewares=(guard.middleware,)
         )
-    proxy: URL | None = None
-    proxy_auth: aiohttp.BasicAuth | None = None
-    # LookupError: none named, or NO_PROXY covers the address
-    with contextlib.suppress(LookupError):
-        if proxy_for is not None:
-            proxy, proxy_auth = get_env_proxy_for_url(URL(proxy_for))
-    return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=limit, ssl=tls),
-        auto_decompress=False,
-        proxy=proxy,
-        proxy_auth=proxy_auth,
-    )
+    proxy = environment_proxy(proxy_for) if proxy_for else None
+    return aiohttp.ClientSession(connector=connector, auto_decompress=False, proxy=proxy)
+
+
+def _tls() -> ssl.SSLContext:
+    cafile, capath = os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")
+    if cafile and os.path.isfile(cafile):
+        return ssl.create_default_context(cafile=cafile)
+    if capath and os.path.isdir(capath):
+        return ssl.create_default_context(capath=capath)
+    return ssl.create_default_context(cafile=certifi.where())
+
+
+def environment_proxy(url: str) -> URL | None:
+    """The proxy the environment names for `url` (HTTPS_PROXY or HTTP_PROXY by its scheme, else
+    ALL_PROXY; none when NO_PROXY covers its host), credentials and all (aiohttp sends them as
+    Proxy-Authorization). ValueError for a proxy the client cannot speak to (only http://
+    proxies), rather than going round it; the message names no part of the proxy's URL."""
+    target = URL(url)
+    if not target.host or urllib.request.proxy_bypass(target.host):
+        return None
+    proxies = urllib.request.getproxies()
+    named = proxies.get(target.scheme) or proxies.get("all")
+    if not named:
+        return None
+    proxy = URL(named)
+    if proxy.scheme != "http":
+        raise ValueError(
+            f"the proxy the environment names for {target.scheme} is not an http:// proxy;"
+            " pages can go only through an http:// proxy"
+        )
+    return proxy
 
 
 async def post_signed(
@@ -161,7 +181,7 @@ async def post_signed(
             return Answer("temporary_failure", error=f"no answer within {deadline:g} s")
     except UnsafeUrl as exc:
         return Answer("temporary_failure", error=f"refused: {exc}")
-    except (aiohttp.ClientError, OSError) as exc:
+    except (aiohttp.ClientError, OSError, ValueError) as exc:  # ValueError: a host like "a..b"
         if status is None:
             return Answer("temporary_failure", error=type(exc).__name__)
     # The status came within the deadline: what followed (the body) changes nothing.

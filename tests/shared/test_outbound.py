@@ -70,6 +70,13 @@ async def test_settings_loosen_it_for_local_setups() -> None:
         await policy.check("http://10.0.0.1/hook")
 
 
+async def test_a_host_that_is_no_name_is_refused_at_registration() -> None:
+    with pytest.raises(UnsafeUrl, match=r"not a valid name|not an absolute URL"):
+        await OutboundPolicy().check("https://a..b/hook")
+    with pytest.raises(UnsafeUrl, match="not a valid name"):
+        await OutboundPolicy().check("https://" + "x" * 64 + ".example.org/hook")
+
+
 async def test_public_names_pass_and_unresolvable_ones_wait_for_the_connection() -> None:
     resolver = _resolving(["93.184.215.14"])
     assert await OutboundPolicy(resolver=resolver).check("https://ehr.example.org/") is None
@@ -104,11 +111,20 @@ async def test_an_address_literal_is_refused_at_connect_time(receiver: Receiver)
             assert answer.error == "refused: the URL's host is a loopback address"
         with pytest.raises(UnsafeUrl, match="absolute https or http URL"):
             await session.post(f"ws://127.0.0.1:{receiver.port}/hook")
-        # Old numeric forms of 127.0.0.1: refused by the client, or resolved and then refused.
-        for host in ("127.1", "2130706433", "0x7f000001"):
+        # Other spellings of 127.0.0.1: those the client would take for an address are refused
+        # unless canonical; a name (hexadecimal is one) is resolved, then refused.
+        for host, why in (
+            ("127.1", "an address not in its canonical form"),
+            ("2130706433", "an address not in its canonical form"),
+            ("127.000.000.001", "an address not in its canonical form"),
+            ("[::ffff:127.000.000.001]", "an address not in its canonical form"),
+            ("0x7f000001", "a loopback address"),
+            ("a..b", "not a valid name"),
+        ):
             url = f"http://{host}:{receiver.port}/hook"
             answer = await post_signed(session, url, b"{}", secrets=["s"], event_id="e", deadline=2)
             assert answer.outcome == "temporary_failure", (host, answer)
+            assert answer.error is not None and answer.error.endswith(why), (host, answer)
     assert len(receiver.got) == before, "nothing reached the refused address"
 
 
@@ -133,7 +149,7 @@ async def test_a_redirect_is_an_answer_and_is_not_followed(receiver: Receiver) -
     """A receiver that answers 307 to the cloud's metadata address gets no second request
     anywhere: the 3xx is the outcome (it will not change by retrying)."""
     policy = OutboundPolicy(allow_http=True, allowed_networks=["127.0.0.0/8"])
-    receiver.fail_next(Reply(307, headers={"Location": "http://169.254.169.254/latest"}))
+    receiver.script.append(Reply(307, headers={"Location": "http://169.254.169.254/latest"}))
     before = len(receiver.got)
     async with webhook_session(limit=1, guard=policy) as session:
         answer = await post_signed(
