@@ -3,55 +3,19 @@ rate limits (a risk and an intake process beside the session's, on the same stac
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from deploy.localstack import free_port
 from tests.support.cases import HIGH_CSSRS, screening
 from tests.support.idp import AUDIENCE, IdentityProvider, running_idp
 from tests.support.keys import ADMIN, HOTLINE, bearer
 from tests.support.services import ServiceProcesses
-
-
-def _self_signed(folder: Path) -> tuple[str, str]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "triage test")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return str(cert_file), str(key_file)
+from tests.support.tls import self_signed
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +29,7 @@ def secure_risk(
     services: ServiceProcesses, idp: IdentityProvider, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServiceProcesses]:
     """risk over HTTPS, taking the identity provider's tokens beside API keys."""
-    cert, key = _self_signed(tmp_path_factory.mktemp("tls"))
+    cert, key = self_signed(tmp_path_factory.mktemp("tls"))
     procs = ServiceProcesses(
         env={
             **services.env,
