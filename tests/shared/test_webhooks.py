@@ -3,17 +3,24 @@ once when the session is made, and the environment's CA bundle (shared/webhooks.
 
 from __future__ import annotations
 
-import datetime
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
-from shared.webhooks import _tls, environment_proxy, post_signed, webhook_session
-from tests.support.receiver import Receiver
+from deploy.localstack import free_port
+from shared.outbound import OutboundPolicy
+from shared.webhooks import Answer, environment_proxy, post_signed, webhook_session
+from tests.support.receiver import Receiver, shut
+from tests.support.tls import self_signed
 
 #: A name that resolves nowhere (RFC 2606): only a proxy can take a POST there.
 PAGER = "http://pager.example.invalid/hook"
@@ -86,32 +93,71 @@ def test_a_proxy_the_client_cannot_speak_to_is_refused_not_gone_round(
     assert environment_proxy("https://pager.example.org/") is None
 
 
-def test_tls_trusts_the_environments_ca_bundle(
+@contextlib.asynccontextmanager
+async def _https_pager(cert: str, key: str) -> AsyncIterator[int]:
+    """A pager answering 200 over HTTPS on 127.0.0.1 with `cert`; yields its port."""
+
+    async def ok(request: Request) -> Response:
+        return Response("ok")
+
+    port = free_port()
+    app = Starlette(routes=[Route("/hook", ok, methods=["POST"])])
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        ssl_certfile=cert,
+        ssl_keyfile=key,
+        log_level="warning",
+        lifespan="off",
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to await
+        await asyncio.sleep(0.01)
+    try:
+        yield port
+    finally:
+        await shut(server, task)
+
+
+async def _send(session: aiohttp.ClientSession, url: str) -> Answer:
+    return await post_signed(session, url, b"{}", secrets=["s"], event_id="e", deadline=5)
+
+
+async def test_tls_is_verified_against_the_environments_ca_bundle(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """A pager behind a private CA: SSL_CERT_FILE names its root, as httpx honoured it."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Hospital Private Root")])
-    now = datetime.datetime.now(datetime.UTC)
-    root = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    bundle = tmp_path / "private-root.pem"
-    bundle.write_bytes(root.public_bytes(serialization.Encoding.PEM))
-
-    def roots() -> list[str]:
-        return [str(c["subject"]) for c in _tls().get_ca_certs()]
-
+    """A pager behind a private CA: SSL_CERT_FILE names its root, as httpx honoured it; without
+    it, certifi's roots do not know that CA and nothing is delivered."""
+    cert, key = self_signed(tmp_path, common_name="Hospital Private Root")
     monkeypatch.delenv("SSL_CERT_DIR", raising=False)
-    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
-    assert [r for r in roots() if "Hospital Private Root" in r]
-    monkeypatch.delenv("SSL_CERT_FILE")
-    assert not [r for r in roots() if "Hospital Private Root" in r] and roots()  # certifi's
+    async with _https_pager(cert, key) as port:
+        url = f"https://127.0.0.1:{port}/hook"
+        monkeypatch.setenv("SSL_CERT_FILE", cert)
+        async with webhook_session(limit=1) as session:
+            assert (await _send(session, url)).outcome == "delivered"
+        monkeypatch.delenv("SSL_CERT_FILE")
+        async with webhook_session(limit=1) as session:
+            answer = await _send(session, url)
+        assert answer.outcome == "temporary_failure"
+        assert answer.error == "ClientConnectorCertificateError"
+
+
+async def test_a_guarded_connection_verifies_the_urls_name_not_the_address(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The guard connects to the address it checked, and TLS is still verified against the
+    URL's host name: a certificate for pager.test only is good for https://pager.test/ and not
+    for the same server by its address."""
+    cert, key = self_signed(tmp_path, names=["pager.test"], addresses=())
+    monkeypatch.setenv("SSL_CERT_FILE", cert)
+
+    async def resolve(host: str, port: int) -> list[str]:
+        return ["127.0.0.1"]
+
+    policy = OutboundPolicy(allowed_networks=["127.0.0.0/8"], resolver=resolve)
+    async with _https_pager(cert, key) as port, webhook_session(limit=1, guard=policy) as session:
+        assert (await _send(session, f"https://pager.test:{port}/hook")).outcome == "delivered"
+        refused = await _send(session, f"https://127.0.0.1:{port}/hook")
+    assert refused.error == "ClientConnectorCertificateError"
