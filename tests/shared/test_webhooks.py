@@ -1,16 +1,15 @@
-"""The signed POST's client for the operator's own address: the environment's proxy, looked up
-once when the session is made, and the environment's CA bundle (shared/webhooks.py)."""
+"""The signed POSTs' clients (shared/webhooks.py): the operator's address through the
+environment's proxy, looked up once; TLS verified against the environment's CA bundle and the
+URL's name, on the guarded client too."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -19,7 +18,7 @@ from starlette.routing import Route
 from deploy.localstack import free_port
 from shared.outbound import OutboundPolicy
 from shared.webhooks import Answer, environment_proxy, post_signed, webhook_session
-from tests.support.receiver import Receiver, shut
+from tests.support.receiver import Receiver, serve, shut
 from tests.support.tls import self_signed
 
 #: A name that resolves nowhere (RFC 2606): only a proxy can take a POST there.
@@ -42,8 +41,7 @@ def _no_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
 
 async def _post(proxy_for: str | None = None) -> str:
     async with webhook_session(limit=1, proxy_for=proxy_for) as client:
-        answer = await post_signed(client, PAGER, b"{}", secrets=["s"], event_id="e", deadline=5)
-    return answer.outcome
+        return (await _send(client, PAGER)).outcome
 
 
 async def test_the_operators_address_goes_through_the_environments_proxy(
@@ -102,19 +100,7 @@ async def _https_pager(cert: str, key: str) -> AsyncIterator[int]:
 
     port = free_port()
     app = Starlette(routes=[Route("/hook", ok, methods=["POST"])])
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        ssl_certfile=cert,
-        ssl_keyfile=key,
-        log_level="warning",
-        lifespan="off",
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to await
-        await asyncio.sleep(0.01)
+    server, task = await serve(app, port, ssl_certfile=cert, ssl_keyfile=key)
     try:
         yield port
     finally:

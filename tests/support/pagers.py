@@ -101,9 +101,12 @@ class Pagers:
         await shut(self._server, self._task)
 
 
-async def serve(app: Starlette, port: int) -> tuple[uvicorn.Server, asyncio.Task]:
-    """Serve `app` on 127.0.0.1:`port` in this event loop; returns once it listens."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+async def serve(app: Starlette, port: int, **options: Any) -> tuple[uvicorn.Server, asyncio.Task]:
+    """Serve `app` on 127.0.0.1:`port` in this event loop; returns once it listens. `options`
+    go to uvicorn's Config (`ssl_certfile` and `ssl_keyfile` for HTTPS)."""
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", **options
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to await
