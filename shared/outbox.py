@@ -41,7 +41,7 @@ from shared import tracing
 from shared.db import SessionFactory, driver, qualified
 from shared.events import Envelope
 from shared.kafka import Producer
-from shared.wakeup import WakeLoop
+from shared.wakeup import Listener, WakeLoop
 
 log = logging.getLogger(__name__)
 
@@ -135,18 +135,20 @@ class OutboxRelay:
         sessions: SessionFactory,
         outbox: Table,
         producer: Producer | AIOKafkaProducer,
-        listen_dsn: str,
+        dsn: str,
+        listener: Listener,
         channel: str,
         batch_size: int = 500,
         sweep_seconds: float = 5.0,
         on_published: Callable[[float], None] | None = None,
     ) -> None:
-        """`on_published`: told, for each event published, the seconds from its commit to the
+        """`dsn`: for the lead's own connection; `listener`: the process's LISTEN connection.
+        `on_published`: told, for each event published, the seconds from its commit to the
         broker's acknowledgement (the metrics' histogram)."""
         self._sessions = sessions
         self._outbox = outbox
         self._producer = producer
-        self._dsn = listen_dsn
+        self._dsn = dsn
         self._batch_size = batch_size
         self._on_published = on_published
         # A commit that queued events wakes the relay at once (NOTIFY); a pass every
@@ -155,7 +157,7 @@ class OutboxRelay:
         # connection was down.
         self._loop = WakeLoop(
             name="outbox relay",
-            listen_dsn=listen_dsn,
+            listener=listener,
             channels=[channel],
             max_sleep=min(sweep_seconds, AUDIT_FLUSH_SECONDS),
         )

@@ -57,6 +57,7 @@ from shared.outbox import OutboxRelay, notify_channel, outbox_table
 from shared.phi import RING, KeyRing, Sealed, check_sealed, require_ring, watch_sealed
 from shared.retention import Pruner, Rule, processed_events
 from shared.settings import ServiceSettings
+from shared.wakeup import Listener
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,8 @@ class Runtime:
     sessions: SessionFactory
     producer: Producer
     relay: OutboxRelay
+    #: The LISTEN connection the service's wake loops share (shared/wakeup.py).
+    listener: Listener
     gate: Gate
     #: The service's outbox (its events and its audit entries go out through it).
     outbox: Table
@@ -233,11 +236,13 @@ async def open_runtime(
         lambda: create_producer(settings.kafka_bootstrap_servers, client_id=schema, **security)
     )
     await producer.start()
+    listener = Listener(asyncpg_dsn(settings.database_url), name=f"{schema} listener")
     relay = OutboxRelay(
         sessions=sessions,
         outbox=outbox,
         producer=producer,
-        listen_dsn=asyncpg_dsn(settings.database_url),
+        dsn=asyncpg_dsn(settings.database_url),
+        listener=listener,
         channel=notify_channel(schema),
         sweep_seconds=settings.outbox_sweep_seconds,
         on_published=metrics.outbox_publish.observe if metrics is not None else None,
@@ -272,6 +277,7 @@ async def open_runtime(
         sessions,
         producer,
         relay,
+        listener,
         gate,
         outbox,
         create_session_factory(audit_engine),

@@ -2,11 +2,18 @@
 
 A loop that delivers pages, pushes or reminders, or announces overdue plans, has two jobs:
 do what is due now, then sleep until the next due time or until a commit announces new work,
-whichever comes first. `WakeLoop` is the second job, written once: it keeps a LISTEN
-connection on the loop's channels (reconnecting if it drops, with a full pass after each
-reconnect since a NOTIFY may have been missed while it was down), and never sleeps past
-`max_sleep`, a ceiling for anything no trigger announces (a lease running out). No polling
-on the hot path: a loop with nothing due sleeps until woken.
+whichever comes first. `WakeLoop` is the second job, written once: it listens on the loop's
+channels (with a full pass after each reconnect of the LISTEN connection, since a NOTIFY may
+have been missed while it was down), and never sleeps past `max_sleep`, a ceiling for anything
+no trigger announces (a lease running out). No polling on the hot path: a loop with nothing
+due sleeps until woken.
+
+The loops of one process share one LISTEN connection, a `Listener`: PostgreSQL signals every
+session of the database that listens on any channel at each NOTIFY's commit, whatever the
+channel, and each signalled session wakes and reads the notification queue (about 20 µs of the
+database's CPU per listening session and notice, measured). Four loops of a replica on four
+connections cost the database four of those for every outbox row, page and plan committed
+anywhere; on one connection, one.
 
 A notice's payload may say when the work it announces is due, in seconds since the epoch
 (`extract(epoch FROM due_at)`): a loop asleep until no later than that is not woken, since it
@@ -22,7 +29,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence, Sized
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence, Sized
+from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
@@ -37,6 +45,137 @@ log = logging.getLogger(__name__)
 Work = Callable[[], Awaitable[object]]
 #: Seconds until something is due again (0 or less: now), or None when only a wake-up will tell.
 NextDue = Callable[[], Awaitable[float | None]]
+#: Told a notice's channel and payload, in the event loop: it must not block.
+OnNotice = Callable[[str, str], None]
+
+
+@dataclass(eq=False)
+class _Subscriber:
+    channels: tuple[str, ...]
+    on_notice: OnNotice
+    #: Told the connection dropped: notices may have been missed until it is back.
+    on_lost: Callable[[], None]
+
+
+class Listener:
+    """The LISTEN connection the wake loops of one process share (see the module's docstring).
+
+    Open while anything subscribes: the first subscription opens it, the last one's end closes
+    it. A connection that drops is opened again at once, then every `retry_seconds` while the
+    database is away, listening on every channel subscribed, and every subscriber is told it was
+    lost. `listening()` gives the connection once it listens on every subscribed channel, and
+    `holds()` tells whether it is still that one.
+    """
+
+    def __init__(self, dsn: str, *, name: str = "listener", retry_seconds: float = 1.0) -> None:
+        self.name = name
+        self._dsn = dsn
+        self._retry = retry_seconds
+        self._subscribers: list[_Subscriber] = []
+        self._conn: asyncpg.Connection | None = None
+        #: Set while `_conn` listens on every subscribed channel.
+        self._up = asyncio.Event()
+        #: Held while channels are added to the connection, so none is missed by a reconnect.
+        self._lock = asyncio.Lock()
+        self._keeper: asyncio.Task[None] | None = None
+
+    def _channels(self) -> set[str]:
+        return {channel for s in self._subscribers for channel in s.channels}
+
+    @contextlib.asynccontextmanager
+    async def subscribed(
+        self, channels: Sequence[str], on_notice: OnNotice, on_lost: Callable[[], None]
+    ) -> AsyncIterator[None]:
+        """Notices on `channels` go to `on_notice` until the block ends."""
+        subscriber = _Subscriber(tuple(channels), on_notice, on_lost)
+        async with self._lock:
+            new = [c for c in subscriber.channels if c not in self._channels()]
+            self._subscribers.append(subscriber)
+            conn = self._conn
+            if conn is not None and new:
+                try:
+                    for channel in new:
+                        await conn.add_listener(channel, self._dispatch)
+                except Exception as exc:
+                    # The connection is going: the keeper opens another on every channel.
+                    log.warning("%s: LISTEN failed (%s)", self.name, type(exc).__name__)
+                    self._up.clear()
+                    conn.terminate()
+        if self._keeper is None or self._keeper.done():
+            self._keeper = asyncio.create_task(self._keep(), name=self.name)
+        try:
+            yield
+        finally:
+            # A channel nobody wants any more stays listened to until the next reconnect: its
+            # notices find no subscriber, and the session is signalled for every notice anyway.
+            self._subscribers.remove(subscriber)
+            if not self._subscribers and self._keeper is not None:
+                keeper, self._keeper = self._keeper, None
+                keeper.cancel()
+                await asyncio.gather(keeper, return_exceptions=True)
+
+    async def listening(self) -> asyncpg.Connection:
+        """The connection, once it listens on every subscribed channel."""
+        while True:
+            await self._up.wait()  # returns at once while set: no other task runs meanwhile
+            conn = self._conn
+            if conn is not None and not conn.is_closed():
+                return conn
+            # Dropped, and the keeper has not heard yet (asyncpg tells it with call_soon): it
+            # sets this again once listening anew. Returned, the closed connection would have
+            # the loop ask again at once, and never let the keeper run.
+            self._up.clear()
+
+    def holds(self, conn: asyncpg.Connection) -> bool:
+        """Whether `conn` (from `listening`) is still the connection, and open."""
+        return not conn.is_closed() and self._conn is conn
+
+    def _dispatch(self, _conn: object, _pid: int, channel: str, payload: str) -> None:
+        for subscriber in tuple(self._subscribers):
+            if channel in subscriber.channels:
+                subscriber.on_notice(channel, payload)
+
+    async def _keep(self) -> None:
+        """Keep a connection listening while anything subscribes."""
+        while self._subscribers:
+            try:
+                # Named, so an operator tells it in pg_stat_activity.
+                conn = await asyncpg.connect(
+                    self._dsn, server_settings={"application_name": self.name}
+                )
+            except Exception as exc:
+                log.warning(
+                    "%s: cannot connect (%s); retrying in %.0f s",
+                    self.name,
+                    type(exc).__name__,
+                    self._retry,
+                )
+                await asyncio.sleep(self._retry)
+                continue
+            dropped = asyncio.Event()
+            conn.add_termination_listener(lambda _conn, dropped=dropped: dropped.set())
+            failed = False
+            try:
+                async with self._lock:
+                    for channel in sorted(self._channels()):
+                        await conn.add_listener(channel, self._dispatch)
+                    self._conn = conn
+                    self._up.set()
+                await dropped.wait()
+                log.warning("%s: the LISTEN connection dropped; listening again", self.name)
+            except Exception as exc:
+                log.warning("%s: LISTEN failed (%s)", self.name, type(exc).__name__)
+                failed = True
+            finally:
+                self._up.clear()
+                self._conn = None
+                for subscriber in tuple(self._subscribers):
+                    subscriber.on_lost()
+                if not conn.is_closed():
+                    with contextlib.suppress(Exception):
+                        await conn.close(timeout=2)
+            if failed:
+                await asyncio.sleep(self._retry)
 
 
 class WakeLoop:
@@ -44,19 +183,19 @@ class WakeLoop:
         self,
         *,
         name: str,
-        listen_dsn: str,
+        listener: Listener,
         channels: Sequence[str],
         max_sleep: float,
     ) -> None:
         self.name = name
-        self._listen_dsn = listen_dsn
+        self._listener = listener
         self._channels = tuple(channels)
         self._max_sleep = max_sleep
         self._wake = asyncio.Event()
         #: When the sleep under way ends, in seconds since the epoch (None: at work, not asleep).
         self._asleep_until: float | None = None
 
-    def _notified(self, conn: object, pid: int, channel: str, payload: str) -> None:
+    def _notified(self, channel: str, payload: str) -> None:
         until = self._asleep_until
         if until is not None and payload:
             try:
@@ -73,28 +212,21 @@ class WakeLoop:
         self._wake.set()
 
     async def run(self, work: Work, next_due: NextDue) -> None:
-        """Alternate `work` and sleeping until `next_due` or a wake-up, until cancelled."""
-        while True:
-            conn: asyncpg.Connection | None = None
-            try:
-                conn = await asyncpg.connect(self._listen_dsn)
-                for channel in self._channels:
-                    await conn.add_listener(channel, self._notified)
-                # A LISTEN connection that drops (a database restart) must not leave the loop
-                # asleep for max_sleep: wake it, so it reconnects and makes a full pass at once.
-                conn.add_termination_listener(lambda _: self._wake.set())
-                while not conn.is_closed():
-                    self._wake.clear()
-                    await work()
-                    await self._sleep(await next_due())
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("%s failed; retrying in 1 s", self.name)
-                await asyncio.sleep(1)
-            finally:
-                if conn is not None and not conn.is_closed():
-                    await conn.close()
+        """Alternate `work` and sleeping until `next_due` or a wake-up, until cancelled. A
+        dropped LISTEN connection wakes the loop, which makes a full pass once it is back."""
+        async with self._listener.subscribed(self._channels, self._notified, self._wake.set):
+            while True:
+                try:
+                    conn = await self._listener.listening()
+                    while self._listener.holds(conn):
+                        self._wake.clear()
+                        await work()
+                        await self._sleep(await next_due())
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("%s failed; retrying in 1 s", self.name)
+                    await asyncio.sleep(1)
 
     async def _sleep(self, due_in: float | None) -> None:
         timeout = self._max_sleep if due_in is None else min(self._max_sleep, due_in)
@@ -124,7 +256,7 @@ class DueWatcher:
         name: str,
         what: str,
         sessions: SessionFactory,
-        listen_dsn: str,
+        listener: Listener,
         channel: str,
         claim: Callable[[AsyncSession, int], Awaitable[Sized]],
         next_due: Callable[[AsyncSession], Awaitable[datetime | None]],
@@ -141,7 +273,7 @@ class DueWatcher:
         self._busy_retry = busy_retry_seconds
         self._loop = WakeLoop(
             name=name,
-            listen_dsn=listen_dsn,
+            listener=listener,
             channels=[channel],
             # A ceiling on the sleep, in case a NOTIFY was lost while LISTEN was down.
             max_sleep=max_sleep_seconds,

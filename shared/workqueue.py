@@ -26,7 +26,7 @@ from typing import Any, Generic, Literal, Protocol, TypeVar
 from sqlalchemy import ColumnElement, Integer, Select, Update, bindparam, func, or_, select, update
 
 from shared.events import utcnow
-from shared.wakeup import WakeLoop
+from shared.wakeup import Listener, WakeLoop
 from shared.webhooks import backoff_seconds
 
 T = TypeVar("T")
@@ -68,7 +68,7 @@ class WorkQueue(Generic[T]):
         self,
         *,
         name: str,
-        listen_dsn: str,
+        listener: Listener,
         channels: Sequence[str],
         max_sleep: float,
         concurrency: int,
@@ -82,9 +82,7 @@ class WorkQueue(Generic[T]):
         self._on_start = on_start
         self._drain_seconds = drain_seconds
         self._jobs = jobs
-        self.loop = WakeLoop(
-            name=name, listen_dsn=listen_dsn, channels=channels, max_sleep=max_sleep
-        )
+        self.loop = WakeLoop(name=name, listener=listener, channels=channels, max_sleep=max_sleep)
         #: The sends on the wire: a slot each.
         self.in_flight: set[asyncio.Task[None]] = set()
 

@@ -21,7 +21,6 @@ from services.notify.metrics import Metrics
 from services.notify.reminders.sender import ReminderSender
 from services.notify.settings import NotifySettings
 from services.notify.watchdog.service import AssessmentWatchdog
-from shared.db import asyncpg_dsn
 from shared.runtime import Runtime
 
 
@@ -59,12 +58,16 @@ def start_workers(
         channels=dict(channels),
         settings=settings,
         ack_keys=ack_keys,
-        listen_dsn=asyncpg_dsn(settings.database_url),
+        listener=runtime.listener,
         metrics=metrics,
         phi=runtime.phi,
     )
-    reminders = ReminderSender(sessions=runtime.sessions, settings=settings, channel=webhook)
-    watchdog = AssessmentWatchdog(sessions=runtime.sessions, settings=settings)
+    reminders = ReminderSender(
+        sessions=runtime.sessions, settings=settings, channel=webhook, listener=runtime.listener
+    )
+    watchdog = AssessmentWatchdog(
+        sessions=runtime.sessions, settings=settings, listener=runtime.listener
+    )
     loops: dict[str, Worker] = {
         "notify-assessment-watchdog": watchdog,
         "notify-reminders": reminders,

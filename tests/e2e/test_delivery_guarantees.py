@@ -105,7 +105,8 @@ async def test_dropped_database_connections_cost_a_retry_not_a_screening(
 ) -> None:
     """The pools do not ping before each use. When every service connection is cut (what a
     database restart does), a request answers 503 with Retry-After, never 500, the same request
-    then succeeds, and the pipeline behind it recovers by itself and pages."""
+    then succeeds, and the pipeline behind it recovers by itself and pages. Each service listens
+    again, on one session (its wake loops share it: shared/wakeup.py)."""
     await intake.post("/v1/screenings", json=screening(LOW_CSSRS))  # pools hold connections
     async with db.acquire() as conn:
         cut = await conn.fetchval(
@@ -129,3 +130,54 @@ async def test_dropped_database_connections_cost_a_retry_not_a_screening(
     assert 500 not in statuses
     pages = await receiver.wait_for(response.json()["id"], timeout=15)
     assert len(pages) == 1
+    expected = {"intake listener": 1, "risk listener": 1, "notify listener": 1}
+    deadline = time.monotonic() + 5
+    while (listening := await _listening_sessions(db)) != expected:
+        assert time.monotonic() < deadline, listening
+        await asyncio.sleep(0.05)
+
+
+async def test_connections_cut_again_and_again_under_traffic_lose_no_screening(
+    intake: httpx.AsyncClient, receiver: Receiver, db: asyncpg.Pool
+) -> None:
+    """Every service connection cut twelve times while screenings arrive, at varied moments of
+    their work: a request answers 202 or 503, and every screening accepted pages once. (A loop
+    that asked for the LISTEN session between its drop and the keeper hearing of it once spun
+    forever and hung its whole service: shared/wakeup.py `Listener.listening`.)"""
+    accepted: list[str] = []
+    for round_ in range(12):
+        in_flight = [
+            asyncio.create_task(intake.post("/v1/screenings", json=screening(HIGH_CSSRS)))
+            for _ in range(4)
+        ]
+        await asyncio.sleep(round_ % 4 * 0.004)
+        await db.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            " AND backend_type = 'client backend'"
+        )
+        await db.expire_connections()
+        for response in await asyncio.gather(*in_flight):
+            assert response.status_code in (202, 503), response.text
+            if response.status_code == 202:
+                accepted.append(response.json()["id"])
+        for _ in range(10):
+            response = await intake.post("/v1/screenings", json=screening(HIGH_CSSRS))
+            if response.status_code == 202:
+                accepted.append(response.json()["id"])
+                break
+            assert response.status_code == 503, response.text
+        else:
+            raise AssertionError("intake answered 503 ten times after a cut")
+    for screening_id in accepted:
+        pages = await receiver.wait_for(screening_id, timeout=15)
+        assert len(pages) == 1, screening_id
+
+
+async def _listening_sessions(db: asyncpg.Pool) -> dict[str, int]:
+    rows = await db.fetch(
+        "SELECT application_name, count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND application_name LIKE '% listener'"
+        " GROUP BY application_name"
+    )
+    return {row[0]: row[1] for row in rows}

@@ -27,6 +27,7 @@ from shared.db import (
 from shared.events import Envelope
 from shared.kafka import create_producer
 from shared.outbox import HEARTBEAT_SECONDS, OutboxRelay, add_event, outbox_table
+from shared.wakeup import Listener
 from tests.support.kafka import read_all
 from tests.support.services import ROOT
 
@@ -53,7 +54,8 @@ def relay_of(
             sessions=sessions,
             outbox=outbox,
             producer=producer,
-            listen_dsn=asyncpg_dsn(database_url),
+            dsn=asyncpg_dsn(database_url),
+            listener=Listener(asyncpg_dsn(database_url)),
             channel="unused",
             **options,
         )

@@ -1,7 +1,7 @@
 """A loop that wakes on NOTIFY (shared/wakeup.py), against the real PostgreSQL: asleep until
 some time, it is not woken by a notice of work due no earlier than that; an earlier one, one
 with no payload or an unreadable one wakes it. Intake's plans and follow-ups, opened, say when
-they are due."""
+they are due. The loops of a process share one LISTEN session, which a drop does not lose."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import asyncpg
 import httpx
 
 from shared.db import asyncpg_dsn
-from shared.wakeup import WakeLoop
+from shared.wakeup import Listener, WakeLoop
 from tests.support.cases import HIGH_CSSRS
 from tests.support.safety_plans import open_plan
 
@@ -36,7 +36,10 @@ async def _looping(database_url: str, channel: str) -> AsyncIterator[list[float]
         return ASLEEP
 
     loop = WakeLoop(
-        name="wake test", listen_dsn=asyncpg_dsn(database_url), channels=[channel], max_sleep=120
+        name="wake test",
+        listener=Listener(asyncpg_dsn(database_url)),
+        channels=[channel],
+        max_sleep=120,
     )
     task = asyncio.create_task(loop.run(work, next_due))
     try:
@@ -75,6 +78,114 @@ async def test_a_notice_of_work_due_after_the_sleep_ends_does_not_wake_the_loop(
             await _passes(passes, woken, timeout=5)
             assert len(passes) == woken, why
             await asyncio.sleep(0.2)
+
+
+@contextlib.asynccontextmanager
+async def _loops(listener: Listener, channels: list[str]) -> AsyncIterator[dict[str, list[float]]]:
+    """A loop on each of `channels` over `listener`, started one after the other, each asleep
+    after its first pass; their passes' times by channel. The loops end with the block."""
+    passes: dict[str, list[float]] = {}
+    tasks = []
+
+    async def next_due() -> float:
+        return ASLEEP
+
+    try:
+        for channel in channels:
+            seen = passes[channel] = []
+
+            async def work(seen: list[float] = seen) -> None:
+                seen.append(time.monotonic())
+
+            loop = WakeLoop(name=channel, listener=listener, channels=[channel], max_sleep=120)
+            tasks.append(asyncio.create_task(loop.run(work, next_due)))
+            await _passes(seen, 1)
+        yield passes
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _sessions_named(db: asyncpg.Pool, name: str) -> int:
+    return await db.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", name
+    )
+
+
+async def _woken_alone(db: asyncpg.Pool, passes: dict[str, list[float]], channel: str) -> None:
+    """A notice on `channel` wakes its loop once, and no other."""
+    before = {c: len(seen) for c, seen in passes.items()}
+    await db.execute("SELECT pg_notify($1, '')", channel)
+    await _passes(passes[channel], before[channel] + 1, timeout=5)
+    await asyncio.sleep(0.3)
+    assert {c: len(seen) for c, seen in passes.items()} == {
+        c: n + (c == channel) for c, n in before.items()
+    }
+
+
+async def test_the_loops_of_a_process_share_one_listening_session(
+    database_url: str, db: asyncpg.Pool
+) -> None:
+    """PostgreSQL signals every listening session at each NOTIFY: one per process, not one per
+    loop. A loop that joins the session listens on its channel before its first pass."""
+    name = f"listener test {uuid.uuid4().hex[:8]}"
+    listener = Listener(asyncpg_dsn(database_url), name=name)
+    channels = [f"shared_{n}_{uuid.uuid4().hex[:8]}" for n in range(3)]
+    async with _loops(listener, channels) as passes:
+        assert await _sessions_named(db, name) == 1
+        for channel in reversed(channels):
+            await _woken_alone(db, passes, channel)
+    deadline = time.monotonic() + 5
+    while await _sessions_named(db, name):  # the last loop's end closes it
+        assert time.monotonic() < deadline, "the listening session outlived its loops"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_dropped_listening_session_makes_each_loop_pass_again_and_listen_on(
+    database_url: str, db: asyncpg.Pool
+) -> None:
+    """A notice sent while the session was down is lost: each loop makes a full pass once it is
+    back, and notices wake each again."""
+    name = f"listener test {uuid.uuid4().hex[:8]}"
+    listener = Listener(asyncpg_dsn(database_url), name=name)
+    channels = [f"dropped_{n}_{uuid.uuid4().hex[:8]}" for n in range(2)]
+    async with _loops(listener, channels) as passes:
+        cut = await db.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE application_name = $1",
+            name,
+        )
+        assert cut == 1
+        for seen in passes.values():
+            await _passes(seen, 2)
+        assert await _sessions_named(db, name) == 1
+        for channel in channels:
+            await _woken_alone(db, passes, channel)
+
+
+async def test_a_loop_that_asks_between_the_drop_and_its_notice_waits_for_the_new_session(
+    database_url: str, db: asyncpg.Pool
+) -> None:
+    """asyncpg closes the connection at once and tells the keeper a loop later: a loop that asks
+    meanwhile (a pass that ended just then) must wait, not take the closed connection back (its
+    loop would ask again at once, forever, and the keeper never run)."""
+    name = f"listener test {uuid.uuid4().hex[:8]}"
+    listener = Listener(asyncpg_dsn(database_url), name=name)
+    lost: list[float] = []
+    async with listener.subscribed(["drop_window"], lambda *_: None, lambda: lost.append(1)):
+        conn = await listener.listening()
+        await db.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+            name,
+        )
+        async with asyncio.timeout(5):
+            while not conn.is_closed():  # noqa: ASYNC110 (no event marks the window)
+                await asyncio.sleep(0)
+            assert not lost  # the window: closed, and not told yet
+            again = await listener.listening()
+        assert again is not conn and not again.is_closed()
+        assert lost
 
 
 async def test_an_opened_plan_and_follow_up_say_when_they_are_due(

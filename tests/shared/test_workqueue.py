@@ -17,6 +17,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import SessionFactory, create_engine, create_session_factory, transaction
 from shared.events import utcnow
+from shared.wakeup import Listener
 from shared.workqueue import (
     Batch,
     WorkQueue,
@@ -168,7 +169,7 @@ async def test_the_queue_sends_what_it_claims_within_its_slots(
     jobs = _Jobs(sessions)
     queue: WorkQueue[uuid.UUID] = WorkQueue(
         name="test",
-        listen_dsn="postgresql://unused",
+        listener=Listener("postgresql://unused"),
         channels=[],
         max_sleep=1,
         concurrency=2,

@@ -38,12 +38,13 @@ from services.intake.fhir.schemas import SubscriptionIn
 from services.intake.screenings.models import Screening
 from services.intake.settings import IntakeSettings
 from shared.auth import Principal, Visibility
-from shared.db import SessionFactory, asyncpg_dsn, driver, transaction
+from shared.db import SessionFactory, driver, transaction
 from shared.errors import Forbidden, NotFound
 from shared.events import utcnow
 from shared.outbound import OutboundPolicy
 from shared.phi import ring_of
 from shared.runtime import Runtime
+from shared.wakeup import Listener
 from shared.webhooks import post_signed, redact, webhook_session
 from shared.workqueue import Batch, WorkQueue, next_step, retry_at
 
@@ -225,7 +226,7 @@ class Pusher:
     """
 
     def __init__(
-        self, *, sessions: SessionFactory, settings: IntakeSettings, listen_dsn: str
+        self, *, sessions: SessionFactory, settings: IntakeSettings, listener: Listener
     ) -> None:
         self._sessions = sessions
         self._settings = settings
@@ -233,7 +234,7 @@ class Pusher:
         # A push on the wire is due again only when its lease expires: that bounds the sleep.
         self._queue: WorkQueue[Claimed] = WorkQueue(
             name="fhir pusher",
-            listen_dsn=listen_dsn,
+            listener=listener,
             channels=[CHANNEL],
             max_sleep=LEASE.total_seconds(),
             concurrency=settings.fhir_push_concurrency,
@@ -361,9 +362,7 @@ async def record_outcome(
 
 def start_pusher(runtime: Runtime, settings: IntakeSettings) -> Pusher:
     """Run the pusher for the service's lifetime (one line in the lifespan)."""
-    pusher = Pusher(
-        sessions=runtime.sessions, settings=settings, listen_dsn=asyncpg_dsn(settings.database_url)
-    )
+    pusher = Pusher(sessions=runtime.sessions, settings=settings, listener=runtime.listener)
     runtime.spawn(pusher.run(), name="intake-fhir-pusher")
     return pusher
 

@@ -9,7 +9,6 @@ NOTIFY whenever a follow-up opens, closes or its due time moves (migrations/0025
 from __future__ import annotations
 
 from services.intake.follow_ups.service import claim_overdue, next_overdue_at
-from shared.db import asyncpg_dsn
 from shared.runtime import Runtime
 from shared.wakeup import DueWatcher
 
@@ -21,7 +20,7 @@ def start_watcher(runtime: Runtime) -> DueWatcher:
         name="follow-up watcher",
         what="overdue follow-up(s)",
         sessions=runtime.sessions,
-        listen_dsn=asyncpg_dsn(runtime.settings.database_url),
+        listener=runtime.listener,
         channel=CHANNEL,
         claim=lambda session, limit: claim_overdue(session, limit=limit),
         next_due=next_overdue_at,

@@ -32,11 +32,12 @@ from services.intake.db import sealed
 from services.intake.follow_ups import caring, texts
 from services.intake.follow_ups.models import CaringContact, CaringMessage
 from services.intake.settings import IntakeSettings
-from shared.db import SessionFactory, asyncpg_dsn, transaction
+from shared.db import SessionFactory, transaction
 from shared.events import utcnow
 from shared.mail import send_mail
 from shared.runtime import Runtime
 from shared.twilio import OPTED_OUT, Sent, send_sms
+from shared.wakeup import Listener
 from shared.workqueue import Batch, WorkQueue, lease_free, retry_at
 
 log = logging.getLogger(__name__)
@@ -89,14 +90,14 @@ class Claimed:
 
 class CaringSender:
     def __init__(
-        self, *, sessions: SessionFactory, settings: IntakeSettings, listen_dsn: str
+        self, *, sessions: SessionFactory, settings: IntakeSettings, listener: Listener
     ) -> None:
         self._sessions = sessions
         self._settings = settings
         self._http: httpx.AsyncClient | None = None
         self._queue: WorkQueue[Claimed] = WorkQueue(
             name="caring sender",
-            listen_dsn=listen_dsn,
+            listener=listener,
             channels=[CHANNEL],
             max_sleep=LEASE.total_seconds(),
             concurrency=settings.caring_concurrency,
@@ -256,8 +257,6 @@ def start_sender(runtime: Runtime, settings: IntakeSettings) -> CaringSender | N
         log.warning("Caring Contacts by email are not sent: SMTP_HOST is needed")
     if not channels:
         return None
-    sender = CaringSender(
-        sessions=runtime.sessions, settings=settings, listen_dsn=asyncpg_dsn(settings.database_url)
-    )
+    sender = CaringSender(sessions=runtime.sessions, settings=settings, listener=runtime.listener)
     runtime.spawn(sender.run(), name="intake-caring-sender")
     return sender

@@ -16,7 +16,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake.safety_plans.models import SafetyPlan
 from services.intake.safety_plans.service import publish
-from shared.db import asyncpg_dsn
 from shared.events import utcnow
 from shared.runtime import Runtime
 from shared.wakeup import DueWatcher
@@ -70,7 +69,7 @@ def start_watcher(runtime: Runtime) -> DueWatcher:
         name="overdue watcher",
         what="overdue safety plan(s)",
         sessions=runtime.sessions,
-        listen_dsn=asyncpg_dsn(runtime.settings.database_url),
+        listener=runtime.listener,
         channel=SAFETY_PLANS_CHANNEL,
         claim=lambda session, limit: claim_overdue(session, limit=limit),
         next_due=next_overdue_at,

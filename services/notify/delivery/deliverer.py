@@ -37,6 +37,7 @@ from shared import tracing
 from shared.db import SessionFactory, driver, transaction
 from shared.events import utcnow
 from shared.phi import KeyRing
+from shared.wakeup import Listener
 from shared.workqueue import Batch, WorkQueue
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ class Deliverer:
         channels: dict[str, Channel],
         settings: NotifySettings,
         ack_keys: list[bytes],
-        listen_dsn: str,
+        listener: Listener,
         metrics: Metrics,
         phi: KeyRing | None = None,
     ) -> None:
@@ -69,7 +70,7 @@ class Deliverer:
         #: slots, the escalation pass and the early wake-up when a send frees a held slot.
         self._queue: WorkQueue[Page] = WorkQueue(
             name="deliverer",
-            listen_dsn=listen_dsn,
+            listener=listener,
             channels=[DELIVERIES_CHANNEL],
             max_sleep=MAX_SLEEP_SECONDS,
             concurrency=settings.delivery_concurrency,

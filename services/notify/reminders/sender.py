@@ -20,8 +20,9 @@ from services.notify.delivery.channels import WebhookChannel
 from services.notify.reminders.models import Reminder
 from services.notify.reminders.service import KIND
 from services.notify.settings import NotifySettings
-from shared.db import SessionFactory, asyncpg_dsn, transaction
+from shared.db import SessionFactory, transaction
 from shared.events import utcnow
+from shared.wakeup import Listener
 from shared.workqueue import (
     Batch,
     WorkQueue,
@@ -95,6 +96,7 @@ class ReminderSender:
         sessions: SessionFactory,
         settings: NotifySettings,
         channel: WebhookChannel,
+        listener: Listener,
         batch_size: int = 20,
     ) -> None:
         self._sessions = sessions
@@ -105,7 +107,7 @@ class ReminderSender:
         # loop, the slots and the drain are the shared leased work queue (shared/workqueue.py).
         self._queue: WorkQueue[Claimed] = WorkQueue(
             name="reminder sender",
-            listen_dsn=asyncpg_dsn(settings.database_url),
+            listener=listener,
             channels=[REMINDERS_CHANNEL],
             max_sleep=LEASE.total_seconds(),
             concurrency=batch_size,  # reminders sent at once, each in a slot of its own

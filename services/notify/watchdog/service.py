@@ -20,13 +20,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notify.alerts.service import Unassessed, open_alert
 from services.notify.settings import NotifySettings
-from shared.db import SessionFactory, asyncpg_dsn, driver
+from shared.db import SessionFactory, driver
 from shared.events import (
     Envelope,
     RiskAssessed,
     ScreeningSubmitted,
 )
-from shared.wakeup import DueWatcher
+from shared.wakeup import DueWatcher, Listener
 
 log = logging.getLogger(__name__)
 
@@ -151,14 +151,19 @@ class AssessmentWatchdog:
     submission's notice says one is due sooner (`CHANNEL`)."""
 
     def __init__(
-        self, *, sessions: SessionFactory, settings: NotifySettings, batch_size: int = 50
+        self,
+        *,
+        sessions: SessionFactory,
+        settings: NotifySettings,
+        listener: Listener,
+        batch_size: int = 50,
     ) -> None:
         self._settings = settings
         self._watcher = DueWatcher(
             name="assessment watchdog",
             what="screening(s) not assessed in time",
             sessions=sessions,
-            listen_dsn=asyncpg_dsn(settings.database_url),
+            listener=listener,
             channel=CHANNEL,
             claim=self._claim,
             next_due=_next_due,

@@ -18,6 +18,7 @@ from services.notify.delivery.channels import Page
 from services.notify.delivery.deliverer import Deliverer
 from services.notify.delivery.queries import CLAIM
 from services.notify.settings import NotifySettings
+from shared.wakeup import Listener
 from tests.support.services import ServiceProcesses
 
 _ALERT = """
@@ -99,7 +100,7 @@ def _deliverer(slots: int) -> Deliverer:
         channels={},
         settings=settings,
         ack_keys=[b"k" * 32],
-        listen_dsn="postgresql://unused",
+        listener=Listener("postgresql://unused"),
         metrics=None,  # type: ignore[arg-type]
     )
 

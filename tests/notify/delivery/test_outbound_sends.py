@@ -20,6 +20,7 @@ from services.notify.settings import NotifySettings
 from shared.db import SessionFactory, create_engine, create_session_factory
 from shared.events import utcnow
 from shared.outbound import OutboundPolicy
+from shared.wakeup import Listener
 from shared.webhooks import webhook_session
 from tests.support.receiver import Receiver
 from tests.support.slow import SlowServer
@@ -128,7 +129,9 @@ async def test_a_reminder_keeps_to_the_channels_deadline(
 ) -> None:
     settings = _settings(database_url, drip.url)
     channel = WebhookChannel(http=plain, secrets=SECRETS, timeout=1.5, trusted=[drip.url])
-    sender = ReminderSender(sessions=sessions, settings=settings, channel=channel)
+    sender = ReminderSender(
+        sessions=sessions, settings=settings, channel=channel, listener=Listener("unused")
+    )
     reminder = await _reminder(db)
     try:
         started = time.monotonic()
@@ -154,7 +157,9 @@ async def test_a_reminder_to_an_address_the_guard_refuses_is_not_sent(
     policy = OutboundPolicy(allow_http=True)  # no OUTBOUND_ALLOWED_NETWORKS: loopback refused
     async with webhook_session(limit=1, guard=policy) as guarded:
         channel = WebhookChannel(http=plain, guarded=guarded, secrets=SECRETS, timeout=1.5)
-        sender = ReminderSender(sessions=sessions, settings=settings, channel=channel)
+        sender = ReminderSender(
+            sessions=sessions, settings=settings, channel=channel, listener=Listener("unused")
+        )
         reminder = await _reminder(db)
         before = len(receiver.got)
         try:
