@@ -88,27 +88,28 @@ class Listener:
     ) -> AsyncIterator[None]:
         """Notices on `channels` go to `on_notice` until the block ends."""
         subscriber = _Subscriber(tuple(channels), on_notice, on_lost)
-        async with self._lock:
-            new = [c for c in subscriber.channels if c not in self._channels()]
-            self._subscribers.append(subscriber)
-            conn = self._conn
-            if conn is not None and new:
-                try:
-                    for channel in new:
-                        await conn.add_listener(channel, self._dispatch)
-                except Exception as exc:
-                    # The connection is going: the keeper opens another on every channel.
-                    log.warning("%s: LISTEN failed (%s)", self.name, type(exc).__name__)
-                    self._up.clear()
-                    conn.terminate()
-        if self._keeper is None or self._keeper.done():
-            self._keeper = asyncio.create_task(self._keep(), name=self.name)
         try:
+            async with self._lock:
+                new = [c for c in subscriber.channels if c not in self._channels()]
+                self._subscribers.append(subscriber)
+                conn = self._conn
+                if conn is not None and new:
+                    try:
+                        for channel in new:
+                            await conn.add_listener(channel, self._dispatch)
+                    except Exception as exc:
+                        # The connection is going: the keeper opens another on every channel.
+                        log.warning("%s: LISTEN failed (%s)", self.name, type(exc).__name__)
+                        self._up.clear()
+                        conn.terminate()
+            self._keep_listening()
             yield
         finally:
-            # A channel nobody wants any more stays listened to until the next reconnect: its
+            # Also when cancelled before its LISTEN was done: nothing is left subscribed. A
+            # channel nobody wants any more stays listened to until the next reconnect: its
             # notices find no subscriber, and the session is signalled for every notice anyway.
-            self._subscribers.remove(subscriber)
+            with contextlib.suppress(ValueError):
+                self._subscribers.remove(subscriber)
             if not self._subscribers and self._keeper is not None:
                 keeper, self._keeper = self._keeper, None
                 keeper.cancel()
@@ -117,6 +118,7 @@ class Listener:
     async def listening(self) -> asyncpg.Connection:
         """The connection, once it listens on every subscribed channel."""
         while True:
+            self._keep_listening()
             await self._up.wait()  # returns at once while set: no other task runs meanwhile
             conn = self._conn
             if conn is not None and not conn.is_closed():
@@ -125,6 +127,15 @@ class Listener:
             # sets this again once listening anew. Returned, the closed connection would have
             # the loop ask again at once, and never let the keeper run.
             self._up.clear()
+
+    def _keep_listening(self) -> None:
+        """Start the keeper, or start it again should it ever have ended while subscribed."""
+        if self._keeper is not None and self._keeper.done():
+            if not self._keeper.cancelled() and self._keeper.exception() is not None:
+                log.error("%s: its keeper died", self.name, exc_info=self._keeper.exception())
+            self._keeper = None
+        if self._keeper is None and self._subscribers:
+            self._keeper = asyncio.create_task(self._keep(), name=self.name)
 
     def holds(self, conn: asyncpg.Connection) -> bool:
         """Whether `conn` (from `listening`) is still the connection, and open."""

@@ -165,27 +165,43 @@ async def test_a_dropped_listening_session_makes_each_loop_pass_again_and_listen
 
 
 async def test_a_loop_that_asks_between_the_drop_and_its_notice_waits_for_the_new_session(
-    database_url: str, db: asyncpg.Pool
+    database_url: str,
 ) -> None:
-    """asyncpg closes the connection at once and tells the keeper a loop later: a loop that asks
-    meanwhile (a pass that ended just then) must wait, not take the closed connection back (its
-    loop would ask again at once, forever, and the keeper never run)."""
-    name = f"listener test {uuid.uuid4().hex[:8]}"
-    listener = Listener(asyncpg_dsn(database_url), name=name)
-    lost: list[float] = []
+    """asyncpg closes a lost connection at once and tells the keeper a loop later: a loop that
+    asks meanwhile (a pass that ended just then) must wait, not take the closed connection back
+    (its loop would ask again at once, forever, and the keeper never run)."""
+    listener = Listener(asyncpg_dsn(database_url), name=f"listener test {uuid.uuid4().hex[:8]}")
+    lost: list[int] = []
     async with listener.subscribed(["drop_window"], lambda *_: None, lambda: lost.append(1)):
         conn = await listener.listening()
-        await db.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
-            name,
-        )
+        conn.terminate()  # as a lost connection: closed now, the keeper told with call_soon
+        assert conn.is_closed() and not lost
         async with asyncio.timeout(5):
-            while not conn.is_closed():  # noqa: ASYNC110 (no event marks the window)
-                await asyncio.sleep(0)
-            assert not lost  # the window: closed, and not told yet
             again = await listener.listening()
         assert again is not conn and not again.is_closed()
         assert lost
+
+
+async def test_a_loop_cancelled_while_subscribing_leaves_nothing_behind(
+    database_url: str, db: asyncpg.Pool
+) -> None:
+    """Its subscription ends with it, and with the last one the session."""
+    name = f"listener test {uuid.uuid4().hex[:8]}"
+    listener = Listener(asyncpg_dsn(database_url), name=name)
+    async with _loops(listener, [f"first_{uuid.uuid4().hex[:8]}"]):
+        joining = asyncio.create_task(_subscribe_forever(listener, f"late_{uuid.uuid4().hex[:8]}"))
+        await asyncio.sleep(0)  # inside its LISTEN, or waiting for the lock
+        joining.cancel()
+        await asyncio.gather(joining, return_exceptions=True)
+    deadline = time.monotonic() + 5
+    while await _sessions_named(db, name):
+        assert time.monotonic() < deadline, "a cancelled subscription kept the session open"
+        await asyncio.sleep(0.05)
+
+
+async def _subscribe_forever(listener: Listener, channel: str) -> None:
+    async with listener.subscribed([channel], lambda *_: None, lambda: None):
+        await asyncio.Event().wait()
 
 
 async def test_an_opened_plan_and_follow_up_say_when_they_are_due(
