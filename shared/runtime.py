@@ -236,12 +236,13 @@ async def open_runtime(
         lambda: create_producer(settings.kafka_bootstrap_servers, client_id=schema, **security)
     )
     await producer.start()
-    listener = Listener(asyncpg_dsn(settings.database_url), name=f"{schema} listener")
+    dsn = asyncpg_dsn(settings.database_url)
+    listener = Listener(dsn, name=f"{schema} listener")
     relay = OutboxRelay(
         sessions=sessions,
         outbox=outbox,
         producer=producer,
-        dsn=asyncpg_dsn(settings.database_url),
+        dsn=dsn,
         listener=listener,
         channel=notify_channel(schema),
         sweep_seconds=settings.outbox_sweep_seconds,
