@@ -24,32 +24,6 @@ from tests.support.safety_plans import open_plan
 ASLEEP = 60.0
 
 
-@contextlib.asynccontextmanager
-async def _looping(database_url: str, channel: str) -> AsyncIterator[list[float]]:
-    """A loop on `channel` that sleeps ASLEEP seconds after each pass; its passes' times."""
-    passes: list[float] = []
-
-    async def work() -> None:
-        passes.append(time.monotonic())
-
-    async def next_due() -> float:
-        return ASLEEP
-
-    loop = WakeLoop(
-        name="wake test",
-        listener=Listener(asyncpg_dsn(database_url)),
-        channels=[channel],
-        max_sleep=120,
-    )
-    task = asyncio.create_task(loop.run(work, next_due))
-    try:
-        await _passes(passes, 1)  # the first pass, then asleep
-        yield passes
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-
-
 async def _passes(passes: list[float], n: int, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while len(passes) < n:
@@ -61,7 +35,8 @@ async def test_a_notice_of_work_due_after_the_sleep_ends_does_not_wake_the_loop(
     database_url: str, db: asyncpg.Pool
 ) -> None:
     channel = f"wake_test_{uuid.uuid4().hex[:8]}"
-    async with _looping(database_url, channel) as passes:
+    async with _loops(Listener(asyncpg_dsn(database_url)), [channel]) as loops:
+        passes = loops[channel]
         await asyncio.sleep(0.2)  # asleep by now
         later = time.time() + ASLEEP + 3600
         await db.execute("SELECT pg_notify($1, $2)", channel, f"{later:.6f}")
@@ -113,6 +88,14 @@ async def _sessions_named(db: asyncpg.Pool, name: str) -> int:
     )
 
 
+async def _no_session_named(db: asyncpg.Pool, name: str, why: str) -> None:
+    """Within 5 s: a closed session's backend leaves the view as it exits."""
+    deadline = time.monotonic() + 5
+    while await _sessions_named(db, name):
+        assert time.monotonic() < deadline, why
+        await asyncio.sleep(0.05)
+
+
 async def _woken_alone(db: asyncpg.Pool, passes: dict[str, list[float]], channel: str) -> None:
     """A notice on `channel` wakes its loop once, and no other."""
     before = {c: len(seen) for c, seen in passes.items()}
@@ -136,10 +119,7 @@ async def test_the_loops_of_a_process_share_one_listening_session(
         assert await _sessions_named(db, name) == 1
         for channel in reversed(channels):
             await _woken_alone(db, passes, channel)
-    deadline = time.monotonic() + 5
-    while await _sessions_named(db, name):  # the last loop's end closes it
-        assert time.monotonic() < deadline, "the listening session outlived its loops"
-        await asyncio.sleep(0.05)
+    await _no_session_named(db, name, "the listening session outlived its loops")
 
 
 async def test_a_dropped_listening_session_makes_each_loop_pass_again_and_listen_on(
@@ -193,10 +173,7 @@ async def test_a_loop_cancelled_while_subscribing_leaves_nothing_behind(
         await asyncio.sleep(0)  # inside its LISTEN, or waiting for the lock
         joining.cancel()
         await asyncio.gather(joining, return_exceptions=True)
-    deadline = time.monotonic() + 5
-    while await _sessions_named(db, name):
-        assert time.monotonic() < deadline, "a cancelled subscription kept the session open"
-        await asyncio.sleep(0.05)
+    await _no_session_named(db, name, "a cancelled subscription kept the session open")
 
 
 async def _subscribe_forever(listener: Listener, channel: str) -> None:
